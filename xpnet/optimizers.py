@@ -1,0 +1,115 @@
+"""Optimizers: functional updates `w_new = w - lr * step`, so immutable arrays (JAX) work.
+
+`step(params, grads)` takes and returns dicts {name: array}; per-parameter buffers live in
+`state[name]`. `lr` is a plain float that the schedule may change between epochs.
+"""
+from __future__ import annotations
+
+
+class Optimizer:
+    def __init__(self, lr: float):
+        if not (isinstance(lr, (int, float)) and lr > 0.0):
+            raise ValueError(f"learning rate must be a number > 0, got {lr!r}; try 0.01 for SGD or 0.001 for Adam")
+        self.lr, self.t, self.state = float(lr), 0, {}
+
+    def build(self, xp) -> "Optimizer":
+        self.xp = xp
+        return self
+
+    def reset(self) -> None:
+        """Forget buffers and the step count (the learning rate is kept)."""
+        self.t, self.state = 0, {}
+
+    def step(self, params: dict, grads: dict) -> dict:
+        self.t += 1
+        return {name: self.update(name, w, grads[name]) for name, w in params.items()}
+
+    def update(self, name: str, w, g):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """SGD with optional classical or Nesterov momentum (PyTorch's form: buf = mu*buf + g)."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(lr)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and not momentum:
+            raise ValueError("Nesterov momentum needs momentum > 0, e.g. momentum=0.9")
+        self.momentum, self.nesterov = float(momentum), nesterov
+
+    def update(self, name, w, g):
+        if not self.momentum:
+            return w - self.lr * g
+        buf = self.state.get(name)
+        buf = g if buf is None else self.momentum * buf["momentum"] + g
+        self.state[name] = {"momentum": buf}
+        return w - self.lr * (g + self.momentum * buf if self.nesterov else buf)
+
+
+class BookSGD(Optimizer):
+    """The book's rule: delta = lr * g; w -= delta + alpha * delta_prev (a one-step look-back, not a velocity)."""
+
+    def __init__(self, lr: float = 0.001, alpha: float = 0.0):
+        super().__init__(lr)
+        if alpha < 0.0:
+            raise ValueError(f"momentum alpha must be >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def update(self, name, w, g):
+        delta = self.lr * g
+        prev = self.state.get(name)
+        self.state[name] = {"delta_prev": delta}
+        return w - delta if prev is None else w - (delta + self.alpha * prev["delta_prev"])
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight_decay adds weight_decay * w to the gradient (L2)."""
+
+    decoupled = False
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(lr)
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"Adam betas must be in [0, 1), got beta1={beta1!r}, beta2={beta2!r}")
+        if weight_decay < 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
+
+    def update(self, name, w, g):
+        if self.weight_decay and not self.decoupled:
+            g = g + self.weight_decay * w
+        s = self.state.get(name)
+        m = (1.0 - self.beta1) * g if s is None else self.beta1 * s["m"] + (1.0 - self.beta1) * g
+        v = (1.0 - self.beta2) * (g * g) if s is None else self.beta2 * s["v"] + (1.0 - self.beta2) * (g * g)
+        self.state[name] = {"m": m, "v": v}
+        step_size = self.lr / (1.0 - self.beta1 ** self.t)
+        denom = self.xp.sqrt(v / (1.0 - self.beta2 ** self.t)) + self.eps
+        if self.weight_decay and self.decoupled:
+            w = w - (self.lr * self.weight_decay) * w
+        return w - step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * weight_decay * w, then the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": lambda lr=0.01, momentum=0.9: SGD(lr, momentum=momentum),
+    "nesterov": lambda lr=0.01, momentum=0.9: SGD(lr, momentum=momentum, nesterov=True),
+    "book": BookSGD,
+    "adam": Adam,
+    "adamw": AdamW,
+}

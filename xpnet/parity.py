@@ -1,0 +1,138 @@
+"""Backend parity: the same model from the same seed, trained on the same batches on each backend,
+compared with a reference (NumPy float64 on the host).
+
+Two figures, because training can amplify a rounding difference by 30-1000x per step:
+- lockstep: at every step each backend starts from the reference's current state (parameters,
+  optimizer buffers, learning rate) and batch; its loss, gradients and updated parameters are
+  compared with the reference's. This is pure implementation error and is judged against TOLERANCES.
+- free-running: each backend trains on its own for `steps` steps; the difference after the last
+  step, and its growth per step (geometric mean of successive ratios), say how sensitive the run is.
+  Judged only against `free_tol` when one is given.
+Relative difference of a tensor: max|a - b| / max|b|; the worst over tensors is reported.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import Backend, backend as select_backend
+from .layers import Dense, ReLU, Sigmoid, Tanh
+from .model import Sequential
+from .optimizers import SGD, Adam
+
+# Lockstep tolerance per dtype: float64 is ~1e5 ulps of headroom for reordered sums; float32 is
+# compared with the float64 reference, so it carries float32 rounding (~6e-8) times the same headroom.
+TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(max|a - b|, max|a - b| / max|b|) in float64; relative is 0 when both are zero."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    abs_diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    rel = abs_diff / scale if scale else (0.0 if abs_diff == 0.0 else math.inf)
+    return abs_diff, rel
+
+
+def default_problem(n: int = 512, features: int = 16, classes: int = 4, seed: int = 0):
+    """Well-scaled data: standard-normal features, labels from a random linear teacher. X: (n, features)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, features))
+    y = np.argmax(X @ rng.standard_normal((features, classes)), axis=1)
+    return X, y
+
+
+def default_model(bk, dtype: str, optimizer: str = "sgd", features: int = 16, classes: int = 4, seed: int = 0):
+    """The parity model: 3 hidden layers (tanh, relu, sigmoid), L1 + L2, momentum SGD or Adam.
+
+    Well conditioned: unit-scale inputs, Glorot init, a small learning rate and smooth saturating
+    activations keep each step close to the identity map, so rounding differences stay at rounding level.
+    """
+    opt = SGD(0.01, momentum=0.9) if optimizer == "sgd" else Adam(0.001)
+    return Sequential([Dense(features, 32), Tanh(), Dense(32, 32), ReLU(), Dense(32, 16), Sigmoid(),
+                       Dense(16, classes)], loss="softmax_cross_entropy", optimizer=opt, l1=1e-4, l2=1e-3,
+                      backend=bk, dtype=dtype, seed=seed)
+
+
+def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
+           batch_size: int = 64, device: str | None = None, reference=("numpy", "float64"), seed: int = 0,
+           free_tol: float | None = None, optimizer: str = "sgd") -> dict:
+    """Run the parity check. `model_fn(backend, dtype)` builds the model (same seed every call);
+    X, y: host data. Returns {'reference', 'steps', 'results': [...], 'passed'}."""
+    if model_fn is None:
+        model_fn = lambda bk, dtype: default_model(bk, dtype, optimizer)  # noqa: E731
+        if X is None:
+            X, y = default_problem()
+    if X is None or y is None:
+        raise ValueError("parity with your own model_fn needs host data X and y")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    ref = model_fn(Backend(reference[0], "cpu"), reference[1])
+    Xh = np.asarray(X)
+    n = Xh.shape[0]
+    batch_size = min(batch_size, n)
+    rng = np.random.default_rng(seed)
+    batches, order = [], np.empty(0, dtype=np.int64)
+    while len(batches) < steps:
+        if order.size < batch_size:
+            order = np.concatenate([order, rng.permutation(n)])
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+
+    # the reference run, with its state before and its results after every step
+    init = ref.get_state()
+    Xr, (Yr, _) = ref.as_input(Xh), ref.as_targets(y, n)
+    before, after = [], []
+    for idx in batches:
+        before.append(ref.get_state())
+        idx_r = ref.bk.asarray(idx)
+        value, _ = ref.train_step(ref.xp.take(Xr, idx_r, axis=0), ref.xp.take(Yr, idx_r, axis=0))
+        after.append({"loss": float(value), "grads": {k: np.array(v) for k, v in ref.gradients().items()},
+                      "params": {k: np.array(v) for k, v in ref.parameters().items()}})
+
+    results = []
+    for name in backends:
+        for dtype in dtypes:
+            bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
+            results.append(_compare(model_fn, bk, dtype, Xh, y, batches, init, before, after, free_tol))
+    return {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
+            "results": results, "passed": all(r["passed"] for r in results)}
+
+
+def _compare(model_fn, bk, dtype, Xh, y, batches, init, before, after, free_tol) -> dict:
+    free, lock = model_fn(bk, dtype), model_fn(bk, dtype)
+    free.set_state(init)
+    xp, to_np = free.xp, bk.to_numpy
+    Xd = free.as_input(Xh)
+    Yd, _ = free.as_targets(y, Xh.shape[0])
+    per_param = {k: [0.0, 0.0] for k in init["params"]}
+    worst_abs = worst_rel = 0.0
+    free_diffs = []
+    for step, idx in enumerate(batches):
+        idx_d = bk.asarray(idx)
+        xb, yb = xp.take(Xd, idx_d, axis=0), xp.take(Yd, idx_d, axis=0)
+        ref = after[step]
+        # lockstep: the reference's state in, one step, everything out compared
+        lock.set_state(before[step])
+        value, _ = lock.train_step(xb, yb)
+        a, r = rel_diff(np.asarray(float(value)), np.asarray(ref["loss"]))
+        worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
+        grads, params = lock.gradients(), lock.parameters()
+        for k in per_param:
+            for got, want in ((grads[k], ref["grads"][k]), (params[k], ref["params"][k])):
+                a, r = rel_diff(to_np(got), want)
+                per_param[k][0], per_param[k][1] = max(per_param[k][0], a), max(per_param[k][1], r)
+        # free-running: its own state, the same batch
+        free.train_step(xb, yb)
+        fp = free.parameters()
+        free_diffs.append(max(rel_diff(to_np(fp[k]), ref["params"][k])[1] for k in per_param))
+    worst_abs = max([worst_abs] + [v[0] for v in per_param.values()])
+    worst_rel = max([worst_rel] + [v[1] for v in per_param.values()])
+    ratios = [b / a for a, b in zip(free_diffs, free_diffs[1:]) if a > 0 and b > 0]
+    growth = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
+    passed = worst_rel <= TOLERANCES[dtype] and (free_tol is None or free_diffs[-1] <= free_tol)
+    return {"backend": bk.name, "device": bk.device, "dtype": dtype, "max_abs_diff": worst_abs,
+            "max_rel_diff": worst_rel, "free_max_rel_diff": free_diffs[-1], "growth_per_step": growth,
+            "tolerance": TOLERANCES[dtype], "passed": passed,
+            "parameters": {k: {"max_abs_diff": v[0], "max_rel_diff": v[1]} for k, v in per_param.items()}}

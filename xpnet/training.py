@@ -1,0 +1,177 @@
+"""The training loop: epochs of shuffled minibatches, history, validation, early stopping, callbacks.
+
+The data moves to the device once; each epoch moves one index vector (the host RNG's shuffle) and
+each minibatch is a `take` of rows on the device. Losses stay on the device until the epoch ends,
+so a GPU is synchronised once per epoch, not once per step.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from .validation import InputError
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) of each minibatch: fixed `batch_size` (last one shorter), or `minibatches` chunks as
+    numpy.array_split makes them (the first n % k chunks one sample longer)."""
+    if minibatches is not None:
+        if batch_size is not None:
+            raise InputError("give batch_size or minibatches, not both")
+        if not isinstance(minibatches, int) or minibatches < 1 or minibatches > n:
+            raise InputError(f"minibatches must be an integer from 1 to the number of samples ({n}), got {minibatches!r}")
+        q, r = divmod(n, minibatches)
+        bounds, start = [], 0
+        for i in range(minibatches):
+            stop = start + q + (1 if i < r else 0)
+            bounds.append((start, stop))
+            start = stop
+        return bounds
+    if batch_size is None:
+        batch_size = min(32, n)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+
+
+class EarlyStopping:
+    """Stop when `monitor` has not improved for `patience` epochs; restore the best parameters."""
+
+    def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True):
+        if not isinstance(patience, int) or patience < 1:
+            raise InputError(f"early-stopping patience must be a positive integer, got {patience!r}")
+        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
+
+    def on_train_begin(self, model):
+        self.best, self.wait, self.best_params, self.stopped_epoch = math.inf, 0, None, None
+
+    def on_epoch_end(self, model, logs: dict):
+        value = logs.get(self.monitor)
+        if value is None:
+            value = logs["loss"]
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+            if self.restore_best:
+                self.best_params = dict(model.parameters())
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = logs["epoch"]
+            return True
+        return False
+
+    def on_train_end(self, model):
+        if self.restore_best and self.best_params is not None and self.stopped_epoch is not None:
+            model.set_parameters(self.best_params)
+
+
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
+    """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs)."""
+    xp, n = model.xp, X.shape[0]
+    total, correct = 0.0, 0.0
+    for s in range(0, n, batch_size):
+        e = min(s + batch_size, n)
+        xb, yb = X[s:e, ...], Y[s:e, ...]
+        z, _ = model.forward(xb)
+        value = model.loss(z, yb)[0]
+        total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
+        correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+    vals = model.bk.to_numpy(xp.stack([xp.asarray(total, dtype=model.dtype), correct]))
+    return float(vals[0]) / n, float(vals[1]) / n
+
+
+def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
+        shuffle: bool = True, validation_split: float = 0.0, validation_data=None, early_stopping=None,
+        callbacks=(), verbose: bool = False) -> dict:
+    """Train `model` in place; returns and stores `model.history_` (per-epoch lists of HISTORY_KEYS).
+
+    Also sets `model.batch_losses_`: the loss of every minibatch, as Python floats (the book's cost_).
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
+    if not 0.0 <= validation_split < 1.0:
+        raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if validation_split and validation_data is not None:
+        raise InputError("give validation_split or validation_data, not both")
+    xp, bk = model.xp, model.bk
+    Xd = model.as_input(X)
+    n_all = Xd.shape[0]
+    Yd, _ = model.as_targets(y, n_all)
+    val = None
+    if validation_split:
+        n_val = int(round(n_all * validation_split))
+        if n_val < 1 or n_val >= n_all:
+            raise InputError(f"validation_split={validation_split} of {n_all} samples leaves an empty training or "
+                             f"validation set")
+        # the last part, deterministically (as the book's later editions hold out the last 5,000)
+        val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
+        Xd, Yd = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...]
+    elif validation_data is not None:
+        Xv = model.as_input(validation_data[0], "validation X")
+        val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y")[0])
+    n = Xd.shape[0]
+    bounds = batch_bounds(n, batch_size, minibatches)
+
+    callbacks = list(callbacks)
+    if early_stopping:
+        callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
+    for cb in callbacks:
+        getattr(cb, "on_train_begin", lambda m: None)(model)
+
+    history = {k: [] for k in HISTORY_KEYS}
+    model.history_, model.batch_losses_ = history, []
+    opt, lr0 = model.optimizer, model.optimizer.lr
+    mean = model.loss.reduction == "mean"
+    order = None
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        opt.lr = model.schedule(epoch, opt.lr, lr0)
+        if shuffle:
+            perm = model.rng.permutation(n)
+            order = perm if order is None else order[perm]  # shuffles compose, as the book's X_data[perm]
+            order_d = bk.asarray(order)
+        losses, correct = [], 0.0
+        for s, e in bounds:
+            if shuffle:
+                idx = order_d[s:e]
+                xb, yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
+            else:
+                xb, yb = Xd[s:e, ...], Yd[s:e, ...]
+            value, z = model.train_step(xb, yb)
+            losses.append(value)
+            correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+        host = bk.to_numpy(xp.stack(losses + [xp.asarray(correct, dtype=model.dtype)]))
+        batch_losses = [float(v) for v in host[:-1]]
+        bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"the loss became {batch_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
+                                   f"(learning rate {opt.lr:g}); lower the learning rate, e.g. --lr {opt.lr / 10:g}")
+        model.batch_losses_.extend(batch_losses)
+        weights = [e - s for s, e in bounds] if mean else [1] * len(bounds)
+        logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / n,
+                "accuracy": float(host[-1]) / n, "val_loss": None, "val_accuracy": None, "lr": opt.lr}
+        if val is not None:
+            logs["val_loss"], logs["val_accuracy"] = evaluate(model, *val)
+        logs["seconds"] = time.perf_counter() - t0
+        for k in HISTORY_KEYS:
+            history[k].append(logs[k])
+        if verbose:
+            extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if val is not None else ""
+            print(f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
+                  f"lr {opt.lr:.3g} {logs['seconds']:.2f}s", flush=True)
+        stop = False
+        for cb in callbacks:
+            hook = getattr(cb, "on_epoch_end", None) or cb
+            stop = bool(hook(model, logs)) or stop
+        if stop:
+            break
+    for cb in callbacks:
+        getattr(cb, "on_train_end", lambda m: None)(model)
+    return history
