@@ -10,8 +10,8 @@ import os
 import sys
 import warnings
 
-import numpy as np
 import array_api_compat
+import numpy as np
 
 NAMES = ("numpy", "array_api_strict", "torch", "jax", "cupy")
 GPU_CAPABLE = ("torch", "jax", "cupy")
@@ -309,6 +309,9 @@ def available() -> list[str]:
     return [row["name"] for row in map(describe, NAMES) if row["available"]]
 
 
-def set_array_api_strict_version(version: str) -> None:
-    """Select the Array API version that array_api_strict enforces (e.g. '2024.12')."""
-    _import("array_api_strict").set_array_api_strict_flags(api_version=version)
+def set_array_api_strict_version(version: str) -> str:
+    """Select the Array API version that array_api_strict enforces (e.g. '2024.12'); returns the previous one."""
+    strict = _import("array_api_strict")
+    previous = strict.get_array_api_strict_flags()["api_version"]
+    strict.set_array_api_strict_flags(api_version=version)
+    return previous

@@ -7,6 +7,7 @@ everything a backward needs is held by its closure.
 from __future__ import annotations
 
 from .init import INITIALIZERS
+from .validation import InputError
 
 
 class Layer:
@@ -35,15 +36,15 @@ class Dense(Layer):
         super().__init__()
         for what, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Dense {what} must be a positive integer, got {v!r}")
+                raise InputError(f"Dense {what} must be a positive integer, got {v!r}")
         if init not in INITIALIZERS:
-            raise ValueError(f"unknown initializer {init!r}; choose one of: {', '.join(INITIALIZERS)}")
+            raise InputError(f"unknown initializer {init!r}; choose one of: {', '.join(INITIALIZERS)}")
         self.in_features, self.out_features, self.init, self.use_bias = in_features, out_features, init, bias
 
     def build(self, bk, dtype, rng, in_features: int) -> int:
         super().build(bk, dtype, rng, in_features)
         if in_features != self.in_features:
-            raise ValueError(f"Dense expects {self.in_features} input features but the previous layer gives "
+            raise InputError(f"Dense expects {self.in_features} input features but the previous layer gives "
                              f"{in_features}; make the sizes agree")
         drawn = INITIALIZERS[self.init](rng, self.in_features, self.out_features)
         w, b = drawn if isinstance(drawn, tuple) else (drawn, None)
@@ -140,7 +141,7 @@ class Dropout(Layer):
     def __init__(self, p: float = 0.5, host_rng: bool = True):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout probability must be in [0, 1), got {p!r}")
+            raise InputError(f"Dropout probability must be in [0, 1), got {p!r}")
         self.p, self.host_rng = float(p), host_rng
 
     def build(self, bk, dtype, rng, in_features):

@@ -8,12 +8,13 @@ softmax + categorical cross-entropy. Both have dz = activation(z) - y (the book'
 from __future__ import annotations
 
 from .layers import sigmoid, softmax
+from .validation import InputError
 
 
 class Loss:
     def __init__(self, reduction: str = "mean"):
         if reduction not in ("mean", "sum"):
-            raise ValueError(f"loss reduction must be 'mean' or 'sum', got {reduction!r}")
+            raise InputError(f"loss reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
 
     def build(self, xp) -> "Loss":

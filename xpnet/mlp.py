@@ -68,15 +68,30 @@ class NeuralNetMLP:
         w, b = to_np(p[f"layers.{i}.weight"]), to_np(p[f"layers.{i}.bias"])
         return np.concatenate([b[:, None], w], axis=1).astype(np.float64)
 
+    def _set_book_layout(self, i: int, value) -> None:
+        w = np.asarray(value, dtype=np.float64)
+        shape = tuple(self.model.parameters()[f"layers.{i}.weight"].shape)
+        if w.shape != (shape[0], shape[1] + 1):
+            raise InputError(f"w{i // 2 + 1} must have shape {(shape[0], shape[1] + 1)} (bias in column 0), got {w.shape}")
+        self.model.set_parameters({f"layers.{i}.weight": w[:, 1:], f"layers.{i}.bias": w[:, 0]})
+
     @property
     def w1(self) -> np.ndarray:
-        """(n_hidden, n_features + 1), bias in column 0: a float64 NumPy copy."""
+        """(n_hidden, n_features + 1), bias in column 0: a float64 NumPy copy (assignable)."""
         return self._book_layout(0)
+
+    @w1.setter
+    def w1(self, value) -> None:
+        self._set_book_layout(0, value)
 
     @property
     def w2(self) -> np.ndarray:
-        """(n_output, n_hidden + 1), bias in column 0: a float64 NumPy copy."""
+        """(n_output, n_hidden + 1), bias in column 0: a float64 NumPy copy (assignable)."""
         return self._book_layout(2)
+
+    @w2.setter
+    def w2(self, value) -> None:
+        self._set_book_layout(2, value)
 
     @property
     def eta(self) -> float:

@@ -1,7 +1,8 @@
 """Sequential: a stack of layers, a fused loss, a penalty and an optimizer on one backend and dtype."""
 from __future__ import annotations
 
-from .backend import backend as select_backend, is_host
+from .backend import backend as select_backend
+from .backend import is_host
 from .init import host_rng
 from .layers import Dense
 from .losses import LOSSES, Loss

@@ -5,11 +5,13 @@
 """
 from __future__ import annotations
 
+from .validation import InputError
+
 
 class Optimizer:
     def __init__(self, lr: float):
         if not (isinstance(lr, (int, float)) and lr > 0.0):
-            raise ValueError(f"learning rate must be a number > 0, got {lr!r}; try 0.01 for SGD or 0.001 for Adam")
+            raise InputError(f"learning rate must be a number > 0, got {lr!r}; try 0.01 for SGD or 0.001 for Adam")
         self.lr, self.t, self.state = float(lr), 0, {}
 
     def build(self, xp) -> "Optimizer":
@@ -37,9 +39,9 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(lr)
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+            raise InputError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and not momentum:
-            raise ValueError("Nesterov momentum needs momentum > 0, e.g. momentum=0.9")
+            raise InputError("Nesterov momentum needs momentum > 0, e.g. momentum=0.9")
         self.momentum, self.nesterov = float(momentum), nesterov
 
     def update(self, name, w, g):
@@ -57,7 +59,7 @@ class BookSGD(Optimizer):
     def __init__(self, lr: float = 0.001, alpha: float = 0.0):
         super().__init__(lr)
         if alpha < 0.0:
-            raise ValueError(f"momentum alpha must be >= 0, got {alpha!r}")
+            raise InputError(f"momentum alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)
 
     def update(self, name, w, g):
@@ -76,9 +78,9 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0):
         super().__init__(lr)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"Adam betas must be in [0, 1), got beta1={beta1!r}, beta2={beta2!r}")
+            raise InputError(f"Adam betas must be in [0, 1), got beta1={beta1!r}, beta2={beta2!r}")
         if weight_decay < 0.0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+            raise InputError(f"weight_decay must be >= 0, got {weight_decay!r}")
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
     def update(self, name, w, g):

@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-from .backend import Backend, backend as select_backend
+from .backend import Backend
+from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .model import Sequential
 from .optimizers import SGD, Adam

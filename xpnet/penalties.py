@@ -1,6 +1,8 @@
 """L1 and L2 weight penalties (biases are never penalized, as in the book)."""
 from __future__ import annotations
 
+from .validation import InputError
+
 
 class Penalty:
     """cost = l2/2 * sum(w**2) + l1_cost_factor * l1 * sum|w|; gradient += l2 * w + l1 * sign(w).
@@ -12,7 +14,7 @@ class Penalty:
     def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_cost_factor: float = 1.0):
         for name, v in (("l1", l1), ("l2", l2)):
             if not (isinstance(v, (int, float)) and v >= 0.0):
-                raise ValueError(f"{name} regularization strength must be a number >= 0, got {v!r}")
+                raise InputError(f"{name} regularization strength must be a number >= 0, got {v!r}")
         self.l1, self.l2, self.l1_cost_factor = float(l1), float(l2), float(l1_cost_factor)
 
     def __bool__(self) -> bool:

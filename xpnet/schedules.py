@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from .validation import InputError
+
 
 class Constant:
     def __call__(self, epoch: int, lr: float, lr0: float) -> float:
@@ -14,7 +16,7 @@ class BookDecay:
 
     def __init__(self, decrease_const: float):
         if decrease_const < 0:
-            raise ValueError(f"decrease constant must be >= 0, got {decrease_const!r}")
+            raise InputError(f"decrease constant must be >= 0, got {decrease_const!r}")
         self.d = float(decrease_const)
 
     def __call__(self, epoch, lr, lr0):

@@ -92,7 +92,8 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
         callbacks=(), verbose: bool = False) -> dict:
     """Train `model` in place; returns and stores `model.history_` (per-epoch lists of HISTORY_KEYS).
 
-    Also sets `model.batch_losses_`: the loss of every minibatch, as Python floats (the book's cost_).
+    Also sets `model.batch_losses_`: the loss of every minibatch, as Python floats (the book's cost_),
+    and `model.order_`: the host index order of the last epoch (None without shuffling).
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
@@ -129,7 +130,7 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
     model.history_, model.batch_losses_ = history, []
     opt, lr0 = model.optimizer, model.optimizer.lr
     mean = model.loss.reduction == "mean"
-    order = None
+    order = model.order_ = None
     for epoch in range(epochs):
         t0 = time.perf_counter()
         opt.lr = model.schedule(epoch, opt.lr, lr0)
@@ -137,6 +138,7 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
             perm = model.rng.permutation(n)
             order = perm if order is None else order[perm]  # shuffles compose, as the book's X_data[perm]
             order_d = bk.asarray(order)
+            model.order_ = order
         losses, correct = [], 0.0
         for s, e in bounds:
             if shuffle:

@@ -1,0 +1,77 @@
+"""Backend parity against NumPy float64: lockstep (implementation error) and free-running (sensitivity)."""
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.parity import TOLERANCES, default_model, default_problem, rel_diff
+from xpnet.testing import CASES, _skip_reason, assert_parity
+
+CPU = [name for name, device, version in CASES if device == "cpu" and version is None]
+
+
+def _cpu_params():
+    return [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=r)] if (r := _skip_reason(n, "cpu")) else [])
+            for n in CPU]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("name", _cpu_params())
+def test_three_hidden_layers_100_steps(name, optimizer):
+    report = xpnet.parity(backends=[name], dtypes=["float64", "float32"], steps=100, optimizer=optimizer)
+    r64, r32 = report["results"]
+    assert r64["max_rel_diff"] <= 1e-10 and r64["free_max_rel_diff"] <= 1e-10, r64
+    assert r32["max_rel_diff"] <= 1e-4, r32
+    assert report["passed"] and set(r64["parameters"]) == {
+        f"layers.{i}.{k}" for i in (0, 2, 4, 6) for k in ("weight", "bias")}
+
+
+def test_lockstep_catches_a_backend_bug(monkeypatch):
+    """Parity must be able to fail: a 1e-6 error in one optimizer step on the torch side is flagged."""
+    from xpnet.optimizers import SGD
+    original = SGD.update
+
+    def skewed(self, name, w, g):
+        out = original(self, name, w, g)
+        return out * (1 + 1e-6) if type(w).__module__.startswith("torch") else out
+
+    pytest.importorskip("torch")
+    monkeypatch.setattr(SGD, "update", skewed)
+    report = xpnet.parity(backends=["numpy", "torch"], steps=5)
+    numpy_row, torch_row = report["results"]
+    assert numpy_row["passed"] and not torch_row["passed"] and not report["passed"]
+    assert torch_row["max_rel_diff"] > TOLERANCES["float64"]
+
+
+def test_growth_is_reported_for_a_chaotic_run():
+    """A large learning rate makes the free-running difference grow step after step; lockstep stays tight."""
+    X, y = default_problem()
+
+    def hot(bk, dtype):
+        m = default_model(bk, dtype)
+        m.optimizer.lr = 2.0
+        return m
+
+    report = xpnet.parity(hot, X * 5, y, backends=["numpy"], dtypes=["float32"], steps=60, free_tol=1e-3)
+    row = report["results"][0]
+    assert row["max_rel_diff"] <= TOLERANCES["float32"]
+    assert row["growth_per_step"] is not None and row["growth_per_step"] > 1.0
+    assert row["passed"] == (row["free_max_rel_diff"] <= 1e-3)
+
+
+def test_assert_parity_helper_on_a_user_model():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((64, 6)), rng.integers(0, 2, 64)
+
+    def model_fn(bk, dtype):
+        return xpnet.Sequential([xpnet.Dense(6, 8), xpnet.LeakyReLU(), xpnet.Dense(8, 2)], loss="logistic",
+                                optimizer=xpnet.SGD(0.05, momentum=0.5, nesterov=True), backend=bk, dtype=dtype,
+                                seed=3)
+
+    report = assert_parity(model_fn, X, y, steps=10, batch_size=16)
+    assert {r["backend"] for r in report["results"]} >= {"numpy"}
+
+
+def test_rel_diff_definition():
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 4.0])
+    assert rel_diff(a, b) == (2.0, 0.5)
+    assert rel_diff(np.zeros(2), np.zeros(2)) == (0.0, 0.0)

@@ -1,0 +1,6 @@
+"""`python -m xpnet` runs the xpnet command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,256 @@
+"""The `xpnet` command: backends, gradcheck, parity, train. Configuration is read here, at run time."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from . import __version__
+from .backend import NAMES, BackendError, describe
+
+EPILOG = "Environment: XPNET_BACKEND, XPNET_DEVICE (defaults for --backend/--device), XPNET_DATA (data directory)."
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 100,50, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
+    return values
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, default=float), flush=True)
+
+
+# backends ---------------------------------------------------------------------------------------
+def cmd_backends(args) -> int:
+    rows = [describe(name) for name in NAMES]
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'backend':<17} {'available':<9} {'version':<12} devices / reason")
+    for r in rows:
+        tail = ", ".join(r["devices"]) if r["available"] else r["reason"]
+        print(f"{r['name']:<17} {'yes' if r['available'] else 'no':<9} {r['version'] or '-':<12} {tail}")
+    return 0
+
+
+# gradcheck --------------------------------------------------------------------------------------
+def cmd_gradcheck(args) -> int:
+    from .gradcheck import gradcheck
+    if args.book:
+        reports = _book_gradcheck(args)
+    else:
+        from .layers import ACTIVATIONS, Dense
+        from .model import Sequential
+        rng = np.random.default_rng(args.seed)
+        X = rng.standard_normal((args.samples, args.features))
+        y = np.arange(args.samples) % args.classes
+        sizes = [args.features, *args.hidden, args.classes]
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            layers.append(Dense(a, b))
+            if i < len(sizes) - 2:
+                layers.append(ACTIVATIONS[args.activation]())
+        model = Sequential(layers, loss=args.loss, l1=args.l1, l2=args.l2, backend=args.backend, device=args.device,
+                           dtype="float64", seed=args.seed)
+        reports = [gradcheck(model, X, y, epsilon=args.epsilon)]
+    report = reports[-1] if len(reports) == 1 else _merge(reports)
+    if args.json:
+        _print_json(report)
+    else:
+        for i, r in enumerate(reports):
+            label = f"check {i + 1}: " if len(reports) > 1 else ""
+            print(f"{label}overall relative error {r['overall_relative_error']:.3e}  "
+                  f"{'Ok' if r['passed'] else 'FAILED'}")
+            if len(reports) == 1 or not r["passed"]:
+                for c in r["checks"]:
+                    print(f"  {c['parameter']:<20} {c['relative_error']:.3e}  {c['grade']}")
+    return 0 if report["passed"] else 1
+
+
+def _merge(reports: list[dict]) -> dict:
+    """Several checks (the book's one per minibatch) -> one report of the worst figures, with every check."""
+    checks = [dict(c, check=i + 1) for i, r in enumerate(reports) for c in r["checks"]]
+    return {"checks": checks, "overall_relative_error": max(r["overall_relative_error"] for r in reports),
+            "max_relative_error": max(c["relative_error"] for c in checks),
+            "passed": all(r["passed"] for r in reports),
+            "overall_relative_errors": [r["overall_relative_error"] for r in reports]}
+
+
+def _book_gradcheck(args) -> list[dict]:
+    """The book's setting: n_hidden=10, no penalties, 10 epochs of one minibatch on the first 5 MNIST
+    training images, a check at every minibatch."""
+    import warnings
+
+    from .datasets import load_mnist
+    from .gradcheck import gradcheck
+    from .mlp import NeuralNetMLP
+    X, y, _, _ = load_mnist("mnist", args.data_dir, download=not args.offline)
+    X, y = X[:5].astype(np.float64), y[:5].astype(np.int64)
+    nn = NeuralNetMLP(n_output=10, n_features=784, n_hidden=10, l1=0.0, l2=0.0, epochs=1, eta=0.001, alpha=0.0,
+                      decrease_const=0.0, minibatches=1, shuffle=False, random_state=1, backend=args.backend,
+                      device=args.device)
+    reports = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 5 images hold fewer than 10 classes, as in the book
+        for _ in range(10):
+            reports.append(gradcheck(nn, X, y, epsilon=args.epsilon))
+            nn.fit(X, y)
+    return reports
+
+
+# parity -----------------------------------------------------------------------------------------
+def cmd_parity(args) -> int:
+    from .parity import parity
+    backends = _csv(args.backends)
+    for name in backends:
+        if name not in NAMES:
+            raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
+    report = parity(backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
+                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed)
+    if args.json:
+        _print_json(report)
+    else:
+        ref = report["reference"]
+        print(f"reference {ref['backend']} {ref['dtype']} ({ref['device']}), {report['steps']} steps")
+        print(f"{'backend':<17} {'device':<7} {'dtype':<8} {'lockstep abs':>12} {'lockstep rel':>12} "
+              f"{'tol':>6} {'free rel':>9} {'growth/step':>11}  result")
+        for r in report["results"]:
+            growth = "-" if r["growth_per_step"] is None else f"{r['growth_per_step']:.4f}"
+            print(f"{r['backend']:<17} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
+                  f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
+                  f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
+    return 0 if report["passed"] else 1
+
+
+# train ------------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from .train import run_train
+    result = run_train(args)
+    if args.json:
+        _print_json(result)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .layers import ACTIVATIONS
+    from .losses import LOSSES
+    from .optimizers import OPTIMIZERS
+
+    p = argparse.ArgumentParser(prog="xpnet", description="Train neural networks on NumPy, CuPy, PyTorch or JAX "
+                                "from one Array API implementation.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp, device_help="cpu, cuda or cuda:N"):
+        sp.add_argument("--backend", default=None, help=f"{', '.join(NAMES)} or auto (default: $XPNET_BACKEND or auto)")
+        sp.add_argument("--device", default=None, help=f"{device_help} (default: $XPNET_DEVICE or the backend's)")
+        sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+        sp.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    sp = sub.add_parser("backends", help="list backends: available, version, devices")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_backends)
+
+    sp = sub.add_parser("gradcheck", help="check backprop against central differences (float64)")
+    common(sp)
+    sp.add_argument("--hidden", type=_ints, default=[6, 5], help="hidden layer sizes (default 6,5)")
+    sp.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
+    sp.add_argument("--loss", choices=list(LOSSES), default="softmax_cross_entropy")
+    sp.add_argument("--l1", type=float, default=0.01)
+    sp.add_argument("--l2", type=float, default=0.1)
+    sp.add_argument("--features", type=int, default=8)
+    sp.add_argument("--classes", type=int, default=3)
+    sp.add_argument("--samples", type=int, default=16)
+    sp.add_argument("--epsilon", type=float, default=1e-5)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--book", action="store_true",
+                    help="the book's check: NeuralNetMLP, n_hidden=10, first 5 MNIST images, 10 checks")
+    sp.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --book)")
+    sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.set_defaults(func=cmd_gradcheck)
+
+    sp = sub.add_parser("parity", help="compare backends with NumPy float64: lockstep and free-running")
+    common(sp, "device for the GPU-capable backends")
+    sp.add_argument("--backends", default="numpy,array_api_strict,torch,jax")
+    sp.add_argument("--dtype", default="float64", help="one or more of float64,float32")
+    sp.add_argument("--steps", type=int, default=100)
+    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_parity)
+
+    sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
+    common(sp)
+    sp.add_argument("--dataset", default="digits", help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
+    sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
+    sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
+    sp.add_argument("--hidden", type=_ints, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
+    sp.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help="hidden activation (default relu)")
+    sp.add_argument("--loss", choices=list(LOSSES), default=None, help="default softmax_cross_entropy")
+    sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help="default sgd")
+    sp.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
+    sp.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    sp.add_argument("--l1", type=float, default=None)
+    sp.add_argument("--l2", type=float, default=None)
+    sp.add_argument("--epochs", type=int, default=None, help="default 30")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 32)")
+    g.add_argument("--minibatches", type=int, default=None, help="number of minibatches per epoch (the book's)")
+    sp.add_argument("--seed", type=int, default=None, help="default 1")
+    sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
+    sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
+                    help="input scaling (default unit: [0, 1])")
+    sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
+    sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    sp.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or os.environ.get("XPNET_DEBUG") == "1"
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, no traceback unless --debug
+        if debug or not _is_user_error(exc):
+            raise
+        print(f"xpnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from .training import TrainingDiverged
+    from .validation import InputError
+    user = (BackendError, InputError, TrainingDiverged, FileNotFoundError, PermissionError)
+    try:
+        from .datasets import DataError
+        user = user + (DataError,)
+    except ImportError:
+        pass
+    return isinstance(exc, user)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

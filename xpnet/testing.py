@@ -1,0 +1,79 @@
+"""Backend parity for your own test suite.
+
+In a conftest.py:  `from xpnet.testing import xpnet_backend  # noqa: F401` gives a fixture that runs a
+test once per installed backend (GPU cases skipped with a reason when no GPU), and
+`xpnet.testing.assert_parity(model_fn, X, y)` fails with a table when a backend drifts from NumPy.
+"""
+from __future__ import annotations
+
+import pytest
+
+from .backend import Backend, BackendError, describe, set_array_api_strict_version
+from .parity import parity
+
+# (backend, device, array_api_strict API version or None)
+CASES = (
+    ("numpy", "cpu", None),
+    ("array_api_strict", "cpu", None),
+    ("array_api_strict", "cpu", "2024.12"),
+    ("torch", "cpu", None),
+    ("jax", "cpu", None),
+    ("cupy", "cuda", None),
+    ("torch", "cuda", None),
+    ("jax", "cuda", None),
+)
+
+
+def case_id(case) -> str:
+    name, device, version = case
+    return f"{name}-{device}" + (f"-{version}" if version else "")
+
+
+def _skip_reason(name: str, device: str) -> str | None:
+    row = describe(name)
+    if row["version"] is None:
+        return row["reason"]
+    if device == "cuda" and not any(d.startswith("cuda") for d in row["devices"]):
+        return f"no CUDA GPU usable by {name} on this machine"
+    return None
+
+
+def backend_params(cpu_only: bool = False) -> list:
+    """pytest.param for each case in CASES, marked skip (with the reason) when unusable here."""
+    params = []
+    for case in CASES:
+        if cpu_only and case[1] != "cpu":
+            continue
+        reason = _skip_reason(case[0], case[1])
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        if case[1] == "cuda":
+            marks.append(pytest.mark.gpu)
+        params.append(pytest.param(case, id=case_id(case), marks=marks))
+    return params
+
+
+@pytest.fixture(params=backend_params())
+def xpnet_backend(request) -> Backend:
+    """An xpnet Backend, once per installed backend and device."""
+    name, device, version = request.param
+    if version:
+        previous = set_array_api_strict_version(version)
+        request.addfinalizer(lambda: set_array_api_strict_version(previous))
+    try:
+        return Backend(name, device)
+    except BackendError as exc:
+        pytest.skip(str(exc))
+
+
+def assert_parity(model_fn, X, y, backends=None, dtypes=("float64",), steps: int = 20, free_tol=None, **kwargs):
+    """Fail when any backend's lockstep difference to NumPy float64 exceeds its dtype's tolerance
+    (or the free-running one exceeds free_tol). model_fn(backend, dtype) must build the model from a fixed seed."""
+    if backends is None:
+        backends = [name for name, device, version in CASES
+                    if device == "cpu" and version is None and _skip_reason(name, device) is None]
+    report = parity(model_fn, X, y, backends=backends, dtypes=dtypes, steps=steps, free_tol=free_tol, **kwargs)
+    if not report["passed"]:
+        lines = [f"{r['backend']:>17} {r['dtype']:>8}  lockstep {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e})"
+                 f"  free {r['free_max_rel_diff']:.2e}  {'ok' if r['passed'] else 'FAILED'}" for r in report["results"]]
+        raise AssertionError("backend parity failed:\n" + "\n".join(lines))
+    return report
