@@ -47,7 +47,7 @@ def cmd_backends(args) -> int:
 
 # gradcheck --------------------------------------------------------------------------------------
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import gradcheck
+    from .gradcheck import grade, gradcheck
     if args.book:
         reports = _book_gradcheck(args)
     else:
@@ -68,24 +68,28 @@ def cmd_gradcheck(args) -> int:
     report = reports[-1] if len(reports) == 1 else _merge(reports)
     if args.json:
         _print_json(report)
-    else:
+    elif args.book:
         for i, r in enumerate(reports):
-            label = f"check {i + 1}: " if len(reports) > 1 else ""
-            print(f"{label}overall relative error {r['overall_relative_error']:.3e}  "
-                  f"{'Ok' if r['passed'] else 'FAILED'}")
-            if len(reports) == 1 or not r["passed"]:
-                for c in r["checks"]:
-                    print(f"  {c['parameter']:<20} {c['relative_error']:.3e}  {c['grade']}")
+            print(f"check {i + 1}: {grade(r['overall_relative_error'])}: {r['overall_relative_error']:.3e}")
+        print("graded, as the book does, on all weights joined; per tensor: --json")
+    else:
+        for c in report["checks"]:
+            print(f"{c['parameter']:<20} {c['relative_error']:.3e}  {c['grade']}")
+        print(f"{'all parameters':<20} {report['overall_relative_error']:.3e}  "
+              f"{grade(report['overall_relative_error'])}")
     return 0 if report["passed"] else 1
 
 
 def _merge(reports: list[dict]) -> dict:
-    """Several checks (the book's one per minibatch) -> one report of the worst figures, with every check."""
+    """The book's checks, one per minibatch -> one report. As in the book, each check is graded on all
+    weights joined: with raw pixels the hidden layer saturates, its gradient is tiny, and its per-tensor
+    error (listed in `checks`) sits at the float64 rounding floor of the differences."""
+    from .gradcheck import grade
     checks = [dict(c, check=i + 1) for i, r in enumerate(reports) for c in r["checks"]]
-    return {"checks": checks, "overall_relative_error": max(r["overall_relative_error"] for r in reports),
+    overall = [r["overall_relative_error"] for r in reports]
+    return {"checks": checks, "overall_relative_error": max(overall),
             "max_relative_error": max(c["relative_error"] for c in checks),
-            "passed": all(r["passed"] for r in reports),
-            "overall_relative_errors": [r["overall_relative_error"] for r in reports]}
+            "passed": all(grade(e) == "Ok" for e in overall), "overall_relative_errors": overall}
 
 
 def _book_gradcheck(args) -> list[dict]:

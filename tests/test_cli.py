@@ -1,0 +1,89 @@
+"""The xpnet command, run as a user would (python -m xpnet), with --json outputs checked."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def xpnet(*args, env=None, timeout=300):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("XPNET_BACKEND", None) if env is None else None
+    proc = subprocess.run([sys.executable, "-m", "xpnet", *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    return proc
+
+
+def last_json(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_backends_json():
+    rows = last_json(xpnet("backends", "--json"))
+    assert [r["name"] for r in rows] == ["numpy", "array_api_strict", "torch", "jax", "cupy"]
+    assert all(set(r) == {"name", "available", "version", "devices", "reason"} for r in rows)
+    assert rows[0]["available"] and rows[0]["devices"] == ["cpu"]
+
+
+def test_backends_table():
+    out = xpnet("backends").stdout
+    assert out.splitlines()[0].split()[:3] == ["backend", "available", "version"] and "numpy" in out
+
+
+def test_gradcheck_json():
+    report = last_json(xpnet("gradcheck", "--json", "--activation", "sigmoid", "--hidden", "4,3"))
+    assert set(report) == {"checks", "overall_relative_error", "max_relative_error", "passed"}
+    assert report["passed"] and report["max_relative_error"] <= 1e-7
+    assert report["checks"][0] == {"parameter": "layers.0.weight", "relative_error": report["checks"][0]
+                                   ["relative_error"], "grade": "Ok"}
+    assert len(report["checks"]) == 6
+
+
+def test_gradcheck_book(mnist_dir):
+    report = last_json(xpnet("gradcheck", "--book", "--data-dir", str(mnist_dir), "--json"))
+    assert report["passed"] and len(report["overall_relative_errors"]) == 10
+    assert max(report["overall_relative_errors"]) <= 1e-7
+
+
+def test_parity_default_is_well_conditioned():
+    report = last_json(xpnet("parity", "--backends", "numpy,array_api_strict,torch,jax", "--dtype",
+                             "float64,float32", "--steps", "100", "--json"))
+    assert set(report) == {"reference", "steps", "results", "passed"} and report["passed"]
+    for r in report["results"]:
+        assert {"backend", "device", "dtype", "max_abs_diff", "max_rel_diff", "free_max_rel_diff",
+                "growth_per_step", "passed"} <= set(r)
+        if r["dtype"] == "float64":
+            assert r["max_rel_diff"] <= 1e-10 and r["free_max_rel_diff"] <= 1e-10
+
+
+def test_train_digits_json():
+    result = last_json(xpnet("train", "--epochs", "10", "--quiet", "--json"))
+    assert set(result) == {"backend", "device", "dtype", "epochs", "seconds", "train_accuracy", "test_accuracy",
+                           "final_loss", "checkpoint"}
+    assert result["backend"] == "numpy" and result["epochs"] == 10 and result["test_accuracy"] > 0.9
+
+
+def test_train_on_another_backend_by_flag():
+    result = last_json(xpnet("train", "--backend", "torch", "--epochs", "2", "--quiet", "--json"))
+    assert result["backend"] == "torch" and result["device"] == "cpu"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
+    (["train", "--backend", "numpy", "--device", "cuda"], "runs on the CPU only"),
+    (["train", "--lr", "-1"], "learning rate must be a number > 0"),
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["parity", "--backends", "numpy,mxnet"], "unknown backend 'mxnet'"),
+])
+def test_errors_are_one_line(args, message):
+    proc = xpnet(*args, "--quiet") if args[0] == "train" else xpnet(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_env_backend_is_used():
+    proc = xpnet("train", "--epochs", "1", "--quiet", "--json", env={"XPNET_BACKEND": "array_api_strict"})
+    assert last_json(proc)["backend"] == "array_api_strict"
