@@ -17,6 +17,9 @@ HOST_NUMPY = {
     "datasets.py": "reading files",
     "train.py": "host scaling of loaded data",
     "cli.py": "host data for the CLI's small problems",
+    "checkpoint.py": "reading and writing checkpoint files",
+    "preprocessing.py": "host scaling of loaded data",
+    "plots.py": "host arrays for matplotlib",
 }
 MATH_MODULES = ["layers.py", "losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py"]
 

@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 from .backend import Backend, BackendError, backend, to_numpy
+from .checkpoint import CheckpointError, load
 from .gradcheck import gradcheck
 from .layers import ACTIVATIONS, Dense, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, MSE, LogisticCost, SoftmaxCrossEntropy
@@ -11,12 +12,12 @@ from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, BookSGD
 from .parity import parity
 from .penalties import Penalty
 from .schedules import SCHEDULES
-from .training import EarlyStopping, TrainingDiverged
+from .training import EarlyStopping, TrainingDiverged, TrainingInterrupted
 from .validation import InputError
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError",
-    "BookSGD", "Dense", "Dropout", "EarlyStopping", "Identity", "InputError", "LeakyReLU", "LogisticCost",
+    "BookSGD", "CheckpointError", "Dense", "Dropout", "EarlyStopping", "Identity", "InputError", "LeakyReLU", "LogisticCost",
     "NeuralNetMLP", "Penalty", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh",
-    "TrainingDiverged", "backend", "gradcheck", "parity", "to_numpy", "__version__",
+    "TrainingDiverged", "TrainingInterrupted", "backend", "gradcheck", "load", "parity", "to_numpy", "__version__",
 ]

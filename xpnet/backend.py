@@ -143,7 +143,7 @@ class Backend:
                 # JAX truncates float64 to float32 unless this process-wide flag is on.
                 jax.config.update("jax_enable_x64", True)
                 warnings.warn("xpnet enabled JAX's process-wide 'jax_enable_x64' flag because float64 was asked for",
-                              stacklevel=2)
+                              stacklevel=3)
         return getattr(self.xp, name)
 
     def asarray(self, host, dtype=None):

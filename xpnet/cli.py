@@ -47,7 +47,7 @@ def cmd_backends(args) -> int:
 
 # gradcheck --------------------------------------------------------------------------------------
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import grade, gradcheck
+    from .gradcheck import gradcheck, grade
     if args.book:
         reports = _book_gradcheck(args)
     else:
@@ -147,6 +147,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .train import run_evaluate
+    result = run_evaluate(args)
+    if args.json:
+        _print_json(result)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .train import run_predict
+    result = run_predict(args)
+    if args.json:
+        _print_json(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .layers import ACTIVATIONS
     from .losses import LOSSES
@@ -198,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
     common(sp)
-    sp.add_argument("--dataset", default="digits", help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
+    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run) or book2017 (the later "
+                    "editions'); flags given beside it override it")
+    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
     sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
     sp.add_argument("--hidden", type=_ints, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
@@ -220,8 +238,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
     sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
     sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
+    sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
+    sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
+    sp.add_argument("--plot", default=None, metavar="DIR", help='write cost, accuracy and misclassified-digit PNGs '
+                    '(needs matplotlib: pip install "xpnet[plot]")')
     sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
     sp.set_defaults(func=cmd_train)
+
+    for name, helptext in (("evaluate", "accuracy, loss and confusion matrix of a checkpoint on a dataset"),
+                           ("predict", "labels and probabilities for a .npy/.npz file or an image")):
+        sp = sub.add_parser(name, help=helptext)
+        common(sp)
+        sp.add_argument("--checkpoint", required=True, metavar="PATH")
+        sp.add_argument("--quiet", action="store_true")
+        if name == "evaluate":
+            sp.add_argument("--dataset", default=None, help="default: the dataset it was trained on (its test split)")
+            sp.add_argument("--data-dir", default=None)
+            sp.add_argument("--label-column", default="label")
+            sp.add_argument("--offline", action="store_true")
+            sp.set_defaults(func=cmd_evaluate)
+        else:
+            sp.add_argument("file", help=".npy or .npz (array X), or an image (png, jpg, ...)")
+            sp.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                            help="invert an image's gray levels (auto: when its background is light, as on paper)")
+            sp.set_defaults(func=cmd_predict)
     return p
 
 
@@ -247,7 +288,7 @@ def main(argv=None) -> int:
 def _is_user_error(exc: BaseException) -> bool:
     from .training import TrainingDiverged
     from .validation import InputError
-    user = (BackendError, InputError, TrainingDiverged, FileNotFoundError, PermissionError)
+    user = (BackendError, InputError, TrainingDiverged, FileNotFoundError, PermissionError, IsADirectoryError)
     try:
         from .datasets import DataError
         user = user + (DataError,)

@@ -38,6 +38,11 @@ def book_uniform(rng, fan_in: int, fan_out: int) -> tuple[np.ndarray, np.ndarray
     return wb[:, 1:], wb[:, 0]
 
 
+def normal_in_out(rng, fan_in: int, fan_out: int, std: float = 0.1) -> np.ndarray:
+    """The later editions' draw: N(0, 0.1^2) of shape (fan_in, fan_out), row-major, then transposed."""
+    return rng.normal(0.0, std, size=(fan_in, fan_out)).T
+
+
 INITIALIZERS = {
     "uniform": uniform,
     "glorot_uniform": glorot_uniform,
@@ -46,6 +51,7 @@ INITIALIZERS = {
     "he_uniform": he_uniform,
     "normal": normal,
     "book_uniform": book_uniform,
+    "normal_in_out": normal_in_out,
 }
 
 

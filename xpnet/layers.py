@@ -14,8 +14,12 @@ class Layer:
     params: dict
     grads: dict
 
-    def __init__(self):
-        self.params, self.grads = {}, {}
+    def __init__(self, **config):
+        self.params, self.grads, self._config = {}, {}, config
+
+    def config(self) -> dict:
+        """{'type': class name, **constructor arguments}: enough to rebuild the layer."""
+        return {"type": type(self).__name__, **self._config}
 
     def build(self, bk, dtype, rng, in_features: int) -> int:
         """Create parameters on backend `bk`; return the number of output features."""
@@ -33,7 +37,7 @@ class Dense(Layer):
     """y = x @ W.T + b with W: (out_features, in_features), b: (out_features,), as the book's w[:, 1:] and w[:, 0]."""
 
     def __init__(self, in_features: int, out_features: int, init: str = "glorot_uniform", bias: bool = True):
-        super().__init__()
+        super().__init__(in_features=in_features, out_features=out_features, init=init, bias=bias)
         for what, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"Dense {what} must be a positive integer, got {v!r}")
@@ -99,7 +103,7 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
+        super().__init__(negative_slope=negative_slope)
         self.negative_slope = float(negative_slope)
 
     def forward(self, x, training=False, need_dx=True):
@@ -139,7 +143,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5, host_rng: bool = True):
-        super().__init__()
+        super().__init__(p=p, host_rng=host_rng)
         if not 0.0 <= p < 1.0:
             raise InputError(f"Dropout probability must be in [0, 1), got {p!r}")
         self.p, self.host_rng = float(p), host_rng
@@ -162,6 +166,8 @@ class Dropout(Layer):
     def __repr__(self) -> str:
         return f"Dropout({self.p})"
 
+
+LAYERS = {cls.__name__: cls for cls in (Dense, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Identity, Dropout)}
 
 ACTIVATIONS = {
     "sigmoid": Sigmoid,

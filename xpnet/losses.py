@@ -17,6 +17,9 @@ class Loss:
             raise InputError(f"loss reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
 
+    def config(self) -> dict:
+        return {"type": type(self).__name__, "reduction": self.reduction}
+
     def build(self, xp) -> "Loss":
         """Bind the array namespace the model runs on."""
         self.xp = xp
@@ -73,6 +76,8 @@ class MSE(Loss):
         c = 1.0 / (d.shape[0] * d.shape[1]) if self.reduction == "mean" else 1.0
         return c * xp.sum(d * d), (2.0 * c) * d
 
+
+LOSS_TYPES = {cls.__name__: cls for cls in (LogisticCost, SoftmaxCrossEntropy, MSE)}
 
 LOSSES = {
     "logistic": LogisticCost,

@@ -28,6 +28,9 @@ class NeuralNetMLP:
             raise InputError(f"epochs must be a positive integer, got {epochs!r}")
         if not isinstance(minibatches, int) or minibatches < 1:
             raise InputError(f"minibatches must be a positive integer, got {minibatches!r}")
+        self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2, epochs=epochs,
+                              eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
+                              minibatches=minibatches, random_state=random_state)
         self.n_output, self.n_features, self.n_hidden = n_output, n_features, n_hidden
         self.l1, self.l2, self.epochs, self.alpha = l1, l2, epochs, alpha
         self.decrease_const, self.shuffle, self.minibatches = decrease_const, shuffle, minibatches
@@ -44,13 +47,33 @@ class NeuralNetMLP:
         )
         self.cost_: list[float] = []
 
-    def fit(self, X, y, print_progress: bool = False) -> "NeuralNetMLP":
-        """The book's fit: a new cost_ and zero momentum; weights, decayed eta and the RNG stream carry on."""
-        self.model.optimizer.reset()
+    @classmethod
+    def from_model(cls, model, init_args: dict) -> "NeuralNetMLP":
+        """Wrap a Sequential rebuilt from a checkpoint (xpnet.load)."""
+        self = cls.__new__(cls)
+        self.init_args = dict(init_args)
+        for k, v in init_args.items():
+            if k != "eta":
+                setattr(self, k, v)
+        self.model, self.rng = model, model.rng
+        self.cost_ = list((getattr(model, "progress_", None) or {}).get("batch_losses", []))
+        return self
+
+    def fit(self, X, y, print_progress: bool = False, resume: dict | None = None, **fit_kwargs) -> "NeuralNetMLP":
+        """The book's fit: a new cost_ and zero momentum; weights, decayed eta and the RNG stream carry on.
+        resume: continue an interrupted fit from its checkpoint (`model.progress_`) instead.
+        fit_kwargs: validation_data, callbacks, early_stopping (see xpnet.training.fit)."""
+        if resume is None:
+            self.model.optimizer.reset()
         _fit(self.model, X, y, epochs=self.epochs, minibatches=self.minibatches, shuffle=self.shuffle,
-             verbose=print_progress)
+             compose_shuffles=True, verbose=print_progress, resume=resume, **fit_kwargs)
         self.cost_ = list(self.model.batch_losses_)
         return self
+
+    def save(self, path, **extra):
+        """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path) gives a NeuralNetMLP back."""
+        from .checkpoint import save
+        return save(self, path, extra=extra or None)
 
     def predict(self, X):
         """argmax of the output net input z3."""

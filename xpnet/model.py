@@ -183,6 +183,11 @@ class Sequential:
         labels = check_labels(y if is_host(y) else self.bk.to_numpy(y), pred.shape[0], self.n_outputs)
         return float((pred == labels).mean())
 
+    def save(self, path, **extra):
+        """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
+        from .checkpoint import save  # noqa: PLC0415 (safetensors is only needed here)
+        return save(self, path, extra=extra or None)
+
     def fit(self, X, y, **kwargs) -> "Sequential":
         """Train on X: (samples, features), y: integer labels (samples,). See xpnet.training.fit for options."""
         from .training import fit  # noqa: PLC0415 (training imports model helpers)

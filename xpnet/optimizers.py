@@ -14,6 +14,12 @@ class Optimizer:
             raise InputError(f"learning rate must be a number > 0, got {lr!r}; try 0.01 for SGD or 0.001 for Adam")
         self.lr, self.t, self.state = float(lr), 0, {}
 
+    keys: tuple = ("lr",)
+
+    def config(self) -> dict:
+        """{'type': class name, **constructor arguments} (lr as it is now)."""
+        return {"type": type(self).__name__, **{k: getattr(self, k) for k in self.keys}}
+
     def build(self, xp) -> "Optimizer":
         self.xp = xp
         return self
@@ -36,6 +42,8 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD with optional classical or Nesterov momentum (PyTorch's form: buf = mu*buf + g)."""
 
+    keys = ("lr", "momentum", "nesterov")
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(lr)
         if not 0.0 <= momentum < 1.0:
@@ -56,6 +64,8 @@ class SGD(Optimizer):
 class BookSGD(Optimizer):
     """The book's rule: delta = lr * g; w -= delta + alpha * delta_prev (a one-step look-back, not a velocity)."""
 
+    keys = ("lr", "alpha")
+
     def __init__(self, lr: float = 0.001, alpha: float = 0.0):
         super().__init__(lr)
         if alpha < 0.0:
@@ -73,6 +83,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; weight_decay adds weight_decay * w to the gradient (L2)."""
 
     decoupled = False
+    keys = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -106,6 +117,8 @@ class AdamW(Adam):
                  weight_decay: float = 0.01):
         super().__init__(lr, beta1, beta2, eps, weight_decay)
 
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, BookSGD, Adam, AdamW)}
 
 OPTIMIZERS = {
     "sgd": SGD,

@@ -5,17 +5,23 @@ from .validation import InputError
 
 
 class Penalty:
-    """cost = l2/2 * sum(w**2) + l1_cost_factor * l1 * sum|w|; gradient += l2 * w + l1 * sign(w).
+    """cost = l2_cost_factor * l2 * sum(w**2) + l1_cost_factor * l1 * sum|w|; gradient += l2 * w + l1 * sign(w).
 
-    l1_cost_factor=0.5 reproduces the book, whose L1 cost is (l1/2) sum|w| while its gradient uses
-    l1 * sign(w) (twice the derivative of that cost); xpnet's default 1.0 keeps cost and gradient consistent.
+    The defaults (0.5, 1.0) keep cost and gradient consistent. l1_cost_factor=0.5 reproduces the 2015 book,
+    whose L1 cost is (l1/2) sum|w| while its gradient uses l1 * sign(w); l2_cost_factor=1.0 the later
+    editions, whose L2 cost is l2 sum(w**2) while their gradient uses l2 * w.
     """
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_cost_factor: float = 1.0):
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_cost_factor: float = 1.0, l2_cost_factor: float = 0.5):
         for name, v in (("l1", l1), ("l2", l2)):
             if not (isinstance(v, (int, float)) and v >= 0.0):
                 raise InputError(f"{name} regularization strength must be a number >= 0, got {v!r}")
-        self.l1, self.l2, self.l1_cost_factor = float(l1), float(l2), float(l1_cost_factor)
+        self.l1, self.l2 = float(l1), float(l2)
+        self.l1_cost_factor, self.l2_cost_factor = float(l1_cost_factor), float(l2_cost_factor)
+
+    def config(self) -> dict:
+        return {"l1": self.l1, "l2": self.l2, "l1_cost_factor": self.l1_cost_factor,
+                "l2_cost_factor": self.l2_cost_factor}
 
     def __bool__(self) -> bool:
         return bool(self.l1 or self.l2)
@@ -25,7 +31,7 @@ class Penalty:
         total = 0.0
         for w in weights:
             if self.l2:
-                total = total + (self.l2 / 2.0) * xp.sum(w * w)
+                total = total + (self.l2_cost_factor * self.l2) * xp.sum(w * w)
             if self.l1:
                 total = total + (self.l1_cost_factor * self.l1) * xp.sum(xp.abs(w))
         return total

@@ -1,15 +1,30 @@
-"""`xpnet train`: load a dataset, scale it, build an MLP from flags, fit, report."""
+"""`xpnet train`, `evaluate` and `predict`: datasets, presets, checkpoints, resume, signals, progress, plots."""
 from __future__ import annotations
 
+import csv
+import shlex
+import signal
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from .preprocessing import Scaler
 from .validation import InputError
 
-DEFAULTS = dict(hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd", lr=None, momentum=0.9,
-                l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1, dtype="float32", scale="unit",
-                validation_split=0.0, early_stopping=None)
+DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
+                lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None)
+
+# The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
+PRESETS = {
+    "book2015": dict(model="NeuralNetMLP", dataset="mnist", hidden=[50], l1=0.0, l2=0.1, epochs=1000, lr=0.001,
+                     momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
+    "book2017": dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
+                     seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
+}
+INTERRUPTED = "xpnet-interrupted.safetensors"
 
 
 def load_dataset(name: str, data_dir=None, label_column: str = "label", download: bool = True):
@@ -24,42 +39,32 @@ def load_dataset(name: str, data_dir=None, label_column: str = "label", download
     raise InputError(f"unknown dataset {name!r}; choose digits, mnist, fashion-mnist, or a path to a .npz or .csv file")
 
 
-class Scaler:
-    """Input scaling fitted on the training data: raw, unit [0, 1], symmetric [-1, 1] or standardize."""
-
-    def __init__(self, kind: str = "unit"):
-        if kind not in ("raw", "unit", "symmetric", "standardize"):
-            raise InputError(f"unknown scale {kind!r}; choose raw, unit, symmetric or standardize")
-        self.kind, self.shift, self.scale = kind, 0.0, 1.0
-
-    def fit(self, X: np.ndarray) -> "Scaler":
-        X = np.asarray(X, dtype=np.float64)
-        if self.kind in ("unit", "symmetric"):
-            lo, hi = float(X.min()), float(X.max())
-            self.shift, self.scale = lo, (hi - lo) or 1.0
-        elif self.kind == "standardize":
-            std = X.std(axis=0)
-            self.shift, self.scale = X.mean(axis=0), np.where(std > 0, std, 1.0)
-        return self
-
-    def transform(self, X: np.ndarray, dtype: str) -> np.ndarray:
-        X = np.asarray(X, dtype=dtype)
-        if self.kind == "raw":
-            return X
-        X = (X - np.asarray(self.shift, dtype=dtype)) / np.asarray(self.scale, dtype=dtype)
-        return X * 2 - 1 if self.kind == "symmetric" else X
-
-
-def build_mlp(n_features: int, n_classes: int, hidden, activation, loss, optimizer, lr, momentum, l1, l2, backend,
-              device, dtype, seed):
-    from .layers import ACTIVATIONS, Dense
+def build_mlp(n_features: int, n_classes: int, cfg: dict, backend, device):
+    """A Sequential (or the book's NeuralNetMLP) from the resolved configuration."""
+    from .layers import ACTIVATIONS, Dense, Sigmoid
+    from .losses import LogisticCost
+    from .mlp import NeuralNetMLP
     from .model import Sequential
     from .optimizers import OPTIMIZERS, SGD
+    from .penalties import Penalty
+
+    if cfg.get("model") == "NeuralNetMLP":
+        return NeuralNetMLP(n_output=n_classes, n_features=n_features, n_hidden=cfg["hidden"][0], l1=cfg["l1"],
+                            l2=cfg["l2"], epochs=cfg["epochs"], eta=cfg["lr"], alpha=cfg["momentum"],
+                            decrease_const=cfg["decrease_const"], minibatches=cfg["minibatches"],
+                            random_state=cfg["seed"], backend=backend, device=device, dtype=cfg["dtype"])
+    if cfg.get("model") == "book2017":
+        h = cfg["hidden"][0]
+        return Sequential([Dense(n_features, h, init="normal_in_out"), Sigmoid(), Dense(h, n_classes, init="normal_in_out")],
+                          loss=LogisticCost(reduction="sum"), optimizer=SGD(cfg["lr"]),
+                          penalty=Penalty(l1=cfg["l1"], l2=cfg["l2"], l2_cost_factor=1.0), backend=backend,
+                          device=device, dtype=cfg["dtype"], rng=np.random.RandomState(cfg["seed"]))
+    activation, optimizer = cfg["activation"], cfg["optimizer"]
     if activation not in ACTIVATIONS:
         raise InputError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    sizes = [n_features, *hidden, n_classes]
+    sizes = [n_features, *cfg["hidden"], n_classes]
     init = "he_normal" if activation in ("relu", "leaky_relu") else "glorot_uniform"
     layers = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
@@ -67,39 +72,280 @@ def build_mlp(n_features: int, n_classes: int, hidden, activation, loss, optimiz
         layers.append(Dense(a, b, init="glorot_uniform" if last else init))
         if not last:
             layers.append(ACTIVATIONS[activation]())
+    lr = cfg["lr"]
     if lr is None:
-        lr = 0.001 if optimizer in ("adam", "adamw") else 0.1 if optimizer != "book" else 0.001
+        lr = 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
     if optimizer in ("sgd", "momentum", "nesterov"):
-        opt = SGD(lr, momentum=momentum, nesterov=optimizer == "nesterov")
+        opt = SGD(lr, momentum=cfg["momentum"], nesterov=optimizer == "nesterov")
+    elif optimizer == "book":
+        opt = OPTIMIZERS[optimizer](lr=lr, alpha=cfg["momentum"])
     else:
         opt = OPTIMIZERS[optimizer](lr=lr)
-    return Sequential(layers, loss=loss, optimizer=opt, l1=l1, l2=l2, backend=backend, device=device, dtype=dtype,
-                      seed=seed)
+    return Sequential(layers, loss=cfg["loss"], optimizer=opt, l1=cfg["l1"], l2=cfg["l2"], backend=backend,
+                      device=device, dtype=cfg["dtype"], seed=cfg["seed"])
+
+
+def resolve_config(args, saved: dict | None = None) -> dict:
+    """DEFAULTS < preset (or the resumed run's saved config) < flags given on the command line."""
+    cfg = dict(DEFAULTS)
+    if saved:
+        cfg.update(saved)
+    elif args.preset:
+        if args.preset not in PRESETS:
+            raise InputError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        cfg.update(PRESETS[args.preset])
+    for key in list(DEFAULTS) + ["dataset"]:
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    if args.batch_size is not None:
+        cfg["minibatches"] = None
+    if args.minibatches is not None:
+        cfg["batch_size"] = None
+    if cfg.get("model") == "NeuralNetMLP" and cfg.get("batch_size"):
+        raise InputError("the book2015 preset trains by --minibatches (a count), not --batch-size")
+    return cfg
+
+
+class Progress:
+    """A tqdm bar per epoch (loss, accuracy, samples/s) on a terminal; one line per epoch otherwise."""
+
+    def __init__(self, epochs: int, bar: bool, batch_sizes=None):
+        self.epochs, self.bar, self.tqdm = epochs, bar, None
+
+    def on_batch_end(self, model, step, total):
+        if not self.bar:
+            return
+        if self.tqdm is None:
+            from tqdm import tqdm
+            epoch = model.progress_["epoch"] + 1
+            self.tqdm = tqdm(total=total, initial=step - 1, desc=f"epoch {epoch}/{self.epochs}", unit="batch",
+                             leave=False, file=sys.stderr)
+        self.tqdm.update(1)
+
+    def on_epoch_end(self, model, logs):
+        n = model.progress_["settings"]["n"]
+        extra = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
+        line = (f"epoch {logs['epoch']}/{self.epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
+                f"lr {logs['lr']:.3g} {n / max(logs['seconds'], 1e-9):,.0f} samples/s")
+        if self.tqdm is not None:
+            self.tqdm.close()
+            self.tqdm = None
+        print(line, flush=True)
+
+
+class Checkpointer:
+    """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs)."""
+
+    def __init__(self, path, extra: dict, arrays: dict):
+        self.path, self.extra, self.arrays = path, extra, arrays
+
+    def save(self, model, path=None):
+        from .checkpoint import save
+        return save(model, path or self.path, extra=self.extra, arrays=self.arrays)
+
+    def on_epoch_end(self, model, logs):
+        if self.path:
+            self.save(model)
+
+
+def _resume_command(path, args) -> str:
+    parts = ["xpnet", "train", "--resume", str(path)]
+    if args.data_dir:
+        parts += ["--data-dir", args.data_dir]
+    if args.checkpoint and str(args.checkpoint) != str(path):
+        parts += ["--checkpoint", args.checkpoint]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_train(args) -> dict:
-    cfg = {k: (getattr(args, k) if getattr(args, k, None) is not None else v) for k, v in DEFAULTS.items()}
-    X, y, X_test, y_test = load_dataset(args.dataset, args.data_dir, args.label_column, download=not args.offline)
+    from .checkpoint import fingerprint, load
+    from .training import TrainingInterrupted
+
+    saved_model, saved_meta = None, None
+    if args.resume:
+        saved_model = load(args.resume, backend=args.backend, device=args.device)
+        saved_meta = (getattr(saved_model, "model", saved_model)).checkpoint_meta_
+        if not saved_meta.get("cli"):
+            raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
+                             f"model.fit(..., resume=model.progress_)")
+    cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
+    X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
     y = np.asarray(y)
+    fp = fingerprint(X, y)
+    if saved_meta and saved_meta.get("data_fingerprint") != fp:
+        raise InputError(f"{args.resume} was trained on other data than {cfg['dataset']!r} gives now (data "
+                         f"fingerprints differ); resume with the same dataset and files")
     n_classes = int(max(y.max(), -1 if y_test is None else np.asarray(y_test).max())) + 1
-    scaler = Scaler(cfg["scale"]).fit(X)
+    if saved_model is not None:
+        model = saved_model
+        inner = getattr(model, "model", model)
+        scaler = Scaler.from_meta(saved_meta.get("preprocessing"), inner.checkpoint_arrays_)
+    else:
+        scaler = Scaler(cfg["scale"]).fit(X)
+        model = build_mlp(X.shape[1], n_classes, cfg, args.backend, args.device)
+        inner = getattr(model, "model", model)
+    if inner.dtype_name != cfg["dtype"]:
+        raise InputError(f"the checkpoint holds a {inner.dtype_name} model; resume without --dtype {cfg['dtype']}")
     Xs = scaler.transform(X, cfg["dtype"])
-    model = build_mlp(Xs.shape[1], n_classes, cfg["hidden"], cfg["activation"], cfg["loss"], cfg["optimizer"],
-                      cfg["lr"], cfg["momentum"], cfg["l1"], cfg["l2"], args.backend, args.device, cfg["dtype"],
-                      cfg["seed"])
+    pre_meta, pre_arrays = scaler.to_meta()
+    cli_cfg = {k: v for k, v in cfg.items()}
+    checkpointer = Checkpointer(args.checkpoint, {"preprocessing": pre_meta, "data_fingerprint": fp, "cli": cli_cfg},
+                                pre_arrays)
+    bar = not args.quiet and sys.stderr.isatty()
+    callbacks = [checkpointer] + ([] if args.quiet else [Progress(cfg["epochs"], bar)])
     if not args.quiet:
-        print(f"training on {args.dataset}: {Xs.shape[0]} samples x {Xs.shape[1]} features, {n_classes} classes; "
-              f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
+        what = "resuming" if saved_model is not None else "training"
+        print(f"{what} on {cfg['dataset']}: {Xs.shape[0]} samples x {Xs.shape[1]} features, {n_classes} classes; "
+              f"{inner.bk.name} on {inner.bk.device}, {cfg['dtype']}", flush=True)
+
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        inner.stop_requested = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
-    model.fit(Xs, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
-              validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"], verbose=not args.quiet)
+    try:
+        resume = inner.progress_ if saved_model is not None else None
+        if cfg.get("model") == "NeuralNetMLP":
+            model.epochs = cfg["epochs"]
+            model.fit(Xs, y, resume=resume, callbacks=callbacks)
+        else:
+            model.fit(Xs, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
+                      validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"],
+                      compose_shuffles=False, drop_last=cfg.get("model") == "book2017", callbacks=callbacks,
+                      resume=resume)
+    except TrainingInterrupted:
+        path = args.checkpoint or INTERRUPTED
+        checkpointer.save(model, path)
+        signum = received[-1] if received else signal.SIGINT
+        name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+        print(f"\nxpnet train: {name} received; saved the state after epoch {inner.progress_['epoch'] + 1}, step "
+              f"{inner.progress_['step']} to {path}\nresume with: {_resume_command(path, args)}", file=sys.stderr)
+        raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     seconds = time.perf_counter() - t0
-    n_train = Xs.shape[0] - int(round(Xs.shape[0] * cfg["validation_split"]))
+    n_train = len(Xs) - int(round(len(Xs) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(Xs)
     train_acc = model.score(Xs[:n_train], y[:n_train])
-    test_acc = None if X_test is None else model.score(scaler.transform(X_test, cfg["dtype"]), y_test)
+    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"])
+    test_acc = None if X_test is None else model.score(Xt, y_test)
+    history = inner.history_
+    if args.history:
+        write_history(args.history, history)
+    if args.plot:
+        from .plots import write_plots
+        pred = None if X_test is None else np.asarray(model.predict(Xt))
+        nb = max(1, len(inner.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
+        paths = write_plots(args.plot, inner.batch_losses_, history, nb, X_test, y_test, pred)
+        if not args.quiet:
+            print("plots: " + ", ".join(map(str, paths)))
     if not args.quiet:
         print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
               f"  ({seconds:.1f} s)", flush=True)
-    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
-            "epochs": len(model.history_["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
-            "test_accuracy": test_acc, "final_loss": model.history_["loss"][-1], "checkpoint": None}
+    return {"backend": inner.bk.name, "device": inner.bk.device, "dtype": cfg["dtype"],
+            "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
+            "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+
+
+def write_history(path, history: dict) -> None:
+    from .training import HISTORY_KEYS
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HISTORY_KEYS)
+        for row in zip(*(history[k] for k in HISTORY_KEYS)):
+            w.writerow(["" if v is None else v for v in row])
+
+
+def _load_for_inference(args):
+    from .checkpoint import load
+    model = load(args.checkpoint, backend=args.backend, device=args.device)
+    inner = getattr(model, "model", model)
+    scaler = Scaler.from_meta(inner.checkpoint_meta_.get("preprocessing"), inner.checkpoint_arrays_)
+    return model, inner, scaler
+
+
+def run_evaluate(args) -> dict:
+    model, inner, scaler = _load_for_inference(args)
+    dataset = args.dataset or (inner.checkpoint_meta_.get("cli") or {}).get("dataset")
+    if not dataset:
+        raise InputError("name the data to evaluate on with --dataset")
+    X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
+    if X_test is not None:
+        X, y = X_test, y_test
+    Xs = scaler.transform(X, inner.dtype_name)
+    from .training import evaluate
+    Xd = inner.as_input(Xs)
+    Yd, _ = inner.as_targets(np.asarray(y), Xd.shape[0])
+    loss, accuracy = evaluate(inner, Xd, Yd)
+    pred = np.asarray(model.predict(Xs))
+    k = inner.n_outputs
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y, dtype=np.int64), pred), 1)
+    if not args.quiet:
+        print(f"{dataset}: n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print("confusion matrix (rows: true, columns: predicted):")
+        for row in cm:
+            print(" ".join(f"{v:6d}" for v in row))
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "confusion_matrix": cm.tolist()}
+
+
+def read_inputs(path, n_features: int, invert: str = "auto") -> np.ndarray:
+    """A .npy / .npz array (samples, features) or (samples, h, w), or an image file -> (samples, features)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if not p.exists():
+        raise InputError(f"{path} does not exist")
+    if suffix in (".npy", ".npz"):
+        try:
+            data = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            raise InputError(f"{path}: cannot read it without unpickling ({exc}); xpnet never unpickles") from None
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
+        if suffix == ".npz":
+            keys = list(data.keys())
+            key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
+            data = data[key]
+        X = np.asarray(data)
+        if X.ndim == 1:
+            X = X[None, :]
+        return X.reshape(X.shape[0], -1)
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
+    side = int(round(n_features ** 0.5))
+    if side * side != n_features:
+        raise InputError(f"the model takes {n_features} features, not a square image; pass a .npy file")
+    try:
+        img = Image.open(p).convert("L").resize((side, side), Image.LANCZOS)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+    x = np.asarray(img, dtype=np.float64)
+    if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
+        x = 255.0 - x
+    return x.reshape(1, -1)
+
+
+def run_predict(args) -> dict:
+    model, inner, scaler = _load_for_inference(args)
+    X = read_inputs(args.file, inner.n_features, args.invert)
+    if X.shape[1] != inner.n_features:
+        raise InputError(f"{args.file} has {X.shape[1]} features per sample; the model expects {inner.n_features}")
+    Xs = scaler.transform(X, inner.dtype_name)
+    proba = np.asarray(model.predict_proba(Xs), dtype=np.float64)
+    pred = proba.argmax(axis=1)
+    if not args.quiet:
+        for i, (p, row) in enumerate(zip(pred, proba)):
+            print(f"{i}: {p}  (p = {row[p]:.3f})")
+    return {"predictions": pred.tolist(), "probabilities": proba.tolist()}

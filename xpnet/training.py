@@ -87,13 +87,24 @@ def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
     return float(vals[0]) / n, float(vals[1]) / n
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped between two steps at the user's request (model.stop_requested); the model holds
+    the state after the last finished step, ready to save and resume."""
+
+
 def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
-        shuffle: bool = True, validation_split: float = 0.0, validation_data=None, early_stopping=None,
-        callbacks=(), verbose: bool = False) -> dict:
+        shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
+        validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume: dict | None = None
+        ) -> dict:
     """Train `model` in place; returns and stores `model.history_` (per-epoch lists of HISTORY_KEYS).
 
-    Also sets `model.batch_losses_`: the loss of every minibatch, as Python floats (the book's cost_),
-    and `model.order_`: the host index order of the last epoch (None without shuffling).
+    shuffle: a new permutation from the model's host RNG every epoch; compose_shuffles applies it to the
+    previous epoch's order (the 2015 book's X_data[perm]) instead of to 0..n-1. drop_last skips a last
+    short minibatch. resume: `model.progress_` from a checkpoint, to continue exactly where it stopped.
+    Sets `model.batch_losses_` (every minibatch's loss, Python floats: the book's cost_), `model.order_`
+    (the host index order of the current epoch) and `model.progress_` (what a checkpoint needs).
+    Set `model.stop_requested = True` (e.g. from a signal handler) to stop after the current step
+    with TrainingInterrupted.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
@@ -119,6 +130,8 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
         val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y")[0])
     n = Xd.shape[0]
     bounds = batch_bounds(n, batch_size, minibatches)
+    if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < bounds[0][1] - bounds[0][0]:
+        bounds = bounds[:-1]
 
     callbacks = list(callbacks)
     if early_stopping:
@@ -126,21 +139,43 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
     for cb in callbacks:
         getattr(cb, "on_train_begin", lambda m: None)(model)
 
-    history = {k: [] for k in HISTORY_KEYS}
-    model.history_, model.batch_losses_ = history, []
-    opt, lr0 = model.optimizer, model.optimizer.lr
+    opt = model.optimizer
+    settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
+                "compose_shuffles": compose_shuffles, "drop_last": drop_last, "validation_split": validation_split,
+                "lr0": opt.lr, "n": n}
+    history, first_epoch, first_step, order, partial = {k: [] for k in HISTORY_KEYS}, 0, 0, None, ([], 0.0)
+    model.batch_losses_ = []
+    if resume is not None:
+        if resume["settings"]["n"] != n:
+            raise InputError(f"the checkpoint was trained on {resume['settings']['n']} samples but this data has "
+                             f"{n}; resume with the same data and validation split")
+        settings = dict(resume["settings"], epochs=max(epochs, resume["settings"]["epochs"]))
+        history = {k: list(v) for k, v in resume["history"].items()}
+        first_epoch, first_step, order = resume["epoch"], resume["step"], resume["order"]
+        model.batch_losses_ = list(resume.get("batch_losses", []))
+        partial = ([bk.asarray(v, dtype=model.dtype) for v in resume["partial_losses"]], resume["partial_correct"])
+    epochs, lr0 = settings["epochs"], settings["lr0"]
+    model.history_, model.order_, model.stop_requested = history, order, False
+    progress = model.progress_ = {"settings": settings, "history": history, "epoch": first_epoch, "step": first_step,
+                                  "order": order, "partial_losses": [], "partial_correct": 0.0,
+                                  "batch_losses": model.batch_losses_}
     mean = model.loss.reduction == "mean"
-    order = model.order_ = None
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
-        opt.lr = model.schedule(epoch, opt.lr, lr0)
-        if shuffle:
-            perm = model.rng.permutation(n)
-            order = perm if order is None else order[perm]  # shuffles compose, as the book's X_data[perm]
-            order_d = bk.asarray(order)
-            model.order_ = order
-        losses, correct = [], 0.0
-        for s, e in bounds:
+        start = first_step if epoch == first_epoch else 0
+        if start == 0:  # a new epoch: decay the rate, draw the shuffle
+            opt.lr = model.schedule(epoch, opt.lr, lr0)
+            if shuffle:
+                perm = model.rng.permutation(n)
+                order = perm if order is None or not compose_shuffles else order[perm]
+            losses, correct = [], 0.0
+        else:  # resuming inside an epoch: its rate and order were saved
+            losses, correct = partial
+        model.order_ = progress["order"] = order
+        order_d = bk.asarray(order) if shuffle else None
+        progress.update(epoch=epoch, step=start, partial_losses=losses, partial_correct=correct)
+        for i in range(start, len(bounds)):
+            s, e = bounds[i]
             if shuffle:
                 idx = order_d[s:e]
                 xb, yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
@@ -149,6 +184,13 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
             value, z = model.train_step(xb, yb)
             losses.append(value)
             correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+            progress["step"], progress["partial_correct"] = i + 1, correct
+            for cb in callbacks:
+                hook = getattr(cb, "on_batch_end", None)
+                if hook is not None:
+                    hook(model, i + 1, len(bounds))
+            if model.stop_requested:
+                raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
         host = bk.to_numpy(xp.stack(losses + [xp.asarray(correct, dtype=model.dtype)]))
         batch_losses = [float(v) for v in host[:-1]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
@@ -156,22 +198,25 @@ def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatche
             raise TrainingDiverged(f"the loss became {batch_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
                                    f"(learning rate {opt.lr:g}); lower the learning rate, e.g. --lr {opt.lr / 10:g}")
         model.batch_losses_.extend(batch_losses)
+        used = sum(e - s for s, e in bounds)
         weights = [e - s for s, e in bounds] if mean else [1] * len(bounds)
-        logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / n,
-                "accuracy": float(host[-1]) / n, "val_loss": None, "val_accuracy": None, "lr": opt.lr}
+        logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
+                "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": opt.lr}
         if val is not None:
             logs["val_loss"], logs["val_accuracy"] = evaluate(model, *val)
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
             history[k].append(logs[k])
+        progress.update(epoch=epoch + 1, step=0, partial_losses=[], partial_correct=0.0)
         if verbose:
             extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if val is not None else ""
             print(f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
                   f"lr {opt.lr:.3g} {logs['seconds']:.2f}s", flush=True)
         stop = False
         for cb in callbacks:
-            hook = getattr(cb, "on_epoch_end", None) or cb
-            stop = bool(hook(model, logs)) or stop
+            hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
+            if hook is not None:
+                stop = bool(hook(model, logs)) or stop
         if stop:
             break
     for cb in callbacks:

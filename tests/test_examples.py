@@ -1,0 +1,45 @@
+"""Every example runs, with tiny settings, so none can rot."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(*args, cwd):
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_book_mnist(mnist_dir, tmp_path):
+    out = run(EXAMPLES / "book_mnist.py", "--data-dir", mnist_dir, "--epochs", "2", "--samples", "3000",
+              cwd=tmp_path)
+    assert "Test accuracy" in out
+
+
+def test_fashion_adam(mnist_dir, tmp_path):
+    fashion = mnist_dir.parent / "fashion-mnist"
+    if not fashion.exists():
+        pytest.skip("no Fashion-MNIST files")
+    out = run(EXAMPLES / "fashion_adam.py", "--data-dir", fashion, "--epochs", "1", "--samples", "3000",
+              cwd=tmp_path)
+    assert "test accuracy" in out
+
+
+def test_switch_backends(tmp_path):
+    out = run(EXAMPLES / "switch_backends.py", "--epochs", "1", cwd=tmp_path)
+    assert "numpy" in out and "max relative difference to numpy 0.0e+00" in out
+
+
+def test_gpu_checkpoint_on_cpu(tmp_path):
+    out = run(EXAMPLES / "gpu_checkpoint_on_cpu.py", "--epochs", "1", "--out", tmp_path / "m.safetensors",
+              cwd=tmp_path)
+    assert "same predictions: True" in out
+
+
+def test_parity_example(tmp_path):
+    out = run("-m", "pytest", "-q", "-p", "no:cacheprovider", EXAMPLES / "test_parity_example.py", cwd=tmp_path)
+    assert "passed" in out and "failed" not in out

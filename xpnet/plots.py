@@ -1,0 +1,81 @@
+"""PNG plots as the book shows them (matplotlib, an optional extra: pip install "xpnet[plot]")."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .validation import InputError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError('--plot needs matplotlib; install it with: pip install "xpnet[plot]"') from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: int, X_images=None, y_true=None,
+                y_pred=None) -> list[Path]:
+    """cost.png (per minibatch, and the per-epoch average), accuracy.png (train / validation per epoch),
+    misclassified.png (a 5x5 grid of misclassified images titled true/predicted). Returns the paths."""
+    plt = _pyplot()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(range(len(batch_losses)), batch_losses, lw=0.6)
+    ax1.set_xlabel(f"Epochs * {batches_per_epoch}")
+    ax1.set_ylabel("Cost")
+    ax1.set_title("cost per minibatch")
+    ax1.set_ylim(0, max(batch_losses[len(batch_losses) // 50:] or batch_losses) * 1.1)
+    per_epoch = np.asarray(batch_losses[:batches_per_epoch * (len(batch_losses) // batches_per_epoch)])
+    per_epoch = per_epoch.reshape(-1, batches_per_epoch).mean(axis=1)
+    ax2.plot(range(1, len(per_epoch) + 1), per_epoch, color="red")
+    ax2.set_xlabel("Epochs")
+    ax2.set_ylabel("Cost")
+    ax2.set_title("average cost per epoch")
+    shown = per_epoch[1:] if len(per_epoch) > 10 else per_epoch  # as the book, keep epoch 1 from flattening the rest
+    ax2.set_ylim(0, shown.max() * 1.1 if len(shown) else 1)
+    fig.tight_layout()
+    paths.append(folder / "cost.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = history["epoch"]
+    ax.plot(epochs, history["accuracy"], label="training")
+    if any(v is not None for v in history["val_accuracy"]):
+        ax.plot(epochs, history["val_accuracy"], label="validation", linestyle="--")
+    ax.set_xlabel("Epochs")
+    ax.set_ylabel("Accuracy")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    paths.append(folder / "accuracy.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    if X_images is not None:
+        side = int(round(math.sqrt(X_images.shape[1])))
+        wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:25]
+        if side * side == X_images.shape[1] and wrong.size:
+            fig, axes = plt.subplots(5, 5, sharex=True, sharey=True, figsize=(7, 7.5))
+            for k, ax in enumerate(axes.ravel()):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if k >= wrong.size:
+                    ax.axis("off")
+            for k, i in enumerate(wrong):
+                ax = axes.ravel()[k]
+                ax.imshow(np.asarray(X_images[i]).reshape(side, side), cmap="Greys", interpolation="nearest")
+                ax.set_title(f"{k + 1}) t: {y_true[i]} p: {y_pred[i]}", fontsize=9)
+            fig.tight_layout()
+            paths.append(folder / "misclassified.png")
+            fig.savefig(paths[-1], dpi=110)
+            plt.close(fig)
+    return paths

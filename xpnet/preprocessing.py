@@ -1,0 +1,49 @@
+"""Input scaling fitted on the training data and stored with the model, so predictions later are
+preprocessed the same way: raw, unit [0, 1], symmetric [-1, 1] or standardize (zero mean, unit variance)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .validation import InputError
+
+SCALES = ("raw", "unit", "symmetric", "standardize")
+
+
+class Scaler:
+    def __init__(self, kind: str = "unit"):
+        if kind not in SCALES:
+            raise InputError(f"unknown scale {kind!r}; choose one of: {', '.join(SCALES)}")
+        self.kind, self.shift, self.scale = kind, np.zeros(()), np.ones(())
+
+    def fit(self, X) -> "Scaler":
+        """X: (samples, features) host data. unit/symmetric use the global min and max (0 and 255 for
+        MNIST); standardize uses per-feature mean and standard deviation (1 where constant)."""
+        X = np.asarray(X)
+        if self.kind in ("unit", "symmetric"):
+            lo, hi = float(X.min()), float(X.max())
+            self.shift, self.scale = np.asarray(lo), np.asarray((hi - lo) or 1.0)
+        elif self.kind == "standardize":
+            Xf = X.astype(np.float64)
+            std = Xf.std(axis=0)
+            self.shift, self.scale = Xf.mean(axis=0), np.where(std > 0, std, 1.0)
+        return self
+
+    def transform(self, X, dtype: str = "float64") -> np.ndarray:
+        """(samples, features) -> scaled host array of `dtype`."""
+        X = np.asarray(X, dtype=dtype)
+        if self.kind == "raw":
+            return X
+        X = (X - self.shift.astype(dtype)) / self.scale.astype(dtype)
+        return X * 2 - 1 if self.kind == "symmetric" else X
+
+    def to_meta(self) -> tuple[dict, dict]:
+        """(JSON metadata, host arrays) for a checkpoint."""
+        return {"kind": self.kind}, {"scale_shift": np.asarray(self.shift, dtype=np.float64),
+                                     "scale_scale": np.asarray(self.scale, dtype=np.float64)}
+
+    @classmethod
+    def from_meta(cls, meta: dict | None, arrays: dict) -> "Scaler":
+        self = cls((meta or {}).get("kind", "raw"))
+        if "scale_shift" in arrays:
+            self.shift, self.scale = arrays["scale_shift"], arrays["scale_scale"]
+        return self
