@@ -12,12 +12,12 @@ from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, BookSGD
 from .parity import parity
 from .penalties import Penalty
 from .schedules import SCHEDULES
-from .training import EarlyStopping, TrainingDiverged, TrainingInterrupted
+from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from .validation import InputError
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError",
     "BookSGD", "CheckpointError", "Dense", "Dropout", "EarlyStopping", "Identity", "InputError", "LeakyReLU", "LogisticCost",
-    "NeuralNetMLP", "Penalty", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh",
+    "NeuralNetMLP", "OutOfMemory", "Penalty", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh",
     "TrainingDiverged", "TrainingInterrupted", "backend", "gradcheck", "load", "parity", "to_numpy", "__version__",
 ]

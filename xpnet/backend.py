@@ -219,6 +219,14 @@ class Backend:
         return array_api_compat.is_cupy_array(a) and a.device.id == self.native_device.id
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: CuPy's or torch's OutOfMemoryError, JAX's RESOURCE_EXHAUSTED,
+    or NumPy's MemoryError."""
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+            or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text)
+
+
 def is_host(a) -> bool:
     """Host data: a NumPy array or scalar, or a Python number or sequence."""
     return isinstance(a, (np.ndarray, np.generic, int, float, list, tuple))

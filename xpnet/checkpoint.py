@@ -168,6 +168,7 @@ def read(path) -> tuple[dict, dict]:
 def load(path, backend=None, device=None, dtype: str | None = None):
     """Rebuild the model saved at `path` on `backend`/`device` (default: where it was trained, else the
     default backend). Returns a Sequential or NeuralNetMLP with `checkpoint_meta_` and `checkpoint_arrays_`."""
+    from .backend import BackendError
     from .layers import LAYERS
     from .losses import LOSS_TYPES
     from .model import Sequential
@@ -176,6 +177,8 @@ def load(path, backend=None, device=None, dtype: str | None = None):
     from .schedules import SCHEDULE_TYPES
 
     meta, tensors = read(path)
+    if dtype is None and meta.get("dtype") not in ("float32", "float64"):
+        raise CheckpointError(f"{path}: unknown dtype {meta.get('dtype')!r} in its metadata")
     try:
         layers = [LAYERS[c["type"]](**{k: v for k, v in c.items() if k != "type"}) for c in meta["architecture"]]
         loss = LOSS_TYPES[meta["loss"]["type"]](reduction=meta["loss"]["reduction"])
@@ -185,14 +188,13 @@ def load(path, backend=None, device=None, dtype: str | None = None):
         schedule = SCHEDULE_TYPES[sched_cfg.pop("type")](**sched_cfg)
         penalty = Penalty(**meta["penalty"])
         rng = _make_rng(meta["rng"])
-    except (KeyError, TypeError, ValueError) as exc:
+        model = Sequential(layers, loss=loss, optimizer=optimizer, penalty=penalty, schedule=schedule,
+                           backend=backend, device=device, dtype=dtype or meta["dtype"], rng=rng)
+    except BackendError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path}: its architecture or hyperparameters cannot be rebuilt by this xpnet "
                               f"({type(exc).__name__}: {exc})") from None
-    dtype = dtype or meta["dtype"]
-    if backend is None and device is None and meta.get("device", "cpu") != "cpu":
-        device = None  # a GPU-trained checkpoint loads wherever the default backend runs
-    model = Sequential(layers, loss=loss, optimizer=optimizer, penalty=penalty, schedule=schedule, backend=backend,
-                       device=device, dtype=dtype, rng=rng)
     expected = set(model.parameters())
     stored = {k[6:] for k in tensors if k.startswith("param/")}
     if stored != expected:

@@ -286,9 +286,9 @@ def main(argv=None) -> int:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from .training import TrainingDiverged
+    from .training import OutOfMemory, TrainingDiverged
     from .validation import InputError
-    user = (BackendError, InputError, TrainingDiverged, FileNotFoundError, PermissionError, IsADirectoryError)
+    user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
     try:
         from .datasets import DataError
         user = user + (DataError,)

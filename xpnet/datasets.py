@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .validation import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """A data file that is missing, unreadable, corrupt or of the wrong kind; the message names it."""
 
 

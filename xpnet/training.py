@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 
+from .backend import is_out_of_memory
 from .validation import InputError
 
 
@@ -87,12 +88,33 @@ def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
     return float(vals[0]) / n, float(vals[1]) / n
 
 
+class OutOfMemory(MemoryError):
+    """The device (or host) ran out of memory; the message says what to make smaller."""
+
+
 class TrainingInterrupted(Exception):
     """Training stopped between two steps at the user's request (model.stop_requested); the model holds
     the state after the last finished step, ready to save and resume."""
 
 
-def fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
+def fit(model, X, y, **kwargs) -> dict:
+    """Train `model` in place (see _fit for the options); an out-of-memory error from any backend becomes
+    OutOfMemory, naming the batch size and model size to lower."""
+    try:
+        return _fit(model, X, y, **kwargs)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        n_params = sum(math.prod(p.shape) for p in model.parameters().values())
+        batch = kwargs.get("batch_size") or (f"1/{kwargs['minibatches']} of the data" if kwargs.get("minibatches")
+                                             else "32")
+        raise OutOfMemory(f"{model.bk.name} on {model.bk.device} ran out of memory training a model of {n_params:,} "
+                          f"parameters ({model.dtype_name}) with minibatches of {batch}: lower --batch-size (e.g. "
+                          f"halve it) or the hidden sizes, or use --dtype float32 ({type(exc).__name__}: "
+                          f"{str(exc)[:200]})") from None
+
+
+def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
         shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
         validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume: dict | None = None
         ) -> dict:

@@ -1,0 +1,95 @@
+"""The benchmark cases (A-E): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+N_TRAIN = 60000
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    sizes: tuple                      # (inputs, hidden..., outputs)
+    hidden: str = "sigmoid"           # 'sigmoid' or 'relu'
+    loss: str = "softmax"             # 'softmax' (softmax cross-entropy) or 'logistic' (sigmoid + BCE)
+    reduction: str = "mean"
+    lr: float = 0.1
+    momentum: float = 0.0             # classical (PyTorch's form)
+    batch_size: int | None = None
+    minibatches: int | None = None    # the book's np.array_split into this many chunks
+    dtypes: tuple = ("float32",)
+    init: str = "glorot_uniform"
+    book: bool = False                # case D: the book's NeuralNetMLP (l2, look-back momentum, decay)
+    gpu_only: bool = False
+    book_args: dict = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[tuple[int, int]]:
+        """(in_features, out_features) of each Dense layer."""
+        return list(zip(self.sizes[:-1], self.sizes[1:]))
+
+    def bounds(self, n: int) -> list[tuple[int, int]]:
+        from xpnet.training import batch_bounds
+        return batch_bounds(n, self.batch_size, self.minibatches)
+
+    def warm_bounds(self, n: int) -> list[tuple[int, int]]:
+        """Three minibatches from sample 0 with the epoch's shapes: two full ones and the epoch's last one."""
+        b = self.bounds(n)
+        sizes = [e - s for s, e in b[:2]] + [b[-1][1] - b[-1][0]]
+        starts = np.cumsum([0] + sizes)
+        return list(zip(starts[:-1].tolist(), starts[1:].tolist()))
+
+    def flops(self, n: int) -> float:
+        """FLOPs of one epoch's layer matrix products: 2*m*k*n for x @ W.T, dW = dy.T @ x and dx = dy @ W,
+        except the first layer's dx (not needed)."""
+        return float(sum(2 * n * k * o * (2 if i == 0 else 3) for i, (k, o) in enumerate(self.layers)))
+
+    def initial_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W (out, in), b (out,)) float64 per layer, exactly as xpnet draws them (seed 0, or the book's
+        RandomState(1) for case D)."""
+        from xpnet.init import INITIALIZERS, host_rng
+        rng = np.random.RandomState(self.book_args["random_state"]) if self.book else host_rng(0)
+        out = []
+        for k, o in self.layers:
+            drawn = INITIALIZERS[self.init](rng, k, o)
+            out.append(drawn if isinstance(drawn, tuple) else (drawn, np.zeros(o)))
+        return out
+
+
+BOOK2015 = dict(n_output=10, n_features=784, n_hidden=50, l2=0.1, l1=0.0, eta=0.001, alpha=0.001,
+                decrease_const=0.00001, minibatches=50, shuffle=True, random_state=1)
+
+CASES = {c.name: c for c in (
+    Case("A", "784-50-10 sigmoid, logistic output (sum), SGD lr 0.001, batch 1200", (784, 50, 10),
+         loss="logistic", reduction="sum", lr=0.001, batch_size=1200, dtypes=("float32", "float64")),
+    Case("B", "784-512-512-10 ReLU, softmax CE, SGD lr 0.1 momentum 0.9, batch 128", (784, 512, 512, 10),
+         hidden="relu", lr=0.1, momentum=0.9, batch_size=128),
+    Case("C", "784-50-10 sigmoid, softmax CE, SGD lr 0.1, batch 32", (784, 50, 10), lr=0.1, batch_size=32),
+    Case("D", "the book's NeuralNetMLP (book2015 settings), raw pixels", (784, 50, 10), loss="logistic",
+         reduction="sum", lr=0.001, minibatches=50, dtypes=("float64",), init="book_uniform", book=True,
+         book_args=BOOK2015),
+    Case("E", "4096-4096-4096-10 ReLU, softmax CE, SGD lr 0.01 momentum 0.9, batch 4096 (GPU)",
+         (4096, 4096, 4096, 10), hidden="relu", lr=0.01, momentum=0.9, batch_size=4096, gpu_only=True),
+)}
+
+
+def load_data(case: Case, dtype: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's 60000 training images -> X (60000, features) in `dtype`, y uint8 labels.
+
+    Pixels scaled to [0, 1], except case D (raw 0-255, as the book). Case E tiles the 784 pixels to 4096
+    features (the timing does not depend on the values)."""
+    from xpnet.datasets import load_mnist
+    X8, y, _, _ = load_mnist("mnist", data_dir, download=False)
+    X = X8.astype(dtype)
+    if not case.book:
+        X /= 255
+    if case.sizes[0] != X.shape[1]:
+        X = np.ascontiguousarray(np.tile(X, (1, -(-case.sizes[0] // X.shape[1])))[:, :case.sizes[0]])
+    return X, y
+
+
+def onehot(y: np.ndarray, k: int, dtype: str) -> np.ndarray:
+    return (y[:, None] == np.arange(k)).astype(dtype)

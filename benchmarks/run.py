@@ -1,0 +1,447 @@
+"""Training-speed benchmark: xpnet on each backend against a hand-written NumPy loop, PyTorch, scikit-learn
+and the book's own code, on MNIST's 60000 training images.
+
+Usage (from the repository root):
+
+    python benchmarks/run.py                                  # cases A-D, every framework, 5 repeats
+    python benchmarks/run.py --quick --cases A,C --frameworks xpnet-numpy,numpy-loop,torch,sklearn
+    python benchmarks/run.py --cases B --repeats 3 --epochs 2 --json b.json --markdown b.md
+    python benchmarks/run.py --device cuda --cases E          # GPU: xpnet-cupy/torch/jax and torch
+
+Options: --data-dir DIR (MNIST IDX files, default ../shared/data/mnist from the repository root),
+--cases A,B,C,D,E, --frameworks (xpnet-numpy, xpnet-torch, xpnet-jax, xpnet-array_api_strict, xpnet-cupy,
+numpy-loop, torch, sklearn, book-transcription), --repeats N (default 5), --epochs N timed per repeat
+(default 1), --quick (1 repeat, 1 epoch), --device cpu|cuda, --json PATH, --markdown PATH.
+
+Cases (cases.py): A 784-50-10 sigmoid/logistic (sum), SGD 0.001, batch 1200, float32 and float64;
+B 784-512-512-10 ReLU, softmax CE, SGD 0.1 momentum 0.9, batch 128; C 784-50-10, batch 32 (overhead-bound);
+D the book's NeuralNetMLP (book2015 settings, raw pixels, float64): xpnet, tests/book_transcription.py's
+BookMLP and the NumPy loop; E 4096-4096-4096-10, batch 4096 (GPU only: skipped on the CPU unless named).
+
+Method: every (repeat, case, dtype, framework) runs in its own fresh process, one at a time (a second
+busy process slows BLAS down), interleaved: repeat 1 of everything, then repeat 2, ... A worker loads the
+data, builds the model, trains a few untimed warm-up minibatches (the epoch's shapes), then times
+`--epochs` full epochs (shuffle + gather + forward + backward + update; device work finished) and reports
+its median seconds per epoch and its peak RSS. The table gives the median over repeats (min-max),
+samples/s, GFLOP/s of the layer matrix products (2*m*n*k for x@W.T, dW = dy.T@x and dx = dy@W, no dx for
+the first layer) and the ratio to the NumPy loop of the same case and dtype. The `gemm-floor` row times
+only those matrix products for one epoch's minibatch shapes with NumPy (preallocated outputs): the
+floor any CPU framework on this BLAS can reach. A worker that fails is reported as skipped with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from cases import CASES, N_TRAIN, load_data, onehot
+
+XPNET_BACKENDS = ("numpy", "torch", "jax", "array_api_strict", "cupy")
+FRAMEWORKS = ("xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict", "numpy-loop", "torch", "sklearn",
+              "book-transcription")
+GPU_FRAMEWORKS = ("xpnet-cupy", "xpnet-torch", "xpnet-jax", "torch")
+NOTES = {
+    "numpy-loop": "hand-written loop (numpy_loop.py): no loss value or accuracy computed",
+    "sklearn": "MLPClassifier(solver='sgd', alpha=0), one partial_fit per epoch; softmax output (its multiclass "
+               "output), mean loss, lr scaled by the batch size where the case sums",
+    "book-transcription": "tests/book_transcription.py BookMLP: bias columns, samples as columns, composed shuffles",
+    "gemm-floor": "NumPy matrix products only, one epoch's shapes, preallocated outputs",
+}
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------- workers
+# Each runner trains `epochs` timed epochs after a warm-up and returns the list of seconds per epoch.
+
+def run_xpnet(case, backend, dtype, X, y, epochs, device):
+    import xpnet
+    n = X.shape[0]
+    nwarm = case.warm_bounds(n)[-1][1]
+    if case.book:
+        def build(**kw):
+            return xpnet.NeuralNetMLP(**dict(case.book_args, **kw), backend=backend, device=device, dtype=dtype)
+        build(epochs=1, minibatches=3).fit(X[:nwarm], y[:nwarm])  # three 1200-row minibatches, as the epoch's
+        nn = build(epochs=epochs)
+        nn.fit(X, y)
+        model = nn.model
+    else:
+        act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
+        layers = []
+        for i, (k, o) in enumerate(case.layers):
+            layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])
+        loss = (xpnet.LogisticCost if case.loss == "logistic" else xpnet.SoftmaxCrossEntropy)(reduction=case.reduction)
+        model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
+                                 backend=backend, device=device, dtype=dtype, seed=0)
+        model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
+        model.fit(X, y, epochs=epochs, batch_size=case.batch_size)
+    seconds = list(model.history_["seconds"])
+    # an epoch ends by fetching its losses; the last update may still be queued (JAX, GPUs): wait for it
+    t0 = time.perf_counter()
+    for p in model.parameters().values():
+        model.bk.block(p)
+    seconds[-1] += time.perf_counter() - t0
+    return seconds, f"{model.bk.name} {model.bk.version} on {model.bk.device}"
+
+
+def run_numpy_loop(case, dtype, X, y, epochs, device):
+    from numpy_loop import NumpyMLP
+    book = case.book_args
+    net = NumpyMLP(case.initial_params(), case.hidden, case.loss, case.reduction, case.lr, case.momentum,
+                   alpha=book.get("alpha", 0.0), l2=book.get("l2", 0.0), dtype=dtype)
+    Y = onehot(y, case.sizes[-1], dtype)
+    warm = case.warm_bounds(X.shape[0])
+    net.epoch(X[:warm[-1][1]], Y[:warm[-1][1]], warm)
+    bounds, seconds = case.bounds(X.shape[0]), []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        net.epoch(X, Y, bounds)
+        seconds.append(time.perf_counter() - t0)
+    return seconds, None
+
+
+def run_torch(case, dtype, X, y, epochs, device):
+    import torch
+    dev = torch.device(device)
+    mods = []
+    for i, (w, b) in enumerate(case.initial_params()):  # the same initial values as xpnet
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods += [lin] + ([torch.nn.Sigmoid() if case.hidden == "sigmoid" else torch.nn.ReLU()]
+                         if i < len(case.layers) - 1 else [])
+    net = torch.nn.Sequential(*mods).to(device=dev, dtype=getattr(torch, dtype))
+    Xt = torch.from_numpy(X).to(dev)
+    if case.loss == "logistic":
+        T, loss_fn = torch.from_numpy(onehot(y, case.sizes[-1], dtype)).to(dev), torch.nn.BCEWithLogitsLoss(
+            reduction=case.reduction)
+    else:
+        T, loss_fn = torch.from_numpy(y.astype("int64")).to(dev), torch.nn.CrossEntropyLoss(reduction=case.reduction)
+    opt = torch.optim.SGD(net.parameters(), lr=case.lr, momentum=case.momentum)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch(order, bounds):
+        for s, e in bounds:
+            idx = order[s:e]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(Xt.index_select(0, idx)), T.index_select(0, idx)).backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    warm = case.warm_bounds(X.shape[0])
+    epoch(torch.arange(warm[-1][1], device=dev), warm)
+    bounds, seconds = case.bounds(X.shape[0]), []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        epoch(torch.randperm(X.shape[0], generator=gen).to(dev), bounds)
+        seconds.append(time.perf_counter() - t0)
+    return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
+
+
+def run_sklearn(case, dtype, X, y, epochs, device):
+    import sklearn
+    from sklearn.neural_network import MLPClassifier
+    bs = case.batch_size
+    clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation="logistic" if case.hidden == "sigmoid" else "relu",
+                        solver="sgd", alpha=0.0, batch_size=bs, learning_rate="constant",
+                        learning_rate_init=case.lr * (bs if case.reduction == "sum" else 1), momentum=case.momentum,
+                        nesterovs_momentum=False, shuffle=True, random_state=0, max_iter=1)
+    nwarm = case.warm_bounds(X.shape[0])[-1][1]
+    clf.partial_fit(X[:nwarm], y[:nwarm], classes=list(range(case.sizes[-1])))
+    seconds = []
+    for _ in range(epochs):  # partial_fit with solver='sgd' is one shuffled pass over the data
+        t0 = time.perf_counter()
+        clf.partial_fit(X, y)
+        seconds.append(time.perf_counter() - t0)
+    return seconds, f"scikit-learn {sklearn.__version__}, partial_fit per epoch, coefs {clf.coefs_[0].dtype}"
+
+
+def run_book(case, dtype, X, y, epochs, device):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("book_transcription", ROOT / "tests" / "book_transcription.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Timed(mod.BookMLP):
+        """BookMLP unchanged; its fit sets self.eta once at the start of every epoch: note the time."""
+        @property
+        def eta(self):
+            return self._eta
+
+        @eta.setter
+        def eta(self, value):
+            self._eta = value
+            self.__dict__.setdefault("marks", []).append(time.perf_counter())
+
+    nwarm = case.warm_bounds(X.shape[0])[-1][1]
+    Timed(**dict(case.book_args, epochs=1, minibatches=3)).fit(X[:nwarm], y[:nwarm])
+    nn = Timed(**dict(case.book_args, epochs=epochs))
+    nn.marks.clear()  # the constructor's assignment
+    nn.fit(X, y)
+    marks = nn.marks + [time.perf_counter()]
+    return [b - a for a, b in itertools.pairwise(marks)], "epoch = shuffle + minibatches (label encoding excluded)"
+
+
+def run_gemm_floor(case, dtype, X, y, epochs, device):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    bounds = case.bounds(N_TRAIN)
+    m = max(e - s for s, e in bounds)
+    L = [(rng.random((m, k), dtype), rng.random((o, k), dtype), rng.random((m, o), dtype),
+          np.empty((m, o), dtype), np.empty((o, k), dtype), np.empty((m, k), dtype)) for k, o in case.layers]
+
+    def epoch(bounds):
+        for s, e in bounds:
+            b = e - s
+            for i, (x, w, dy, y_out, dw_out, dx_out) in enumerate(L):
+                np.matmul(x[:b], w.T, out=y_out[:b])
+                np.matmul(dy[:b].T, x[:b], out=dw_out)
+                if i:
+                    np.matmul(dy[:b], w, out=dx_out[:b])
+
+    epoch(case.warm_bounds(N_TRAIN))
+    seconds = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        epoch(bounds)
+        seconds.append(time.perf_counter() - t0)
+    return seconds, None
+
+
+def worker(case_name: str, framework: str, dtype: str, args) -> dict:
+    """Runs in a child process; returns what the parent reads back (one JSON line)."""
+    case = CASES[case_name]
+    backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
+    device = args.device if framework in GPU_FRAMEWORKS else "cpu"
+    if backend:
+        import xpnet
+        xpnet.backend(backend, device)  # imports the library; fails here if it is not installed
+        def runner(*a):
+            return run_xpnet(case, backend, *a)
+    else:
+        run = {"numpy-loop": run_numpy_loop, "torch": run_torch, "sklearn": run_sklearn,
+               "book-transcription": run_book, "gemm-floor": run_gemm_floor}[framework]
+
+        def runner(*a):
+            return run(case, *a)
+        if framework == "torch":
+            import torch
+            torch.set_num_threads(os.cpu_count())
+        elif framework == "sklearn":
+            import sklearn.neural_network  # noqa: F401 (imported before the RSS after load)
+    X, y = (None, None) if framework == "gemm-floor" else load_data(case, dtype, args.data_dir)
+    rss_load = maxrss_mb()
+    seconds, note = runner(dtype, X, y, args.epochs, device)
+    return {"seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mb": maxrss_mb(),
+            "rss_after_load_mb": rss_load, "note": note, "device": device}
+
+
+def worker_main(args) -> None:
+    import warnings
+    warnings.simplefilter("ignore")
+    try:
+        out = worker(*args.worker, args)
+    except Exception as exc:  # noqa: BLE001 (any failure is a skipped row, not a crash)
+        out = {"skipped": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+    print(json.dumps(out), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- parent
+
+def spawn(case: str, framework: str, dtype: str, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case, framework, dtype,
+           "--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"timed out after {args.timeout} s"}
+    for line in reversed(p.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"skipped": f"worker exited with {p.returncode}: {tail[:300]}"}
+
+
+def applicable(case, framework: str) -> str | None:
+    """None, or why `framework` does not run `case`."""
+    if framework == "book-transcription" and not case.book:
+        return "the book's code is case D only"
+    if framework in ("torch", "sklearn") and case.book:
+        return "no equivalent of the book's look-back momentum and composed shuffles"
+    return None
+
+
+def summarize(case, framework: str, dtype: str, runs: list[dict]) -> dict:
+    backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
+    row = {"case": case.name, "framework": "xpnet" if backend else framework, "backend": backend, "dtype": dtype,
+           "median_s": None, "min_s": None, "max_s": None, "samples_per_s": None, "gflops": None,
+           "peak_rss_mb": None, "rss_after_load_mb": None, "ratio_to_numpy_loop": None}
+    ok = [r for r in runs if "skipped" not in r]
+    if not ok:
+        row["skipped"] = runs[0]["skipped"] if runs else "not run"
+        return row
+    per_repeat = [r["median_s"] for r in ok]
+    med = statistics.median(per_repeat)
+    row.update(median_s=med, min_s=min(per_repeat), max_s=max(per_repeat), samples_per_s=N_TRAIN / med,
+               gflops=case.flops(N_TRAIN) / med / 1e9, peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
+               rss_after_load_mb=max(r["rss_after_load_mb"] for r in ok), repeats_s=per_repeat,
+               device=ok[0]["device"], note="; ".join(filter(None, (NOTES.get(framework), ok[0]["note"]))))
+    if len(ok) < len(runs):
+        row["note"] = f"{len(runs) - len(ok)} repeat(s) failed: " + next(r["skipped"] for r in runs if "skipped" in r)
+    return row
+
+
+def table(rows: list[dict]) -> list[list[str]]:
+    head = ["case", "framework", "backend", "dtype", "s/epoch median (min-max)", "samples/s", "GFLOP/s",
+            "peak RSS MB (+train)", "x numpy-loop"]
+    out = [head]
+    for r in rows:
+        if r["median_s"] is None:
+            out.append([r["case"], r["framework"], r["backend"] or "", r["dtype"], "skipped: " + r["skipped"],
+                        "", "", "", ""])
+            continue
+        ratio = r["ratio_to_numpy_loop"]
+        out.append([r["case"], r["framework"], r["backend"] or "", r["dtype"],
+                    f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})", f"{r['samples_per_s']:,.0f}",
+                    f"{r['gflops']:.1f}", f"{r['peak_rss_mb']:.0f} (+{r['peak_rss_mb'] - r['rss_after_load_mb']:.0f})",
+                    "" if ratio is None else f"{ratio:.2f}"])
+    return out
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for pkg in ("xpnet", "numpy", "torch", "jax", "jaxlib", "array-api-strict", "array-api-compat", "scikit-learn",
+                "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    try:
+        import numpy as np
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        out["numpy BLAS"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001, S110 (an older NumPy: no BLAS entry)
+        pass
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(args, load_before) -> list[str]:
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    return [
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, {cpu_model()}" + (f", {threads}" if threads else ""),
+        f"- load average before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        (f"- {args.repeats} repeat(s) x {args.epochs} epoch(s), 60000 MNIST training images, one worker process "
+         f"at a time, device {args.device}"),
+        f"- command: `cd {ROOT} && {shlex.join([sys.executable] + sys.argv)}`",
+    ]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E (default A,B,C,D; E on cuda)")
+    ap.add_argument("--frameworks", default=None, help=f"comma-separated from {','.join(FRAMEWORKS)},xpnet-cupy")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="one repeat of one epoch, to see that it works")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] for xpnet-torch/jax/cupy and torch")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds before a worker is given up as skipped")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--worker", nargs=3, metavar=("CASE", "FRAMEWORK", "DTYPE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    if args.quick:
+        args.repeats, args.epochs = 1, 1
+    gpu = args.device.startswith("cuda")
+    cases = [c.strip().upper() for c in (args.cases or ("A,B,C,D,E" if gpu else "A,B,C,D")).split(",") if c.strip()]
+    frameworks = [f.strip() for f in (args.frameworks or ",".join(GPU_FRAMEWORKS if gpu else FRAMEWORKS)).split(",")
+                  if f.strip()]
+    bad = [c for c in cases if c not in CASES] + [f for f in frameworks if f not in FRAMEWORKS + GPU_FRAMEWORKS]
+    if bad:
+        ap.error(f"unknown case or framework: {', '.join(bad)}")
+    if args.cases is None and not gpu:
+        print("case E skipped: 4096-4096-4096-10 at batch 4096 is a GPU case (about 12 TFLOP per epoch, minutes per "
+              "epoch on this CPU); name it with --cases E to run it anyway, or use --device cuda", flush=True)
+
+    jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype
+    for c in cases:
+        for dtype in CASES[c].dtypes:
+            for f in frameworks + ["gemm-floor"]:
+                why = applicable(CASES[c], f)
+                if why:
+                    print(f"not run: {c} {f}: {why}", flush=True)
+                else:
+                    jobs.append((c, dtype, f))
+    load_before = os.getloadavg()
+    results = {job: [] for job in jobs}
+    for r in range(args.repeats):
+        for c, dtype, f in jobs:
+            res = spawn(c, f, dtype, args)
+            results[(c, dtype, f)].append(res)
+            msg = res["skipped"] if "skipped" in res else f"{res['median_s']:.3f} s/epoch, peak RSS {res['peak_rss_mb']:.0f} MB"
+            print(f"[repeat {r + 1}/{args.repeats}] {c} {dtype} {f}: {msg}", flush=True)
+
+    rows = [summarize(CASES[c], f, dtype, runs) for (c, dtype, f), runs in results.items()]
+    for row in rows:
+        ref = next((x for x in rows if x["case"] == row["case"] and x["dtype"] == row["dtype"]
+                    and x["framework"] == "numpy-loop" and x["median_s"]), None)
+        if ref and row["median_s"]:
+            row["ratio_to_numpy_loop"] = row["median_s"] / ref["median_s"]
+
+    grid = table(rows)
+    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+    print()
+    for line in grid:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    notes = sorted({(r["framework"] if r["framework"] != "xpnet" else f"xpnet-{r['backend']}", r.get("note"))
+                    for r in rows if r.get("note")})
+    for name, note in notes:
+        print(f"  {name}: {note}")
+    for c in cases:
+        print(f"  {c}: {CASES[c].title}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.markdown:
+        md = ["# xpnet training benchmark", ""] + header(args, load_before) + [""]
+        md += ["| " + " | ".join(line) + " |" for line in grid[:1]] + ["|" + " --- |" * len(grid[0])]
+        md += ["| " + " | ".join(line) + " |" for line in grid[1:]] + [""]
+        md += [f"- {c}: {CASES[c].title}" for c in cases] + [f"- {name}: {note}" for name, note in notes]
+        args.markdown.write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
