@@ -27,6 +27,10 @@ samples/s, GFLOP/s of the layer matrix products (2*m*n*k for x@W.T, dW = dy.T@x 
 the first layer) and the ratio to the NumPy loop of the same case and dtype. The `gemm-floor` row times
 only those matrix products for one epoch's minibatch shapes with NumPy (preallocated outputs): the
 floor any CPU framework on this BLAS can reach. A worker that fails is reported as skipped with the reason.
+"peak RSS MB (+training)": the worker's ru_maxrss, and how far RSS rose above its level after imports and
+data loading while training (VmHWM reset after loading). JSON rows add repeats_s (each repeat's median
+s/epoch), epoch_seconds (every timed epoch) and the note. With JAX, each distinct minibatch offset compiles
+its own slice once, so the first timed epoch is slower than later ones: use --epochs 3 for its steady state.
 """
 from __future__ import annotations
 
@@ -50,7 +54,6 @@ sys.path.insert(0, str(HERE))
 
 from cases import CASES, N_TRAIN, load_data, onehot
 
-XPNET_BACKENDS = ("numpy", "torch", "jax", "array_api_strict", "cupy")
 FRAMEWORKS = ("xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict", "numpy-loop", "torch", "sklearn",
               "book-transcription")
 GPU_FRAMEWORKS = ("xpnet-cupy", "xpnet-torch", "xpnet-jax", "torch")
@@ -65,6 +68,26 @@ NOTES = {
 
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_status_mb(key: str) -> float | None:
+    """VmRSS (now) or VmHWM (peak since start or since reset_peak()) from /proc/self/status, in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Make VmHWM the current RSS (Linux >= 4.0), so the training peak excludes the data loading's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -171,7 +194,7 @@ def run_sklearn(case, dtype, X, y, epochs, device):
         t0 = time.perf_counter()
         clf.partial_fit(X, y)
         seconds.append(time.perf_counter() - t0)
-    return seconds, f"scikit-learn {sklearn.__version__}, partial_fit per epoch, coefs {clf.coefs_[0].dtype}"
+    return seconds, f"scikit-learn {sklearn.__version__}, computes in {clf.coefs_[0].dtype}"
 
 
 def run_book(case, dtype, X, y, epochs, device):
@@ -234,6 +257,7 @@ def worker(case_name: str, framework: str, dtype: str, args) -> dict:
     if backend:
         import xpnet
         xpnet.backend(backend, device)  # imports the library; fails here if it is not installed
+
         def runner(*a):
             return run_xpnet(case, backend, *a)
     else:
@@ -248,10 +272,14 @@ def worker(case_name: str, framework: str, dtype: str, args) -> dict:
         elif framework == "sklearn":
             import sklearn.neural_network  # noqa: F401 (imported before the RSS after load)
     X, y = (None, None) if framework == "gemm-floor" else load_data(case, dtype, args.data_dir)
-    rss_load = maxrss_mb()
+    rss_load = proc_status_mb("VmRSS") or maxrss_mb()
+    exact = reset_peak()
     seconds, note = runner(dtype, X, y, args.epochs, device)
-    return {"seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mb": maxrss_mb(),
-            "rss_after_load_mb": rss_load, "note": note, "device": device}
+    peak = maxrss_mb()
+    train_peak = (proc_status_mb("VmHWM") if exact else None) or peak
+    return {"seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mb": peak,
+            "rss_after_load_mb": rss_load, "train_rss_increase_mb": max(0.0, train_peak - rss_load),
+            "note": note, "device": device}
 
 
 def worker_main(args) -> None:
@@ -302,16 +330,19 @@ def summarize(case, framework: str, dtype: str, runs: list[dict]) -> dict:
     med = statistics.median(per_repeat)
     row.update(median_s=med, min_s=min(per_repeat), max_s=max(per_repeat), samples_per_s=N_TRAIN / med,
                gflops=case.flops(N_TRAIN) / med / 1e9, peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
-               rss_after_load_mb=max(r["rss_after_load_mb"] for r in ok), repeats_s=per_repeat,
-               device=ok[0]["device"], note="; ".join(filter(None, (NOTES.get(framework), ok[0]["note"]))))
+               rss_after_load_mb=max(r["rss_after_load_mb"] for r in ok),
+               train_rss_increase_mb=max(r["train_rss_increase_mb"] for r in ok), repeats_s=per_repeat,
+               epoch_seconds=[r["seconds"] for r in ok],
+               device=ok[0]["device"], note=ok[0]["note"])
     if len(ok) < len(runs):
-        row["note"] = f"{len(runs) - len(ok)} repeat(s) failed: " + next(r["skipped"] for r in runs if "skipped" in r)
+        failed = next(r["skipped"] for r in runs if "skipped" in r)
+        row["note"] = "; ".join(filter(None, (row["note"], f"{len(runs) - len(ok)} repeat(s) failed: {failed}")))
     return row
 
 
 def table(rows: list[dict]) -> list[list[str]]:
     head = ["case", "framework", "backend", "dtype", "s/epoch median (min-max)", "samples/s", "GFLOP/s",
-            "peak RSS MB (+train)", "x numpy-loop"]
+            "peak RSS MB (+training)", "x numpy-loop"]
     out = [head]
     for r in rows:
         if r["median_s"] is None:
@@ -321,7 +352,7 @@ def table(rows: list[dict]) -> list[list[str]]:
         ratio = r["ratio_to_numpy_loop"]
         out.append([r["case"], r["framework"], r["backend"] or "", r["dtype"],
                     f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})", f"{r['samples_per_s']:,.0f}",
-                    f"{r['gflops']:.1f}", f"{r['peak_rss_mb']:.0f} (+{r['peak_rss_mb'] - r['rss_after_load_mb']:.0f})",
+                    f"{r['gflops']:.1f}", f"{r['peak_rss_mb']:.0f} (+{r['train_rss_increase_mb']:.0f})",
                     "" if ratio is None else f"{ratio:.2f}"])
     return out
 
@@ -394,7 +425,7 @@ def main(argv=None) -> None:
     if bad:
         ap.error(f"unknown case or framework: {', '.join(bad)}")
     if args.cases is None and not gpu:
-        print("case E skipped: 4096-4096-4096-10 at batch 4096 is a GPU case (about 12 TFLOP per epoch, minutes per "
+        print("case E skipped: 4096-4096-4096-10 at batch 4096 is a GPU case (about 10 TFLOP per epoch, minutes per "
               "epoch on this CPU); name it with --cases E to run it anyway, or use --device cuda", flush=True)
 
     jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype
@@ -427,8 +458,13 @@ def main(argv=None) -> None:
     print()
     for line in grid:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    notes = sorted({(r["framework"] if r["framework"] != "xpnet" else f"xpnet-{r['backend']}", r.get("note"))
-                    for r in rows if r.get("note")})
+    notes = {}  # framework -> what it is, then the distinct notes its workers gave
+    for r in rows:
+        name = r["framework"] if r["framework"] != "xpnet" else f"xpnet-{r['backend']}"
+        seen = notes.setdefault(name, [NOTES[name]] if name in NOTES else [])
+        if r.get("note") and r["note"] not in seen:
+            seen.append(r["note"])
+    notes = [(name, "; ".join(texts)) for name, texts in sorted(notes.items()) if texts]
     for name, note in notes:
         print(f"  {name}: {note}")
     for c in cases:

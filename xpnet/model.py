@@ -127,7 +127,9 @@ class Sequential:
     def train_step(self, x, y):
         """One optimizer step on a minibatch; returns (loss value, logits) as device arrays."""
         value, z = self.loss_and_grads(x, y)
-        self.set_parameters(self.optimizer.step(self.parameters(), self.gradients()))
+        new = self.optimizer.step(self.parameters(), self.gradients())
+        for (name, layer, key) in self._refs:  # the optimizer's own arrays: no checks needed
+            layer.params[key] = new[name]
         return value, z
 
     # data -----------------------------------------------------------------------------------------
