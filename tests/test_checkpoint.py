@@ -163,3 +163,5 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
         assert np.all(bias == bias[0]) and bias[0] >= 1
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "crash.safetensors"]
     assert all(name.endswith(".tmp") for name in leftovers)  # a killed write leaves only its temporary file
+    xpnet.load(path).save(path)  # and the next good save removes those
+    assert [p.name for p in tmp_path.iterdir()] == ["crash.safetensors"]

@@ -84,6 +84,25 @@ def test_errors_are_one_line(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["train", "--hidden", "a,b"], ["train", "--lr", "fast"], ["train", "--dtype", "f16"],
+                                  ["nosuchcommand"]])
+def test_argument_errors_are_one_line(args):
+    proc = xpnet(*args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "error:" in proc.stderr and "--help" in proc.stderr
+
+
+def test_debug_shows_the_traceback():
+    proc = xpnet("train", "--backend", "tensorflow", "--debug")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "BackendError" in proc.stderr
+
+
+def test_divergence_is_one_line():
+    proc = xpnet("train", "--lr", "1e6", "--loss", "mse", "--epochs", "5", "--quiet")
+    assert proc.returncode == 2 and "lower the learning rate" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_env_backend_is_used():
     proc = xpnet("train", "--epochs", "1", "--quiet", "--json", env={"XPNET_BACKEND": "array_api_strict"})
     assert last_json(proc)["backend"] == "array_api_strict"

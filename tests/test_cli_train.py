@@ -153,3 +153,18 @@ def test_user_files(tmp_path):
 def test_clear_errors(tmp_path, args, message):
     proc = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_untrusted_and_mismatched_inputs(tmp_path):
+    ck = tmp_path / "m.safetensors"
+    last_json(cli("train", "--epochs", "1", "--checkpoint", ck, "--quiet", "--json"))
+    np.save(tmp_path / "evil.npy", np.array([{"a": 1}], dtype=object))  # a pickled object inside
+    proc = cli("predict", "--checkpoint", ck, tmp_path / "evil.npy")
+    assert proc.returncode == 2 and "never unpickles" in proc.stderr, proc.stderr
+    np.save(tmp_path / "wide.npy", np.zeros((2, 65)))
+    proc = cli("predict", "--checkpoint", ck, tmp_path / "wide.npy")
+    assert proc.returncode == 2 and "65 features" in proc.stderr
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "other.npz", X=rng.random((50, 64)), y=rng.integers(0, 10, 50))
+    proc = cli("train", "--resume", ck, "--dataset", tmp_path / "other.npz", "--quiet")
+    assert proc.returncode == 2 and "fingerprints differ" in proc.stderr, proc.stderr

@@ -71,6 +71,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+            try:
+                stale.unlink()
+            except OSError:
+                pass
     except BaseException:
         try:
             os.unlink(tmp)

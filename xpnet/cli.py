@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -163,16 +164,23 @@ def cmd_predict(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'xpnet train: error: ... (see xpnet train --help)', exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .layers import ACTIVATIONS
     from .losses import LOSSES
     from .optimizers import OPTIMIZERS
 
-    p = argparse.ArgumentParser(prog="xpnet", description="Train neural networks on NumPy, CuPy, PyTorch or JAX "
+    p = _Parser(prog="xpnet", description="Train neural networks on NumPy, CuPy, PyTorch or JAX "
                                 "from one Array API implementation.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"xpnet {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def common(sp, device_help="cpu, cuda or cuda:N"):
         sp.add_argument("--backend", default=None, help=f"{', '.join(NAMES)} or auto (default: $XPNET_BACKEND or auto)")
@@ -273,6 +281,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("XPNET_DEBUG") == "1"
+    if not debug:
+        # One line per warning; floating-point warnings are noise here: xpnet checks every loss itself
+        # and stops a diverging run with an error that names the epoch and step.
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"xpnet: warning: {msg}\n"
+        warnings.filterwarnings("ignore", message=".*encountered in", category=RuntimeWarning)
     try:
         return args.func(args)
     except KeyboardInterrupt:

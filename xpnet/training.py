@@ -108,10 +108,10 @@ def fit(model, X, y, **kwargs) -> dict:
         n_params = sum(math.prod(p.shape) for p in model.parameters().values())
         batch = kwargs.get("batch_size") or (f"1/{kwargs['minibatches']} of the data" if kwargs.get("minibatches")
                                              else "32")
+        f32 = ", or use --dtype float32" if model.dtype_name == "float64" else ""
         raise OutOfMemory(f"{model.bk.name} on {model.bk.device} ran out of memory training a model of {n_params:,} "
                           f"parameters ({model.dtype_name}) with minibatches of {batch}: lower --batch-size (e.g. "
-                          f"halve it) or the hidden sizes, or use --dtype float32 ({type(exc).__name__}: "
-                          f"{str(exc)[:200]})") from None
+                          f"halve it) or the hidden sizes{f32} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
