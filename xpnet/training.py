@@ -137,7 +137,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     xp, bk = model.xp, model.bk
     Xd = model.as_input(X)
     n_all = Xd.shape[0]
-    Yd, _ = model.as_targets(y, n_all)
+    Yd, Ld = model.as_targets(y, n_all)
     val = None
     if validation_split:
         n_val = int(round(n_all * validation_split))
@@ -146,7 +146,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                              f"validation set")
         # the last part, deterministically (as the book's later editions hold out the last 5,000)
         val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
-        Xd, Yd = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...]
+        Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
     elif validation_data is not None:
         Xv = model.as_input(validation_data[0], "validation X")
         val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y")[0])
@@ -196,6 +196,16 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         model.order_ = progress["order"] = order
         order_d = bk.asarray(order) if shuffle else None
         progress.update(epoch=epoch, step=start, partial_losses=losses, partial_correct=correct)
+        preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
+
+        def count_correct(stop_step):
+            if stop_step <= start:
+                return correct
+            r0, r1 = bounds[start][0], bounds[stop_step - 1][1]
+            pred = preds[0] if len(preds) == 1 else xp.concat(preds)
+            lab = xp.take(Ld, order_d[r0:r1], axis=0) if shuffle else Ld[r0:r1]
+            return correct + xp.sum(xp.astype(pred == lab, model.dtype))
+
         for i in range(start, len(bounds)):
             s, e = bounds[i]
             if shuffle:
@@ -205,14 +215,16 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                 xb, yb = Xd[s:e, ...], Yd[s:e, ...]
             value, z = model.train_step(xb, yb)
             losses.append(value)
-            correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
-            progress["step"], progress["partial_correct"] = i + 1, correct
+            preds.append(xp.argmax(z, axis=1))
+            progress["step"] = i + 1
             for cb in callbacks:
                 hook = getattr(cb, "on_batch_end", None)
                 if hook is not None:
                     hook(model, i + 1, len(bounds))
             if model.stop_requested:
+                progress["partial_correct"] = count_correct(i + 1)
                 raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
+        correct = count_correct(len(bounds))
         host = bk.to_numpy(xp.stack(losses + [xp.asarray(correct, dtype=model.dtype)]))
         batch_losses = [float(v) for v in host[:-1]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
