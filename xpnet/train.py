@@ -282,7 +282,7 @@ def run_evaluate(args) -> dict:
         X, y = X_test, y_test
     Xs = scaler.transform(X, inner.dtype_name)
     from .training import evaluate
-    Xd = inner.as_input(Xs)
+    Xd = inner.as_input(Xs, keep_integers=True)
     Yd, _ = inner.as_targets(np.asarray(y), Xd.shape[0])
     loss, accuracy = evaluate(inner, Xd, Yd)
     pred = np.asarray(model.predict(Xs))

@@ -79,7 +79,7 @@ def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
     total, correct = 0.0, 0.0
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
-        xb, yb = X[s:e, ...], Y[s:e, ...]
+        xb, yb = model.cast(X[s:e, ...]), Y[s:e, ...]
         z, _ = model.forward(xb)
         value = model.loss(z, yb)[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
@@ -135,7 +135,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     if validation_split and validation_data is not None:
         raise InputError("give validation_split or validation_data, not both")
     xp, bk = model.xp, model.bk
-    Xd = model.as_input(X)
+    Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
     n_all = Xd.shape[0]
     Yd, Ld = model.as_targets(y, n_all)
     val = None
@@ -148,7 +148,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
         Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
     elif validation_data is not None:
-        Xv = model.as_input(validation_data[0], "validation X")
+        Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
         val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y")[0])
     n = Xd.shape[0]
     bounds = batch_bounds(n, batch_size, minibatches)
@@ -213,7 +213,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                 xb, yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
             else:
                 xb, yb = Xd[s:e, ...], Yd[s:e, ...]
-            value, z = model.train_step(xb, yb)
+            value, z = model.train_step(model.cast(xb), yb)
             losses.append(value)
             preds.append(xp.argmax(z, axis=1))
             progress["step"] = i + 1
