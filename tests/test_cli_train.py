@@ -164,7 +164,13 @@ def test_untrusted_and_mismatched_inputs(tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((2, 65)))
     proc = cli("predict", "--checkpoint", ck, tmp_path / "wide.npy")
     assert proc.returncode == 2 and "65 features" in proc.stderr
+    proc = cli("train", "--resume", ck, "--lr", "0.5", "--dataset", "mnist", "--quiet")
+    assert proc.returncode == 2 and "not --dataset, --lr" in proc.stderr, proc.stderr
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "other.npz", X=rng.random((50, 64)), y=rng.integers(0, 10, 50))
-    proc = cli("train", "--resume", ck, "--dataset", tmp_path / "other.npz", "--quiet")
+    data = tmp_path / "d.npz"
+    np.savez(data, X=rng.random((50, 4)), y=rng.integers(0, 3, 50))
+    ck2 = tmp_path / "d.safetensors"
+    last_json(cli("train", "--dataset", data, "--epochs", "1", "--checkpoint", ck2, "--quiet", "--json"))
+    np.savez(data, X=rng.random((50, 4)), y=rng.integers(0, 3, 50))  # the file changed under the checkpoint
+    proc = cli("train", "--resume", ck2, "--epochs", "3", "--quiet")
     assert proc.returncode == 2 and "fingerprints differ" in proc.stderr, proc.stderr

@@ -164,6 +164,12 @@ def run_train(args) -> dict:
 
     saved_model, saved_meta = None, None
     if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in ("preset", "dataset", *DEFAULTS) if k != "epochs"
+                 and getattr(args, k, None) is not None]
+        if given:
+            raise InputError(f"--resume continues the saved run as it was configured; only --epochs, --backend, "
+                             f"--device, --data-dir and output options (--checkpoint, --history, --plot, --quiet, "
+                             f"--json) may be given with it, not {', '.join(dict.fromkeys(given))}")
         saved_model = load(args.resume, backend=args.backend, device=args.device)
         saved_meta = (getattr(saved_model, "model", saved_model)).checkpoint_meta_
         if not saved_meta.get("cli"):

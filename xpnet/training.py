@@ -160,6 +160,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
     for cb in callbacks:
         getattr(cb, "on_train_begin", lambda m: None)(model)
+    batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
 
     opt = model.optimizer
     settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
@@ -217,10 +218,8 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             losses.append(value)
             preds.append(xp.argmax(z, axis=1))
             progress["step"] = i + 1
-            for cb in callbacks:
-                hook = getattr(cb, "on_batch_end", None)
-                if hook is not None:
-                    hook(model, i + 1, len(bounds))
+            for hook in batch_hooks:
+                hook(model, i + 1, len(bounds))
             if model.stop_requested:
                 progress["partial_correct"] = count_correct(i + 1)
                 raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
