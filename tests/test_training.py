@@ -212,3 +212,27 @@ def test_integer_pixels_stay_integer_until_gathered(xpnet_backend, digits):
 def same(a, b):
     pa, pb = a.parameters(), b.parameters()
     return all(np.array_equal(xpnet.to_numpy(pa[k]), xpnet.to_numpy(pb[k])) for k in pa)
+
+
+@pytest.mark.parametrize("make", [lambda: xpnet.SGD(0.05), lambda: xpnet.SGD(0.05, momentum=0.9),
+                                  lambda: xpnet.SGD(0.05, momentum=0.9, nesterov=True),
+                                  lambda: xpnet.BookSGD(0.05, alpha=0.5), lambda: xpnet.Adam(0.01),
+                                  lambda: xpnet.AdamW(0.01)], ids=["sgd", "momentum", "nesterov", "book", "adam",
+                                                                   "adamw"])
+def test_in_place_updates_equal_functional_ones(digits, make):
+    """Mutable backends update in place; the arithmetic, and so every bit, is that of the functional form."""
+    X, y = digits[0][:300], digits[1][:300]
+    a, b = mlp(optimizer=make()), mlp(optimizer=make())
+    assert a.optimizer.inplace
+    b.optimizer.inplace = False
+    a.fit(X, y, epochs=2, batch_size=50)
+    b.fit(X, y, epochs=2, batch_size=50)
+    assert same(a, b)
+
+
+def test_parameters_never_alias_the_callers_arrays(digits):
+    model = mlp()
+    w = np.zeros((32, 64))
+    model.set_parameters({"layers.0.weight": w})
+    model.fit(digits[0][:100], digits[1][:100], epochs=1)
+    assert not w.any()  # the caller's array is untouched by in-place training

@@ -146,16 +146,23 @@ class Backend:
                               stacklevel=3)
         return getattr(self.xp, name)
 
-    def asarray(self, host, dtype=None):
-        """Host data (NumPy array, list, scalar) -> array of this backend on its device."""
+    @property
+    def mutable(self) -> bool:
+        """Whether arrays can be updated in place (all but JAX)."""
+        return self.name != "jax"
+
+    def asarray(self, host, dtype=None, copy=None):
+        """Host data (NumPy array, list, scalar) -> array of this backend on its device (copy=True: never
+        shares memory with `host`)."""
         if self.name == "cupy":
             with self.native_device:
-                return self.xp.asarray(host, dtype=dtype)
-        return self.xp.asarray(host, dtype=dtype, device=self.native_device)
+                return self.xp.asarray(host, dtype=dtype, copy=copy)
+        return self.xp.asarray(host, dtype=dtype, device=self.native_device, copy=copy)
 
-    def to_numpy(self, a) -> np.ndarray:
-        """Any array of this backend -> NumPy array on the host (a copy when it lives on a GPU)."""
-        return to_numpy(a)
+    def to_numpy(self, a, copy: bool = False) -> np.ndarray:
+        """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
+        also on the CPU, for a snapshot that later in-place updates cannot change)."""
+        return np.array(to_numpy(a), copy=True) if copy else to_numpy(a)
 
     def synchronize(self) -> None:
         """Wait for queued device work, for honest timing."""

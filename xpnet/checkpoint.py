@@ -215,7 +215,7 @@ def load(path, backend=None, device=None, dtype: str | None = None):
     for key, v in tensors.items():
         if key.startswith("opt/"):
             name, buf = key[4:].rsplit("/", 1)
-            state.setdefault(name, {})[buf] = model.bk.asarray(v, dtype=model.dtype)
+            state.setdefault(name, {})[buf] = model.bk.asarray(v, dtype=model.dtype, copy=True)
     model.optimizer.state, model.optimizer.t = state, int(meta.get("optimizer_t", 0))
     training = meta.get("training")
     if training is not None:

@@ -45,7 +45,7 @@ class Sequential:
                       for i, layer in enumerate(self.layers) for key in layer.params]
         self._weights = [(layer, key) for _, layer, key in self._refs if key == "weight"]
         self.loss: Loss = resolve(loss, LOSSES, "loss").build(self.xp)
-        self.optimizer: Optimizer = resolve(optimizer, OPTIMIZERS, "optimizer").build(self.xp)
+        self.optimizer: Optimizer = resolve(optimizer, OPTIMIZERS, "optimizer").build(self.xp, self.bk.mutable)
         self.penalty = penalty if penalty is not None else Penalty(l1, l2)
         self.schedule = resolve(schedule, SCHEDULES, "schedule") if schedule is not None else Constant()
         self.history_: dict = {}
@@ -64,19 +64,20 @@ class Sequential:
         return {name: layer.grads[key] for name, layer, key in self._refs}
 
     def set_parameters(self, params: dict) -> None:
-        """Replace parameters by name; host (NumPy) arrays are moved to this backend and dtype."""
+        """Replace parameters by name with copies (training may update them in place), moved to this
+        backend and cast to its dtype."""
         for name, layer, key in self._refs:
             if name in params:
                 value = params[name]
                 if is_host(value) or not self.bk.owns(value):
-                    value = self.bk.asarray(value, dtype=self.dtype)
-                elif value.dtype != self.dtype:
-                    value = self.xp.astype(value, self.dtype)
+                    value = self.bk.asarray(value, dtype=self.dtype, copy=True)
+                else:
+                    value = self.xp.asarray(value, dtype=self.dtype, copy=True)
                 layer.params[key] = value
 
     def get_state(self) -> dict:
         """Everything a training step depends on, as host NumPy arrays and Python numbers."""
-        to_np = self.bk.to_numpy
+        to_np = lambda a: self.bk.to_numpy(a, copy=True)  # noqa: E731 (a snapshot, not a view)
         return {
             "params": {k: to_np(v) for k, v in self.parameters().items()},
             "optimizer": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in self.optimizer.state.items()},
@@ -86,7 +87,7 @@ class Sequential:
 
     def set_state(self, state: dict) -> None:
         self.set_parameters(state["params"])
-        put = lambda v: self.bk.asarray(v, dtype=self.dtype)  # noqa: E731
+        put = lambda v: self.bk.asarray(v, dtype=self.dtype, copy=True)  # noqa: E731
         self.optimizer.state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in state["optimizer"].items()}
         self.optimizer.lr, self.optimizer.t = state["lr"], state["t"]
 

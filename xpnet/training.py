@@ -56,8 +56,8 @@ class EarlyStopping:
             value = logs["loss"]
         if value < self.best - self.min_delta:
             self.best, self.wait = value, 0
-            if self.restore_best:
-                self.best_params = dict(model.parameters())
+            if self.restore_best:  # copies: training updates parameters in place where it can
+                self.best_params = {k: model.xp.asarray(v, copy=True) for k, v in model.parameters().items()}
             return False
         self.wait += 1
         if self.wait >= self.patience:
