@@ -16,6 +16,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
         && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+unset CUPY_TF32  # full float32 matrix products on both sides: CuPy's default; torch's is set in benchmarks/run.py
 DATA=${XPNET_GPU_DATA:-.data}
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || DATA=../shared/data/mnist
 LOG="$OUT/summary.txt"

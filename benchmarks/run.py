@@ -142,6 +142,9 @@ def run_numpy_loop(case, dtype, X, y, epochs, device):
 def run_torch(case, dtype, X, y, epochs, device):
     import torch
     dev = torch.device(device)
+    # full-precision float32 matrix products, as CuPy's default (CUPY_TF32 unset): no TF32 on either side
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     mods = []
     for i, (w, b) in enumerate(case.initial_params()):  # the same initial values as xpnet
         lin = torch.nn.Linear(w.shape[1], w.shape[0])
