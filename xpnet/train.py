@@ -108,30 +108,35 @@ def resolve_config(args, saved: dict | None = None) -> dict:
 
 
 class Progress:
-    """A tqdm bar per epoch (loss, accuracy, samples/s) on a terminal; one line per epoch otherwise."""
+    """On a terminal, a tqdm bar per epoch counting samples (so its rate is samples/s) that ends with the
+    epoch's loss and accuracy; otherwise one line per epoch with the same figures."""
 
-    def __init__(self, epochs: int, bar: bool, batch_sizes=None):
-        self.epochs, self.bar, self.tqdm = epochs, bar, None
+    def __init__(self, epochs: int, bar: bool):
+        self.epochs, self.bar, self.tqdm, self.done = epochs, bar, None, 0
 
     def on_batch_end(self, model, step, total):
         if not self.bar:
             return
+        n = model.progress_["settings"]["n"]
         if self.tqdm is None:
             from tqdm import tqdm
-            epoch = model.progress_["epoch"] + 1
-            self.tqdm = tqdm(total=total, initial=step - 1, desc=f"epoch {epoch}/{self.epochs}", unit="batch",
-                             leave=False, file=sys.stderr)
-        self.tqdm.update(1)
+            self.done = (step - 1) * (n // total)
+            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {model.progress_['epoch'] + 1}/{self.epochs}",
+                             unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+        now = n if step == total else step * (n // total)
+        self.tqdm.update(now - self.done)
+        self.done = now
 
     def on_epoch_end(self, model, logs):
         n = model.progress_["settings"]["n"]
-        extra = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
-        line = (f"epoch {logs['epoch']}/{self.epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
-                f"lr {logs['lr']:.3g} {n / max(logs['seconds'], 1e-9):,.0f} samples/s")
+        val = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
         if self.tqdm is not None:
+            self.tqdm.set_postfix_str(f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}", refresh=True)
             self.tqdm.close()
             self.tqdm = None
-        print(line, flush=True)
+            return
+        print(f"epoch {logs['epoch']}/{self.epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val} "
+              f"lr {logs['lr']:.3g} {n / max(logs['seconds'], 1e-9):,.0f} samples/s", flush=True)
 
 
 class Checkpointer:
