@@ -319,11 +319,6 @@ def _gpu_name(name: str, index: int) -> str:
     return ""
 
 
-def available() -> list[str]:
-    """Names of the backends usable on this machine."""
-    return [row["name"] for row in map(describe, NAMES) if row["available"]]
-
-
 def set_array_api_strict_version(version: str) -> str:
     """Select the Array API version that array_api_strict enforces (e.g. '2024.12'); returns the previous one."""
     strict = _import("array_api_strict")

@@ -92,6 +92,15 @@ class OutOfMemory(MemoryError):
     """The device (or host) ran out of memory; the message says what to make smaller."""
 
 
+def _count_correct(model, preds: list, labels, order_d, r0: int, r1: int):
+    """How many of the per-step argmax predictions `preds` (covering rows r0:r1 of the epoch's order, or
+    of the data when order_d is None) equal their labels, as a device scalar."""
+    xp = model.xp
+    pred = preds[0] if len(preds) == 1 else xp.concat(preds)
+    lab = labels[r0:r1] if order_d is None else xp.take(labels, order_d[r0:r1], axis=0)
+    return xp.sum(xp.astype(pred == lab, model.dtype))
+
+
 class TrainingInterrupted(Exception):
     """Training stopped between two steps at the user's request (model.stop_requested); the model holds
     the state after the last finished step, ready to save and resume."""
@@ -198,15 +207,6 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         order_d = bk.asarray(order) if shuffle else None
         progress.update(epoch=epoch, step=start, partial_losses=losses, partial_correct=correct)
         preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
-
-        def count_correct(stop_step):
-            if stop_step <= start:
-                return correct
-            r0, r1 = bounds[start][0], bounds[stop_step - 1][1]
-            pred = preds[0] if len(preds) == 1 else xp.concat(preds)
-            lab = xp.take(Ld, order_d[r0:r1], axis=0) if shuffle else Ld[r0:r1]
-            return correct + xp.sum(xp.astype(pred == lab, model.dtype))
-
         for i in range(start, len(bounds)):
             s, e = bounds[i]
             if shuffle:
@@ -221,9 +221,11 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             for hook in batch_hooks:
                 hook(model, i + 1, len(bounds))
             if model.stop_requested:
-                progress["partial_correct"] = count_correct(i + 1)
+                progress["partial_correct"] = correct + _count_correct(model, preds, Ld, order_d,
+                                                                       bounds[start][0], bounds[i][1])
                 raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
-        correct = count_correct(len(bounds))
+        if preds:
+            correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0], bounds[-1][1])
         host = bk.to_numpy(xp.stack(losses + [xp.asarray(correct, dtype=model.dtype)]))
         batch_losses = [float(v) for v in host[:-1]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
