@@ -45,7 +45,7 @@ def test_book_rate_first_minibatches_and_shuffle(data):
     assert all(isinstance(c, float) for c in ours.cost_)
     for i in range(3):
         assert rel_diff(ours.cost_[i], book.cost_[i])[1] <= 1e-10, i
-    assert np.array_equal(ours.model.order_, book.orders[-1])  # composed shuffles, bit for bit
+    assert np.array_equal(ours.order_, book.orders[-1])  # composed shuffles, bit for bit
     assert ours.eta == book.eta  # the compounding decay, exactly
 
 
@@ -57,7 +57,7 @@ def test_tiny_rate_three_epochs(data):
     worst = max(rel_diff(a, b)[1] for a, b in zip(ours.cost_, book.cost_))
     assert worst <= 1e-10, worst
     assert ours.eta == book.eta
-    assert np.array_equal(ours.model.order_, book.orders[-1])
+    assert np.array_equal(ours.order_, book.orders[-1])
 
 
 def test_gradient_lockstep_every_step(data):
@@ -68,9 +68,8 @@ def test_gradient_lockstep_every_step(data):
 
     def on_step(xb, y_enc):
         ours.w1, ours.w2 = book.w1, book.w2
-        model = ours.model
-        model.loss_and_grads(model.as_input(xb), model.bk.asarray(y_enc.T.copy(), dtype=model.dtype))
-        g = model.gradients()
+        model = ours
+        _, _, g = model.value_and_grads(model.as_input(xb), model.bk.asarray(y_enc.T.copy(), dtype=model.dtype))
         g1 = np.concatenate([g["layers.0.bias"][:, None], g["layers.0.weight"]], axis=1)
         g2 = np.concatenate([g["layers.2.bias"][:, None], g["layers.2.weight"]], axis=1)
         b1, b2 = book.gradient(xb, y_enc)
@@ -91,7 +90,7 @@ def test_fit_keeps_weights_eta_and_stream(data):
     book.fit(X, y)
     assert len(ours.cost_) == 6  # a new cost_ per fit
     assert ours.eta == book.eta
-    assert np.array_equal(ours.model.order_, book.orders[-1])
+    assert np.array_equal(ours.order_, book.orders[-1])
 
 
 def test_predict_is_argmax_of_net_input(data):

@@ -29,7 +29,7 @@ def test_out_of_memory_names_what_to_lower(monkeypatch, exc):
     assert is_out_of_memory(exc)
     model = xpnet.Sequential([xpnet.Dense(64, 10)], seed=0)
 
-    def boom(x, y):
+    def boom(*args, **kwargs):
         raise exc
 
     monkeypatch.setattr(model, "train_step", boom)
@@ -41,7 +41,7 @@ def test_out_of_memory_names_what_to_lower(monkeypatch, exc):
 
 def test_other_errors_pass_through(monkeypatch):
     model = xpnet.Sequential([xpnet.Dense(64, 10)], seed=0)
-    monkeypatch.setattr(model, "train_step", lambda x, y: 1 / 0)
+    monkeypatch.setattr(model, "train_step", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         model.fit(*load_digits()[:2], epochs=1)
 
@@ -53,7 +53,7 @@ def test_divergence_keeps_the_last_finite_checkpoint(tmp_path):
     ck = Checkpointer(tmp_path / "m.safetensors", {}, {})
     model.fit(X, y, epochs=2, callbacks=[ck])
     good = (tmp_path / "m.safetensors").read_bytes()
-    model.optimizer.lr = 1e3  # now it explodes
+    model.state.lr = 1e3  # now it explodes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(xpnet.TrainingDiverged, match=r"epoch 1, step \d+"):

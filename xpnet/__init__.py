@@ -1,23 +1,39 @@
 """xpnet: neural networks written once against the Python Array API, trained on NumPy, CuPy, PyTorch, JAX."""
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .backend import Backend, BackendError, backend, to_numpy
 from .checkpoint import CheckpointError, load
+from .errors import InputError
 from .gradcheck import gradcheck
-from .layers import ACTIVATIONS, Dense, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .losses import LOSSES, MSE, LogisticCost, SoftmaxCrossEntropy
-from .mlp import NeuralNetMLP
+from .layers import Dense, Dropout, Flatten, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
+from .mlp import NeuralNetMLP, mlp_layers, mlp_specs
 from .model import Sequential
-from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, BookSGD
+from .optimizers import SGD, Adam, AdamW, BookSGD, Optimizer
 from .parity import parity
 from .penalties import Penalty
-from .schedules import SCHEDULES
+from .registry import deserialize, model_from_config, register, serialize
+from .schedules import Schedule
+from .state import TrainState
 from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted
-from .validation import InputError
+from . import registry as _registry
+
+
+def _by_alias(kind: str, names=None) -> dict:
+    return {a: _registry.get(kind, a) for a in (names or _registry.aliases(kind))}
+
+
+# Name -> class (or factory) tables, kept for compatibility; the registry is their one source.
+ACTIVATIONS = _by_alias("layer", ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "identity"))
+LOSSES = _by_alias("loss")
+OPTIMIZERS = _by_alias("optimizer")
+SCHEDULES = _by_alias("schedule")
+
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError",
-    "BookSGD", "CheckpointError", "Dense", "Dropout", "EarlyStopping", "Identity", "InputError", "LeakyReLU", "LogisticCost",
-    "NeuralNetMLP", "OutOfMemory", "Penalty", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh",
-    "TrainingDiverged", "TrainingInterrupted", "backend", "gradcheck", "load", "parity", "to_numpy", "__version__",
+    "BookSGD", "CheckpointError", "Dense", "Dropout", "EarlyStopping", "Flatten", "Identity", "InputError", "Layer",
+    "LeakyReLU", "LogisticCost", "Loss", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ReLU", "Schedule",
+    "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
+    "TrainingInterrupted", "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
+    "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",
 ]

@@ -1,6 +1,8 @@
-"""Checkpoints: one safetensors file holding the parameters, optimizer buffers and training position,
-with JSON metadata in its header (architecture, hyperparameters, preprocessing, classes, data
-fingerprint, epoch, step, data order, RNG state, decayed learning rate, dtype, xpnet version).
+"""Checkpoints: one safetensors file holding a model's TrainState: parameters, optimizer buffers, layer
+state and data order as tensors; the model's registry config (architecture and hyperparameters) and the
+rest of the state (epoch, step, RNG state, decayed learning rate, update count, history) as JSON metadata
+in its header, with preprocessing, classes, data fingerprint, dtype and xpnet version. A model is rebuilt
+only through the registry (`deserialize(meta["model"], "model")`), so user-registered layers load too.
 
 Never pickle. Written atomically: a temporary file in the same folder, fsync, rename, so a crash at
 any moment leaves the previous checkpoint whole.
@@ -15,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .validation import InputError
+from ._version import __version__
+from .errors import InputError
+from .registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model as a registry config, the TrainState; 1 (release 0.1.0) is still read
 
 
 class CheckpointError(InputError):
@@ -93,44 +96,37 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> Path:
-    """Write a Sequential (or NeuralNetMLP) and its training position to `path`, atomically.
+    """Write a model and its training state to `path`, atomically.
     `extra`: more JSON metadata (e.g. preprocessing); `arrays`: more host arrays to store."""
     from safetensors.numpy import save as st_save
 
-    outer = model
-    model = getattr(model, "model", model)
+    st = model.state
     to_np = model.bk.to_numpy
-    tensors = {f"param/{k}": to_np(v) for k, v in model.parameters().items()}
+    tensors = {f"param/{k}": to_np(v) for k, v in st.params.items()}
     for k, v in tensors.items():
         if not np.isfinite(v).all():
             raise CheckpointError(f"refusing to write {path}: parameter {k[6:]} holds NaN or infinity "
                                   f"(training diverged); the previous checkpoint is kept")
-    for name, bufs in model.optimizer.state.items():
+    for name, bufs in st.opt_state.items():
         for b, v in bufs.items():
             tensors[f"opt/{name}/{b}"] = to_np(v)
-    progress = getattr(model, "progress_", None)
-    training = None
-    if progress is not None:
-        training = {k: progress[k] for k in ("settings", "history", "epoch", "step")}
-        training["partial_losses"] = [float(to_np(v)) for v in progress["partial_losses"]]
-        training["partial_correct"] = float(to_np(progress["partial_correct"])) if not isinstance(
-            progress["partial_correct"], float) else progress["partial_correct"]
-        training["batch_losses"] = list(progress.get("batch_losses", []))
-        if progress["order"] is not None:
-            tensors["train/order"] = np.asarray(progress["order"], dtype=np.int64)
+    for name, v in st.layer_state.items():
+        tensors[f"layer_state/{name}"] = to_np(v)
+    if st.order is not None:
+        tensors["train/order"] = np.asarray(st.order, dtype=np.int64)
     for k, v in (arrays or {}).items():
         tensors[f"extra/{k}"] = np.ascontiguousarray(v)
+    state = {"lr": st.lr, "step": st.step, "epoch": st.epoch, "batch": st.batch, "settings": st.settings,
+             "history": st.history, "batch_losses": list(st.batch_losses),
+             "partial_losses": [float(to_np(v)) for v in st.partial_losses],
+             "partial_correct": st.partial_correct if isinstance(st.partial_correct, float)
+             else float(to_np(st.partial_correct)),
+             "rng": _rng_state(st.rng)}
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
-        "kind": type(outer).__name__,
-        "init_args": getattr(outer, "init_args", None),
-        "architecture": [layer.config() for layer in model.layers],
-        "loss": model.loss.config(), "optimizer": model.optimizer.config(), "optimizer_t": model.optimizer.t,
-        "penalty": model.penalty.config(), "schedule": model.schedule.config(),
-        "dtype": model.dtype_name, "backend": model.bk.name, "device": model.bk.device,
-        "n_features": model.n_features, "n_outputs": model.n_outputs,
-        "classes": list(range(model.n_outputs)),
-        "rng": _rng_state(model.rng), "training": training, **(extra or {}),
+        "model": serialize(model), "dtype": model.dtype_name, "backend": model.bk.name, "device": model.bk.device,
+        "input_shape": list(model.input_shape), "n_outputs": model.n_outputs,
+        "classes": list(range(model.n_outputs)), "state": state, **(extra or {}),
     }
     data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                    metadata={"xpnet": json.dumps(meta, allow_nan=False)})
@@ -150,7 +146,7 @@ def read(path) -> tuple[dict, dict]:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    if raw[:2] == b"\x80\x04" or raw[:1] == b"\x80" or raw[:2] == b"PK":
+    if raw[:1] == b"\x80" or raw[:2] == b"PK":
         raise CheckpointError(f"{path} is a pickle or a zip archive, not an xpnet safetensors checkpoint; "
                               f"xpnet never unpickles files")
     try:
@@ -167,64 +163,87 @@ def read(path) -> tuple[dict, dict]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}, newer than this xpnet "
                               f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade xpnet")
+    if version == 1:
+        meta = _upgrade_v1(meta)
     return meta, tensors
 
 
+def _spec(cfg: dict) -> dict:
+    """A format-1 {"type": name, **args} config -> a registry spec {"class", "config"}."""
+    cfg = dict(cfg)
+    return {"class": cfg.pop("type"), "config": cfg}
+
+
+def _upgrade_v1(meta: dict) -> dict:
+    """Format 1 (release 0.1.0: "architecture", "loss", "optimizer", ... and "training") -> format 2."""
+    meta = dict(meta)
+    if meta.get("kind") == "NeuralNetMLP" and meta.get("init_args"):
+        model = {"class": "NeuralNetMLP", "config": dict(meta["init_args"], dtype=meta["dtype"])}
+    else:
+        model = {"class": "Sequential", "config": {
+            "layers": [_spec(c) for c in meta["architecture"]], "loss": _spec(meta["loss"]),
+            "optimizer": _spec(meta["optimizer"]), "penalty": {"class": "Penalty", "config": meta["penalty"]},
+            "schedule": _spec(meta["schedule"]), "dtype": meta["dtype"],
+            "rng": meta["rng"]["type"] if meta["rng"]["type"] in ("RandomState", "Generator") else "Generator"}}
+    training = meta.get("training") or {}
+    state = {"lr": meta["optimizer"]["lr"], "step": int(meta.get("optimizer_t", 0)),
+             "epoch": training.get("epoch", 0), "batch": training.get("step", 0),
+             "settings": training.get("settings"), "history": training.get("history"),
+             "batch_losses": training.get("batch_losses", []), "partial_losses": training.get("partial_losses", []),
+             "partial_correct": training.get("partial_correct", 0.0), "rng": meta["rng"]}
+    meta["model"], meta["state"] = model, state
+    meta.setdefault("input_shape", [meta.get("n_features")] if meta.get("n_features") else None)
+    return meta
+
+
 def load(path, backend=None, device=None, dtype: str | None = None):
-    """Rebuild the model saved at `path` on `backend`/`device` (default: where it was trained, else the
-    default backend). Returns a Sequential or NeuralNetMLP with `checkpoint_meta_` and `checkpoint_arrays_`."""
+    """Rebuild the model saved at `path` on `backend`/`device` (default: the default backend) with its
+    training state, ready to predict or to continue with `fit(..., resume=True)`. The model also gets
+    `checkpoint_meta_` (the file's metadata) and `checkpoint_arrays_` (its extra arrays)."""
     from .backend import BackendError
-    from .layers import LAYERS
-    from .losses import LOSS_TYPES
-    from .model import Sequential
-    from .optimizers import OPTIMIZER_TYPES
-    from .penalties import Penalty
-    from .schedules import SCHEDULE_TYPES
+    from .state import empty_history
 
     meta, tensors = read(path)
     if dtype is None and meta.get("dtype") not in ("float32", "float64"):
         raise CheckpointError(f"{path}: unknown dtype {meta.get('dtype')!r} in its metadata")
+    saved = meta["state"]
     try:
-        layers = [LAYERS[c["type"]](**{k: v for k, v in c.items() if k != "type"}) for c in meta["architecture"]]
-        loss = LOSS_TYPES[meta["loss"]["type"]](reduction=meta["loss"]["reduction"])
-        opt_cfg = dict(meta["optimizer"])
-        optimizer = OPTIMIZER_TYPES[opt_cfg.pop("type")](**opt_cfg)
-        sched_cfg = dict(meta["schedule"])
-        schedule = SCHEDULE_TYPES[sched_cfg.pop("type")](**sched_cfg)
-        penalty = Penalty(**meta["penalty"])
-        rng = _make_rng(meta["rng"])
-        model = Sequential(layers, loss=loss, optimizer=optimizer, penalty=penalty, schedule=schedule,
-                           backend=backend, device=device, dtype=dtype or meta["dtype"], rng=rng)
+        model = deserialize(meta["model"], "model", backend=backend, device=device, dtype=dtype or meta["dtype"])
     except BackendError:
         raise
+    except InputError as exc:
+        raise CheckpointError(f"{path}: its model cannot be rebuilt by this xpnet: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path}: its architecture or hyperparameters cannot be rebuilt by this xpnet "
                               f"({type(exc).__name__}: {exc})") from None
-    expected = set(model.parameters())
+    st = model.state
+    expected = set(st.params)
     stored = {k[6:] for k in tensors if k.startswith("param/")}
     if stored != expected:
         raise CheckpointError(f"{path}: its parameters {sorted(stored)} do not fit the architecture it describes "
                               f"{sorted(expected)}")
     for k in expected:
-        want = tuple(model.parameters()[k].shape)
+        want = tuple(st.params[k].shape)
         if tuple(tensors[f"param/{k}"].shape) != want:
             raise CheckpointError(f"{path}: parameter {k} has shape {tensors[f'param/{k}'].shape}, expected {want}")
     model.set_parameters({k: tensors[f"param/{k}"] for k in expected})
-    _restore_rng(rng, meta["rng"])  # after the build, whose initial draws it must not count
-    state: dict = {}
+    put = lambda v: model.bk.asarray(v, dtype=model.dtype, copy=True)  # noqa: E731
     for key, v in tensors.items():
         if key.startswith("opt/"):
             name, buf = key[4:].rsplit("/", 1)
-            state.setdefault(name, {})[buf] = model.bk.asarray(v, dtype=model.dtype, copy=True)
-    model.optimizer.state, model.optimizer.t = state, int(meta.get("optimizer_t", 0))
-    training = meta.get("training")
-    if training is not None:
-        training = dict(training)
-        training["order"] = tensors.get("train/order")
-    model.progress_ = training
+            if name not in st.opt_state:
+                raise CheckpointError(f"{path}: optimizer buffer {key[4:]} belongs to no parameter of the model")
+            st.opt_state[name][buf] = put(v)
+        elif key.startswith("layer_state/"):
+            st.layer_state[key[len("layer_state/"):]] = put(v)
+    _restore_rng(st.rng, saved["rng"])  # after the build, whose initial draws it must not count
+    st.lr, st.step = float(saved["lr"]), int(saved["step"])
+    st.epoch, st.batch, st.settings = int(saved["epoch"]), int(saved["batch"]), saved["settings"]
+    st.history = saved["history"] or empty_history()
+    st.batch_losses = list(saved["batch_losses"])
+    st.partial_losses = [model.bk.asarray(v, dtype=model.dtype) for v in saved["partial_losses"]]
+    st.partial_correct = float(saved["partial_correct"])
+    st.order = tensors.get("train/order")
     model.checkpoint_meta_ = meta
     model.checkpoint_arrays_ = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
-    if meta.get("kind") == "NeuralNetMLP" and meta.get("init_args"):
-        from .mlp import NeuralNetMLP
-        return NeuralNetMLP.from_model(model, meta["init_args"])
     return model

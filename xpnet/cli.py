@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .backend import NAMES, BackendError, describe
 
 EPILOG = "Environment: XPNET_BACKEND, XPNET_DEVICE (defaults for --backend/--device), XPNET_DATA (data directory)."
@@ -52,17 +52,12 @@ def cmd_gradcheck(args) -> int:
     if args.book:
         reports = _book_gradcheck(args)
     else:
-        from .layers import ACTIVATIONS, Dense
+        from .mlp import mlp_layers
         from .model import Sequential
         rng = np.random.default_rng(args.seed)
         X = rng.standard_normal((args.samples, args.features))
         y = np.arange(args.samples) % args.classes
-        sizes = [args.features, *args.hidden, args.classes]
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-            layers.append(Dense(a, b))
-            if i < len(sizes) - 2:
-                layers.append(ACTIVATIONS[args.activation]())
+        layers = mlp_layers([args.features, *args.hidden, args.classes], args.activation, init="glorot_uniform")
         model = Sequential(layers, loss=args.loss, l1=args.l1, l2=args.l2, backend=args.backend, device=args.device,
                            dtype="float64", seed=args.seed)
         reports = [gradcheck(model, X, y, epsilon=args.epsilon)]
@@ -172,9 +167,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .layers import ACTIVATIONS
-    from .losses import LOSSES
-    from .optimizers import OPTIMIZERS
+    from .layers.activations import ACTIVATION_NAMES as ACTIVATIONS
+    from .registry import aliases
+    LOSSES, OPTIMIZERS = aliases("loss"), aliases("optimizer")
 
     p = _Parser(prog="xpnet", description="Train neural networks on NumPy, CuPy, PyTorch or JAX "
                                 "from one Array API implementation.", epilog=EPILOG)
@@ -239,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 32)")
     g.add_argument("--minibatches", type=int, default=None, help="number of minibatches per epoch (the book's)")
+    sp.add_argument("--accumulate", type=int, default=None, metavar="K",
+                    help="compute each minibatch as K micro-batches and sum their gradients before one update "
+                         "(the same training in 1/K of the activation memory; default 1)")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
@@ -300,7 +298,7 @@ def main(argv=None) -> int:
 
 def _is_user_error(exc: BaseException) -> bool:
     from .training import OutOfMemory, TrainingDiverged
-    from .validation import InputError
+    from .errors import InputError
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
     try:
         from .datasets import DataError

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validation import InputError
+from .errors import InputError
 
 
 class DataError(InputError):

@@ -2,7 +2,8 @@
 central differences for every parameter against backpropagation, in float64.
 
 Perturbations are made on a host copy of one parameter tensor at a time (each J(w +- eps) is a
-full forward pass on the model's own backend), so this is for small models and data.
+full forward pass on the model's own backend, with the perturbed parameters passed in: the model
+itself never changes), so this is for small models and data.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 
 import numpy as np
 
-from .validation import InputError
+from .errors import InputError
 
 OK, WARNING = 1e-7, 1e-4
 
@@ -27,19 +28,18 @@ def relative_error(num: np.ndarray, ana: np.ndarray) -> float:
 
 
 def gradcheck(model, X, y, epsilon: float = 1e-5) -> dict:
-    """Compare backprop gradients of `model` (a float64 Sequential or NeuralNetMLP) on X, y with central
+    """Compare backprop gradients of `model` (a float64 model) on X, y with central
     differences. Returns {'checks': [{parameter, relative_error, grade}], 'overall_relative_error',
     'max_relative_error', 'passed'}."""
-    model = getattr(model, "model", model)  # NeuralNetMLP wraps a Sequential
     if model.dtype_name != "float64":
         raise InputError(f"gradient checking needs a float64 model (central differences with eps={epsilon} are "
                          f"meaningless in {model.dtype_name}); build the model with dtype='float64'")
     Xd = model.as_input(X)
     Yd, _ = model.as_targets(y, Xd.shape[0])
-    model.loss_and_grads(Xd, Yd, training=False)
     to_np = model.bk.to_numpy
-    analytic = {k: to_np(v) for k, v in model.gradients().items()}
     original = model.parameters()
+    _, _, grads = model.value_and_grads(Xd, Yd, params=original, training=False)
+    analytic = {k: to_np(v) for k, v in grads.items()}
     checks, nums, anas = [], [], []
     for name, value in original.items():
         w = to_np(value).astype(np.float64)  # a copy
@@ -48,14 +48,11 @@ def gradcheck(model, X, y, epsilon: float = 1e-5) -> dict:
         for i in range(flat_w.size):
             keep = flat_w[i]
             flat_w[i] = keep + epsilon
-            model.set_parameters({name: w})
-            j_plus = float(model.objective(Xd, Yd))
+            j_plus = float(model.objective(Xd, Yd, params={**original, name: model.bk.asarray(w)}))
             flat_w[i] = keep - epsilon
-            model.set_parameters({name: w})
-            j_minus = float(model.objective(Xd, Yd))
+            j_minus = float(model.objective(Xd, Yd, params={**original, name: model.bk.asarray(w)}))
             flat_w[i] = keep
             flat_num[i] = (j_plus - j_minus) / (2.0 * epsilon)
-        model.set_parameters({name: value})
         err = relative_error(num, analytic[name])
         checks.append({"parameter": name, "relative_error": err, "grade": grade(err)})
         nums.append(num.ravel())
@@ -68,3 +65,43 @@ def gradcheck(model, X, y, epsilon: float = 1e-5) -> dict:
         "max_relative_error": worst,
         "passed": all(c["grade"] == "Ok" for c in checks) and math.isfinite(overall),
     }
+
+
+def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: float = 1e-6,
+                training: bool = True) -> dict:
+    """Central differences against one layer's backward, in float64 on backend `bk`: the gradient of
+    sum(layer(x) * r) with respect to x and to every parameter, for random x and r (x kept 0.05 away from
+    0, where ReLU-type kinks would straddle the stencil). The layer must be built for `input_shape`.
+    Returns {'input': relative error, 'params': {name: relative error}}."""
+    rng = np.random.default_rng(seed)
+    f64 = bk.dtype("float64")
+    put = lambda a: bk.asarray(a, dtype=f64)  # noqa: E731
+    params = layer.init_params(rng, put)
+    x = rng.standard_normal((batch, *input_shape))
+    x = np.where(np.abs(x) < 0.05, 0.5, x)
+    shape = layer.noise_shape(batch)
+    noise = None if shape is None else put(rng.random(shape))
+    y, back = layer.forward(params, put(x), training=training, noise=noise)
+    r = rng.standard_normal(tuple(y.shape))
+    dx, grads = back(put(r))
+    xp = bk.xp
+
+    def f(xh, ph):
+        out, _ = layer.forward(ph, put(xh), training=training, noise=noise)
+        return float(xp.sum(out * put(r)))
+
+    def numeric(values, call):
+        num = np.zeros_like(values)
+        for i in np.ndindex(*values.shape):
+            plus, minus = values.copy(), values.copy()
+            plus[i] += epsilon
+            minus[i] -= epsilon
+            num[i] = (call(plus) - call(minus)) / (2 * epsilon)
+        return num
+
+    report = {"input": relative_error(numeric(x, lambda v: f(v, params)), bk.to_numpy(dx)), "params": {}}
+    for name, value in params.items():
+        host = bk.to_numpy(value, copy=True).astype(np.float64)
+        num = numeric(host, lambda v, name=name: f(x, {**params, name: put(v)}))
+        report["params"][name] = relative_error(num, bk.to_numpy(grads[name]))
+    return report

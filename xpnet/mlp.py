@@ -1,102 +1,125 @@
-"""NeuralNetMLP: the book's one-hidden-layer perceptron (Python Machine Learning, 2015, ch. 12),
-built from xpnet's layers, logistic loss, penalty, BookSGD optimizer and BookDecay schedule.
+"""Multi-layer perceptrons: `mlp_layers` (the one helper that stacks Dense layers and activations) and
+NeuralNetMLP, the book's one-hidden-layer perceptron (Python Machine Learning, 2015, ch. 12), built from
+xpnet's layers, logistic loss, penalty, BookSGD optimizer and BookDecay schedule.
 
-The book keeps the bias as column 0 of w1, w2 and samples as columns; xpnet keeps a separate bias
-and samples as rows. The arithmetic is the same: z2 = w1 @ a1.T is x @ W1.T + b1, and so on.
+The book keeps the bias as column 0 of w1, w2 and samples as columns; xpnet keeps a separate bias and
+samples as rows. The arithmetic is the same: z2 = w1 @ a1.T is x @ W1.T + b1, and so on.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from .errors import InputError
 from .layers import Dense, Sigmoid
 from .losses import LogisticCost
 from .model import Sequential
 from .optimizers import BookSGD
 from .penalties import Penalty
+from .registry import get, register
 from .schedules import BookDecay
-from .training import fit as _fit
-from .validation import InputError
 
 
-class NeuralNetMLP:
-    """The book's constructor and defaults, plus backend, device and dtype."""
+def mlp_specs(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+              dropout: float = 0.0) -> list[dict]:
+    """Layer configs {"class", "config"} of an MLP with layer sizes [in, hidden..., out]: Dense layers with
+    `activation` (and Dropout(dropout) when > 0) between them. init: the hidden layers' initializer (default
+    he_normal for ReLU-type activations, else glorot_uniform); output_init the last layer's."""
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise InputError(f"an MLP needs at least an input and an output size, got sizes {sizes}")
+    get("layer", activation)  # fails now, naming the valid ones
+    if init is None:
+        init = "he_normal" if activation in ("relu", "leaky_relu") else "glorot_uniform"
+    specs = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        last = i == len(sizes) - 2
+        specs.append({"class": "Dense", "config": {"in_features": a, "out_features": b,
+                                                  "init": output_init if last else init}})
+        if not last:
+            specs.append({"class": activation, "config": {}})
+            if dropout:
+                specs.append({"class": "Dropout", "config": {"p": dropout}})
+    return specs
+
+
+def mlp_layers(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+               dropout: float = 0.0) -> list:
+    """The layers of mlp_specs(...) as objects, e.g. Sequential(mlp_layers([784, 100, 10]))."""
+    return [get("layer", s["class"])(**s["config"]) for s in mlp_specs(sizes, activation, init, output_init,
+                                                                         dropout)]
+
+
+@register("NeuralNetMLP.v1", kind="model")
+class NeuralNetMLP(Sequential):
+    """The book's constructor and defaults, plus backend, device and dtype. A Sequential: everything else
+    (save, load, predict, state) works as for any model."""
 
     def __init__(self, n_output, n_features, n_hidden=30, l1=0.0, l2=0.0, epochs=500, eta=0.001, alpha=0.0,
                  decrease_const=0.0, shuffle=True, minibatches=1, random_state=None, backend=None, device=None,
                  dtype="float64"):
-        if not isinstance(epochs, int) or epochs < 1:
-            raise InputError(f"epochs must be a positive integer, got {epochs!r}")
-        if not isinstance(minibatches, int) or minibatches < 1:
-            raise InputError(f"minibatches must be a positive integer, got {minibatches!r}")
-        self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2, epochs=epochs,
-                              eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
+        for name, v in (("epochs", epochs), ("minibatches", minibatches)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2,
+                              epochs=epochs, eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
                               minibatches=minibatches, random_state=random_state)
-        self.n_output, self.n_features, self.n_hidden = n_output, n_features, n_hidden
+        self.n_output, self.n_hidden = n_output, n_hidden
         self.l1, self.l2, self.epochs, self.alpha = l1, l2, epochs, alpha
         self.decrease_const, self.shuffle, self.minibatches = decrease_const, shuffle, minibatches
         self.random_state = random_state
         # A private RandomState: the same MT19937 stream as the book's np.random.seed, global stream untouched.
-        self.rng = np.random.RandomState(random_state)
-        self.model = Sequential(
+        super().__init__(
             [Dense(n_features, n_hidden, init="book_uniform"), Sigmoid(), Dense(n_hidden, n_output, init="book_uniform")],
-            loss=LogisticCost(reduction="sum"),
-            optimizer=BookSGD(eta, alpha),
-            penalty=Penalty(l1, l2, l1_cost_factor=0.5),
-            schedule=BookDecay(decrease_const),
-            backend=backend, device=device, dtype=dtype, rng=self.rng,
-        )
-        self.cost_: list[float] = []
+            loss=LogisticCost(reduction="sum"), optimizer=BookSGD(eta, alpha),
+            penalty=Penalty(l1, l2, l1_cost_factor=0.5), schedule=BookDecay(decrease_const),
+            backend=backend, device=device, dtype=dtype, rng=np.random.RandomState(random_state))
+
+    def get_config(self) -> dict:
+        return dict(self.init_args, dtype=self.dtype_name)
 
     @classmethod
-    def from_model(cls, model, init_args: dict) -> "NeuralNetMLP":
-        """Wrap a Sequential rebuilt from a checkpoint (xpnet.load)."""
-        self = cls.__new__(cls)
-        self.init_args = dict(init_args)
-        for k, v in init_args.items():
-            if k != "eta":
-                setattr(self, k, v)
-        self.model, self.rng = model, model.rng
-        self.cost_ = list((getattr(model, "progress_", None) or {}).get("batch_losses", []))
-        return self
+    def from_config(cls, config: dict, backend=None, device=None, dtype=None, **overrides):
+        config = dict(config, **overrides)
+        if dtype is not None:
+            config["dtype"] = dtype
+        return cls(**config, backend=backend, device=device)
 
-    def fit(self, X, y, print_progress: bool = False, resume: dict | None = None, **fit_kwargs) -> "NeuralNetMLP":
+    def fit(self, X, y, print_progress: bool = False, resume=None, **fit_kwargs) -> "NeuralNetMLP":
         """The book's fit: a new cost_ and zero momentum; weights, decayed eta and the RNG stream carry on.
-        resume: continue an interrupted fit from its checkpoint (`model.progress_`) instead.
-        fit_kwargs: validation_data, callbacks, early_stopping (see xpnet.training.fit)."""
-        if resume is None:
-            self.model.optimizer.reset()
-        _fit(self.model, X, y, epochs=self.epochs, minibatches=self.minibatches, shuffle=self.shuffle,
-             compose_shuffles=True, verbose=print_progress, resume=resume, **fit_kwargs)
-        self.cost_ = list(self.model.batch_losses_)
+        resume=True: continue an interrupted fit from this model's state (e.g. after xpnet.load) instead.
+        fit_kwargs: validation_data, callbacks, early_stopping, accumulate (see xpnet.training.fit)."""
+        if not resume:
+            self.reset_optimizer()
+        super().fit(X, y, epochs=self.epochs, minibatches=self.minibatches, shuffle=self.shuffle,
+                    compose_shuffles=True, verbose=print_progress, resume=resume, **fit_kwargs)
         return self
 
-    def save(self, path, **extra):
-        """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path) gives a NeuralNetMLP back."""
-        from .checkpoint import save
-        return save(self, path, extra=extra or None)
+    @property
+    def cost_(self) -> list:
+        """Every minibatch's cost of the last fit (Python floats), as the book's cost_."""
+        return self.state.batch_losses
 
-    def predict(self, X):
-        """argmax of the output net input z3."""
-        return self.model.predict(X)
-
-    def predict_proba(self, X):
-        return self.model.predict_proba(X)
-
-    def score(self, X, y) -> float:
-        return self.model.score(X, y)
+    @property
+    def model(self) -> "NeuralNetMLP":
+        """Deprecated: NeuralNetMLP is a Sequential now; use the object itself."""
+        warnings.warn("NeuralNetMLP.model is deprecated: NeuralNetMLP is a Sequential, use it directly",
+                      DeprecationWarning, stacklevel=2)
+        return self
 
     def _book_layout(self, i: int) -> np.ndarray:
-        p = self.model.parameters()
-        to_np = self.model.bk.to_numpy
+        p = self.state.params
+        to_np = self.bk.to_numpy
         w, b = to_np(p[f"layers.{i}.weight"]), to_np(p[f"layers.{i}.bias"])
         return np.concatenate([b[:, None], w], axis=1).astype(np.float64)
 
     def _set_book_layout(self, i: int, value) -> None:
         w = np.asarray(value, dtype=np.float64)
-        shape = tuple(self.model.parameters()[f"layers.{i}.weight"].shape)
+        shape = tuple(self.state.params[f"layers.{i}.weight"].shape)
         if w.shape != (shape[0], shape[1] + 1):
             raise InputError(f"w{i // 2 + 1} must have shape {(shape[0], shape[1] + 1)} (bias in column 0), got {w.shape}")
-        self.model.set_parameters({f"layers.{i}.weight": w[:, 1:], f"layers.{i}.bias": w[:, 0]})
+        self.set_parameters({f"layers.{i}.weight": w[:, 1:], f"layers.{i}.bias": w[:, 0]})
 
     @property
     def w1(self) -> np.ndarray:
@@ -118,14 +141,15 @@ class NeuralNetMLP:
 
     @property
     def eta(self) -> float:
-        return self.model.optimizer.lr
+        """The current (decayed) learning rate."""
+        return self.state.lr
 
     @eta.setter
     def eta(self, value: float) -> None:
-        self.model.optimizer.lr = float(value)
+        self.state.lr = float(value)
 
     def __repr__(self) -> str:
         return (f"NeuralNetMLP(n_output={self.n_output}, n_features={self.n_features}, n_hidden={self.n_hidden}, "
                 f"l1={self.l1}, l2={self.l2}, epochs={self.epochs}, eta={self.eta}, alpha={self.alpha}, "
                 f"decrease_const={self.decrease_const}, minibatches={self.minibatches}, "
-                f"backend={self.model.bk.name!r}, dtype={self.model.dtype_name!r})")
+                f"backend={self.bk.name!r}, dtype={self.dtype_name!r})")

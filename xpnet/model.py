@@ -1,147 +1,295 @@
-"""Sequential: a stack of layers, a fused loss, a penalty and an optimizer on one backend and dtype."""
+"""Sequential: layers, a fused loss, a penalty, an optimizer and a schedule on one backend and dtype,
+with its training state in `model.state` (a TrainState).
+
+One training step is two pure pieces and an update of the state:
+
+    value, logits, grads = model.value_and_grads(x, y, noise=model.draw_noise(len(x)))   # nothing changes
+    model.apply_gradients(grads)      # optimizer.apply(params, grads, opt_state, hyper) -> new state
+
+Between them is where gradients can be accumulated or all-reduced; `train_step` does both.
+"""
 from __future__ import annotations
+
+import math
+import warnings
 
 from .backend import backend as select_backend
 from .backend import is_host
-from .init import host_rng
-from .layers import Dense
-from .losses import LOSSES, Loss
-from .optimizers import OPTIMIZERS, Optimizer
+from .checkpoint import save as save_checkpoint
+from .errors import InputError
+from .init import host_rng, rng_kind
+from .losses import Loss
+from .optimizers import Optimizer
 from .penalties import Penalty
-from .schedules import SCHEDULES, Constant
-from .validation import InputError, check_labels, check_X, foreign_array_error
+from .registry import Configurable, deserialize, register, resolve, serialize
+from .schedules import Constant
+from .state import TrainState
+from .training import fit as _fit
+from .validation import check_labels, check_X, foreign_array_error
 
 
-def resolve(value, registry: dict, what: str, **kwargs):
-    """A registry name (or an instance) -> an instance; unknown names list the valid ones."""
-    if isinstance(value, str):
-        key = value.strip().lower().replace("-", "_")
-        if key not in registry:
-            raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(registry)}")
-        return registry[key](**kwargs)
-    return value
+def _infer_input_shape(layers) -> tuple | None:
+    """The input shape the first size-aware layer declares, when only elementwise layers come before it."""
+    for layer in layers:
+        if layer.declared_input_shape is not None:
+            return tuple(layer.declared_input_shape)
+        if not layer.elementwise:
+            return None
+    return None
 
 
-class Sequential:
-    """Layers applied in order to x: (batch, features); the last layer gives the logits (batch, outputs)."""
+def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
+    """(start, stop) of k micro-batches of n rows, split as numpy.array_split does (at most n of them)."""
+    k = min(k, n)
+    q, r = divmod(n, k)
+    bounds, start = [], 0
+    for i in range(k):
+        stop = start + q + (1 if i < r else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+@register("Sequential.v1", kind="model")
+class Sequential(Configurable):
+    """Layers applied in order to x: (batch, *input_shape); the last layer gives the logits (batch, outputs).
+
+    input_shape: the shape of one sample (batch excluded); by default the first layer's declared input
+    (Dense(784, 100) -> (784,)). rng: a NumPy generator, or "Generator" (default_rng(seed), the default) or
+    "RandomState" (the legacy stream of the book's code) to make one from `seed`."""
+
+    kind = "model"
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None):
+                 seed=None, rng=None, input_shape=None):
         self.layers = list(layers)
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        if not dense:
-            raise InputError("a Sequential model needs at least one Dense layer, e.g. [Dense(784, 10)]")
+        if not self.layers:
+            raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
         self.bk = select_backend(backend, device)
         self.xp = self.bk.xp
         self.dtype_name = dtype
         self.dtype = self.bk.dtype(dtype)
-        self.rng = rng if rng is not None else host_rng(seed)
-        n = self.n_features = dense[0].in_features
+        self.seed = seed
+        shape = _infer_input_shape(self.layers) if input_shape is None else tuple(int(s) for s in input_shape)
+        if shape is None:
+            raise InputError(f"the first layer ({type(self.layers[0]).__name__}) does not say its input size; pass "
+                             f"input_shape= (one sample's shape, e.g. input_shape=(1, 28, 28)) or start with "
+                             f"Dense(in_features, out_features)")
+        self.input_shape = shape
         for layer in self.layers:
-            n = layer.build(self.bk, self.dtype, self.rng, n)
-        self.n_outputs = n
-        self._refs = [(f"layers.{i}.{key}", layer, key)
-                      for i, layer in enumerate(self.layers) for key in layer.params]
-        self._weights = [(layer, key) for _, layer, key in self._refs if key == "weight"]
-        self.loss: Loss = resolve(loss, LOSSES, "loss").build(self.xp)
-        self.optimizer: Optimizer = resolve(optimizer, OPTIMIZERS, "optimizer").build(self.xp, self.bk.mutable)
+            shape = tuple(layer.build(shape))
+        self.output_shape = shape
+        if len(shape) != 1:
+            raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
+                             f"1-D (outputs,): end with Flatten() and Dense(..., n_classes)")
+        self.loss: Loss = resolve(loss, "loss")
+        self.optimizer: Optimizer = resolve(optimizer, "optimizer")
         self.penalty = penalty if penalty is not None else Penalty(l1, l2)
-        self.schedule = resolve(schedule, SCHEDULES, "schedule") if schedule is not None else Constant()
-        self.history_: dict = {}
+        self.schedule = resolve(schedule, "schedule") if schedule is not None else Constant()
+        self.inplace = self.bk.mutable
+        if isinstance(rng, str) or rng is None:
+            rng = host_rng(seed, rng or "Generator")
+        self._keys = [[(local, f"layers.{i}.{local}") for local in layer.param_shapes()]
+                      for i, layer in enumerate(self.layers)]
+        self._penalized = [f"layers.{i}.{local}" for i, layer in enumerate(self.layers) for local in layer.penalized
+                           if local in layer.param_shapes()]
+        self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
+        params = {}
+        asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
+        for i, layer in enumerate(self.layers):
+            for local, value in layer.init_params(rng, asarray).items():
+                params[f"layers.{i}.{local}"] = value
+        self.state = TrainState(params=params, opt_state=self.optimizer.init(params), rng=rng, lr=self.optimizer.lr)
+
+    # config -----------------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture and hyperparameters as JSON-able data (backend and device are run options)."""
+        return {"layers": [serialize(layer) for layer in self.layers], "loss": serialize(self.loss),
+                "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
+                "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
+                "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None, device=None, dtype=None, **overrides):
+        config = dict(config, **overrides)
+        for key, kind in (("loss", "loss"), ("optimizer", "optimizer"), ("penalty", "penalty"),
+                          ("schedule", "schedule")):
+            if isinstance(config.get(key), dict):
+                config[key] = deserialize(config[key], kind)
+        layers = [deserialize(spec, "layer") for spec in config.pop("layers")]
+        if dtype is not None:
+            config["dtype"] = dtype
+        return cls(layers, backend=backend, device=device, **config)
 
     def __repr__(self) -> str:
         body = ", ".join(map(repr, self.layers))
         return (f"Sequential([{body}], loss={self.loss!r}, optimizer={self.optimizer!r}, {self.penalty!r}, "
                 f"backend={self.bk.name!r}, device={self.bk.device!r}, dtype={self.dtype_name!r})")
 
-    # parameters ---------------------------------------------------------------------------------
-    def parameters(self) -> dict:
-        """{'layers.0.weight': array, ...} in layer order."""
-        return {name: layer.params[key] for name, layer, key in self._refs}
+    @property
+    def n_features(self) -> int:
+        """Values per sample (the product of input_shape)."""
+        return math.prod(self.input_shape)
 
-    def gradients(self) -> dict:
-        return {name: layer.grads[key] for name, layer, key in self._refs}
+    @property
+    def n_outputs(self) -> int:
+        return self.output_shape[0]
+
+    # parameters and state ---------------------------------------------------------------------------
+    def parameters(self) -> dict:
+        """{'layers.0.weight': array, ...} in layer order (the state's arrays, not copies)."""
+        return dict(self.state.params)
 
     def set_parameters(self, params: dict) -> None:
         """Replace parameters by name with copies (training may update them in place), moved to this
         backend and cast to its dtype."""
-        for name, layer, key in self._refs:
-            if name in params:
-                value = params[name]
-                if is_host(value) or not self.bk.owns(value):
-                    value = self.bk.asarray(value, dtype=self.dtype, copy=True)
-                else:
-                    value = self.xp.asarray(value, dtype=self.dtype, copy=True)
-                layer.params[key] = value
+        current = self.state.params
+        for name, value in params.items():
+            if name not in current:
+                raise InputError(f"no parameter {name!r} in this model; it has {', '.join(current)}")
+            if is_host(value) or not self.bk.owns(value):
+                value = self.bk.asarray(value, dtype=self.dtype, copy=True)
+            else:
+                value = self.xp.asarray(value, dtype=self.dtype, copy=True)
+            if tuple(value.shape) != tuple(current[name].shape):
+                raise InputError(f"parameter {name} has shape {tuple(current[name].shape)}, got {tuple(value.shape)}")
+            current[name] = value
+
+    def reset_optimizer(self) -> None:
+        """Zero the optimizer's buffers and its update count (the learning rate is kept)."""
+        self.state.opt_state = self.optimizer.init(self.state.params)
+        self.state.step = 0
 
     def get_state(self) -> dict:
-        """Everything a training step depends on, as host NumPy arrays and Python numbers."""
-        to_np = lambda a: self.bk.to_numpy(a, copy=True)  # noqa: E731 (a snapshot, not a view)
-        return {
-            "params": {k: to_np(v) for k, v in self.parameters().items()},
-            "optimizer": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in self.optimizer.state.items()},
-            "lr": self.optimizer.lr,
-            "t": self.optimizer.t,
-        }
+        """What a training step depends on, as host NumPy arrays and Python numbers (a snapshot)."""
+        to_np = lambda a: self.bk.to_numpy(a, copy=True)  # noqa: E731
+        st = self.state
+        return {"params": {k: to_np(v) for k, v in st.params.items()},
+                "opt_state": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in st.opt_state.items()},
+                "lr": st.lr, "step": st.step}
 
-    def set_state(self, state: dict) -> None:
-        self.set_parameters(state["params"])
+    def set_state(self, snapshot: dict) -> None:
+        """Put a get_state() snapshot back (copied onto this backend)."""
+        self.set_parameters(snapshot["params"])
         put = lambda v: self.bk.asarray(v, dtype=self.dtype, copy=True)  # noqa: E731
-        self.optimizer.state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in state["optimizer"].items()}
-        self.optimizer.lr, self.optimizer.t = state["lr"], state["t"]
+        self.state.opt_state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in snapshot["opt_state"].items()}
+        self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
 
-    # computation --------------------------------------------------------------------------------
-    def forward(self, x, training: bool = False):
-        """x: (batch, features) -> (logits (batch, outputs), backward)."""
+    # computation ------------------------------------------------------------------------------------
+    def _layer_params(self, params: dict, i: int) -> dict:
+        return {local: params[full] for local, full in self._keys[i]}
+
+    def forward(self, x, training: bool = False, params: dict | None = None, noise: list | None = None):
+        """x: (batch, *input_shape) -> (logits (batch, outputs), backward); backward(dz) -> (dx, grads)."""
+        params = self.state.params if params is None else params
         backs = []
         for i, layer in enumerate(self.layers):
-            x, back = layer.forward(x, training, need_dx=i > 0)
+            x, back = layer.forward(self._layer_params(params, i), x, training, i > 0,
+                                    None if noise is None else noise[i])
             backs.append(back)
+        keys = self._keys
 
         def backward(dy):
-            for back in reversed(backs):
-                dy = back(dy)
-            return dy
+            grads = {}
+            for i in range(len(backs) - 1, -1, -1):
+                dy, g = backs[i](dy)
+                for local, full in keys[i]:
+                    grads[full] = g[local]
+            return dy, grads
 
         return x, backward
 
-    def penalty_cost(self):
-        return self.penalty.cost(self.xp, [layer.params[key] for layer, key in self._weights]) if self.penalty else 0.0
+    def draw_noise(self, batch: int) -> list | None:
+        """The random inputs of one training step (U[0, 1) per layer that asks, e.g. Dropout), drawn from the
+        model's host RNG in layer order, or None when no layer needs any."""
+        if not self._noisy:
+            return None
+        noise = [None] * len(self.layers)
+        for i in self._noisy:
+            layer = self.layers[i]
+            shape = layer.noise_shape(batch)
+            if getattr(layer, "host_rng", True):
+                noise[i] = self.bk.asarray(self.state.rng.random(shape), dtype=self.dtype)
+            else:
+                noise[i] = self.bk.random_uniform(shape, self.dtype)
+        return noise
 
-    def objective(self, x, y, training: bool = False):
-        """Loss plus penalty for x: (batch, features), y: (batch, outputs); no gradients."""
-        z, _ = self.forward(x, training)
-        return self.loss(z, y)[0] + self.penalty_cost()
+    def penalty_cost(self, params: dict | None = None):
+        params = self.state.params if params is None else params
+        return self.penalty.cost(self.xp, [params[k] for k in self._penalized]) if self.penalty else 0.0
 
-    def loss_and_grads(self, x, y, training: bool = True):
-        """Loss plus penalty; records every parameter's gradient. Returns (value, logits)."""
-        z, backward = self.forward(x, training)
-        value, dz = self.loss(z, y)
-        backward(dz)
+    def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None):
+        """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs); no gradients."""
+        z, _ = self.forward(x, training, params, noise)
+        return self.loss(z, y)[0] + self.penalty_cost(params)
+
+    def _data_value_and_grads(self, params, x, y, noise, training, denom):
+        z, backward = self.forward(x, training, params, noise)
+        value, dz = self.loss(z, y, denom)
+        return value, z, backward(dz)[1]
+
+    def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
+                        accumulate: int = 1, denom: int | None = None):
+        """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
+
+        params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
+        computes the minibatch as k micro-batches (rows split as numpy.array_split does) and sums their
+        gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
+        of samples a mean loss divides by (default the batch's). The penalty is added once, at the end."""
+        params = self.state.params if params is None else params
+        n = x.shape[0]
+        denom = n if denom is None else denom
+        if accumulate == 1:
+            value, z, grads = self._data_value_and_grads(params, x, y, noise, training, denom)
+        else:
+            value, grads, zs = None, None, []
+            for s, e in micro_bounds(n, accumulate):
+                part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
+                v, z_part, g = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part, training, denom)
+                zs.append(z_part)
+                if grads is None:
+                    value, grads = v, g
+                    continue
+                value = value + v
+                if self.inplace:
+                    for k in grads:
+                        grads[k] += g[k]
+                else:
+                    grads = {k: grads[k] + g[k] for k in grads}
+            z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
         if self.penalty:
-            value = value + self.penalty_cost()
-            for layer, key in self._weights:
-                layer.grads[key] = self.penalty.add_grad(self.xp, layer.grads[key], layer.params[key])
+            value = value + self.penalty_cost(params)
+            for k in self._penalized:
+                grads[k] = self.penalty.add_grad(self.xp, grads[k], params[k])
+        return value, z, grads
+
+    def apply_gradients(self, grads: dict) -> None:
+        """One optimizer update of the state: step + 1, the scalars for it computed on the host."""
+        st = self.state
+        st.step += 1
+        hyper = self.optimizer.hyper(st.lr, st.step)
+        st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
+
+    def train_step(self, x, y, noise=None, accumulate: int = 1):
+        """One optimizer step on a minibatch (noise drawn here when not given); returns (loss, logits) as
+        device arrays."""
+        if noise is None and self._noisy:
+            noise = self.draw_noise(x.shape[0])
+        value, z, grads = self.value_and_grads(x, y, noise=noise, accumulate=accumulate)
+        self.apply_gradients(grads)
         return value, z
 
-    def train_step(self, x, y):
-        """One optimizer step on a minibatch; returns (loss value, logits) as device arrays."""
-        value, z = self.loss_and_grads(x, y)
-        new = self.optimizer.step(self.parameters(), self.gradients())
-        for (name, layer, key) in self._refs:  # the optimizer's own arrays: no checks needed
-            layer.params[key] = new[name]
-        return value, z
-
-    # data -----------------------------------------------------------------------------------------
+    # data -------------------------------------------------------------------------------------------
     def as_input(self, X, name: str = "X", keep_integers: bool = False):
-        """Host or backend data -> validated backend array (batch, features) in the model's dtype.
+        """Host or backend data -> validated backend array (batch, *input_shape) in the model's dtype.
 
         keep_integers: integer data (raw uint8 pixels) stays integer on the device, 8x smaller than
         float64; `cast` converts each minibatch after it is gathered."""
         if not is_host(X) and self.bk.owns(X):
-            if X.ndim != 2 or X.shape[1] != self.n_features:
-                raise InputError(f"{name} must have shape (samples, {self.n_features}), got {tuple(X.shape)}")
+            if tuple(X.shape[1:]) != self.input_shape or X.ndim != 1 + len(self.input_shape):
+                raise InputError(f"{name} must have shape (samples, {', '.join(map(str, self.input_shape))}), got "
+                                 f"{tuple(X.shape)}")
             if not (keep_integers and self.xp.isdtype(X.dtype, "integral")):
                 if not bool(self.xp.all(self.xp.isfinite(X))):
                     raise InputError(f"{name} contains NaN or infinity; remove or impute those values")
@@ -149,7 +297,7 @@ class Sequential:
             return X
         if _is_foreign(X):
             raise foreign_array_error(X, self.bk, name)
-        host = check_X(X, self.n_features, name)
+        host = check_X(X, self.input_shape, name)
         if keep_integers and host.dtype.kind in "ui":
             return self.bk.asarray(host)
         return self.bk.asarray(host, dtype=self.dtype)
@@ -167,11 +315,11 @@ class Sequential:
         labels = check_labels(y, n, self.n_outputs, name)
         xp = self.xp
         lab = self.bk.asarray(labels)
-        onehot = xp.astype(xp.reshape(lab, (n, 1)) == xp.reshape(xp.arange(self.n_outputs, device=self.bk.native_device),
-                                                                   (1, self.n_outputs)), self.dtype)
+        classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
+        onehot = xp.astype(xp.reshape(lab, (n, 1)) == xp.reshape(classes, (1, self.n_outputs)), self.dtype)
         return onehot, lab
 
-    # inference ------------------------------------------------------------------------------------
+    # inference --------------------------------------------------------------------------------------
     def _outputs(self, X, proba: bool, batch_size: int):
         xp = self.xp
         host = is_host(X) or not self.bk.owns(X)
@@ -200,14 +348,47 @@ class Sequential:
 
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
-        from .checkpoint import save  # noqa: PLC0415 (safetensors is only needed here)
-        return save(self, path, extra=extra or None)
+        return save_checkpoint(self, path, extra=extra or None)
 
     def fit(self, X, y, **kwargs) -> "Sequential":
-        """Train on X: (samples, features), y: integer labels (samples,). See xpnet.training.fit for options."""
-        from .training import fit  # noqa: PLC0415 (training imports model helpers)
-        fit(self, X, y, **kwargs)
+        """Train on X: (samples, *input_shape), y: integer labels (samples,). See xpnet.training.fit."""
+        _fit(self, X, y, **kwargs)
         return self
+
+    # views of the training state, as earlier versions had them -------------------------------------
+    @property
+    def history_(self) -> dict:
+        """Per-epoch lists of the last fit: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds."""
+        return self.state.history
+
+    @property
+    def batch_losses_(self) -> list:
+        """Every minibatch's loss of the last fit (Python floats)."""
+        return self.state.batch_losses
+
+    @property
+    def order_(self):
+        """The host index order of the current epoch."""
+        return self.state.order
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.state.stop_requested
+
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        self.state.stop_requested = bool(value)
+
+    @property
+    def progress_(self) -> TrainState:
+        """Deprecated: the training state is `model.state`; `fit(..., resume=True)` continues it."""
+        warnings.warn("model.progress_ is deprecated: the training state is model.state, and "
+                      "fit(..., resume=True) continues it", DeprecationWarning, stacklevel=2)
+        return self.state
+
+    @property
+    def rng(self):
+        return self.state.rng
 
 
 def _is_foreign(a) -> bool:

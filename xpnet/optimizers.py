@@ -1,109 +1,128 @@
-"""Optimizers: `step(params, grads)` takes and returns dicts {name: array}; per-parameter buffers
-live in `state[name]`; `lr` is a plain float that the schedule may change between epochs.
+"""Optimizers: pure update rules. An optimizer holds only its hyperparameters; everything that changes
+lives in the training state and is passed in:
 
-Updates are functional (`w - lr * step`) on immutable arrays (JAX). Where arrays are mutable (NumPy,
-CuPy, torch, array-api-strict) the same arithmetic is written into the parameters and buffers in place
-(`w -= lr * step`): bit-identical results, no new parameter-sized arrays per step (measured: the
-784-512-512-10 momentum update 0.37 -> 0.25 ms per step on NumPy).
+    opt_state = optimizer.init(params)                       # every buffer, zeros, from the start
+    hyper = optimizer.hyper(lr, t)                           # host float64 scalars for update t (1, 2, ...)
+    params, opt_state = optimizer.apply(params, grads, opt_state, hyper, inplace=False)
+
+`params` and `grads` are dicts {name: array}; `opt_state` is {name: {buffer: array}}. The learning rate,
+the step count and Adam's bias corrections are computed on the host in float64 (`hyper`) and passed as
+arguments, never as `beta1 ** t` on a device array, so a traced step is not frozen by them.
+
+`inplace=True` (mutable arrays: NumPy, CuPy, torch, array-api-strict) writes the same arithmetic into the
+parameters and buffers (`w -= lr * step`): bit-identical to the functional form, no new parameter-sized
+arrays per step. JAX's immutable arrays use the functional form.
 """
 from __future__ import annotations
 
-from .validation import InputError
+from .errors import InputError
+from .namespace import namespace
+from .registry import Configurable, alias, register
 
 
-class Optimizer:
+def _sub(w, delta, inplace: bool):
+    """w - delta (into w when in place)."""
+    if inplace:
+        w -= delta
+        return w
+    return w - delta
+
+
+def _decay_add(buf, factor: float, add, inplace: bool):
+    """factor * buf + add (into buf when in place)."""
+    if inplace:
+        buf *= factor
+        buf += add
+        return buf
+    return factor * buf + add
+
+
+def _positive_number(name, v, hint=""):
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0.0):
+        raise InputError(f"{name} must be a number > 0, got {v!r}{hint}")
+
+
+class Optimizer(Configurable):
+    kind = "optimizer"
+    #: names of the per-parameter buffers, created as zeros by init()
+    buffers: tuple = ()
+
     def __init__(self, lr: float):
-        if not (isinstance(lr, (int, float)) and lr > 0.0):
-            raise InputError(f"learning rate must be a number > 0, got {lr!r}; try 0.01 for SGD or 0.001 for Adam")
-        self.lr, self.t, self.state = float(lr), 0, {}
+        _positive_number("learning rate", lr, "; try 0.01 for SGD or 0.001 for Adam")
+        self.lr = float(lr)
 
-    keys: tuple = ("lr",)
+    def init(self, params: dict) -> dict:
+        """{name: {buffer: zeros like the parameter}} for every parameter."""
+        return {name: {b: namespace(w).zeros_like(w) for b in self.buffers} for name, w in params.items()}
 
-    def config(self) -> dict:
-        """{'type': class name, **constructor arguments} (lr as it is now)."""
-        return {"type": type(self).__name__, **{k: getattr(self, k) for k in self.keys}}
+    def hyper(self, lr: float, t: int) -> dict:
+        """The scalars of update number t (1-based) at learning rate lr, as host floats."""
+        return {"lr": float(lr)}
 
-    def build(self, xp, inplace: bool = False) -> "Optimizer":
-        self.xp, self.inplace = xp, inplace
-        return self
+    def apply(self, params: dict, grads: dict, state: dict, hyper: dict, inplace: bool = False):
+        """One update of every parameter: returns (new params, new state)."""
+        new_params, new_state = {}, {}
+        for name, w in params.items():
+            new_params[name], new_state[name] = self.update(w, grads[name], state[name], hyper, inplace)
+        return new_params, new_state
 
-    def _sub(self, w, delta):
-        """w - delta (into w when arrays are mutable)."""
-        if self.inplace:
-            w -= delta
-            return w
-        return w - delta
-
-    def _decay_add(self, buf, factor: float, add):
-        """factor * buf + add (into buf when arrays are mutable); the first call copies `add`."""
-        if buf is None:
-            return self.xp.asarray(add, copy=True) if self.inplace else add
-        if self.inplace:
-            buf *= factor
-            buf += add
-            return buf
-        return factor * buf + add
-
-    def reset(self) -> None:
-        """Forget buffers and the step count (the learning rate is kept)."""
-        self.t, self.state = 0, {}
-
-    def step(self, params: dict, grads: dict) -> dict:
-        self.t += 1
-        return {name: self.update(name, w, grads[name]) for name, w in params.items()}
-
-    def update(self, name: str, w, g):
+    def update(self, w, g, bufs: dict, h: dict, inplace: bool):
+        """(new w, new buffers) for one parameter."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(lr={self.lr})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
+@register("SGD.v1", aliases=("sgd",))
 class SGD(Optimizer):
     """SGD with optional classical or Nesterov momentum (PyTorch's form: buf = mu*buf + g)."""
 
-    keys = ("lr", "momentum", "nesterov")
-
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(lr)
-        if not 0.0 <= momentum < 1.0:
+        if not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0.0 <= momentum < 1.0):
             raise InputError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and not momentum:
             raise InputError("Nesterov momentum needs momentum > 0, e.g. momentum=0.9")
-        self.momentum, self.nesterov = float(momentum), nesterov
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.buffers = ("momentum",) if self.momentum else ()
 
-    def update(self, name, w, g):
+    def update(self, w, g, bufs, h, inplace):
+        lr = h["lr"]
         if not self.momentum:
-            return self._sub(w, self.lr * g)
-        prev = self.state.get(name)
-        buf = self._decay_add(None if prev is None else prev["momentum"], self.momentum, g)
-        self.state[name] = {"momentum": buf}
-        return self._sub(w, self.lr * (g + self.momentum * buf if self.nesterov else buf))
+            return _sub(w, lr * g, inplace), bufs
+        buf = _decay_add(bufs["momentum"], self.momentum, g, inplace)
+        return _sub(w, lr * (g + self.momentum * buf if self.nesterov else buf), inplace), {"momentum": buf}
 
 
+alias("momentum", "SGD.v1", kind="optimizer", momentum=0.9)
+alias("nesterov", "SGD.v1", kind="optimizer", momentum=0.9, nesterov=True)
+
+
+@register("BookSGD.v1", aliases=("book",))
 class BookSGD(Optimizer):
     """The book's rule: delta = lr * g; w -= delta + alpha * delta_prev (a one-step look-back, not a velocity)."""
 
-    keys = ("lr", "alpha")
+    buffers = ("delta_prev",)
 
     def __init__(self, lr: float = 0.001, alpha: float = 0.0):
         super().__init__(lr)
-        if alpha < 0.0:
+        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha >= 0.0):
             raise InputError(f"momentum alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)
 
-    def update(self, name, w, g):
-        delta = self.lr * g
-        prev = self.state.get(name)
-        self.state[name] = {"delta_prev": delta}
-        return self._sub(w, delta if prev is None else delta + self.alpha * prev["delta_prev"])
+    def update(self, w, g, bufs, h, inplace):
+        delta = h["lr"] * g
+        return _sub(w, delta + self.alpha * bufs["delta_prev"], inplace), {"delta_prev": delta}
 
 
+@register("Adam.v1", aliases=("adam",))
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; weight_decay adds weight_decay * w to the gradient (L2)."""
 
     decoupled = False
-    keys = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    buffers = ("m", "v")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -112,22 +131,26 @@ class Adam(Optimizer):
             raise InputError(f"Adam betas must be in [0, 1), got beta1={beta1!r}, beta2={beta2!r}")
         if weight_decay < 0.0:
             raise InputError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        _positive_number("eps", eps)
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
-    def update(self, name, w, g):
+    def hyper(self, lr, t):
+        lr = float(lr)
+        return {"lr": lr, "step_size": lr / (1.0 - self.beta1 ** t), "bias2": 1.0 - self.beta2 ** t,
+                "decay": lr * self.weight_decay}
+
+    def update(self, w, g, bufs, h, inplace):
         if self.weight_decay and not self.decoupled:
             g = g + self.weight_decay * w
-        s = self.state.get(name)
-        m = self._decay_add(None if s is None else s["m"], self.beta1, (1.0 - self.beta1) * g)
-        v = self._decay_add(None if s is None else s["v"], self.beta2, (1.0 - self.beta2) * (g * g))
-        self.state[name] = {"m": m, "v": v}
-        step_size = self.lr / (1.0 - self.beta1 ** self.t)
-        denom = self.xp.sqrt(v / (1.0 - self.beta2 ** self.t)) + self.eps
+        m = _decay_add(bufs["m"], self.beta1, (1.0 - self.beta1) * g, inplace)
+        v = _decay_add(bufs["v"], self.beta2, (1.0 - self.beta2) * (g * g), inplace)
+        denom = namespace(v).sqrt(v / h["bias2"]) + self.eps
         if self.weight_decay and self.decoupled:
-            w = self._sub(w, (self.lr * self.weight_decay) * w)
-        return self._sub(w, step_size * (m / denom))
+            w = _sub(w, h["decay"] * w, inplace)
+        return _sub(w, h["step_size"] * (m / denom), inplace), {"m": m, "v": v}
 
 
+@register("AdamW.v1", aliases=("adamw",))
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * weight_decay * w, then the Adam step."""
 
@@ -136,15 +159,3 @@ class AdamW(Adam):
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(lr, beta1, beta2, eps, weight_decay)
-
-
-OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, BookSGD, Adam, AdamW)}
-
-OPTIMIZERS = {
-    "sgd": SGD,
-    "momentum": lambda lr=0.01, momentum=0.9: SGD(lr, momentum=momentum),
-    "nesterov": lambda lr=0.01, momentum=0.9: SGD(lr, momentum=momentum, nesterov=True),
-    "book": BookSGD,
-    "adam": Adam,
-    "adamw": AdamW,
-}

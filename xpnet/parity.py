@@ -19,6 +19,7 @@ import numpy as np
 from .backend import Backend
 from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
+from .errors import InputError
 from .model import Sequential
 from .optimizers import SGD, Adam
 
@@ -66,9 +67,9 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
         if X is None:
             X, y = default_problem()
     if X is None or y is None:
-        raise ValueError("parity with your own model_fn needs host data X and y")
+        raise InputError("parity with your own model_fn needs host data X and y")
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        raise InputError(f"steps must be a positive integer, got {steps!r}")
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
     Xh = np.asarray(X)
     n = Xh.shape[0]
@@ -81,27 +82,39 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
         batches.append(order[:batch_size])
         order = order[batch_size:]
 
-    # the reference run, with its state before and its results after every step
+    # the reference run, with its state before and its results after every step (and the random inputs of
+    # layers such as Dropout, drawn once on the host and given to every backend)
     init = ref.get_state()
     Xr, (Yr, _) = ref.as_input(Xh), ref.as_targets(y, n)
-    before, after = [], []
+    before, after, noises = [], [], []
     for idx in batches:
         before.append(ref.get_state())
+        drawn = ref.draw_noise(len(idx))
+        noise = None if drawn is None else [None if a is None else ref.bk.to_numpy(a, copy=True) for a in drawn]
+        noises.append(noise)
         idx_r = ref.bk.asarray(idx)
-        value, _ = ref.train_step(ref.xp.take(Xr, idx_r, axis=0), ref.xp.take(Yr, idx_r, axis=0))
-        after.append({"loss": float(value), "grads": {k: np.array(v) for k, v in ref.gradients().items()},
+        value, _, grads = ref.value_and_grads(ref.xp.take(Xr, idx_r, axis=0), ref.xp.take(Yr, idx_r, axis=0),
+                                              noise=_put(ref, noise))
+        host_grads = {k: ref.bk.to_numpy(v, copy=True) for k, v in grads.items()}
+        ref.apply_gradients(grads)
+        after.append({"loss": float(value), "grads": host_grads,
                       "params": {k: np.array(v) for k, v in ref.parameters().items()}})
 
     results = []
     for name in backends:
         for dtype in dtypes:
             bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
-            results.append(_compare(model_fn, bk, dtype, Xh, y, batches, init, before, after, free_tol))
+            results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol))
     return {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
             "results": results, "passed": all(r["passed"] for r in results)}
 
 
-def _compare(model_fn, bk, dtype, Xh, y, batches, init, before, after, free_tol) -> dict:
+def _put(model, noise):
+    """Host random inputs -> the model's backend and dtype."""
+    return None if noise is None else [None if a is None else model.bk.asarray(a, dtype=model.dtype) for a in noise]
+
+
+def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol) -> dict:
     free, lock = model_fn(bk, dtype), model_fn(bk, dtype)
     free.set_state(init)
     xp, to_np = free.xp, bk.to_numpy
@@ -116,16 +129,18 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, init, before, after, free_tol)
         ref = after[step]
         # lockstep: the reference's state in, one step, everything out compared
         lock.set_state(before[step])
-        value, _ = lock.train_step(xb, yb)
+        value, _, grads = lock.value_and_grads(xb, yb, noise=_put(lock, noises[step]))
+        host_grads = {k: to_np(v, copy=True) for k, v in grads.items()}
+        lock.apply_gradients(grads)
         a, r = rel_diff(np.asarray(float(value)), np.asarray(ref["loss"]))
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
-        grads, params = lock.gradients(), lock.parameters()
+        params = lock.parameters()
         for k in per_param:
-            for got, want in ((grads[k], ref["grads"][k]), (params[k], ref["params"][k])):
-                a, r = rel_diff(to_np(got), want)
+            for got, want in ((host_grads[k], ref["grads"][k]), (to_np(params[k]), ref["params"][k])):
+                a, r = rel_diff(got, want)
                 per_param[k][0], per_param[k][1] = max(per_param[k][0], a), max(per_param[k][1], r)
-        # free-running: its own state, the same batch
-        free.train_step(xb, yb)
+        # free-running: its own state, the same batch and random inputs
+        free.train_step(xb, yb, noise=_put(free, noises[step]))
         fp = free.parameters()
         free_diffs.append(max(rel_diff(to_np(fp[k]), ref["params"][k])[1] for k in per_param))
     worst_abs = max([worst_abs] + [v[0] for v in per_param.values()])

@@ -1,10 +1,12 @@
-"""L1 and L2 weight penalties (biases are never penalized, as in the book)."""
+"""L1 and L2 weight penalties on the parameters layers declare as penalized (Dense: weights, never biases)."""
 from __future__ import annotations
 
-from .validation import InputError
+from .errors import InputError
+from .registry import Configurable, register
 
 
-class Penalty:
+@register("Penalty.v1", kind="penalty")
+class Penalty(Configurable):
     """cost = l2_cost_factor * l2 * sum(w**2) + l1_cost_factor * l1 * sum|w|; gradient += l2 * w + l1 * sign(w).
 
     The defaults (0.5, 1.0) keep cost and gradient consistent. l1_cost_factor=0.5 reproduces the 2015 book,
@@ -12,14 +14,16 @@ class Penalty:
     editions, whose L2 cost is l2 sum(w**2) while their gradient uses l2 * w.
     """
 
+    kind = "penalty"
+
     def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_cost_factor: float = 1.0, l2_cost_factor: float = 0.5):
         for name, v in (("l1", l1), ("l2", l2)):
-            if not (isinstance(v, (int, float)) and v >= 0.0):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0.0):
                 raise InputError(f"{name} regularization strength must be a number >= 0, got {v!r}")
         self.l1, self.l2 = float(l1), float(l2)
         self.l1_cost_factor, self.l2_cost_factor = float(l1_cost_factor), float(l2_cost_factor)
 
-    def config(self) -> dict:
+    def get_config(self) -> dict:
         return {"l1": self.l1, "l2": self.l2, "l1_cost_factor": self.l1_cost_factor,
                 "l2_cost_factor": self.l2_cost_factor}
 

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+from .mlp import mlp_specs
 from .preprocessing import Scaler
-from .validation import InputError
+from .registry import get, model_from_config
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
-                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None)
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1)
 
 # The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
 PRESETS = {
@@ -39,50 +41,50 @@ def load_dataset(name: str, data_dir=None, label_column: str = "label", download
     raise InputError(f"unknown dataset {name!r}; choose digits, mnist, fashion-mnist, or a path to a .npz or .csv file")
 
 
-def build_mlp(n_features: int, n_classes: int, cfg: dict, backend, device):
-    """A Sequential (or the book's NeuralNetMLP) from the resolved configuration."""
-    from .layers import ACTIVATIONS, Dense, Sigmoid
-    from .losses import LogisticCost
-    from .mlp import NeuralNetMLP
-    from .model import Sequential
-    from .optimizers import OPTIMIZERS, SGD
-    from .penalties import Penalty
-
+def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The model the resolved command-line configuration describes, as a registry config (JSON data):
+    what `xpnet.model_from_config` builds. The presets are data here too."""
     if cfg.get("model") == "NeuralNetMLP":
-        return NeuralNetMLP(n_output=n_classes, n_features=n_features, n_hidden=cfg["hidden"][0], l1=cfg["l1"],
-                            l2=cfg["l2"], epochs=cfg["epochs"], eta=cfg["lr"], alpha=cfg["momentum"],
-                            decrease_const=cfg["decrease_const"], minibatches=cfg["minibatches"],
-                            random_state=cfg["seed"], backend=backend, device=device, dtype=cfg["dtype"])
+        return {"class": "NeuralNetMLP", "config": {
+            "n_output": n_classes, "n_features": n_features, "n_hidden": cfg["hidden"][0], "l1": cfg["l1"],
+            "l2": cfg["l2"], "epochs": cfg["epochs"], "eta": cfg["lr"], "alpha": cfg["momentum"],
+            "decrease_const": cfg["decrease_const"], "minibatches": cfg["minibatches"], "random_state": cfg["seed"],
+            "dtype": cfg["dtype"]}}
     if cfg.get("model") == "book2017":
-        h = cfg["hidden"][0]
-        return Sequential([Dense(n_features, h, init="normal_in_out"), Sigmoid(), Dense(h, n_classes, init="normal_in_out")],
-                          loss=LogisticCost(reduction="sum"), optimizer=SGD(cfg["lr"]),
-                          penalty=Penalty(l1=cfg["l1"], l2=cfg["l2"], l2_cost_factor=1.0), backend=backend,
-                          device=device, dtype=cfg["dtype"], rng=np.random.RandomState(cfg["seed"]))
+        return {"class": "Sequential", "config": {
+            "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], "sigmoid", init="normal_in_out",
+                                output_init="normal_in_out"),
+            "loss": {"class": "logistic", "config": {"reduction": "sum"}},
+            "optimizer": {"class": "sgd", "config": {"lr": cfg["lr"]}},
+            "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"], "l2_cost_factor": 1.0}},
+            "dtype": cfg["dtype"], "seed": cfg["seed"], "rng": "RandomState"}}
     activation, optimizer = cfg["activation"], cfg["optimizer"]
-    if activation not in ACTIVATIONS:
-        raise InputError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    sizes = [n_features, *cfg["hidden"], n_classes]
-    init = "he_normal" if activation in ("relu", "leaky_relu") else "glorot_uniform"
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        last = i == len(sizes) - 2
-        layers.append(Dense(a, b, init="glorot_uniform" if last else init))
-        if not last:
-            layers.append(ACTIVATIONS[activation]())
+    get("layer", activation)  # unknown names fail here, listing the valid ones
+    get("optimizer", optimizer)
     lr = cfg["lr"]
     if lr is None:
         lr = 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
     if optimizer in ("sgd", "momentum", "nesterov"):
-        opt = SGD(lr, momentum=cfg["momentum"], nesterov=optimizer == "nesterov")
+        opt = {"class": "sgd", "config": {"lr": lr, "momentum": cfg["momentum"], "nesterov": optimizer == "nesterov"}}
     elif optimizer == "book":
-        opt = OPTIMIZERS[optimizer](lr=lr, alpha=cfg["momentum"])
+        opt = {"class": "book", "config": {"lr": lr, "alpha": cfg["momentum"]}}
     else:
-        opt = OPTIMIZERS[optimizer](lr=lr)
-    return Sequential(layers, loss=cfg["loss"], optimizer=opt, l1=cfg["l1"], l2=cfg["l2"], backend=backend,
-                      device=device, dtype=cfg["dtype"], seed=cfg["seed"])
+        opt = {"class": optimizer, "config": {"lr": lr}}
+    return {"class": "Sequential", "config": {
+        "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], activation),
+        "loss": {"class": cfg["loss"], "config": {}}, "optimizer": opt,
+        "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
+        "dtype": cfg["dtype"], "seed": cfg["seed"]}}
+
+
+def fit_options(cfg: dict) -> dict:
+    """The keyword arguments of `fit` the resolved configuration gives (NeuralNetMLP's are in its config)."""
+    opts = {"accumulate": cfg.get("accumulate", 1)}
+    if cfg.get("model") == "NeuralNetMLP":
+        return opts
+    return dict(opts, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
+                validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"],
+                compose_shuffles=False, drop_last=cfg.get("model") == "book2017")
 
 
 def resolve_config(args, saved: dict | None = None) -> dict:
@@ -117,18 +119,18 @@ class Progress:
     def on_batch_end(self, model, step, total):
         if not self.bar:
             return
-        n = model.progress_["settings"]["n"]
+        n = model.state.settings["n"]
         if self.tqdm is None:
             from tqdm import tqdm
             self.done = (step - 1) * (n // total)
-            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {model.progress_['epoch'] + 1}/{self.epochs}",
+            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {model.state.epoch + 1}/{self.epochs}",
                              unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
         now = n if step == total else step * (n // total)
         self.tqdm.update(now - self.done)
         self.done = now
 
     def on_epoch_end(self, model, logs):
-        n = model.progress_["settings"]["n"]
+        n = model.state.settings["n"]
         val = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
         if self.tqdm is not None:
             self.tqdm.set_postfix_str(f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}", refresh=True)
@@ -176,10 +178,10 @@ def run_train(args) -> dict:
                              f"--device, --data-dir and output options (--checkpoint, --history, --plot, --quiet, "
                              f"--json) may be given with it, not {', '.join(dict.fromkeys(given))}")
         saved_model = load(args.resume, backend=args.backend, device=args.device)
-        saved_meta = (getattr(saved_model, "model", saved_model)).checkpoint_meta_
+        saved_meta = saved_model.checkpoint_meta_
         if not saved_meta.get("cli"):
             raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
-                             f"model.fit(..., resume=model.progress_)")
+                             f"xpnet.load(path).fit(X, y, resume=True)")
     cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
@@ -192,14 +194,12 @@ def run_train(args) -> dict:
     n_classes = int(max(y.max(), -1 if y_test is None else np.asarray(y_test).max())) + 1
     if saved_model is not None:
         model = saved_model
-        inner = getattr(model, "model", model)
-        scaler = Scaler.from_meta(saved_meta.get("preprocessing"), inner.checkpoint_arrays_)
+        scaler = Scaler.from_meta(saved_meta.get("preprocessing"), model.checkpoint_arrays_)
     else:
         scaler = Scaler(cfg["scale"]).fit(X)
-        model = build_mlp(X.shape[1], n_classes, cfg, args.backend, args.device)
-        inner = getattr(model, "model", model)
-    if inner.dtype_name != cfg["dtype"]:
-        raise InputError(f"the checkpoint holds a {inner.dtype_name} model; resume without --dtype {cfg['dtype']}")
+        model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device)
+    if model.dtype_name != cfg["dtype"]:
+        raise InputError(f"the checkpoint holds a {model.dtype_name} model; resume without --dtype {cfg['dtype']}")
     Xs = scaler.transform(X, cfg["dtype"])
     pre_meta, pre_arrays = scaler.to_meta()
     cli_cfg = {k: v for k, v in cfg.items()}
@@ -210,33 +210,27 @@ def run_train(args) -> dict:
     if not args.quiet:
         what = "resuming" if saved_model is not None else "training"
         print(f"{what} on {cfg['dataset']}: {Xs.shape[0]} samples x {Xs.shape[1]} features, {n_classes} classes; "
-              f"{inner.bk.name} on {inner.bk.device}, {cfg['dtype']}", flush=True)
+              f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
 
     received = []
 
     def on_signal(signum, frame):
         received.append(signum)
-        inner.stop_requested = True
+        model.state.stop_requested = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
-        resume = inner.progress_ if saved_model is not None else None
         if cfg.get("model") == "NeuralNetMLP":
             model.epochs = cfg["epochs"]
-            model.fit(Xs, y, resume=resume, callbacks=callbacks)
-        else:
-            model.fit(Xs, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
-                      validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"],
-                      compose_shuffles=False, drop_last=cfg.get("model") == "book2017", callbacks=callbacks,
-                      resume=resume)
+        model.fit(Xs, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg))
     except TrainingInterrupted:
         path = args.checkpoint or INTERRUPTED
         checkpointer.save(model, path)
         signum = received[-1] if received else signal.SIGINT
         name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
-        print(f"\nxpnet train: {name} received; saved the state after epoch {inner.progress_['epoch'] + 1}, step "
-              f"{inner.progress_['step']} to {path}\nresume with: {_resume_command(path, args)}", file=sys.stderr)
+        print(f"\nxpnet train: {name} received; saved the state after epoch {model.state.epoch + 1}, step "
+              f"{model.state.batch} to {path}\nresume with: {_resume_command(path, args)}", file=sys.stderr)
         raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
     finally:
         for s, h in old.items():
@@ -246,20 +240,20 @@ def run_train(args) -> dict:
     train_acc = model.score(Xs[:n_train], y[:n_train])
     Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"])
     test_acc = None if X_test is None else model.score(Xt, y_test)
-    history = inner.history_
+    history = model.history_
     if args.history:
         write_history(args.history, history)
     if args.plot:
         from .plots import write_plots
         pred = None if X_test is None else np.asarray(model.predict(Xt))
-        nb = max(1, len(inner.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
-        paths = write_plots(args.plot, inner.batch_losses_, history, nb, X_test, y_test, pred)
+        nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
+        paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred)
         if not args.quiet:
             print("plots: " + ", ".join(map(str, paths)))
     if not args.quiet:
         print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
               f"  ({seconds:.1f} s)", flush=True)
-    return {"backend": inner.bk.name, "device": inner.bk.device, "dtype": cfg["dtype"],
+    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
             "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None}
@@ -278,26 +272,25 @@ def write_history(path, history: dict) -> None:
 def _load_for_inference(args):
     from .checkpoint import load
     model = load(args.checkpoint, backend=args.backend, device=args.device)
-    inner = getattr(model, "model", model)
-    scaler = Scaler.from_meta(inner.checkpoint_meta_.get("preprocessing"), inner.checkpoint_arrays_)
-    return model, inner, scaler
+    scaler = Scaler.from_meta(model.checkpoint_meta_.get("preprocessing"), model.checkpoint_arrays_)
+    return model, scaler
 
 
 def run_evaluate(args) -> dict:
-    model, inner, scaler = _load_for_inference(args)
-    dataset = args.dataset or (inner.checkpoint_meta_.get("cli") or {}).get("dataset")
+    model, scaler = _load_for_inference(args)
+    dataset = args.dataset or (model.checkpoint_meta_.get("cli") or {}).get("dataset")
     if not dataset:
         raise InputError("name the data to evaluate on with --dataset")
     X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
     if X_test is not None:
         X, y = X_test, y_test
-    Xs = scaler.transform(X, inner.dtype_name)
+    Xs = scaler.transform(X, model.dtype_name)
     from .training import evaluate
-    Xd = inner.as_input(Xs, keep_integers=True)
-    Yd, _ = inner.as_targets(np.asarray(y), Xd.shape[0])
-    loss, accuracy = evaluate(inner, Xd, Yd)
+    Xd = model.as_input(Xs, keep_integers=True)
+    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0])
+    loss, accuracy = evaluate(model, Xd, Yd)
     pred = np.asarray(model.predict(Xs))
-    k = inner.n_outputs
+    k = model.n_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (np.asarray(y, dtype=np.int64), pred), 1)
     if not args.quiet:
@@ -349,11 +342,11 @@ def read_inputs(path, n_features: int, invert: str = "auto") -> np.ndarray:
 
 
 def run_predict(args) -> dict:
-    model, inner, scaler = _load_for_inference(args)
-    X = read_inputs(args.file, inner.n_features, args.invert)
-    if X.shape[1] != inner.n_features:
-        raise InputError(f"{args.file} has {X.shape[1]} features per sample; the model expects {inner.n_features}")
-    Xs = scaler.transform(X, inner.dtype_name)
+    model, scaler = _load_for_inference(args)
+    X = read_inputs(args.file, model.n_features, args.invert)
+    if X.shape[1] != model.n_features:
+        raise InputError(f"{args.file} has {X.shape[1]} features per sample; the model expects {model.n_features}")
+    Xs = scaler.transform(X, model.dtype_name)
     proba = np.asarray(model.predict_proba(Xs), dtype=np.float64)
     pred = proba.argmax(axis=1)
     if not args.quiet:

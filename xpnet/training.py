@@ -1,5 +1,7 @@
 """The training loop: epochs of shuffled minibatches, history, validation, early stopping, callbacks.
 
+Everything it reads and writes is the model's TrainState (`model.state`): position (epoch, minibatch,
+data order), learning rate, parameters and optimizer state (through `model.train_step`), history.
 The data moves to the device once; each epoch moves one index vector (the host RNG's shuffle) and
 each minibatch is a `take` of rows on the device. Losses stay on the device until the epoch ends,
 so a GPU is synchronised once per epoch, not once per step.
@@ -9,8 +11,16 @@ from __future__ import annotations
 import math
 import time
 
-from .backend import is_out_of_memory
-from .validation import InputError
+from .backend import is_host, is_out_of_memory
+from .errors import InputError
+from .state import HISTORY_KEYS, empty_history
+
+
+def _scalar(model, v):
+    """A device scalar of the model's dtype on the model's device (from a float or a device array)."""
+    if is_host(v):
+        return model.bk.asarray(v, dtype=model.dtype)
+    return model.xp.astype(v, model.dtype)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -70,9 +80,6 @@ class EarlyStopping:
             model.set_parameters(self.best_params)
 
 
-HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
 def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs)."""
     xp, n = model.xp, X.shape[0]
@@ -84,7 +91,7 @@ def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
         value = model.loss(z, yb)[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
         correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
-    vals = model.bk.to_numpy(xp.stack([xp.asarray(total, dtype=model.dtype), correct]))
+    vals = model.bk.to_numpy(xp.stack([_scalar(model, total), _scalar(model, correct)]))
     return float(vals[0]) / n, float(vals[1]) / n
 
 
@@ -108,7 +115,9 @@ class TrainingInterrupted(Exception):
 
 def fit(model, X, y, **kwargs) -> dict:
     """Train `model` in place (see _fit for the options); an out-of-memory error from any backend becomes
-    OutOfMemory, naming the batch size and model size to lower."""
+    OutOfMemory, naming the batch size and model size to lower. It is raised after the failed attempt's
+    exception is gone, so the failed step's frames and device arrays are not kept alive by it."""
+    error = None
     try:
         return _fit(model, X, y, **kwargs)
     except Exception as exc:
@@ -118,31 +127,46 @@ def fit(model, X, y, **kwargs) -> dict:
         batch = kwargs.get("batch_size") or (f"1/{kwargs['minibatches']} of the data" if kwargs.get("minibatches")
                                              else "32")
         f32 = ", or use --dtype float32" if model.dtype_name == "float64" else ""
-        raise OutOfMemory(f"{model.bk.name} on {model.bk.device} ran out of memory training a model of {n_params:,} "
-                          f"parameters ({model.dtype_name}) with minibatches of {batch}: lower --batch-size (e.g. "
-                          f"halve it) or the hidden sizes{f32} ({type(exc).__name__}: {str(exc)[:200]})") from None
+        error = OutOfMemory(f"{model.bk.name} on {model.bk.device} ran out of memory training a model of "
+                            f"{n_params:,} parameters ({model.dtype_name}) with minibatches of {batch}: lower "
+                            f"--batch-size (e.g. halve it), accumulate gradients over micro-batches (--accumulate "
+                            f"2, the same updates) or lower the hidden sizes{f32} ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})")
+    raise error
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
-        shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
-        validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume: dict | None = None
-        ) -> dict:
-    """Train `model` in place; returns and stores `model.history_` (per-epoch lists of HISTORY_KEYS).
+         shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
+         validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
+         accumulate: int = 1) -> dict:
+    """Train `model` in place; returns the history (per-epoch lists of HISTORY_KEYS, also `model.state.history`).
 
     shuffle: a new permutation from the model's host RNG every epoch; compose_shuffles applies it to the
     previous epoch's order (the 2015 book's X_data[perm]) instead of to 0..n-1. drop_last skips a last
-    short minibatch. resume: `model.progress_` from a checkpoint, to continue exactly where it stopped.
-    Sets `model.batch_losses_` (every minibatch's loss, Python floats: the book's cost_), `model.order_`
-    (the host index order of the current epoch) and `model.progress_` (what a checkpoint needs).
-    Set `model.stop_requested = True` (e.g. from a signal handler) to stop after the current step
-    with TrainingInterrupted.
+    short minibatch. accumulate=k: each minibatch (batch_size stays the effective batch) is computed as k
+    micro-batches whose gradients are summed before one update; the step count counts updates.
+    resume: True (or the model's TrainState) continues an interrupted fit exactly where its state stopped,
+    e.g. after xpnet.load. Set `model.state.stop_requested = True` (e.g. from a signal handler) to stop
+    after the current step with TrainingInterrupted.
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("accumulate", accumulate)
     if not 0.0 <= validation_split < 1.0:
         raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
     if validation_split and validation_data is not None:
         raise InputError("give validation_split or validation_data, not both")
+    st = model.state
+    if resume is not None and resume is not False and resume is not True and resume is not st:
+        raise InputError("resume= takes True (continue this model's own state, e.g. after xpnet.load); "
+                         "another model's state cannot be continued here")
+    resume = resume is not None and resume is not False
+    if resume and st.settings is None:
+        raise InputError("nothing to resume: this model's state holds no interrupted fit; call fit without resume")
     xp, bk = model.xp, model.bk
     Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
     n_all = Xd.shape[0]
@@ -171,41 +195,40 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         getattr(cb, "on_train_begin", lambda m: None)(model)
     batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
 
-    opt = model.optimizer
-    settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
-                "compose_shuffles": compose_shuffles, "drop_last": drop_last, "validation_split": validation_split,
-                "lr0": opt.lr, "n": n}
-    history, first_epoch, first_step, order, partial = {k: [] for k in HISTORY_KEYS}, 0, 0, None, ([], 0.0)
-    model.batch_losses_ = []
-    if resume is not None:
-        if resume["settings"]["n"] != n:
-            raise InputError(f"the checkpoint was trained on {resume['settings']['n']} samples but this data has "
+    if resume:
+        if st.settings["n"] != n:
+            raise InputError(f"the checkpoint was trained on {st.settings['n']} samples but this data has "
                              f"{n}; resume with the same data and validation split")
-        settings = dict(resume["settings"], epochs=max(epochs, resume["settings"]["epochs"]))
-        history = {k: list(v) for k, v in resume["history"].items()}
-        first_epoch, first_step, order = resume["epoch"], resume["step"], resume["order"]
-        model.batch_losses_ = list(resume.get("batch_losses", []))
-        partial = ([bk.asarray(v, dtype=model.dtype) for v in resume["partial_losses"]], resume["partial_correct"])
+        st.settings = dict(st.settings, epochs=max(epochs, st.settings["epochs"]))
+        first_epoch, first_step, order = st.epoch, st.batch, st.order
+        st.partial_losses = [_scalar(model, v) for v in st.partial_losses]
+    else:
+        st.settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
+                       "compose_shuffles": compose_shuffles, "drop_last": drop_last,
+                       "validation_split": validation_split, "lr0": st.lr, "n": n, "accumulate": accumulate}
+        st.history, st.batch_losses = empty_history(), []
+        first_epoch, first_step, order = 0, 0, None
+        st.epoch, st.batch, st.order, st.partial_losses, st.partial_correct = 0, 0, None, [], 0.0
+    settings = st.settings
     epochs, lr0 = settings["epochs"], settings["lr0"]
-    model.history_, model.order_, model.stop_requested = history, order, False
-    progress = model.progress_ = {"settings": settings, "history": history, "epoch": first_epoch, "step": first_step,
-                                  "order": order, "partial_losses": [], "partial_correct": 0.0,
-                                  "batch_losses": model.batch_losses_}
+    accumulate = settings.get("accumulate", accumulate) if resume else accumulate
+    history = st.history
+    st.stop_requested = False
     mean = model.loss.reduction == "mean"
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         start = first_step if epoch == first_epoch else 0
         if start == 0:  # a new epoch: decay the rate, draw the shuffle
-            opt.lr = model.schedule(epoch, opt.lr, lr0)
+            st.lr = model.schedule(epoch, st.lr, lr0)
             if shuffle:
-                perm = model.rng.permutation(n)
+                perm = st.rng.permutation(n)
                 order = perm if order is None or not compose_shuffles else order[perm]
             losses, correct = [], 0.0
         else:  # resuming inside an epoch: its rate and order were saved
-            losses, correct = partial
-        model.order_ = progress["order"] = order
+            losses, correct = st.partial_losses, st.partial_correct
+        st.order = order
         order_d = bk.asarray(order) if shuffle else None
-        progress.update(epoch=epoch, step=start, partial_losses=losses, partial_correct=correct)
+        st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch, start, losses, correct
         preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
         for i in range(start, len(bounds)):
             s, e = bounds[i]
@@ -214,39 +237,37 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                 xb, yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
             else:
                 xb, yb = Xd[s:e, ...], Yd[s:e, ...]
-            value, z = model.train_step(model.cast(xb), yb)
+            value, z = model.train_step(model.cast(xb), yb, None, accumulate)
             losses.append(value)
             preds.append(xp.argmax(z, axis=1))
-            progress["step"] = i + 1
+            st.batch = i + 1
             for hook in batch_hooks:
                 hook(model, i + 1, len(bounds))
-            if model.stop_requested:
-                progress["partial_correct"] = correct + _count_correct(model, preds, Ld, order_d,
-                                                                       bounds[start][0], bounds[i][1])
+            if st.stop_requested:
+                st.partial_correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0],
+                                                              bounds[i][1])
                 raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
         if preds:
             correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0], bounds[-1][1])
-        host = bk.to_numpy(xp.stack(losses + [xp.asarray(correct, dtype=model.dtype)]))
+        host = bk.to_numpy(xp.stack(losses + [_scalar(model, correct)]))
         batch_losses = [float(v) for v in host[:-1]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(f"the loss became {batch_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
-                                   f"(learning rate {opt.lr:g}); lower the learning rate, e.g. --lr {opt.lr / 10:g}")
-        model.batch_losses_.extend(batch_losses)
+                                   f"(learning rate {st.lr:g}); lower the learning rate, e.g. --lr {st.lr / 10:g}")
+        st.batch_losses.extend(batch_losses)
         used = sum(e - s for s, e in bounds)
         weights = [e - s for s, e in bounds] if mean else [1] * len(bounds)
         logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
-                "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": opt.lr}
+                "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": st.lr}
         if val is not None:
             logs["val_loss"], logs["val_accuracy"] = evaluate(model, *val)
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
             history[k].append(logs[k])
-        progress.update(epoch=epoch + 1, step=0, partial_losses=[], partial_correct=0.0)
+        st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch + 1, 0, [], 0.0
         if verbose:
-            extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if val is not None else ""
-            print(f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
-                  f"lr {opt.lr:.3g} {logs['seconds']:.2f}s", flush=True)
+            print_epoch(logs, epochs, val is not None)
         stop = False
         for cb in callbacks:
             hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
@@ -257,3 +278,10 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     for cb in callbacks:
         getattr(cb, "on_train_end", lambda m: None)(model)
     return history
+
+
+def print_epoch(logs: dict, epochs: int, validation: bool) -> None:
+    """One line per epoch (`fit(verbose=True)`)."""
+    extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if validation else ""
+    print(f"epoch {logs['epoch']}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
+          f"lr {logs['lr']:.3g} {logs['seconds']:.2f}s", flush=True)

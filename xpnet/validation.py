@@ -6,33 +6,48 @@ import warnings
 import numpy as np
 
 from .backend import library_of
+from .errors import InputError  # noqa: F401  (re-exported: xpnet.validation.InputError)
 
 
-class InputError(ValueError):
-    """Bad data or arguments, caught before any training step."""
-
-
-def check_X(X, n_features: int | None = None, name: str = "X") -> np.ndarray:
-    """Host data X -> NumPy array (batch, features), numeric, finite, of the expected width."""
+def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:
+    """Host data X -> NumPy array (batch, *input_shape), numeric, finite. input_shape: one sample's shape
+    (an int means (features,)); None accepts any 2-D (samples, features)."""
+    if isinstance(input_shape, int):
+        input_shape = (input_shape,)
+    ndim = 2 if input_shape is None else 1 + len(input_shape)
+    what = "(samples, features)" if ndim == 2 else f"(samples, {', '.join(map(str, input_shape))})"
     try:
         arr = np.asarray(X)
     except Exception as exc:
-        raise InputError(f"{name} must be a 2-D numeric array (samples, features); could not read it: {exc}") from None
+        raise InputError(f"{name} must be a {ndim}-D numeric array {what}; could not read it: {exc}") from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise InputError(f"{name} must be numeric, got dtype {arr.dtype}; convert it, e.g. X.astype('float32')")
-    if arr.ndim != 2:
-        hint = " (one sample? use X.reshape(1, -1))" if arr.ndim == 1 else \
-            " (images? flatten them with X.reshape(len(X), -1))" if arr.ndim > 2 else ""
-        raise InputError(f"{name} must be 2-D (samples, features), got shape {arr.shape}{hint}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
+    if arr.ndim != ndim:
+        if ndim == 2:
+            hint = " (one sample? use X.reshape(1, -1))" if arr.ndim == 1 else \
+                " (images? flatten them with X.reshape(len(X), -1))" if arr.ndim > 2 else ""
+            raise InputError(f"{name} must be 2-D (samples, features), got shape {arr.shape}{hint}")
+        hint = ""
+        if arr.ndim == 2 and arr.shape[1] == int(np.prod(input_shape)):
+            hint = f" (flat rows? reshape them with X.reshape(len(X), {', '.join(map(str, input_shape))}))"
+        elif arr.ndim == ndim - 1 and tuple(arr.shape) == tuple(input_shape):
+            hint = f" (one sample? use X[None])"
+        raise InputError(f"{name} must be {ndim}-D {what}, got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0 or 0 in arr.shape[1:]:
         raise InputError(f"{name} is empty (shape {arr.shape}); pass at least one sample with at least one feature")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise InputError(f"{name} has {arr.shape[1]} features but the model expects {n_features}; "
-                         f"pass data of width {n_features} or build the model with n_features={arr.shape[1]}")
+    if input_shape is not None and tuple(arr.shape[1:]) != tuple(input_shape):
+        if ndim == 2:
+            raise InputError(f"{name} has {arr.shape[1]} features but the model expects {input_shape[0]}; "
+                             f"pass data of width {input_shape[0]} or build the model with n_features={arr.shape[1]}")
+        hint = ""
+        if len(input_shape) == 3 and tuple(arr.shape[1:]) == (input_shape[1], input_shape[2], input_shape[0]):
+            hint = " (channels last? transpose it to channels first with X.transpose(0, 3, 1, 2))"
+        raise InputError(f"{name} has samples of shape {tuple(arr.shape[1:])} but the model expects "
+                         f"{tuple(input_shape)}{hint}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise InputError(f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]}); "
-                         f"remove or impute those values")
+        where = f"row {bad[0]}, column {bad[1]}" if arr.ndim == 2 else f"sample {bad[0]}, index {tuple(bad[1:])}"
+        raise InputError(f"{name} contains NaN or infinity (first at {where}); remove or impute those values")
     return arr
 
 

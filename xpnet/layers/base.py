@@ -1,0 +1,72 @@
+"""The layer protocol.
+
+A layer is configuration and shapes, no arrays: its parameters live in the model's training state
+(`model.state.params`, named "layers.<i>.<name>") and are passed in.
+
+- `build(input_shape) -> output_shape`: shapes exclude the batch dimension; raises InputError when the
+  input does not fit.
+- `param_shapes() -> {name: shape}` and `init_params(rng, asarray) -> {name: array}`: parameters drawn
+  from the model's host RNG (initializers get fan-in and fan-out computed from the shape).
+- `penalized`: names of the parameters L1/L2 penalties apply to (Dense: the weight, never the bias).
+- `noise_shape(batch) -> shape | None`: a layer that needs random numbers while training (Dropout) says
+  the shape of its U[0, 1) input; the caller draws it (same seed, same numbers on every backend).
+- `forward(params, x, training=False, need_dx=True, noise=None) -> (y, backward)`, with
+  `backward(dy) -> (dx, grads)`: x: (batch, *input_shape), y: (batch, *output_shape), grads a dict
+  {name: array} like params (empty for layers without parameters); dx is None when need_dx is False.
+  Nothing is stored on the layer: a forward is a pure function of (params, x, noise).
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import InputError
+from ..registry import Configurable
+
+
+class Layer(Configurable):
+    kind = "layer"
+    penalized: tuple = ()
+    #: True when the output has the input's shape and the layer knows nothing about sizes (activations)
+    elementwise: bool = False
+    #: the input shape the layer was constructed for, when its constructor names one (Dense(in, out))
+    declared_input_shape: tuple | None = None
+
+    input_shape: tuple | None = None
+    output_shape: tuple | None = None
+
+    def build(self, input_shape: tuple) -> tuple:
+        """Record and check the input shape (batch excluded); return the output shape."""
+        self.input_shape = self.output_shape = tuple(input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """The output shape for `input_shape`, without building (Keras' name for it)."""
+        return type(self).from_config(self.get_config()).build(input_shape)
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def init_params(self, rng, asarray) -> dict:
+        """Parameters drawn from host RNG `rng`; `asarray(host_array)` moves one to the model's device and dtype."""
+        return {}
+
+    def noise_shape(self, batch: int) -> tuple | None:
+        return None
+
+    def forward(self, params: dict, x, training: bool = False, need_dx: bool = True, noise=None):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(params, x, training, need_dx, noise)")
+
+    def _require_built(self):
+        if self.input_shape is None:
+            raise InputError(f"{type(self).__name__} is not built; put it in a Sequential model (which builds "
+                             f"it) or call build(input_shape) first")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def fans(shape: tuple) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight of shape (out, in, *kernel): in * kernel and out * kernel."""
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive

@@ -1,0 +1,80 @@
+"""Dense: y = x @ W.T + b with W: (out_features, in_features), b: (out_features,) (the book's w[:, 1:] and w[:, 0])."""
+from __future__ import annotations
+
+from .. import init as initializers
+from ..errors import InputError
+from ..namespace import namespace
+from ..registry import register
+from .base import Layer, fans
+
+
+@register("Dense.v1", aliases=("dense",))
+class Dense(Layer):
+    """Fully connected layer on (batch, in_features) input.
+
+    Dense(in_features, out_features) or Dense(out_features) (input size taken from the previous layer)."""
+
+    penalized = ("weight",)
+
+    def __init__(self, in_features: int | None, out_features: int | None = None, init: str = "glorot_uniform",
+                 bias: bool = True):
+        if out_features is None:
+            in_features, out_features = None, in_features
+        for what, v in (("in_features", in_features), ("out_features", out_features)):
+            if v is None and what == "in_features":
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InputError(f"Dense {what} must be a positive integer, got {v!r}")
+        initializers.get(init)  # fails now, naming the valid initializers
+        self.in_features, self.out_features, self.init, self.use_bias = in_features, out_features, init, bias
+        self.declared_input_shape = None if in_features is None else (in_features,)
+
+    def get_config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
+                "bias": self.use_bias}
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 1:
+            raise InputError(f"Dense takes (batch, features) input but gets (batch, {', '.join(map(str, input_shape))}); "
+                             f"put a Flatten() before it")
+        if self.in_features is not None and input_shape[0] != self.in_features:
+            raise InputError(f"Dense expects {self.in_features} input features but the previous layer gives "
+                             f"{input_shape[0]}; make the sizes agree")
+        self.in_features = input_shape[0]
+        self.input_shape, self.output_shape = input_shape, (self.out_features,)
+        return self.output_shape
+
+    def param_shapes(self):
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.use_bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def init_params(self, rng, asarray):
+        self._require_built()
+        shape = (self.out_features, self.in_features)
+        fan_in, fan_out = fans(shape)
+        drawn = initializers.get(self.init)(rng, shape, fan_in, fan_out)
+        w, b = drawn if isinstance(drawn, tuple) else (drawn, None)
+        params = {"weight": asarray(w)}
+        if self.use_bias:
+            params["bias"] = asarray(b) if b is not None else asarray(initializers.zeros(self.out_features))
+        return params
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None):
+        w = params["weight"]
+        y = x @ w.T
+        if self.use_bias:
+            y = y + params["bias"]
+
+        def backward(dy):
+            grads = {"weight": dy.T @ x}
+            if self.use_bias:
+                grads["bias"] = namespace(dy).sum(dy, axis=0)
+            return (dy @ w if need_dx else None), grads
+
+        return y, backward
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"

@@ -1,0 +1,20 @@
+"""The array namespace of an array: array-api-compat's `array_namespace`, cached per array type.
+
+Layers and losses take `xp` from their input, so the same code runs on whatever array library the
+model runs on (and, later, on tracers and ONNX graph arrays). `array_namespace` inspects its argument
+on every call; the namespace depends only on the array's type, so one dict lookup per call suffices.
+"""
+from __future__ import annotations
+
+import array_api_compat
+
+_CACHE: dict = {}
+
+
+def namespace(x):
+    """The Array API namespace of array `x` (e.g. array_api_compat.numpy for a NumPy array)."""
+    t = type(x)
+    xp = _CACHE.get(t)
+    if xp is None:
+        xp = _CACHE[t] = array_api_compat.array_namespace(x)
+    return xp
