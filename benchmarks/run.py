@@ -15,6 +15,13 @@ numpy-loop, torch, sklearn, book-transcription), --repeats N (default 5), --epoc
 (default 1), --quick (1 repeat, 1 epoch), --device cpu|cuda, --json PATH, --markdown PATH,
 --baseline-ref COMMIT (below).
 
+Outputs are written as the run goes, so a run cut short leaves readable files: --json PATH is JSON lines
+(read with `[json.loads(line) for line in open(PATH)]`), one object per line with a "record" key: "meta"
+(header, cases, jobs, commits) first, then "run" for every worker as it finishes (case, dtype, framework,
+repeat, checkout new/old, seconds, median_s, ... or skipped), "pair" for every old/new pair, and at the
+end "row" (the table rows below), "comparison" (old against new) and "end". --markdown PATH is rewritten
+after every measurement with the tables so far and a status line (complete, or how many runs were done).
+
 Cases (cases.py): A 784-50-10 sigmoid/logistic (sum), SGD 0.001, batch 1200, float32 and float64;
 B 784-512-512-10 ReLU, softmax CE, SGD 0.1 momentum 0.9, batch 128; C 784-50-10, batch 32 (overhead-bound);
 D the book's NeuralNetMLP (book2015 settings, raw pixels, float64): xpnet, tests/book_transcription.py's
@@ -57,6 +64,7 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -386,7 +394,7 @@ def summarize(case, framework: str, dtype: str, runs: list[dict], baseline: str 
            "peak_rss_mb": None, "rss_after_load_mb": None, "ratio_to_numpy_loop": None}
     ok = [r for r in runs if "skipped" not in r]
     if not ok:
-        row["skipped"] = runs[0]["skipped"] if runs else "not run"
+        row["skipped"] = runs[0]["skipped"] if runs else "not run yet"
         return row
     per_repeat = [r["median_s"] for r in ok]
     med = statistics.median(per_repeat)
@@ -576,28 +584,67 @@ def main(argv=None) -> None:
     results = {job: [] for job in jobs}
     old_results = {job: [] for job in jobs if base_root and job[2].startswith("xpnet-")}
     pairs = {job: [] for job in old_results}
+    baseline = (base_root, base_sha) if base_sha else None
+    total = args.repeats * (len(jobs) + len(old_results))
+    out = Output(args, load_before, baseline, cases)
+    out.record(record="meta", header=header(args, load_before, baseline), cases={c: CASES[c].title for c in cases},
+               jobs=[list(j) for j in jobs], repeats=args.repeats, epochs=args.epochs, device=args.device,
+               checkout=str(ROOT), commit=checkout_id(ROOT), baseline_ref=args.baseline_ref, baseline_commit=base_sha,
+               baseline_checkout=str(base_root) if base_root else None)
+    out.markdown(*summaries(results, old_results, pairs, base_sha), done=0, total=total)
+    done = 0
 
     def measure(r: int, job: tuple, which: str) -> dict:
+        nonlocal done
         c, dtype, f = job
         res = spawn(c, f, dtype, args, base_root if which == "old" else ROOT)
         if "fatal" in res:
+            out.record(record="fatal", error=res["fatal"])
             sys.exit(f"run.py: error: {res['fatal']}")
         (old_results if which == "old" else results)[job].append(res)
+        done += 1
+        out.record(record="run", repeat=r + 1, case=c, dtype=dtype, framework=f,
+                   checkout=(which if job in old_results else "new"), **res)
         msg = res["skipped"] if "skipped" in res else f"{res['median_s']:.3f} s/epoch, peak RSS {res['peak_rss_mb']:.0f} MB"
         tag = f" {which} ({base_sha[:7] if which == 'old' else 'this checkout'})" if job in old_results else ""
         print(f"[repeat {r + 1}/{args.repeats}] {c} {dtype} {f}{tag}: {msg}", flush=True)
         return res
 
-    for r in range(args.repeats):
-        for job in jobs:
-            if job not in old_results:
-                measure(r, job, "new")
-                continue
-            order = ("old", "new") if r % 2 == 0 else ("new", "old")  # alternate which goes first: drift cancels
-            got = {which: measure(r, job, which) for which in order}
-            pairs[job].append({"repeat": r + 1, "order": "-".join(order),
-                               "old_s": got["old"].get("median_s"), "new_s": got["new"].get("median_s")})
+    def stop(signum, frame):  # SIGTERM (timeout, a job runner): end like Ctrl-C, so the worker is killed too
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for r in range(args.repeats):
+            for job in jobs:
+                if job not in old_results:
+                    measure(r, job, "new")
+                else:
+                    order = ("old", "new") if r % 2 == 0 else ("new", "old")  # alternate the first: drift cancels
+                    got = {which: measure(r, job, which) for which in order}
+                    pair = {"repeat": r + 1, "order": "-".join(order),
+                            "old_s": got["old"].get("median_s"), "new_s": got["new"].get("median_s")}
+                    pairs[job].append(pair)
+                    out.record(record="pair", case=job[0], dtype=job[1], framework=job[2], baseline=base_sha, **pair)
+                out.markdown(*summaries(results, old_results, pairs, base_sha), done=done, total=total)
+    except KeyboardInterrupt as exc:
+        name = str(exc) or "SIGINT"
+        out.record(record="interrupted", signal=name, done=done, total=total)
+        print(f"run.py: interrupted ({name}) after {done} of {total} worker runs; "
+              f"{args.markdown or args.json or 'the lines above'} holds what was done", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
 
+    rows, comps = summaries(results, old_results, pairs, base_sha)
+    for row in rows:
+        out.record(record="row", **row)
+    for comp in comps:
+        out.record(record="comparison", **comp)
+    out.record(record="end", load_after=os.getloadavg()[0])
+    out.markdown(rows, comps, done=done, total=total)
+    out.show(rows, comps)
+
+
+def summaries(results: dict, old_results: dict, pairs: dict, base_sha: str | None) -> tuple[list[dict], list[dict]]:
+    """The table rows (baseline rows before this checkout's) and the old/new comparisons from the runs so far."""
     rows = []
     for job, runs in results.items():
         c, dtype, f = job
@@ -614,44 +661,74 @@ def main(argv=None) -> None:
         old, new = (next(x for x in rows if (x["case"], x["dtype"]) == job[:2] and x["backend"] == job[2][6:]
                          and x["framework"] == name) for name in (f"xpnet@{base_sha[:7]}", "xpnet"))
         comps.append(comparison(job, old, new, pairs[job], base_sha))
+    return rows, comps
 
-    def show(grid):
-        widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
-        print()
-        for line in grid:
-            print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
-    grid = table(rows)
-    show(grid)
-    notes = {}  # framework -> what it is, then the distinct notes its workers gave
+def notes_of(rows: list[dict]) -> list[tuple[str, str]]:
+    """(framework, what it is and the distinct notes its workers gave)."""
+    notes = {}
     for r in rows:
         name = r["framework"] if r["backend"] is None else f"{r['framework']}-{r['backend']}"
         seen = notes.setdefault(name, [NOTES[name]] if name in NOTES else [])
         if r.get("note") and r["note"] not in seen:
             seen.append(r["note"])
-    notes = [(name, "; ".join(texts)) for name, texts in sorted(notes.items()) if texts]
-    for name, note in notes:
-        print(f"  {name}: {note}")
-    for c in cases:
-        print(f"  {c}: {CASES[c].title}")
-    cgrid = comparison_table(comps) if comps else None
-    if cgrid:
-        print(f"\nthis checkout (new) against {base_sha[:12]} (old), paired measurements:")
-        show(cgrid)
-    if args.json:
-        args.json.write_text(json.dumps(rows + [dict(c, record="comparison") for c in comps], indent=1) + "\n")
-    if args.markdown:
-        md = ["# xpnet training benchmark", ""] + header(args, load_before, (base_root, base_sha) if base_sha else None)
-        md += [""] + ["| " + " | ".join(line) + " |" for line in grid[:1]] + ["|" + " --- |" * len(grid[0])]
+    return [(name, "; ".join(texts)) for name, texts in sorted(notes.items()) if texts]
+
+
+class Output:
+    """--json as JSON lines appended as they happen (one write and fsync per line, so a run killed at any
+    moment leaves whole lines); --markdown rewritten after every measurement (a temporary file renamed over
+    it), with the tables of what is done so far and a status line saying whether the run finished."""
+
+    def __init__(self, args, load_before, baseline, cases):
+        self.args, self.load_before, self.baseline, self.cases = args, load_before, baseline, cases
+        self.fd = None
+        if args.json:
+            self.fd = os.open(args.json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def record(self, **rec) -> None:
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(rec) + "\n").encode())
+            os.fsync(self.fd)
+
+    def markdown(self, rows, comps, done: int, total: int) -> None:
+        if not self.args.markdown:
+            return
+        base_sha = self.baseline[1] if self.baseline else None
+        status = ("complete" if done == total else
+                  f"PARTIAL: {done} of {total} worker runs done (a run cut short leaves this; medians are over "
+                  f"the repeats done)")
+        grid = table(rows)
+        md = ["# xpnet training benchmark", ""] + header(self.args, self.load_before, self.baseline)
+        md += [f"- status: {status}", ""]
+        md += ["| " + " | ".join(grid[0]) + " |", "|" + " --- |" * len(grid[0])]
         md += ["| " + " | ".join(line) + " |" for line in grid[1:]] + [""]
-        md += [f"- {c}: {CASES[c].title}" for c in cases] + [f"- {name}: {note}" for name, note in notes]
-        if cgrid:
+        md += [f"- {c}: {CASES[c].title}" for c in self.cases] + [f"- {n}: {t}" for n, t in notes_of(rows)]
+        if comps:
+            cgrid = comparison_table(comps)
             md += ["", f"## This checkout (new) against {base_sha[:12]} (old)", "",
                    "Each repeat times old and new back to back (order alternating); new/old is the median of the "
                    "paired ratios, with a 95 % bootstrap interval (10,000 resamples of the pairs, seed 0).", ""]
             md += ["| " + " | ".join(cgrid[0]) + " |", "|" + " --- |" * len(cgrid[0])]
             md += ["| " + " | ".join(line) + " |" for line in cgrid[1:]]
-        args.markdown.write_text("\n".join(md) + "\n")
+        tmp = self.args.markdown.with_name(self.args.markdown.name + ".tmp")
+        tmp.write_text("\n".join(md) + "\n")
+        os.replace(tmp, self.args.markdown)
+
+    def show(self, rows, comps) -> None:
+        def show(grid):
+            widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+            print()
+            for line in grid:
+                print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        show(table(rows))
+        for name, note in notes_of(rows):
+            print(f"  {name}: {note}")
+        for c in self.cases:
+            print(f"  {c}: {CASES[c].title}")
+        if comps:
+            print(f"\nthis checkout (new) against {self.baseline[1][:12]} (old), paired measurements:")
+            show(comparison_table(comps))
 
 
 if __name__ == "__main__":
