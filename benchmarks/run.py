@@ -11,9 +11,9 @@ Usage (from the repository root):
 
 Options: --data-dir DIR (MNIST IDX files, default ../shared/data/mnist from the repository root),
 --cases A,B,C,D,E, --frameworks (xpnet-numpy, xpnet-torch, xpnet-jax, xpnet-array_api_strict, xpnet-cupy,
-numpy-loop, torch, sklearn, book-transcription), --repeats N (default 5), --epochs N timed per repeat
-(default 1), --quick (1 repeat, 1 epoch), --device cpu|cuda, --json PATH, --markdown PATH,
---baseline-ref COMMIT (below).
+numpy-loop, torch, sklearn, book-transcription), --dtypes float32,float64 (default: each case's),
+--repeats N (default 5), --epochs N timed per repeat (default 1), --quick (1 repeat, 1 epoch),
+--device cpu|cuda, --timeout S (per worker), --json PATH, --markdown PATH, --baseline-ref COMMIT (below).
 
 Outputs are written as the run goes, so a run cut short leaves readable files: --json PATH is JSON lines
 (read with `[json.loads(line) for line in open(PATH)]`), one object per line with a "record" key: "meta"
@@ -37,7 +37,8 @@ otherwise be timed instead): a mismatch stops the run with an error. The table g
 samples/s, GFLOP/s of the layer matrix products (2*m*n*k for x@W.T, dW = dy.T@x and dx = dy@W, no dx for
 the first layer) and the ratio to the NumPy loop of the same case and dtype. The `gemm-floor` row times
 only those matrix products for one epoch's minibatch shapes with NumPy (preallocated outputs): the
-floor any CPU framework on this BLAS can reach. A worker that fails is reported as skipped with the reason.
+floor any CPU framework on this BLAS can reach (CPU runs only: with --device cuda there is no floor, and
+the CPU frameworks, e.g. xpnet-numpy on the GPU machine's host, skip case E). A worker that fails is reported as skipped with the reason.
 "peak RSS MB (+training)": the worker's ru_maxrss, and how far RSS rose above its level after imports and
 data loading while training (VmHWM reset after loading). JSON rows add repeats_s (each repeat's median
 s/epoch), epoch_seconds (every timed epoch) and the note. With JAX, each distinct minibatch offset compiles
@@ -376,8 +377,14 @@ def spawn(case: str, framework: str, dtype: str, args, root: Path = ROOT) -> dic
     return {"skipped": f"worker exited with {p.returncode}: {tail[:300]}"}
 
 
-def applicable(case, framework: str) -> str | None:
-    """None, or why `framework` does not run `case`."""
+def applicable(case, framework: str, device: str = "cpu") -> str | None:
+    """None, or why `framework` does not run `case` on `device`."""
+    on_gpu_run = device.startswith("cuda")
+    if on_gpu_run and case.gpu_only and framework not in GPU_FRAMEWORKS:
+        return (f"a CPU row on the GPU case: about {case.flops(N_TRAIN):.0e} FLOP per epoch, minutes on the host CPU; "
+                f"run it without --device cuda to time it")
+    if framework == "gemm-floor" and on_gpu_run:
+        return "the GEMM floor is NumPy on the CPU: no floor for the GPU rows"
     if framework == "book-transcription" and not case.book:
         return "the book's code is case D only"
     if framework in ("torch", "sklearn") and case.book:
@@ -543,6 +550,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E (default A,B,C,D; E on cuda)")
     ap.add_argument("--frameworks", default=None, help=f"comma-separated from {','.join(FRAMEWORKS)},xpnet-cupy")
+    ap.add_argument("--dtypes", default=None, help="only these of each case's dtypes, e.g. float32 (default: all)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="one repeat of one epoch, to see that it works")
@@ -557,6 +565,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(args)
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
     if args.quick:
         args.repeats, args.epochs = 1, 1
     gpu = args.device.startswith("cuda")
@@ -571,13 +580,15 @@ def main(argv=None) -> None:
               "epoch on this CPU); name it with --cases E to run it anyway, or use --device cuda", flush=True)
     base_root, base_sha = baseline_worktree(args.baseline_ref) if args.baseline_ref else (None, None)
 
-    jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype
+    jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype on the CPU
     for c in cases:
         for dtype in CASES[c].dtypes:
+            if args.dtypes and dtype not in args.dtypes:
+                continue
             for f in frameworks + ["gemm-floor"]:
-                why = applicable(CASES[c], f)
+                why = applicable(CASES[c], f, args.device)
                 if why:
-                    print(f"not run: {c} {f}: {why}", flush=True)
+                    print(f"not run: {c} {dtype} {f}: {why}", flush=True)
                 else:
                     jobs.append((c, dtype, f))
     load_before = os.getloadavg()
