@@ -1,7 +1,14 @@
-"""The benchmark cases (A-E): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count."""
+"""The benchmark cases (A-E): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count.
+
+Minibatch bounds and MNIST reading live here, not in the library, so that the same runner can time another
+checkout of xpnet (run.py --baseline-ref) whose internals differ: only initial_params() (for the non-xpnet
+rows, which must start from xpnet's exact initial values) imports from xpnet.
+"""
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +39,6 @@ class Case:
         return list(zip(self.sizes[:-1], self.sizes[1:]))
 
     def bounds(self, n: int) -> list[tuple[int, int]]:
-        from xpnet.training import batch_bounds
         return batch_bounds(n, self.batch_size, self.minibatches)
 
     def warm_bounds(self, n: int) -> list[tuple[int, int]]:
@@ -50,7 +56,11 @@ class Case:
     def initial_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W (out, in), b (out,)) float64 per layer, exactly as xpnet draws them (seed 0, or the book's
         RandomState(1) for case D)."""
-        from xpnet.init import INITIALIZERS, host_rng
+        try:
+            from xpnet.init import INITIALIZERS, host_rng
+        except ImportError as exc:
+            raise RuntimeError(f"xpnet.init.INITIALIZERS/host_rng not importable ({exc}); the non-xpnet rows need "
+                               f"them to start from xpnet's initial weights") from exc
         rng = np.random.RandomState(self.book_args["random_state"]) if self.book else host_rng(0)
         out = []
         for k, o in self.layers:
@@ -76,13 +86,49 @@ CASES = {c.name: c for c in (
 )}
 
 
+def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) of each minibatch as xpnet.training.batch_bounds makes them: fixed `batch_size` (last one
+    shorter), or `minibatches` chunks as numpy.array_split makes them (the first n % k one sample longer)."""
+    if minibatches is not None:
+        q, r = divmod(n, minibatches)
+        stops = np.cumsum([q + (1 if i < r else 0) for i in range(minibatches)]).tolist()
+        return list(zip([0] + stops[:-1], stops))
+    return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file (gzipped or raw) -> uint8 array of its declared shape."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] or raw[1] or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: {data.size} bytes of data, the header declares {shape}")
+    return data.reshape(shape)
+
+
+def load_mnist_train(data_dir) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's training set from DIR or DIR/mnist (gzipped or not) -> X uint8 (60000, 784), y uint8 (60000,)."""
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    data_dir = Path(data_dir).expanduser()
+    for folder in (data_dir, data_dir / "mnist"):
+        found = [next((p for p in (folder / (n + ".gz"), folder / n) if p.is_file()), None) for n in names]
+        if all(found):
+            images, labels = (read_idx(p) for p in found)
+            return images.reshape(images.shape[0], -1), labels
+    raise FileNotFoundError(f"MNIST training files ({names[0]}[.gz], {names[1]}[.gz]) not found in {data_dir} "
+                            f"or {data_dir / 'mnist'}; give --data-dir")
+
+
 def load_data(case: Case, dtype: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 60000 training images -> X (60000, features) in `dtype`, y uint8 labels.
 
     Pixels scaled to [0, 1], except case D (raw 0-255, as the book). Case E tiles the 784 pixels to 4096
     features (the timing does not depend on the values)."""
-    from xpnet.datasets import load_mnist
-    X8, y, _, _ = load_mnist("mnist", data_dir, download=False)
+    X8, y = load_mnist_train(data_dir)
     X = X8.astype(dtype)
     if not case.book:
         X /= 255

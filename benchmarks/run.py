@@ -7,11 +7,20 @@ Usage (from the repository root):
     python benchmarks/run.py --quick --cases A,C --frameworks xpnet-numpy,numpy-loop,torch,sklearn
     python benchmarks/run.py --cases B --repeats 3 --epochs 2 --json b.json --markdown b.md
     python benchmarks/run.py --device cuda --cases E          # GPU: xpnet-cupy/torch/jax and torch
+    python benchmarks/run.py --baseline-ref 9973ecb --cases A,B,C,D --frameworks xpnet-numpy --repeats 9
 
 Options: --data-dir DIR (MNIST IDX files, default ../shared/data/mnist from the repository root),
 --cases A,B,C,D,E, --frameworks (xpnet-numpy, xpnet-torch, xpnet-jax, xpnet-array_api_strict, xpnet-cupy,
-numpy-loop, torch, sklearn, book-transcription), --repeats N (default 5), --epochs N timed per repeat
-(default 1), --quick (1 repeat, 1 epoch), --device cpu|cuda, --json PATH, --markdown PATH.
+numpy-loop, torch, sklearn, book-transcription), --dtypes float32,float64 (default: each case's),
+--repeats N (default 5), --epochs N timed per repeat (default 1), --quick (1 repeat, 1 epoch),
+--device cpu|cuda, --timeout S (per worker), --json PATH, --markdown PATH, --baseline-ref COMMIT (below).
+
+Outputs are written as the run goes, so a run cut short leaves readable files: --json PATH is JSON lines
+(read with `[json.loads(line) for line in open(PATH)]`), one object per line with a "record" key: "meta"
+(header, cases, jobs, commits) first, then "run" for every worker as it finishes (case, dtype, framework,
+repeat, checkout new/old, seconds, median_s, ... or skipped), "pair" for every old/new pair, and at the
+end "row" (the table rows below), "comparison" (old against new) and "end". --markdown PATH is rewritten
+after every measurement with the tables so far and a status line (complete, or how many runs were done).
 
 Cases (cases.py): A 784-50-10 sigmoid/logistic (sum), SGD 0.001, batch 1200, float32 and float64;
 B 784-512-512-10 ReLU, softmax CE, SGD 0.1 momentum 0.9, batch 128; C 784-50-10, batch 32 (overhead-bound);
@@ -22,15 +31,29 @@ Method: every (repeat, case, dtype, framework) runs in its own fresh process, on
 busy process slows BLAS down), interleaved: repeat 1 of everything, then repeat 2, ... A worker loads the
 data, builds the model, trains a few untimed warm-up minibatches (the epoch's shapes), then times
 `--epochs` full epochs (shuffle + gather + forward + backward + update; device work finished) and reports
-its median seconds per epoch and its peak RSS. The table gives the median over repeats (min-max),
+its median seconds per epoch and its peak RSS. Every xpnet worker runs with this checkout's root first on
+PYTHONPATH and checks that the xpnet it imported comes from there (an editable install elsewhere would
+otherwise be timed instead): a mismatch stops the run with an error. The table gives the median over repeats (min-max),
 samples/s, GFLOP/s of the layer matrix products (2*m*n*k for x@W.T, dW = dy.T@x and dx = dy@W, no dx for
 the first layer) and the ratio to the NumPy loop of the same case and dtype. The `gemm-floor` row times
 only those matrix products for one epoch's minibatch shapes with NumPy (preallocated outputs): the
-floor any CPU framework on this BLAS can reach. A worker that fails is reported as skipped with the reason.
+floor any CPU framework on this BLAS can reach (CPU runs only: with --device cuda there is no floor, and
+the CPU frameworks, e.g. xpnet-numpy on the GPU machine's host, skip case E). A worker that fails is reported as skipped with the reason.
 "peak RSS MB (+training)": the worker's ru_maxrss, and how far RSS rose above its level after imports and
 data loading while training (VmHWM reset after loading). JSON rows add repeats_s (each repeat's median
 s/epoch), epoch_seconds (every timed epoch) and the note. With JAX, each distinct minibatch offset compiles
 its own slice once, so the first timed epoch is slower than later ones: use --epochs 3 for its steady state.
+
+--baseline-ref COMMIT times another checkout side by side with this one: a detached git worktree of COMMIT
+in .bench-baseline/<sha> (ignored by git through its own .gitignore; reused when present; remove it with
+`git worktree remove .bench-baseline/<sha>`) and, for every xpnet row, its worker run a second time with
+that worktree's root first on PYTHONPATH. The worker code, the cases and the data loading are this
+checkout's (benchmarks/), only `import xpnet` differs, and it uses only the public API (Sequential, Dense,
+Sigmoid, ReLU, LogisticCost, SoftmaxCrossEntropy, SGD, NeuralNetMLP, backend, parameters(), history_).
+Each (repeat, case, dtype, framework) gets an old and a new measurement back to back, old first in odd
+repeats and new first in even ones (so drift cancels). Reported per case, dtype and framework: the median
+old and new s/epoch, the median of the paired ratios new/old and a 95 % bootstrap interval of that median
+(10,000 resamples of the pairs, seed 0; with fewer than about 6 pairs the interval is coarse).
 """
 from __future__ import annotations
 
@@ -42,6 +65,7 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +77,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from cases import CASES, N_TRAIN, load_data, onehot
+
+BASELINE_DIR = ROOT / ".bench-baseline"
 
 FRAMEWORKS = ("xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict", "numpy-loop", "torch", "sklearn",
               "book-transcription")
@@ -96,14 +122,16 @@ def reset_peak() -> bool:
 def run_xpnet(case, backend, dtype, X, y, epochs, device):
     import xpnet
     n = X.shape[0]
+    t_fit = time.perf_counter()
     nwarm = case.warm_bounds(n)[-1][1]
     if case.book:
         def build(**kw):
             return xpnet.NeuralNetMLP(**dict(case.book_args, **kw), backend=backend, device=device, dtype=dtype)
         build(epochs=1, minibatches=3).fit(X[:nwarm], y[:nwarm])  # three 1200-row minibatches, as the epoch's
         nn = build(epochs=epochs)
+        t_fit = time.perf_counter()
         nn.fit(X, y)
-        model = nn.model
+        model = getattr(nn, "model", nn)
     else:
         act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
         layers = []
@@ -113,14 +141,22 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device):
         model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
                                  backend=backend, device=device, dtype=dtype, seed=0)
         model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
+        t_fit = time.perf_counter()
         model.fit(X, y, epochs=epochs, batch_size=case.batch_size)
-    seconds = list(model.history_["seconds"])
     # an epoch ends by fetching its losses; the last update may still be queued (JAX, GPUs): wait for it
     t0 = time.perf_counter()
+    bk = getattr(model, "bk", None)
     for p in model.parameters().values():
-        model.bk.block(p)
-    seconds[-1] += time.perf_counter() - t0
-    return seconds, f"{model.bk.name} {model.bk.version} on {model.bk.device}"
+        bk.block(p) if hasattr(bk, "block") else xpnet.to_numpy(p)
+    t1 = time.perf_counter()
+    history = getattr(model, "history_", None) or {}
+    if len(history.get("seconds", ())) == epochs:
+        seconds = list(history["seconds"])
+        seconds[-1] += t1 - t0
+    else:  # no per-epoch times: the whole fit (including its set-up) divided evenly
+        seconds = [(t1 - t_fit) / epochs] * epochs
+    what = " ".join(str(getattr(bk, k, "?")) for k in ("name", "version")) + f" on {getattr(bk, 'device', device)}"
+    return seconds, what
 
 
 def run_numpy_loop(case, dtype, X, y, epochs, device):
@@ -252,14 +288,37 @@ def run_gemm_floor(case, dtype, X, y, epochs, device):
     return seconds, None
 
 
+class WrongCheckout(RuntimeError):
+    """The worker imported xpnet from somewhere other than the checkout it was meant to time."""
+
+
+def import_xpnet(root: str | None):
+    """Import xpnet and check that it comes from `root`/xpnet; returns (module, its resolved __file__).
+    Where it would come from is checked before it runs (a wrong xpnet may not even import), then again."""
+    import importlib.util
+    want = Path(root).resolve() / "xpnet" if root else None
+
+    def check(where):
+        if want and not (where and Path(where).resolve().is_relative_to(want)):
+            raise WrongCheckout(f"the worker meant to time {root} finds xpnet at {where} (an installed or editable "
+                                f"xpnet shadows PYTHONPATH?)")
+    spec = importlib.util.find_spec("xpnet")
+    check(spec.origin if spec else None)
+    import xpnet
+    check(xpnet.__file__)
+    return xpnet, str(Path(xpnet.__file__).resolve())
+
+
 def worker(case_name: str, framework: str, dtype: str, args) -> dict:
     """Runs in a child process; returns what the parent reads back (one JSON line)."""
     case = CASES[case_name]
     backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
     device = args.device if framework in GPU_FRAMEWORKS else "cpu"
+    xpnet_file = None
     if backend:
-        import xpnet
-        xpnet.backend(backend, device)  # imports the library; fails here if it is not installed
+        xpnet, xpnet_file = import_xpnet(args.xpnet_root)
+        if hasattr(xpnet, "backend"):
+            xpnet.backend(backend, device)  # imports the array library; fails here if it is not installed
 
         def runner(*a):
             return run_xpnet(case, backend, *a)
@@ -282,7 +341,7 @@ def worker(case_name: str, framework: str, dtype: str, args) -> dict:
     train_peak = (proc_status_mb("VmHWM") if exact else None) or peak
     return {"seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mb": peak,
             "rss_after_load_mb": rss_load, "train_rss_increase_mb": max(0.0, train_peak - rss_load),
-            "note": note, "device": device}
+            "note": note, "device": device, "xpnet_file": xpnet_file}
 
 
 def worker_main(args) -> None:
@@ -290,18 +349,25 @@ def worker_main(args) -> None:
     warnings.simplefilter("ignore")
     try:
         out = worker(*args.worker, args)
+    except WrongCheckout as exc:
+        out = {"fatal": str(exc)}
     except Exception as exc:  # noqa: BLE001 (any failure is a skipped row, not a crash)
         out = {"skipped": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
     print(json.dumps(out), flush=True)
+    if "fatal" in out:
+        sys.exit(3)
 
 
 # ----------------------------------------------------------------------------------------------- parent
 
-def spawn(case: str, framework: str, dtype: str, args) -> dict:
+def spawn(case: str, framework: str, dtype: str, args, root: Path = ROOT) -> dict:
+    """One worker process timing the xpnet of checkout `root` (first on its PYTHONPATH)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case, framework, dtype,
-           "--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device]
+           "--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device,
+           "--xpnet-root", str(root)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH")))))
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT, check=False)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"skipped": f"timed out after {args.timeout} s"}
     for line in reversed(p.stdout.strip().splitlines()):
@@ -311,8 +377,14 @@ def spawn(case: str, framework: str, dtype: str, args) -> dict:
     return {"skipped": f"worker exited with {p.returncode}: {tail[:300]}"}
 
 
-def applicable(case, framework: str) -> str | None:
-    """None, or why `framework` does not run `case`."""
+def applicable(case, framework: str, device: str = "cpu") -> str | None:
+    """None, or why `framework` does not run `case` on `device`."""
+    on_gpu_run = device.startswith("cuda")
+    if on_gpu_run and case.gpu_only and framework not in GPU_FRAMEWORKS:
+        return (f"a CPU row on the GPU case: about {case.flops(N_TRAIN):.0e} FLOP per epoch, minutes on the host CPU; "
+                f"run it without --device cuda to time it")
+    if framework == "gemm-floor" and on_gpu_run:
+        return "the GEMM floor is NumPy on the CPU: no floor for the GPU rows"
     if framework == "book-transcription" and not case.book:
         return "the book's code is case D only"
     if framework in ("torch", "sklearn") and case.book:
@@ -320,14 +392,16 @@ def applicable(case, framework: str) -> str | None:
     return None
 
 
-def summarize(case, framework: str, dtype: str, runs: list[dict]) -> dict:
+def summarize(case, framework: str, dtype: str, runs: list[dict], baseline: str | None = None) -> dict:
+    """One table row from a job's runs; `baseline`: the sha when these are the baseline checkout's runs."""
     backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
-    row = {"case": case.name, "framework": "xpnet" if backend else framework, "backend": backend, "dtype": dtype,
+    name = ("xpnet" if not baseline else f"xpnet@{baseline[:7]}") if backend else framework
+    row = {"case": case.name, "framework": name, "backend": backend, "dtype": dtype,
            "median_s": None, "min_s": None, "max_s": None, "samples_per_s": None, "gflops": None,
            "peak_rss_mb": None, "rss_after_load_mb": None, "ratio_to_numpy_loop": None}
     ok = [r for r in runs if "skipped" not in r]
     if not ok:
-        row["skipped"] = runs[0]["skipped"] if runs else "not run"
+        row["skipped"] = runs[0]["skipped"] if runs else "not run yet"
         return row
     per_repeat = [r["median_s"] for r in ok]
     med = statistics.median(per_repeat)
@@ -336,11 +410,78 @@ def summarize(case, framework: str, dtype: str, runs: list[dict]) -> dict:
                rss_after_load_mb=max(r["rss_after_load_mb"] for r in ok),
                train_rss_increase_mb=max(r["train_rss_increase_mb"] for r in ok), repeats_s=per_repeat,
                epoch_seconds=[r["seconds"] for r in ok],
-               device=ok[0]["device"], note=ok[0]["note"])
+               device=ok[0]["device"], note=ok[0]["note"], xpnet_file=ok[0].get("xpnet_file"))
     if len(ok) < len(runs):
         failed = next(r["skipped"] for r in runs if "skipped" in r)
         row["note"] = "; ".join(filter(None, (row["note"], f"{len(runs) - len(ok)} repeat(s) failed: {failed}")))
     return row
+
+
+def git(*argv, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *argv], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def checkout_id(root: Path) -> str:
+    """The commit a checkout is at, with '+uncommitted changes' when its tracked files differ from it."""
+    head = git("rev-parse", "HEAD", cwd=root).stdout.strip() or "unknown commit"
+    dirty = git("status", "--porcelain", "--untracked-files=no", cwd=root).stdout.strip()
+    return head + (" + uncommitted changes" if dirty else "")
+
+
+def baseline_worktree(ref: str) -> tuple[Path, str]:
+    """A clean detached worktree of `ref` in .bench-baseline/<sha>, made or reused -> (its root, the sha)."""
+    r = git("rev-parse", "--verify", "--quiet", ref + "^{commit}")
+    if r.returncode:
+        sys.exit(f"run.py: error: --baseline-ref {ref!r} is not a commit of {ROOT}")
+    sha = r.stdout.strip()
+    path = BASELINE_DIR / sha[:12]
+    BASELINE_DIR.mkdir(exist_ok=True)
+    ignore = BASELINE_DIR / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# baseline checkouts made by benchmarks/run.py --baseline-ref\n*\n")
+    if path.exists():
+        head = git("rev-parse", "HEAD", cwd=path).stdout.strip()
+        if head != sha or git("status", "--porcelain", "--untracked-files=no", cwd=path).stdout.strip():
+            sys.exit(f"run.py: error: {path} exists but is not a clean checkout of {sha}; remove it "
+                     f"(git worktree remove --force {path}) and run again")
+        print(f"baseline: reusing {path} ({sha[:12]})", flush=True)
+    else:
+        r = git("worktree", "add", "--detach", str(path), sha)
+        if r.returncode:
+            sys.exit(f"run.py: error: git worktree add {path} {sha[:12]} failed: "
+                     f"{(r.stderr.strip().splitlines() or ['no message'])[-1]}")
+        print(f"baseline: made worktree {path} ({sha[:12]}); remove it with git worktree remove {path}", flush=True)
+    return path, sha
+
+
+def paired_ratio(pairs: list[dict], resamples: int = 10000, seed: int = 0) -> dict:
+    """Median of the paired ratios new/old and its 95 % percentile-bootstrap interval (pairs resampled)."""
+    import numpy as np
+    ratios = np.array([p["new_s"] / p["old_s"] for p in pairs if p["old_s"] and p["new_s"]])
+    if not ratios.size:
+        return {"pairs": 0, "ratio_median": None, "ratio_ci95": None, "ratios": []}
+    idx = np.random.default_rng(seed).integers(0, ratios.size, size=(resamples, ratios.size))
+    lo, hi = np.percentile(np.median(ratios[idx], axis=1), [2.5, 97.5])
+    return {"pairs": int(ratios.size), "ratio_median": float(np.median(ratios)), "ratio_ci95": [float(lo), float(hi)],
+            "ratios": ratios.tolist()}
+
+
+def comparison(key: tuple, old: dict, new: dict, pairs: list[dict], sha: str) -> dict:
+    """Old against new for one (case, dtype, framework): their medians over repeats and the paired ratios."""
+    case, dtype, framework = key
+    return {"case": case, "dtype": dtype, "framework": framework, "baseline": sha, "old_median_s": old["median_s"],
+            "new_median_s": new["median_s"], **paired_ratio(pairs), "measurements": pairs}
+
+
+def comparison_table(comps: list[dict]) -> list[list[str]]:
+    out = [["case", "framework", "dtype", "old s/epoch (median)", "new s/epoch (median)", "new/old (median of pairs)",
+            "95 % CI (bootstrap)", "pairs"]]
+    f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for c in comps:
+        ci = c["ratio_ci95"]
+        out.append([c["case"], c["framework"], c["dtype"], f(c["old_median_s"]), f(c["new_median_s"]),
+                    f(c["ratio_median"]), "–" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", str(c["pairs"])])
+    return out
 
 
 def table(rows: list[dict]) -> list[list[str]]:
@@ -363,7 +504,7 @@ def table(rows: list[dict]) -> list[list[str]]:
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
     out = {"python": platform.python_version()}
-    for pkg in ("xpnet", "numpy", "torch", "jax", "jaxlib", "array-api-strict", "array-api-compat", "scikit-learn",
+    for pkg in ("numpy", "torch", "jax", "jaxlib", "array-api-strict", "array-api-compat", "scikit-learn",
                 "cupy-cuda12x", "cupy-cuda13x"):
         try:
             out[pkg] = version(pkg)
@@ -388,7 +529,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def header(args, load_before) -> list[str]:
+def header(args, load_before, baseline=None) -> list[str]:
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
     return [
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
@@ -397,6 +538,8 @@ def header(args, load_before) -> list[str]:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         (f"- {args.repeats} repeat(s) x {args.epochs} epoch(s), 60000 MNIST training images, one worker process "
          f"at a time, device {args.device}"),
+        f"- xpnet timed: {ROOT} at {checkout_id(ROOT)}"
+        + (f"; baseline (old): {baseline[0]} at {baseline[1]} (--baseline-ref {args.baseline_ref})" if baseline else ""),
         f"- command: `cd {ROOT} && {shlex.join([sys.executable] + sys.argv)}`",
     ]
 
@@ -407,17 +550,22 @@ def main(argv=None) -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E (default A,B,C,D; E on cuda)")
     ap.add_argument("--frameworks", default=None, help=f"comma-separated from {','.join(FRAMEWORKS)},xpnet-cupy")
+    ap.add_argument("--dtypes", default=None, help="only these of each case's dtypes, e.g. float32 (default: all)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="one repeat of one epoch, to see that it works")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] for xpnet-torch/jax/cupy and torch")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before a worker is given up as skipped")
+    ap.add_argument("--baseline-ref", metavar="COMMIT",
+                    help="also time this commit's xpnet (a worktree in .bench-baseline/), paired with this checkout's")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--worker", nargs=3, metavar=("CASE", "FRAMEWORK", "DTYPE"), help=argparse.SUPPRESS)
+    ap.add_argument("--xpnet-root", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(args)
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
     if args.quick:
         args.repeats, args.epochs = 1, 1
     gpu = args.device.startswith("cuda")
@@ -430,56 +578,168 @@ def main(argv=None) -> None:
     if args.cases is None and not gpu:
         print("case E skipped: 4096-4096-4096-10 at batch 4096 is a GPU case (about 10 TFLOP per epoch, minutes per "
               "epoch on this CPU); name it with --cases E to run it anyway, or use --device cuda", flush=True)
+    base_root, base_sha = baseline_worktree(args.baseline_ref) if args.baseline_ref else (None, None)
 
-    jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype
+    jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype on the CPU
     for c in cases:
         for dtype in CASES[c].dtypes:
+            if args.dtypes and dtype not in args.dtypes:
+                continue
             for f in frameworks + ["gemm-floor"]:
-                why = applicable(CASES[c], f)
+                why = applicable(CASES[c], f, args.device)
                 if why:
-                    print(f"not run: {c} {f}: {why}", flush=True)
+                    print(f"not run: {c} {dtype} {f}: {why}", flush=True)
                 else:
                     jobs.append((c, dtype, f))
     load_before = os.getloadavg()
     results = {job: [] for job in jobs}
-    for r in range(args.repeats):
-        for c, dtype, f in jobs:
-            res = spawn(c, f, dtype, args)
-            results[(c, dtype, f)].append(res)
-            msg = res["skipped"] if "skipped" in res else f"{res['median_s']:.3f} s/epoch, peak RSS {res['peak_rss_mb']:.0f} MB"
-            print(f"[repeat {r + 1}/{args.repeats}] {c} {dtype} {f}: {msg}", flush=True)
+    old_results = {job: [] for job in jobs if base_root and job[2].startswith("xpnet-")}
+    pairs = {job: [] for job in old_results}
+    baseline = (base_root, base_sha) if base_sha else None
+    total = args.repeats * (len(jobs) + len(old_results))
+    out = Output(args, load_before, baseline, cases)
+    out.record(record="meta", header=header(args, load_before, baseline), cases={c: CASES[c].title for c in cases},
+               jobs=[list(j) for j in jobs], repeats=args.repeats, epochs=args.epochs, device=args.device,
+               checkout=str(ROOT), commit=checkout_id(ROOT), baseline_ref=args.baseline_ref, baseline_commit=base_sha,
+               baseline_checkout=str(base_root) if base_root else None)
+    out.markdown(*summaries(results, old_results, pairs, base_sha), done=0, total=total)
+    done = 0
 
-    rows = [summarize(CASES[c], f, dtype, runs) for (c, dtype, f), runs in results.items()]
+    def measure(r: int, job: tuple, which: str) -> dict:
+        nonlocal done
+        c, dtype, f = job
+        res = spawn(c, f, dtype, args, base_root if which == "old" else ROOT)
+        if "fatal" in res:
+            out.record(record="fatal", error=res["fatal"])
+            sys.exit(f"run.py: error: {res['fatal']}")
+        (old_results if which == "old" else results)[job].append(res)
+        done += 1
+        out.record(record="run", repeat=r + 1, case=c, dtype=dtype, framework=f,
+                   checkout=(which if job in old_results else "new"), **res)
+        msg = res["skipped"] if "skipped" in res else f"{res['median_s']:.3f} s/epoch, peak RSS {res['peak_rss_mb']:.0f} MB"
+        tag = f" {which} ({base_sha[:7] if which == 'old' else 'this checkout'})" if job in old_results else ""
+        print(f"[repeat {r + 1}/{args.repeats}] {c} {dtype} {f}{tag}: {msg}", flush=True)
+        return res
+
+    def stop(signum, frame):  # SIGTERM (timeout, a job runner): end like Ctrl-C, so the worker is killed too
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for r in range(args.repeats):
+            for job in jobs:
+                if job not in old_results:
+                    measure(r, job, "new")
+                else:
+                    order = ("old", "new") if r % 2 == 0 else ("new", "old")  # alternate the first: drift cancels
+                    got = {which: measure(r, job, which) for which in order}
+                    pair = {"repeat": r + 1, "order": "-".join(order),
+                            "old_s": got["old"].get("median_s"), "new_s": got["new"].get("median_s")}
+                    pairs[job].append(pair)
+                    out.record(record="pair", case=job[0], dtype=job[1], framework=job[2], baseline=base_sha, **pair)
+                out.markdown(*summaries(results, old_results, pairs, base_sha), done=done, total=total)
+    except KeyboardInterrupt as exc:
+        name = str(exc) or "SIGINT"
+        out.record(record="interrupted", signal=name, done=done, total=total)
+        print(f"run.py: interrupted ({name}) after {done} of {total} worker runs; "
+              f"{args.markdown or args.json or 'the lines above'} holds what was done", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
+
+    rows, comps = summaries(results, old_results, pairs, base_sha)
+    for row in rows:
+        out.record(record="row", **row)
+    for comp in comps:
+        out.record(record="comparison", **comp)
+    out.record(record="end", load_after=os.getloadavg()[0])
+    out.markdown(rows, comps, done=done, total=total)
+    out.show(rows, comps)
+
+
+def summaries(results: dict, old_results: dict, pairs: dict, base_sha: str | None) -> tuple[list[dict], list[dict]]:
+    """The table rows (baseline rows before this checkout's) and the old/new comparisons from the runs so far."""
+    rows = []
+    for job, runs in results.items():
+        c, dtype, f = job
+        if job in old_results:
+            rows.append(summarize(CASES[c], f, dtype, old_results[job], baseline=base_sha))
+        rows.append(summarize(CASES[c], f, dtype, runs))
     for row in rows:
         ref = next((x for x in rows if x["case"] == row["case"] and x["dtype"] == row["dtype"]
                     and x["framework"] == "numpy-loop" and x["median_s"]), None)
         if ref and row["median_s"]:
             row["ratio_to_numpy_loop"] = row["median_s"] / ref["median_s"]
+    comps = []
+    for job in old_results:
+        old, new = (next(x for x in rows if (x["case"], x["dtype"]) == job[:2] and x["backend"] == job[2][6:]
+                         and x["framework"] == name) for name in (f"xpnet@{base_sha[:7]}", "xpnet"))
+        comps.append(comparison(job, old, new, pairs[job], base_sha))
+    return rows, comps
 
-    grid = table(rows)
-    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
-    print()
-    for line in grid:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    notes = {}  # framework -> what it is, then the distinct notes its workers gave
+
+def notes_of(rows: list[dict]) -> list[tuple[str, str]]:
+    """(framework, what it is and the distinct notes its workers gave)."""
+    notes = {}
     for r in rows:
-        name = r["framework"] if r["framework"] != "xpnet" else f"xpnet-{r['backend']}"
+        name = r["framework"] if r["backend"] is None else f"{r['framework']}-{r['backend']}"
         seen = notes.setdefault(name, [NOTES[name]] if name in NOTES else [])
         if r.get("note") and r["note"] not in seen:
             seen.append(r["note"])
-    notes = [(name, "; ".join(texts)) for name, texts in sorted(notes.items()) if texts]
-    for name, note in notes:
-        print(f"  {name}: {note}")
-    for c in cases:
-        print(f"  {c}: {CASES[c].title}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    if args.markdown:
-        md = ["# xpnet training benchmark", ""] + header(args, load_before) + [""]
-        md += ["| " + " | ".join(line) + " |" for line in grid[:1]] + ["|" + " --- |" * len(grid[0])]
+    return [(name, "; ".join(texts)) for name, texts in sorted(notes.items()) if texts]
+
+
+class Output:
+    """--json as JSON lines appended as they happen (one write and fsync per line, so a run killed at any
+    moment leaves whole lines); --markdown rewritten after every measurement (a temporary file renamed over
+    it), with the tables of what is done so far and a status line saying whether the run finished."""
+
+    def __init__(self, args, load_before, baseline, cases):
+        self.args, self.load_before, self.baseline, self.cases = args, load_before, baseline, cases
+        self.fd = None
+        if args.json:
+            self.fd = os.open(args.json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def record(self, **rec) -> None:
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(rec) + "\n").encode())
+            os.fsync(self.fd)
+
+    def markdown(self, rows, comps, done: int, total: int) -> None:
+        if not self.args.markdown:
+            return
+        base_sha = self.baseline[1] if self.baseline else None
+        status = ("complete" if done == total else
+                  f"PARTIAL: {done} of {total} worker runs done (a run cut short leaves this; medians are over "
+                  f"the repeats done)")
+        grid = table(rows)
+        md = ["# xpnet training benchmark", ""] + header(self.args, self.load_before, self.baseline)
+        md += [f"- status: {status}", ""]
+        md += ["| " + " | ".join(grid[0]) + " |", "|" + " --- |" * len(grid[0])]
         md += ["| " + " | ".join(line) + " |" for line in grid[1:]] + [""]
-        md += [f"- {c}: {CASES[c].title}" for c in cases] + [f"- {name}: {note}" for name, note in notes]
-        args.markdown.write_text("\n".join(md) + "\n")
+        md += [f"- {c}: {CASES[c].title}" for c in self.cases] + [f"- {n}: {t}" for n, t in notes_of(rows)]
+        if comps:
+            cgrid = comparison_table(comps)
+            md += ["", f"## This checkout (new) against {base_sha[:12]} (old)", "",
+                   "Each repeat times old and new back to back (order alternating); new/old is the median of the "
+                   "paired ratios, with a 95 % bootstrap interval (10,000 resamples of the pairs, seed 0).", ""]
+            md += ["| " + " | ".join(cgrid[0]) + " |", "|" + " --- |" * len(cgrid[0])]
+            md += ["| " + " | ".join(line) + " |" for line in cgrid[1:]]
+        tmp = self.args.markdown.with_name(self.args.markdown.name + ".tmp")
+        tmp.write_text("\n".join(md) + "\n")
+        os.replace(tmp, self.args.markdown)
+
+    def show(self, rows, comps) -> None:
+        def show(grid):
+            widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+            print()
+            for line in grid:
+                print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        show(table(rows))
+        for name, note in notes_of(rows):
+            print(f"  {name}: {note}")
+        for c in self.cases:
+            print(f"  {c}: {CASES[c].title}")
+        if comps:
+            print(f"\nthis checkout (new) against {self.baseline[1][:12]} (old), paired measurements:")
+            show(comparison_table(comps))
 
 
 if __name__ == "__main__":
