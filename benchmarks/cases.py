@@ -10,6 +10,8 @@ import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import inspect
+
 import numpy as np
 
 N_TRAIN = 60000
@@ -63,8 +65,9 @@ class Case:
                                f"them to start from xpnet's initial weights") from exc
         rng = np.random.RandomState(self.book_args["random_state"]) if self.book else host_rng(0)
         out = []
+        new_signature = "shape" in inspect.signature(INITIALIZERS[self.init]).parameters  # since 0.2: (rng, shape, fans)
         for k, o in self.layers:
-            drawn = INITIALIZERS[self.init](rng, k, o)
+            drawn = INITIALIZERS[self.init](rng, (o, k), k, o) if new_signature else INITIALIZERS[self.init](rng, k, o)
             out.append(drawn if isinstance(drawn, tuple) else (drawn, np.zeros(o)))
         return out
 

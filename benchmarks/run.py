@@ -131,7 +131,7 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device):
         nn = build(epochs=epochs)
         t_fit = time.perf_counter()
         nn.fit(X, y)
-        model = getattr(nn, "model", nn)
+        model = nn if isinstance(nn, xpnet.Sequential) else nn.model  # 0.1.0 wrapped one
     else:
         act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
         layers = []
