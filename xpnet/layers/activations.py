@@ -1,6 +1,7 @@
 """Elementwise activations and softmax: no parameters, output shape = input shape."""
 from __future__ import annotations
 
+from ..errors import InputError
 from ..namespace import namespace
 from ..registry import register
 from .base import Layer
@@ -21,6 +22,10 @@ def softmax(xp, z):
 
 class Activation(Layer):
     elementwise = True
+
+    @classmethod
+    def examples(cls):
+        return [({}, (5,)), ({}, (2, 3))] if cls is not Softmax else [({}, (5,))]
 
     def __init__(self):
         pass
@@ -51,7 +56,13 @@ class ReLU(Activation):
 @register("LeakyReLU.v1", aliases=("leaky_relu",))
 class LeakyReLU(Activation):
     def __init__(self, negative_slope: float = 0.01):
+        if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+            raise InputError(f"LeakyReLU negative_slope must be a number, got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
+
+    @classmethod
+    def examples(cls):
+        return [({}, (5,)), ({"negative_slope": 0.2}, (2, 3))]
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)

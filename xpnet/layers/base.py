@@ -34,6 +34,13 @@ class Layer(Configurable):
     input_shape: tuple | None = None
     output_shape: tuple | None = None
 
+    @classmethod
+    def examples(cls) -> list[tuple[dict, tuple]]:
+        """(constructor arguments, input shape) pairs that the layer contract test (tests/test_layers_api.py)
+        builds, gradchecks and round-trips through its config. The default, one sample of 5 features with no
+        arguments, fits layers whose constructor needs none; others override it."""
+        return [({}, (5,))]
+
     def build(self, input_shape: tuple) -> tuple:
         """Record and check the input shape (batch excluded); return the output shape."""
         self.input_shape = self.output_shape = tuple(input_shape)

@@ -29,6 +29,11 @@ class Dense(Layer):
         self.in_features, self.out_features, self.init, self.use_bias = in_features, out_features, init, bias
         self.declared_input_shape = None if in_features is None else (in_features,)
 
+    @classmethod
+    def examples(cls):
+        return [({"in_features": 4, "out_features": 3}, (4,)), ({"in_features": 3}, (3,)),
+                ({"in_features": 4, "out_features": 2, "init": "he_uniform", "bias": False}, (4,))]
+
     def get_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
                 "bias": self.use_bias}

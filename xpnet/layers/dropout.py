@@ -23,6 +23,10 @@ class Dropout(Layer):
             raise InputError(f"Dropout probability must be in [0, 1), got {p!r}")
         self.p, self.host_rng = float(p), host_rng
 
+    @classmethod
+    def examples(cls):
+        return [({"p": 0.3}, (4,)), ({"p": 0.5}, (2, 3)), ({"p": 0.0}, (3,))]
+
     def noise_shape(self, batch: int):
         if self.p == 0.0:
             return None
