@@ -1,4 +1,5 @@
-"""The architecture rule: only xpnet/backend.py names array libraries; NumPy only where host data or RNG is handled."""
+"""The architecture rule: only the xpnet/backend/ package names array libraries; NumPy only where host data or RNG
+is handled."""
 import ast
 from pathlib import Path
 
@@ -8,7 +9,7 @@ PKG = Path(xpnet.__file__).parent
 ARRAY_LIBS = {"cupy", "cupyx", "torch", "jax", "jaxlib", "array_api_strict"}
 # modules that may import NumPy, and why
 HOST_NUMPY = {
-    "backend.py": "the backend module itself",
+    "backend/*": "the backend package itself",
     "init.py": "weights drawn from the host RNG",
     "mlp.py": "the book's private RandomState and its float64 weight copies",
     "validation.py": "checks of host input data",
@@ -34,16 +35,33 @@ def imported(path: Path) -> set:
     return names
 
 
+BACKEND = PKG / "backend"
+
+
+def modules():
+    """Every Python file of xpnet, subpackages included, with its name relative to xpnet/ ('backend/*' for
+    the backend package)."""
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        yield path, "backend/*" if path.parent == BACKEND else rel
+
+
+def test_the_backend_package_exists_and_is_scanned():
+    names = {rel for _, rel in modules()}
+    assert (BACKEND / "__init__.py").is_file() and "backend/*" in names and "layers.py" in names
+    assert not (PKG / "backend.py").exists(), "xpnet/backend.py would be shadowed by the xpnet/backend/ package"
+
+
 def test_only_backend_imports_array_libraries():
-    for path in PKG.glob("*.py"):
+    for path, rel in modules():
         libs = imported(path) & ARRAY_LIBS
-        assert not libs or path.name == "backend.py", f"{path.name} imports {libs}"
+        assert not libs or rel == "backend/*", f"{rel} imports {libs}"
 
 
 def test_numpy_only_for_host_work():
-    for path in PKG.glob("*.py"):
+    for path, rel in modules():
         if "numpy" in imported(path):
-            assert path.name in HOST_NUMPY, f"{path.name} imports numpy but handles no host data or RNG"
+            assert rel in HOST_NUMPY, f"{rel} imports numpy but handles no host data or RNG"
 
 
 def test_math_modules_import_no_array_library():
@@ -58,3 +76,15 @@ def test_import_has_no_side_effects(monkeypatch):
     for mod in [m for m in sys.modules if m == "xpnet" or m.startswith("xpnet.")]:
         monkeypatch.delitem(sys.modules, mod)
     importlib.import_module("xpnet")  # must not read the variable, nor import torch/jax/cupy
+
+
+def test_import_loads_no_array_library():
+    """`import xpnet` (and selecting NumPy) imports no GPU-capable library: the backend package loads a
+    library's module only when its backend is asked for."""
+    import subprocess
+    import sys
+    code = ("import sys, xpnet, xpnet.backend; xpnet.backend('numpy'); "
+            "print(sorted(m for m in ('torch', 'jax', 'cupy', 'array_api_strict') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PKG.parent).stdout
+    assert out.strip() == "[]", out

@@ -1,0 +1,218 @@
+"""What every backend shares: the table of backends, device parsing and the `Backend` base class.
+
+One subclass per array library lives in its own module (_numpy.py, _strict.py, _torch.py, _jax.py,
+_cupy.py) and holds everything that differs between libraries. Adding a backend means writing one such
+module and adding its row to TABLE.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+
+import array_api_compat
+import numpy as np
+
+# name: ("module:class" of its subclass in this package, runs on CUDA GPUs, how to install it)
+TABLE = {
+    "numpy": ("_numpy:NumpyBackend", False, "pip install xpnet"),
+    "array_api_strict": ("_strict:StrictBackend", False, 'pip install "xpnet[array-api-strict]"'),
+    "torch": ("_torch:TorchBackend", True, 'pip install "xpnet[torch]"'),
+    "jax": ("_jax:JaxBackend", True, 'pip install "xpnet[jax]"'),
+    "cupy": ("_cupy:CupyBackend", True,
+             'pip install "xpnet[cupy-cuda12]" (or "xpnet[cupy-cuda13]", matching your CUDA driver)'),
+}
+NAMES = tuple(TABLE)
+GPU_CAPABLE = tuple(name for name, row in TABLE.items() if row[1])
+INSTALL = {name: row[2] for name, row in TABLE.items()}
+DTYPES = ("float32", "float64")
+
+
+class BackendError(ValueError):
+    """A backend, device or dtype that cannot be used here; the message says how to fix it."""
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # ImportError, or a broken install raising anything else
+        raise BackendError(
+            f"backend {name!r} is not installed ({type(exc).__name__}: {exc}); install it with: {INSTALL[name]}"
+        ) from None
+
+
+def backend_class(name) -> type[Backend]:
+    """The Backend subclass for a backend name (its module is imported here; the array library is not)."""
+    if not isinstance(name, str) or name not in TABLE:
+        raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(NAMES + ('auto',))}")
+    module, cls = TABLE[name][0].split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), cls)
+
+
+def _cuda_count(name: str) -> int:
+    """Number of usable CUDA devices for a GPU-capable backend (0 when none, not installed or CPU-only)."""
+    if name not in GPU_CAPABLE:
+        return 0
+    try:
+        return backend_class(name).cuda_count()
+    except Exception:
+        return 0
+
+
+def _parse_device(device: str | None) -> tuple[str, int]:
+    if device is None:
+        return "", 0
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu", 0
+    if text == "cuda" or text == "gpu":
+        return "cuda", 0
+    for prefix in ("cuda:", "gpu:"):
+        if text.startswith(prefix) and text[len(prefix):].isdigit():
+            return "cuda", int(text[len(prefix):])
+    raise BackendError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...)")
+
+
+def _seed32(seed) -> int:
+    """A 32-bit seed for a library generator, derived from an int seed (None: fresh entropy)."""
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
+class Backend(abc.ABC):
+    """An array namespace `xp` on one device, plus the few things the standard lacks.
+
+    `Backend(name, device)` returns the subclass for `name` (NumpyBackend, TorchBackend, ...), so
+    `isinstance(bk, Backend)` holds for all. Subclasses set the class attributes below and override
+    the methods whose library differs; the defaults here suit a CPU library with NumPy-style arrays.
+    """
+
+    name = ""        # the key of TABLE
+    runs_on_cpu = True  # False for CuPy: a CUDA GPU only
+
+    def __new__(cls, name=None, device=None):
+        if cls is Backend:
+            cls = backend_class(name)
+        return super().__new__(cls)
+
+    def __init__(self, name: str, device: str | None = None):
+        if name != self.name:
+            raise BackendError(f"{type(self).__name__} is backend {self.name!r}, not {name!r}; "
+                               f"use Backend({name!r}) to get the right class")
+        kind, index = _parse_device(device)
+        if kind == "cuda" and name not in GPU_CAPABLE:
+            raise BackendError(
+                f"backend {name!r} runs on the CPU only, but device {device!r} was asked for; "
+                f"use --backend cupy, torch or jax for a GPU, or --device cpu"
+            )
+        if not self.runs_on_cpu:
+            if kind == "cpu":
+                raise BackendError(f"backend {name!r} runs on CUDA GPUs only; use --device cuda, "
+                                   f"or --backend numpy for the CPU")
+            kind = "cuda"
+        kind = kind or "cpu"
+        self._mod = _import(name)
+        if kind == "cuda":
+            count = type(self).cuda_count()
+            if count == 0:
+                raise BackendError(
+                    f"backend {name!r} sees no usable CUDA GPU (driver missing, or a CPU-only build); "
+                    f"use --device cpu, or install a CUDA build: {INSTALL[name]}"
+                )
+            if index >= count:
+                raise BackendError(f"device 'cuda:{index}' does not exist: {name} sees {count} GPU(s), cuda:0..cuda:{count - 1}")
+        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        self._index = index
+        self.native_device = self._native_device(kind, index)
+        probe = self._probe()
+        self.xp = array_api_compat.array_namespace(probe)
+        self._mutable = bool(array_api_compat.is_writeable_array(probe))
+        self.version = getattr(self._mod, "__version__", "unknown")
+
+    # ---- what a subclass provides -------------------------------------------------------------------
+
+    @classmethod
+    def cuda_count(cls) -> int:
+        """Usable CUDA devices (imports the library; may raise when it is not installed)."""
+        return 0
+
+    @classmethod
+    def gpu_name(cls, index: int) -> str:
+        """The name of CUDA device `index`, for `xpnet backends` ('' when unknown)."""
+        return ""
+
+    @staticmethod
+    @abc.abstractmethod
+    def is_array(a) -> bool:
+        """Whether `a` is an array of this library (on any device)."""
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        """An array of this library -> NumPy array on the host (shares memory where the library allows)."""
+        return np.from_dlpack(a)
+
+    @abc.abstractmethod
+    def _native_device(self, kind: str, index: int):
+        """The library's device object for 'cpu' or 'cuda' number `index`."""
+
+    @abc.abstractmethod
+    def _probe(self):
+        """An empty array of the library on the device: gives `xp` and tells whether arrays are writeable."""
+
+    def _on_device(self, a) -> bool:
+        """Whether array `a` of this library lies on this backend's device."""
+        return array_api_compat.device(a) == self.native_device
+
+    # ---- the public interface -----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device!r})"
+
+    def dtype(self, name: str):
+        """The namespace's float dtype for 'float32' or 'float64'."""
+        if name not in DTYPES:
+            raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
+        return getattr(self.xp, name)
+
+    @property
+    def mutable(self) -> bool:
+        """Whether arrays can be updated in place (all but JAX), as array_api_compat.is_writeable_array says."""
+        return self._mutable
+
+    def asarray(self, host, dtype=None, copy=None):
+        """Host data (NumPy array, list, scalar) -> array of this backend on its device (copy=True: never
+        shares memory with `host`)."""
+        return self.xp.asarray(host, dtype=dtype, device=self.native_device, copy=copy)
+
+    def to_numpy(self, a, copy: bool = False) -> np.ndarray:
+        """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
+        also on the CPU, for a snapshot that later in-place updates cannot change)."""
+        from . import to_numpy  # noqa: PLC0415 (the package imports this module)
+        return np.array(to_numpy(a), copy=True) if copy else to_numpy(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
+
+    def block(self, a):
+        """Wait until array `a` is computed."""
+        self.synchronize()
+        return a
+
+    def random_uniform(self, shape: tuple, dtype, seed=None):
+        """U[0, 1) drawn by the backend's own generator on the device (fast, but differs between backends)."""
+        if getattr(self, "_native_rng", None) is None or seed is not None:
+            self._native_rng = self._new_generator(seed)
+        self._native_rng, u = self._uniform(self._native_rng, tuple(shape), dtype)
+        return u
+
+    def _new_generator(self, seed):
+        """The library's generator seeded from `seed` (default: NumPy's, on the host)."""
+        return np.random.default_rng(seed)
+
+    def _uniform(self, g, shape: tuple, dtype):
+        """(generator after the draw, U[0, 1) array of `shape` and `dtype` on the device) from generator g."""
+        return g, self.asarray(g.random(shape), dtype=dtype)
+
+    def owns(self, a) -> bool:
+        """Whether `a` is an array of this backend's library on this device."""
+        if not array_api_compat.is_array_api_obj(a) or isinstance(a, np.generic):
+            return False
+        return self.is_array(a) and self._on_device(a)

@@ -1,0 +1,54 @@
+"""CuPy: NumPy's interface on a CUDA GPU (no CPU device)."""
+from __future__ import annotations
+
+import importlib
+
+import array_api_compat
+
+from ._base import Backend, _seed32
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    runs_on_cpu = False
+    is_array = staticmethod(array_api_compat.is_cupy_array)
+
+    @classmethod
+    def cuda_count(cls) -> int:
+        cupy = importlib.import_module("cupy")
+        # getDeviceCount() raises on a machine without a driver; is_available() does not.
+        return cupy.cuda.runtime.getDeviceCount() if cupy.is_available() else 0
+
+    @classmethod
+    def gpu_name(cls, index: int) -> str:
+        name = importlib.import_module("cupy").cuda.runtime.getDeviceProperties(index)["name"]
+        return name.decode() if isinstance(name, bytes) else name
+
+    @staticmethod
+    def to_host(a):
+        return a.get()
+
+    def _native_device(self, kind: str, index: int):
+        return self._mod.cuda.Device(index)
+
+    def _probe(self):
+        with self.native_device:
+            return self._mod.empty(0)
+
+    def _on_device(self, a) -> bool:
+        return a.device.id == self.native_device.id
+
+    def asarray(self, host, dtype=None, copy=None):
+        with self.native_device:
+            return self.xp.asarray(host, dtype=dtype, copy=copy)
+
+    def synchronize(self) -> None:
+        self._mod.cuda.Device(self.native_device.id).synchronize()
+
+    def _new_generator(self, seed):
+        with self.native_device:
+            return self._mod.random.RandomState(_seed32(seed))
+
+    def _uniform(self, g, shape: tuple, dtype):
+        with self.native_device:
+            return g, g.random_sample(shape, dtype=dtype)
