@@ -88,3 +88,29 @@ def test_import_loads_no_array_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PKG.parent).stdout
     assert out.strip() == "[]", out
+
+
+def test_backend_gradcheck_parity_are_modules_and_callable():
+    """`import xpnet.backend` gives the module (xpnet/__init__.py used to put the function over it), and
+    `xpnet.backend("numpy")`, `xpnet.gradcheck(...)`, `xpnet.parity(...)` still call the functions."""
+    import importlib
+    import inspect
+    import sys
+
+    import numpy as np
+
+    import xpnet.backend as m
+    assert inspect.ismodule(m) and m is sys.modules["xpnet.backend"] and xpnet.backend is m
+    assert inspect.isfunction(m.backend) and inspect.isclass(m.Backend)
+    bk = xpnet.backend("numpy")
+    assert isinstance(bk, m.Backend) and bk.name == "numpy"
+    for name in ("gradcheck", "parity"):
+        mod = importlib.import_module(f"xpnet.{name}")
+        assert inspect.ismodule(mod) and getattr(xpnet, name) is mod and inspect.isfunction(getattr(mod, name))
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 3)), np.arange(8) % 2
+    model = xpnet.Sequential([xpnet.Dense(3, 2)], loss="softmax_cross_entropy", backend=bk, dtype="float64", seed=0)
+    assert xpnet.gradcheck(model, X, y) == xpnet.gradcheck.gradcheck(model, X, y)
+    report = xpnet.parity(backends=["numpy"], steps=2)
+    assert report["passed"] and report["steps"] == 2 and report["results"][0]["backend"] == "numpy"

@@ -1,15 +1,16 @@
 """xpnet: neural networks written once against the Python Array API, trained on NumPy, CuPy, PyTorch, JAX."""
 __version__ = "0.1.0"
 
-from .backend import Backend, BackendError, backend, to_numpy
+# backend, gradcheck and parity are modules that can be called like their main function (xpnet/_callable.py):
+# xpnet.backend("numpy") works and `import xpnet.backend` still gives the module.
+from . import backend, gradcheck, parity
+from .backend import Backend, BackendError, to_numpy
 from .checkpoint import CheckpointError, load
-from .gradcheck import gradcheck
 from .layers import ACTIVATIONS, Dense, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import LOSSES, MSE, LogisticCost, SoftmaxCrossEntropy
 from .mlp import NeuralNetMLP
 from .model import Sequential
 from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, BookSGD
-from .parity import parity
 from .penalties import Penalty
 from .schedules import SCHEDULES
 from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted

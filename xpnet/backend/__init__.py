@@ -5,6 +5,9 @@ uses only Array API standard functions. `Backend` (in _base.py) holds what all b
 array library has its own module and subclass (_numpy.py, _strict.py, _torch.py, _jax.py, _cupy.py),
 and `Backend(name, device)` returns the right one. A new backend is one new module plus one row in
 _base.TABLE.
+
+The package module is callable: `xpnet.backend("numpy")` runs `backend()` below (see xpnet/_callable.py),
+while `import xpnet.backend` gives this module.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import os
 import array_api_compat
 import numpy as np
 
+from .._callable import make_callable
 from ._base import (DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, _cuda_count, _import, _parse_device,
                     backend_class)
 
@@ -113,3 +117,6 @@ def set_array_api_strict_version(version: str) -> str:
     previous = strict.get_array_api_strict_flags()["api_version"]
     strict.set_array_api_strict_flags(api_version=version)
     return previous
+
+
+make_callable(__name__)  # xpnet.backend(...) calls backend() above
