@@ -1,4 +1,6 @@
 """The backend selector: names, devices, environment variables, clear errors, host transfers."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,104 @@ def test_dtype_names():
     assert bk.dtype("float32") == np.float32
     with pytest.raises(BackendError, match="float32' or 'float64"):
         bk.dtype("float16")
+
+
+def test_with_backend_nests_and_leaves_nothing_behind(xpnet_backend):
+    bk = xpnet_backend
+    with bk as entered:
+        assert entered is bk
+        with bk:
+            a = bk.xp.zeros(3)
+        b = bk.xp.ones(2)
+    assert bk.owns(a) and bk.owns(b)
+    with pytest.raises(KeyError), bk:
+        raise KeyError("an error inside the block propagates")
+    assert bk._entered() == []
+
+
+class FakeCupy:
+    """Just enough of CuPy for the backend, as a module in sys.modules: two GPUs, a current device, and a
+    log of (operation, device it ran on)."""
+
+    def __init__(self, count: int = 2):
+        import types
+        self.current, self.log = 0, []
+        fake = self
+
+        class Device:
+            def __init__(self, device=None):
+                self.id = fake.current if device is None else int(device)
+                self._replaced = []
+
+            def __enter__(self):
+                self._replaced.append(fake.current)
+                fake.current = self.id
+                return self
+
+            def __exit__(self, *exc_info):
+                fake.current = self._replaced.pop()
+
+            def synchronize(self):
+                fake.log.append(("synchronize", self.id))
+
+        class RandomState:
+            def __init__(self, seed):
+                fake.log.append(("RandomState", fake.current))
+                self._rng = np.random.default_rng(seed)
+
+            def random_sample(self, shape, dtype):
+                fake.log.append(("random_sample", fake.current))
+                return self._rng.random(shape).astype(dtype)
+
+        self.module = types.ModuleType("cupy")
+        self.module.__version__ = "14.2.0 (fake)"
+        self.module.is_available = lambda: True
+        self.module.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(
+            getDeviceCount=lambda: count, getDeviceProperties=lambda i: {"name": b"Fake GPU"}))
+        self.module.random = types.SimpleNamespace(RandomState=RandomState)
+        self.module.empty = self.empty
+
+    def empty(self, shape):
+        self.log.append(("empty", self.current))
+        return np.empty(shape)
+
+    def asarray(self, host, dtype=None, copy=None):  # stands in for array_api_compat.cupy.asarray
+        self.log.append(("asarray", self.current))
+        return np.asarray(host, dtype=dtype)
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    fake = FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake.module)
+    return fake
+
+
+def test_cupy_on_cuda1_works_on_gpu1(fake_cupy):
+    """CuPy runs kernels and creates arrays on its *current* device: a backend on cuda:1 must make GPU 1
+    current for its own calls and for the core's code inside `with bk:`, and restore GPU 0 after."""
+    bk = Backend("cupy", "cuda:1")
+    assert type(bk).__name__ == "CupyBackend" and bk.device == "cuda:1" and describe("cupy")["devices"] == [
+        "cuda:0 (Fake GPU)", "cuda:1 (Fake GPU)"]
+    bk.xp = fake_cupy  # the fake's asarray records the current device
+    fake_cupy.log.clear()
+    bk.asarray([1.0, 2.0])
+    bk.random_uniform((3,), np.float32, seed=0)
+    bk.random_uniform((3,), np.float32)
+    bk.synchronize()
+    assert fake_cupy.log == [("asarray", 1), ("RandomState", 1), ("random_sample", 1), ("random_sample", 1),
+                             ("synchronize", 1)]
+    assert fake_cupy.current == 0
+    with bk:
+        assert fake_cupy.current == 1
+        with bk:
+            fake_cupy.module.empty(2)  # a kernel the core launches inside the block
+        assert fake_cupy.current == 1
+    assert fake_cupy.current == 0 and fake_cupy.log[-1] == ("empty", 1)
+
+
+def test_cupy_device_errors_with_the_fake(fake_cupy):
+    with pytest.raises(BackendError, match=r"device 'cuda:2' does not exist: cupy sees 2 GPU\(s\), cuda:0..cuda:1"):
+        Backend("cupy", "cuda:2")
+    with pytest.raises(BackendError, match="runs on CUDA GPUs only"):
+        Backend("cupy", "cpu")

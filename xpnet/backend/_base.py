@@ -7,7 +7,9 @@ module and adding its row to TABLE.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
+import threading
 
 import array_api_compat
 import numpy as np
@@ -83,6 +85,18 @@ class Backend(abc.ABC):
     `Backend(name, device)` returns the subclass for `name` (NumpyBackend, TorchBackend, ...), so
     `isinstance(bk, Backend)` holds for all. Subclasses set the class attributes below and override
     the methods whose library differs; the defaults here suit a CPU library with NumPy-style arrays.
+
+    The device: `with bk:` makes bk's device the library's *current* device for the block and restores
+    the previous one after (it nests, and is per thread; `bk.activate()` gives the bare context manager).
+    The core should wrap each stretch of work on bk's arrays in it: building a model (its parameters),
+    fit, predict / evaluate / score, and each backend's run in parity. This matters for CuPy on a GPU
+    other than cuda:0: array-api-compat passes `device=` to CuPy only in asarray, so every other
+    creation function and every kernel runs on the current device, GPU 0 unless a `cupy.cuda.Device`
+    block says otherwise. asarray, to_device_async, random_uniform and synchronize choose the device
+    themselves, so they are right outside the block too. For torch on CUDA the block sets
+    torch.cuda's current device (harmless: torch ops follow their tensors), for JAX the default device
+    (`jax.default_device`, where arrays made without device= go); for NumPy and array_api_strict it
+    does nothing.
     """
 
     name = ""        # the key of TABLE
@@ -126,6 +140,7 @@ class Backend(abc.ABC):
         self.xp = array_api_compat.array_namespace(probe)
         self._mutable = bool(array_api_compat.is_writeable_array(probe))
         self.version = getattr(self._mod, "__version__", "unknown")
+        self._local = threading.local()  # the per-thread stack of entered activate() contexts
 
     # ---- what a subclass provides -------------------------------------------------------------------
 
@@ -161,10 +176,30 @@ class Backend(abc.ABC):
         """Whether array `a` of this library lies on this backend's device."""
         return array_api_compat.device(a) == self.native_device
 
+    def activate(self):
+        """A new context manager that makes this backend's device the library's current device while it
+        is entered (here: nothing to do, for a library with one device)."""
+        return contextlib.nullcontext()
+
     # ---- the public interface -----------------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
+
+    def __enter__(self) -> Backend:
+        ctx = self.activate()
+        ctx.__enter__()
+        self._entered().append(ctx)
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._entered().pop().__exit__(*exc_info)
+
+    def _entered(self) -> list:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     def dtype(self, name: str):
         """The namespace's float dtype for 'float32' or 'float64'."""

@@ -31,24 +31,29 @@ class CupyBackend(Backend):
     def _native_device(self, kind: str, index: int):
         return self._mod.cuda.Device(index)
 
+    def activate(self):
+        """cupy.cuda.Device(i): CuPy runs kernels and creates arrays on the current device. A new Device
+        object each time, as a Device keeps the stack of devices it replaced on itself."""
+        return self._mod.cuda.Device(self._index)
+
     def _probe(self):
-        with self.native_device:
+        with self.activate():
             return self._mod.empty(0)
 
     def _on_device(self, a) -> bool:
         return a.device.id == self.native_device.id
 
     def asarray(self, host, dtype=None, copy=None):
-        with self.native_device:
+        with self.activate():
             return self.xp.asarray(host, dtype=dtype, copy=copy)
 
     def synchronize(self) -> None:
-        self._mod.cuda.Device(self.native_device.id).synchronize()
+        self._mod.cuda.Device(self._index).synchronize()  # this GPU's, not the current one's
 
     def _new_generator(self, seed):
-        with self.native_device:
+        with self.activate():  # curand's generator belongs to the device current at its creation
             return self._mod.random.RandomState(_seed32(seed))
 
     def _uniform(self, g, shape: tuple, dtype):
-        with self.native_device:
+        with self.activate():
             return g, g.random_sample(shape, dtype=dtype)

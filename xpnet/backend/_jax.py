@@ -36,6 +36,11 @@ class JaxBackend(Backend):
     def _on_device(self, a) -> bool:
         return self.native_device in a.devices()
 
+    def activate(self):
+        """jax.default_device: arrays made without device= (and computations on uncommitted ones) go to
+        this backend's device, which is not JAX's default when it is cuda:1, or the CPU beside a GPU."""
+        return self._mod.default_device(self.native_device)
+
     def dtype(self, name: str):
         """As Backend.dtype, and enables JAX's x64 mode when float64 is asked for."""
         if name == "float64" and not self._mod.config.jax_enable_x64:
@@ -51,7 +56,8 @@ class JaxBackend(Backend):
         return a
 
     def _new_generator(self, seed):
-        return self._mod.random.PRNGKey(_seed32(seed))
+        # the key on this device, so split and uniform run here (PRNGKey alone puts it on the default one)
+        return self._mod.device_put(self._mod.random.PRNGKey(_seed32(seed)), self.native_device)
 
     def _uniform(self, g, shape: tuple, dtype):
         jr = self._mod.random

@@ -31,6 +31,13 @@ class TorchBackend(Backend):
     def _probe(self):
         return self._mod.empty(0, device=self.native_device)
 
+    def activate(self):
+        """torch.cuda.device(i) on a GPU (torch ops follow their tensors' device anyway; this sets the
+        device of calls without one, e.g. streams and events); nothing on the CPU."""
+        if self.device == "cpu":
+            return super().activate()
+        return self._mod.cuda.device(self._index)
+
     def synchronize(self) -> None:
         if self.device != "cpu":
             self._mod.cuda.synchronize(self.native_device)
