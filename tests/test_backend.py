@@ -180,3 +180,62 @@ def test_cupy_device_errors_with_the_fake(fake_cupy):
         Backend("cupy", "cuda:2")
     with pytest.raises(BackendError, match="runs on CUDA GPUs only"):
         Backend("cupy", "cpu")
+
+
+def test_to_device_async_is_asarray(xpnet_backend):
+    bk = xpnet_backend
+    host = np.random.default_rng(0).random((4, 3))
+    for dtype in (None, bk.dtype("float32")):
+        a, b = bk.to_device_async(host, dtype), bk.asarray(host, dtype=dtype)
+        assert bk.owns(a) and a.dtype == b.dtype and np.array_equal(bk.to_numpy(a), bk.to_numpy(b))
+    assert bk.to_numpy(bk.to_device_async([0.5, 1.5])).tolist() == [0.5, 1.5]
+
+
+def test_torch_staging_copies_and_casts_any_host_array():
+    """The host half of torch's CUDA transfer, run on the CPU: a new buffer in the target dtype, whatever
+    the strides or writeability of the host array, that later writes to the host array do not change."""
+    torch = pytest.importorskip("torch")
+    bk = Backend("torch", "cpu")
+    host = np.arange(24.0).reshape(4, 6)[::-1, ::2]  # float64, negative and non-unit strides
+    host.flags.writeable = False
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only NumPy array
+        staged = bk._staged(host, torch.float32, pin=False)
+        kept = bk._staged(host, None, pin=False)
+        listed = bk._staged([[1, 2], [3, 4]], None, pin=False)
+    assert staged.dtype == torch.float32 and staged.is_contiguous() and np.array_equal(staged.numpy(), host)
+    assert kept.dtype == torch.float64 and listed.dtype == torch.asarray([[1, 2], [3, 4]]).dtype
+    writable = host.copy()
+    copied = bk._staged(writable, torch.float32, pin=False)
+    writable[:] = -1
+    assert np.array_equal(copied.numpy(), host)
+
+
+def test_torch_cuda_transfer_pins_and_does_not_block(monkeypatch):
+    """The CUDA branch with the CPU standing in for the GPU: it must stage in pinned memory and copy with
+    non_blocking=True, and the result must not change when the caller reuses its host buffer."""
+    import contextlib
+    torch = pytest.importorskip("torch")
+    bk = Backend("torch", "cpu")
+    calls = []
+    empty, to = torch.empty, torch.Tensor.to
+
+    def fake_empty(*args, pin_memory=False, **kwargs):
+        calls.append(("pin_memory", pin_memory))
+        return empty(*args, **kwargs)
+
+    def fake_to(self, *args, **kwargs):
+        calls.append(("non_blocking", kwargs.get("non_blocking", False)))
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", fake_empty)
+    monkeypatch.setattr(torch.Tensor, "to", fake_to)
+    monkeypatch.setattr(bk, "device", "cuda:0")
+    monkeypatch.setattr(bk, "activate", contextlib.nullcontext)
+    host = np.random.default_rng(1).random((3, 5))
+    expected = host.astype(np.float32)
+    out = bk.to_device_async(host, torch.float32)
+    host[:] = 7.0  # the caller reuses its buffer at once
+    assert calls == [("pin_memory", True), ("non_blocking", True)]
+    assert out.dtype == torch.float32 and np.array_equal(out.numpy(), expected)

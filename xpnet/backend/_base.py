@@ -217,6 +217,13 @@ class Backend(abc.ABC):
         shares memory with `host`)."""
         return self.xp.asarray(host, dtype=dtype, device=self.native_device, copy=copy)
 
+    def to_device_async(self, host, dtype=None):
+        """Like asarray(host, dtype), but on a GPU the host does not wait for the copy where the library
+        allows it (torch on CUDA); use it for data made on the host every step, such as dropout masks.
+        The same values and dtype as asarray; `host` may be reused or dropped as soon as this returns.
+        Here (CPU libraries, and CuPy and JAX): asarray itself."""
+        return self.asarray(host, dtype=dtype)
+
     def to_numpy(self, a, copy: bool = False) -> np.ndarray:
         """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
         also on the CPU, for a snapshot that later in-place updates cannot change)."""

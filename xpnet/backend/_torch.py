@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 
 import array_api_compat
+import numpy as np
 
 from ._base import Backend, _seed32
 
@@ -41,6 +42,31 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.device != "cpu":
             self._mod.cuda.synchronize(self.native_device)
+
+    def to_device_async(self, host, dtype=None):
+        """On CUDA: `host` is copied (on the CPU, cast to `dtype`) into a new pinned (page-locked) buffer,
+        which goes to the GPU with non_blocking=True: queued on the current stream, without the host
+        sync of a copy from pageable memory (torch.asarray(numpy_array, device='cuda') waits for all
+        queued work). The caller's `host` is no longer read once this returns; the pinned buffer is kept
+        from reuse until the copy has run by torch's caching host allocator, which records the copy's
+        stream on it (see aten/src/ATen/cuda/CachingHostAllocator.h). On the CPU: asarray."""
+        if self.device == "cpu":
+            return self.asarray(host, dtype=dtype)
+        with self.activate():
+            return self._staged(host, dtype, pin=True).to(self.native_device, non_blocking=True)
+
+    def _staged(self, host, dtype, pin: bool):
+        """A new CPU tensor with host's values in `dtype` (None: the dtype asarray would give), in pinned
+        memory if `pin`; it shares no memory with `host`."""
+        torch = self._mod
+        if isinstance(host, np.ndarray):  # one pass: cast straight into the buffer, any strides, read-only ok
+            if dtype is None:
+                dtype = torch.from_numpy(np.empty(0, dtype=host.dtype)).dtype
+            buf = torch.empty(host.shape, dtype=dtype, pin_memory=pin)
+            np.copyto(buf.numpy(), host, casting="unsafe")
+            return buf
+        cpu = torch.asarray(host, dtype=dtype, device="cpu")  # lists, scalars: asarray's dtype rules
+        return cpu.pin_memory() if pin else cpu.clone()
 
     def _new_generator(self, seed):
         g = self._mod.Generator(device=self.native_device)
