@@ -239,3 +239,51 @@ def test_torch_cuda_transfer_pins_and_does_not_block(monkeypatch):
     host[:] = 7.0  # the caller reuses its buffer at once
     assert calls == [("pin_memory", True), ("non_blocking", True)]
     assert out.dtype == torch.float32 and np.array_equal(out.numpy(), expected)
+
+
+def test_native_rng_is_seeded_and_its_state_round_trips(xpnet_backend):
+    """Same seed, same draws; a state saved (through JSON, as a checkpoint would) and restored into a
+    generator seeded otherwise continues the same stream."""
+    import json
+    bk = xpnet_backend
+    f32 = bk.dtype("float32")
+    draw = lambda rng: bk.to_numpy(rng.uniform((64,), f32))  # noqa: E731
+    assert np.array_equal(draw(bk.make_native_rng(7)), draw(bk.make_native_rng(7)))
+    assert not np.array_equal(draw(bk.make_native_rng(7)), draw(bk.make_native_rng(8)))
+    rng = bk.make_native_rng(7)
+    draw(rng)
+    saved = json.loads(json.dumps(rng.state()))
+    expected = [draw(rng), draw(rng)]
+    other = bk.make_native_rng(123)
+    other.set_state(saved)
+    assert all(np.array_equal(draw(other), e) for e in expected)
+
+    bk.seed_native_rng(7)  # the backend's own generator, which random_uniform draws from
+    first = bk.to_numpy(bk.random_uniform((64,), f32))
+    assert np.array_equal(first, draw(bk.make_native_rng(7)))
+    saved = json.loads(json.dumps(bk.native_rng_state()))
+    after = bk.to_numpy(bk.random_uniform((5, 3), f32))
+    bk.seed_native_rng(0)
+    bk.set_native_rng_state(saved)
+    assert np.array_equal(bk.to_numpy(bk.random_uniform((5, 3), f32)), after)
+    assert np.array_equal(bk.to_numpy(bk.random_uniform((64,), f32, seed=7)), first)
+
+
+def test_native_rng_state_of_another_generator_is_refused():
+    pytest.importorskip("torch")
+    numpy_state = Backend("numpy").native_rng_state()
+    with pytest.raises(BackendError, match=r"expected a native RNG state of generator 'torch-cpu'.*got 'numpy'"):
+        Backend("torch").set_native_rng_state(numpy_state)
+    with pytest.raises(BackendError, match="got 'list'"):
+        Backend("numpy").set_native_rng_state([1, 2])
+    with pytest.raises(BackendError, match="'numpy' is malformed"):
+        Backend("numpy").set_native_rng_state({"generator": "numpy", "state": {"bit_generator": "PCG64"}})
+
+
+def test_cupy_native_rng_says_it_cannot_be_saved(fake_cupy):
+    bk = Backend("cupy", "cuda:0")
+    assert not bk.native_rng_restorable and Backend("numpy").native_rng_restorable
+    with pytest.raises(BackendError, match="CuPy's native one .* cannot export it"):
+        bk.native_rng_state()
+    with pytest.raises(BackendError, match="reseed with seed_native_rng"):
+        bk.set_native_rng_state({"generator": "cupy", "state": None})

@@ -141,6 +141,7 @@ class Backend(abc.ABC):
         self._mutable = bool(array_api_compat.is_writeable_array(probe))
         self.version = getattr(self._mod, "__version__", "unknown")
         self._local = threading.local()  # the per-thread stack of entered activate() contexts
+        self._native_rng = None  # random_uniform's generator, made at the first draw
 
     # ---- what a subclass provides -------------------------------------------------------------------
 
@@ -239,11 +240,36 @@ class Backend(abc.ABC):
         return a
 
     def random_uniform(self, shape: tuple, dtype, seed=None):
-        """U[0, 1) drawn by the backend's own generator on the device (fast, but differs between backends)."""
-        if getattr(self, "_native_rng", None) is None or seed is not None:
-            self._native_rng = self._new_generator(seed)
-        self._native_rng, u = self._uniform(self._native_rng, tuple(shape), dtype)
-        return u
+        """U[0, 1) drawn by the backend's own generator on the device (fast, but differs between backends);
+        seed: reseed that generator first (as seed_native_rng)."""
+        if seed is not None or self._native_rng is None:
+            self.seed_native_rng(seed)
+        return self._native_rng.uniform(shape, dtype)
+
+    # ---- the library's own generator: seedable, and its state JSON-able for checkpoints -------------
+
+    native_rng_restorable = True  # whether native_rng_state() can capture the generator (not CuPy's)
+
+    def make_native_rng(self, seed=None) -> NativeRNG:
+        """A new generator of the library on this device, seeded from `seed` (an int such as the model's
+        seed; None: fresh entropy). Models sharing a backend should each keep their own."""
+        return NativeRNG(self, seed)
+
+    def seed_native_rng(self, seed) -> None:
+        """Reseed the backend's generator, the one random_uniform draws from."""
+        self._native_rng = self.make_native_rng(seed)
+
+    def native_rng_state(self) -> dict:
+        """The state of the backend's generator as JSON-able data, for a checkpoint."""
+        if self._native_rng is None:
+            self.seed_native_rng(None)
+        return self._native_rng.state()
+
+    def set_native_rng_state(self, state: dict) -> None:
+        """Continue the backend's generator from a native_rng_state() of the same kind of backend."""
+        if self._native_rng is None:
+            self.seed_native_rng(None)
+        self._native_rng.set_state(state)
 
     def _new_generator(self, seed):
         """The library's generator seeded from `seed` (default: NumPy's, on the host)."""
@@ -253,8 +279,60 @@ class Backend(abc.ABC):
         """(generator after the draw, U[0, 1) array of `shape` and `dtype` on the device) from generator g."""
         return g, self.asarray(g.random(shape), dtype=dtype)
 
+    def _generator_kind(self) -> str:
+        """Which generator this is: states restore only into a generator of the same kind."""
+        return "numpy"
+
+    def _generator_state(self, g):
+        """The state of generator g as JSON-able data."""
+        return g.bit_generator.state
+
+    def _generator_from_state(self, data):
+        """A generator continuing from _generator_state's data."""
+        g = np.random.default_rng()
+        g.bit_generator.state = data
+        return g
+
     def owns(self, a) -> bool:
         """Whether `a` is an array of this backend's library on this device."""
         if not array_api_compat.is_array_api_obj(a) or isinstance(a, np.generic):
             return False
         return self.is_array(a) and self._on_device(a)
+
+
+class NativeRNG:
+    """A generator of a backend's own library on its device (NumPy's on the host for the CPU libraries):
+    U[0, 1) draws, seeded from an int, and its state saved and restored as JSON-able data."""
+
+    def __init__(self, bk: Backend, seed=None):
+        self._bk = bk
+        self._g = bk._new_generator(seed)
+
+    def __repr__(self) -> str:
+        return f"NativeRNG({self._bk._generator_kind()!r})"
+
+    def uniform(self, shape: tuple, dtype):
+        """U[0, 1) of `shape` and `dtype` on the backend's device; advances the generator."""
+        self._g, u = self._bk._uniform(self._g, tuple(shape), dtype)
+        return u
+
+    def state(self) -> dict:
+        """{'generator': kind, 'state': JSON-able data}: pass it to set_state to continue from here."""
+        return {"generator": self._bk._generator_kind(), "state": self._bk._generator_state(self._g)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a state() taken on the same kind of generator (backend library and device type)."""
+        kind = self._bk._generator_kind()
+        got = state.get("generator") if isinstance(state, dict) else None
+        if got != kind or "state" not in state:
+            raise BackendError(f"expected a native RNG state of generator {kind!r} (from native_rng_state() on "
+                               f"{self._bk!r}), got {got if got else type(state).__name__!r}; resume on the "
+                               f"backend and device type it was saved on, or reseed with seed_native_rng(seed)")
+        try:
+            self._g = self._bk._generator_from_state(state["state"])
+        except BackendError:
+            raise
+        except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as exc:
+            raise BackendError(f"native RNG state of generator {kind!r} is malformed ({type(exc).__name__}: "
+                               f"{exc}); pass it as native_rng_state() returned it, or reseed with "
+                               f"seed_native_rng(seed)") from None

@@ -5,12 +5,13 @@ import importlib
 
 import array_api_compat
 
-from ._base import Backend, _seed32
+from ._base import Backend, BackendError, _seed32
 
 
 class CupyBackend(Backend):
     name = "cupy"
     runs_on_cpu = False
+    native_rng_restorable = False  # cupy.random.RandomState (curand) does not expose its state
     is_array = staticmethod(array_api_compat.is_cupy_array)
 
     @classmethod
@@ -57,3 +58,15 @@ class CupyBackend(Backend):
     def _uniform(self, g, shape: tuple, dtype):
         with self.activate():
             return g, g.random_sample(shape, dtype=dtype)
+
+    def _generator_kind(self) -> str:
+        return "cupy"
+
+    def _generator_state(self, g):
+        raise BackendError("expected a generator whose state can be saved, but CuPy's native one (curand, "
+                           "behind cupy.random.RandomState) cannot export it, so a run drawing from it cannot "
+                           "resume exactly; use Dropout(host_rng=True) for resumable runs on CuPy")
+
+    def _generator_from_state(self, data):
+        raise BackendError("expected no CuPy native RNG state (CuPy's curand generator cannot be restored); "
+                           "reseed with seed_native_rng(seed) instead")

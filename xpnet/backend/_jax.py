@@ -63,3 +63,16 @@ class JaxBackend(Backend):
         jr = self._mod.random
         g, key = jr.split(g)
         return g, self._mod.device_put(jr.uniform(key, shape, dtype=dtype), self.native_device)
+
+    def _generator_kind(self) -> str:
+        return "jax"  # a raw uint32 key; the same on every device
+
+    def _generator_state(self, g):
+        return np.asarray(g).tolist()
+
+    def _generator_from_state(self, data):
+        fresh = self._new_generator(0)
+        key = np.asarray(data, dtype=np.uint32)
+        if key.shape != fresh.shape:
+            raise ValueError(f"a key of shape {fresh.shape} was expected, not {key.shape}")
+        return self._mod.device_put(key, self.native_device)

@@ -75,3 +75,14 @@ class TorchBackend(Backend):
 
     def _uniform(self, g, shape: tuple, dtype):
         return g, self._mod.rand(shape, generator=g, dtype=dtype, device=self.native_device)
+
+    def _generator_kind(self) -> str:
+        return f"torch-{self.native_device.type}"  # CPU: Mersenne Twister; CUDA: Philox (seed, offset)
+
+    def _generator_state(self, g):
+        return g.get_state().tolist()  # a uint8 tensor -> list of ints
+
+    def _generator_from_state(self, data):
+        g = self._mod.Generator(device=self.native_device)
+        g.set_state(self._mod.tensor(data, dtype=self._mod.uint8))
+        return g
