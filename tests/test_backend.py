@@ -287,3 +287,14 @@ def test_cupy_native_rng_says_it_cannot_be_saved(fake_cupy):
         bk.native_rng_state()
     with pytest.raises(BackendError, match="reseed with seed_native_rng"):
         bk.set_native_rng_state({"generator": "cupy", "state": None})
+
+
+def test_take_equals_xp_take(xpnet_backend):
+    bk = xpnet_backend
+    rng = np.random.default_rng(0)
+    x = bk.asarray(rng.random((50, 7)), dtype=bk.dtype("float32"))
+    order = bk.asarray(rng.permutation(50))  # int64, as the training loop's device order
+    for idx in (order[10:30], bk.asarray(np.array([3, 3, 0, 49]))):
+        assert np.array_equal(bk.to_numpy(bk.take(x, idx)), bk.to_numpy(bk.xp.take(x, idx, axis=0)))
+    idx = bk.asarray(np.array([6, 0, 2]))
+    assert np.array_equal(bk.to_numpy(bk.take(x, idx, axis=1)), bk.to_numpy(x)[:, [6, 0, 2]])

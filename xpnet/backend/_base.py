@@ -225,6 +225,11 @@ class Backend(abc.ABC):
         Here (CPU libraries, and CuPy and JAX): asarray itself."""
         return self.asarray(host, dtype=dtype)
 
+    def take(self, x, indices, axis: int = 0):
+        """The entries of `x` at `indices` (a 1-D integer array of this backend, values in 0..n-1) along
+        `axis`, as xp.take; a backend may use a faster call of its library with the same result."""
+        return self.xp.take(x, indices, axis=axis)
+
     def to_numpy(self, a, copy: bool = False) -> np.ndarray:
         """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
         also on the CPU, for a snapshot that later in-place updates cannot change)."""
