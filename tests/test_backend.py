@@ -298,3 +298,38 @@ def test_take_equals_xp_take(xpnet_backend):
         assert np.array_equal(bk.to_numpy(bk.take(x, idx)), bk.to_numpy(bk.xp.take(x, idx, axis=0)))
     idx = bk.asarray(np.array([6, 0, 2]))
     assert np.array_equal(bk.to_numpy(bk.take(x, idx, axis=1)), bk.to_numpy(x)[:, [6, 0, 2]])
+
+
+def test_out_of_memory_raised_after_the_except_block_frees_the_failed_step():
+    """The pattern in out_of_memory_message's docstring drops the failed step's frames (and the arrays in
+    them) before the new error propagates; `raise ... from None` inside the except block keeps them."""
+    import weakref
+
+    from xpnet.backend import out_of_memory_message
+    bk, refs = Backend("numpy"), []
+
+    def step():
+        activations = np.ones(1000)  # stands for the device arrays of the failed step
+        refs.append(weakref.ref(activations))
+        raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def fit(pattern):
+        error = None
+        try:
+            step()
+        except Exception as exc:
+            message = out_of_memory_message(exc, bk, "training")
+            if message is None:
+                raise
+            if pattern == "from None inside":
+                raise RuntimeError(message) from None
+            error = RuntimeError(message)
+        raise error
+
+    with pytest.raises(RuntimeError) as kept:
+        fit("from None inside")
+    assert refs[-1]() is not None and kept.value.__context__ is not None
+    with pytest.raises(RuntimeError, match=r"^numpy on cpu ran out of memory training \(MemoryError: CUDA out") as freed:
+        fit("after the block")
+    assert refs[-1]() is None and freed.value.__context__ is None and freed.value.__cause__ is None
+    assert out_of_memory_message(ValueError("bad shape"), bk, "training") is None

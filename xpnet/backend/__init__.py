@@ -17,11 +17,12 @@ import array_api_compat
 import numpy as np
 
 from .._callable import make_callable
-from ._base import (DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, _cuda_count, _import, _parse_device,
-                    backend_class)
+from ._base import (DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, NativeRNG, _cuda_count, _import,
+                    _parse_device, backend_class)
 
-__all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "backend", "backend_class",
-           "describe", "is_host", "is_out_of_memory", "library_of", "set_array_api_strict_version", "to_numpy"]
+__all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",
+           "backend_class", "describe", "is_host", "is_out_of_memory", "library_of", "out_of_memory_message",
+           "set_array_api_strict_version", "to_numpy"]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -30,6 +31,30 @@ def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc)
     return (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
             or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text)
+
+
+def out_of_memory_message(exc: BaseException, bk: Backend, doing: str) -> str | None:
+    """For an allocation failure (is_out_of_memory), the one line to raise instead: "{backend} on {device}
+    ran out of memory {doing} ({type}: {first 200 characters})"; None for any other error.
+
+    It keeps only strings, so the caller can let go of `exc` before raising. That matters: `raise
+    NewError(...) from None` inside the `except` block still stores `exc` as the new error's
+    __context__ (from None only hides it), and with it the traceback and the failed step's frames,
+    whose device arrays then stay allocated for as long as the new error lives. Raise after the block:
+
+        error = None
+        try:
+            return _fit(model, X, y, **kwargs)
+        except Exception as exc:
+            message = out_of_memory_message(exc, model.bk, f"training a model of ...: lower --batch-size")
+            if message is None:
+                raise
+            error = OutOfMemory(message)
+        raise error  # Python deleted `exc` at the end of the block: no context, no frames of the step
+    """
+    if not is_out_of_memory(exc):
+        return None
+    return f"{bk.name} on {bk.device} ran out of memory {doing} ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def is_host(a) -> bool:
