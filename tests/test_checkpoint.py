@@ -168,3 +168,15 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
     assert all(name.endswith(".tmp") for name in leftovers)  # a killed write leaves only its temporary file
     xpnet.load(path).save(path)  # and the next good save removes those
     assert [p.name for p in tmp_path.iterdir()] == ["crash.safetensors"]
+
+
+def test_a_header_length_ending_in_0x80_is_no_pickle(tmp_path):
+    """The first byte of a safetensors file is its header length's low byte: 0x80 there is not a pickle."""
+    model = make()
+    for pad in range(300):
+        path = model.save(tmp_path / "m.safetensors", pad="x" * pad)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no header length with low byte 0x80 in 300 tries")
+    assert same_params(xpnet.load(path), model)

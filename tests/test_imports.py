@@ -1,5 +1,5 @@
-"""The architecture rules: only xpnet/backend.py names array libraries; NumPy only where host data or RNG
-is handled; no import cycles between xpnet's modules, function-level imports included."""
+"""The architecture rules: only the xpnet/backend/ package names array libraries; NumPy only where host data or
+RNG is handled; no import cycles between xpnet's modules, function-level imports included."""
 import ast
 from pathlib import Path
 
@@ -9,7 +9,7 @@ PKG = Path(xpnet.__file__).parent
 ARRAY_LIBS = {"cupy", "cupyx", "torch", "jax", "jaxlib", "array_api_strict"}
 # modules that may import NumPy, and why
 HOST_NUMPY = {
-    "backend.py": "the backend module itself",
+    "backend/*": "the backend package itself",
     "init.py": "weights drawn from the host RNG",
     "mlp.py": "the book's private RandomState and its float64 weight copies",
     "validation.py": "checks of host input data",
@@ -26,10 +26,6 @@ MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "m
                 "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
 
-def modules():
-    return sorted(p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts)
-
-
 def imported(path: Path) -> set:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -40,16 +36,33 @@ def imported(path: Path) -> set:
     return names
 
 
+BACKEND = PKG / "backend"
+
+
+def modules():
+    """Every Python file of xpnet, subpackages included, with its name relative to xpnet/ ('backend/*' for
+    the backend package)."""
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        yield path, "backend/*" if path.parent == BACKEND else rel
+
+
+def test_the_backend_package_exists_and_is_scanned():
+    names = {rel for _, rel in modules()}
+    assert (BACKEND / "__init__.py").is_file() and "backend/*" in names and "layers/dense.py" in names
+    assert not (PKG / "backend.py").exists(), "xpnet/backend.py would be shadowed by the xpnet/backend/ package"
+
+
 def test_only_backend_imports_array_libraries():
-    for path in modules():
+    for path, rel in modules():
         libs = imported(path) & ARRAY_LIBS
-        assert not libs or path.name == "backend.py", f"{path.name} imports {libs}"
+        assert not libs or rel == "backend/*", f"{rel} imports {libs}"
 
 
 def test_numpy_only_for_host_work():
-    for path in modules():
+    for path, rel in modules():
         if "numpy" in imported(path):
-            assert str(path.relative_to(PKG)) in HOST_NUMPY, f"{path.name} imports numpy but handles no host data or RNG"
+            assert rel in HOST_NUMPY, f"{rel} imports numpy but handles no host data or RNG"
 
 
 def test_math_modules_import_no_array_library():
@@ -68,7 +81,7 @@ def _module_name(path: Path) -> str:
 
 def import_graph() -> dict:
     """xpnet module -> the xpnet modules it imports (at the top or inside functions)."""
-    files = {_module_name(p): p for p in modules()}
+    files = {_module_name(p): p for p, _ in modules()}
     graph = {}
     for name, path in files.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -95,29 +108,46 @@ def import_graph() -> dict:
     return graph
 
 
-def test_no_import_cycles():
-    graph = import_graph()
-    assert "xpnet.model" in graph and "xpnet.layers.dense" in graph
-    # a module importing the package itself (`from . import x` where x is not a module) depends on all of it
+def find_cycle(graph: dict) -> list | None:
+    """The first import cycle found (a list of modules, first = last), or None. A module other than the
+    package's own __init__ that imports the package `xpnet` itself counts as a cycle: the package imports
+    everything."""
     done, stack = set(), []
 
     def visit(node):
         if node in stack:
-            cycle = stack[stack.index(node):] + [node]
-            raise AssertionError("import cycle: " + " -> ".join(cycle))
+            return stack[stack.index(node):] + [node]
         if node in done:
-            return
+            return None
         stack.append(node)
-        for dep in sorted(graph[node]):
+        for dep in sorted(graph.get(node, ())):
             if dep == "xpnet" and node != "xpnet":
-                raise AssertionError(f"{node} imports the xpnet package itself, which imports everything: "
-                                     f"import from the module that defines the name instead")
-            visit(dep)
+                return [node, "xpnet", node]
+            found = visit(dep)
+            if found:
+                return found
         stack.pop()
         done.add(node)
+        return None
 
     for node in sorted(graph):
-        visit(node)
+        found = visit(node)
+        if found:
+            return found
+    return None
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "xpnet.model" in graph and "xpnet.layers.dense" in graph and "xpnet.checkpoint" in graph
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"xpnet.m": {"xpnet"}, "xpnet": set()}) == ["xpnet.m", "xpnet", "xpnet.m"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_import_has_no_side_effects(monkeypatch):
@@ -127,3 +157,41 @@ def test_import_has_no_side_effects(monkeypatch):
     for mod in [m for m in sys.modules if m == "xpnet" or m.startswith("xpnet.")]:
         monkeypatch.delitem(sys.modules, mod)
     importlib.import_module("xpnet")  # must not read the variable, nor import torch/jax/cupy
+
+
+def test_import_loads_no_array_library():
+    """`import xpnet` (and selecting NumPy) imports no GPU-capable library: the backend package loads a
+    library's module only when its backend is asked for."""
+    import subprocess
+    import sys
+    code = ("import sys, xpnet, xpnet.backend; xpnet.backend('numpy'); "
+            "print(sorted(m for m in ('torch', 'jax', 'cupy', 'array_api_strict') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PKG.parent).stdout
+    assert out.strip() == "[]", out
+
+
+def test_backend_gradcheck_parity_are_modules_and_callable():
+    """`import xpnet.backend` gives the module (xpnet/__init__.py used to put the function over it), and
+    `xpnet.backend("numpy")`, `xpnet.gradcheck(...)`, `xpnet.parity(...)` still call the functions."""
+    import importlib
+    import inspect
+    import sys
+
+    import numpy as np
+
+    import xpnet.backend as m
+    assert inspect.ismodule(m) and m is sys.modules["xpnet.backend"] and xpnet.backend is m
+    assert inspect.isfunction(m.backend) and inspect.isclass(m.Backend)
+    bk = xpnet.backend("numpy")
+    assert isinstance(bk, m.Backend) and bk.name == "numpy"
+    for name in ("gradcheck", "parity"):
+        mod = importlib.import_module(f"xpnet.{name}")
+        assert inspect.ismodule(mod) and getattr(xpnet, name) is mod and inspect.isfunction(getattr(mod, name))
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 3)), np.arange(8) % 2
+    model = xpnet.Sequential([xpnet.Dense(3, 2)], loss="softmax_cross_entropy", backend=bk, dtype="float64", seed=0)
+    assert xpnet.gradcheck(model, X, y) == xpnet.gradcheck.gradcheck(model, X, y)
+    report = xpnet.parity(backends=["numpy"], steps=2)
+    assert report["passed"] and report["steps"] == 2 and report["results"][0]["backend"] == "numpy"

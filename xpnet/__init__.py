@@ -1,15 +1,16 @@
 """xpnet: neural networks written once against the Python Array API, trained on NumPy, CuPy, PyTorch, JAX."""
 from ._version import __version__
-from .backend import Backend, BackendError, backend, to_numpy
+# backend, gradcheck and parity are modules that can be called like their main function (xpnet/_callable.py):
+# xpnet.backend("numpy") works and `import xpnet.backend` still gives the module.
+from . import backend, gradcheck, parity
+from .backend import Backend, BackendError, to_numpy
 from .checkpoint import CheckpointError, load
 from .errors import InputError
-from .gradcheck import gradcheck
 from .layers import Dense, Dropout, Flatten, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
 from .mlp import NeuralNetMLP, mlp_layers, mlp_specs
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, BookSGD, Optimizer
-from .parity import parity
 from .penalties import Penalty
 from .registry import deserialize, model_from_config, register, serialize
 from .schedules import Schedule

@@ -146,7 +146,9 @@ def read(path) -> tuple[dict, dict]:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    if raw[:1] == b"\x80" or raw[:2] == b"PK":
+    # a safetensors file is an 8-byte header length, then the JSON header: b"{" at byte 8. (Its first byte is
+    # the length's low byte, which may well be 0x80, so that alone says nothing.)
+    if raw[8:9] != b"{" and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
         raise CheckpointError(f"{path} is a pickle or a zip archive, not an xpnet safetensors checkpoint; "
                               f"xpnet never unpickles files")
     try:

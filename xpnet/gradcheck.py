@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ._callable import make_callable
 from .errors import InputError
 
 OK, WARNING = 1e-7, 1e-4
@@ -105,3 +106,4 @@ def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: 
         num = numeric(host, lambda v, name=name: f(x, {**params, name: put(v)}))
         report["params"][name] = relative_error(num, bk.to_numpy(grads[name]))
     return report
+make_callable(__name__)  # xpnet.gradcheck(...) calls gradcheck() above; `import xpnet.gradcheck` gives this module

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ._callable import make_callable
 from .backend import Backend
 from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
@@ -152,3 +153,6 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, f
             "max_rel_diff": worst_rel, "free_max_rel_diff": free_diffs[-1], "growth_per_step": growth,
             "tolerance": TOLERANCES[dtype], "passed": passed,
             "parameters": {k: {"max_abs_diff": v[0], "max_rel_diff": v[1]} for k, v in per_param.items()}}
+
+
+make_callable(__name__)  # xpnet.parity(...) calls parity() above; `import xpnet.parity` gives this module

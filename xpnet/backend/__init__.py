@@ -1,0 +1,147 @@
+"""The one package that names array libraries: pick a namespace, a device and a dtype.
+
+Everything else in xpnet gets `xp` from a `Backend` (or from its arrays through array-api-compat) and
+uses only Array API standard functions. `Backend` (in _base.py) holds what all backends share; each
+array library has its own module and subclass (_numpy.py, _strict.py, _torch.py, _jax.py, _cupy.py),
+and `Backend(name, device)` returns the right one. A new backend is one new module plus one row in
+_base.TABLE.
+
+The package module is callable: `xpnet.backend("numpy")` runs `backend()` below (see xpnet/_callable.py),
+while `import xpnet.backend` gives this module.
+"""
+from __future__ import annotations
+
+import os
+
+import array_api_compat
+import numpy as np
+
+from .._callable import make_callable
+from ._base import (DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, NativeRNG, _cuda_count, _import,
+                    _parse_device, backend_class)
+
+__all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",
+           "backend_class", "describe", "is_host", "is_out_of_memory", "library_of", "out_of_memory_message",
+           "set_array_api_strict_version", "to_numpy"]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: CuPy's or torch's OutOfMemoryError, JAX's RESOURCE_EXHAUSTED,
+    or NumPy's MemoryError."""
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+            or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text)
+
+
+def out_of_memory_message(exc: BaseException, bk: Backend, doing: str) -> str | None:
+    """For an allocation failure (is_out_of_memory), the one line to raise instead: "{backend} on {device}
+    ran out of memory {doing} ({type}: {first 200 characters})"; None for any other error.
+
+    It keeps only strings, so the caller can let go of `exc` before raising. That matters: `raise
+    NewError(...) from None` inside the `except` block still stores `exc` as the new error's
+    __context__ (from None only hides it), and with it the traceback and the failed step's frames,
+    whose device arrays then stay allocated for as long as the new error lives. Raise after the block:
+
+        error = None
+        try:
+            return _fit(model, X, y, **kwargs)
+        except Exception as exc:
+            message = out_of_memory_message(exc, model.bk, f"training a model of ...: lower --batch-size")
+            if message is None:
+                raise
+            error = OutOfMemory(message)
+        raise error  # Python deleted `exc` at the end of the block: no context, no frames of the step
+    """
+    if not is_out_of_memory(exc):
+        return None
+    return f"{bk.name} on {bk.device} ran out of memory {doing} ({type(exc).__name__}: {str(exc)[:200]})"
+
+
+def is_host(a) -> bool:
+    """Host data: a NumPy array or scalar, or a Python number or sequence."""
+    return isinstance(a, (np.ndarray, np.generic, int, float, list, tuple))
+
+
+def _classes():
+    return [backend_class(name) for name in NAMES]
+
+
+def to_numpy(a) -> np.ndarray:
+    """Any supported array (or scalar) -> NumPy array on the host."""
+    if isinstance(a, (np.ndarray, np.generic, int, float, list, tuple)):
+        return np.asarray(a)
+    for cls in _classes():
+        if cls.is_array(a):
+            return cls.to_host(a)
+    return np.from_dlpack(a)
+
+
+def library_of(a) -> str:
+    """Short name of the array library of `a`, for error messages."""
+    if isinstance(a, np.ndarray):
+        return "numpy"
+    for cls in _classes():
+        if array_api_compat.is_array_api_obj(a) and cls.is_array(a):
+            return cls.name
+    mod = type(a).__module__.split(".")[0]
+    return mod or type(a).__name__
+
+
+def backend(name: str | Backend | None = None, device: str | None = None) -> Backend:
+    """Select a backend by name and device; None reads XPNET_BACKEND / XPNET_DEVICE, else 'auto'
+    ('auto': CuPy when a CUDA GPU is usable, else NumPy). Read at this call, never at import."""
+    if isinstance(name, Backend):
+        if device is not None and _parse_device(device) != _parse_device(name.device):
+            return Backend(name.name, device)
+        return name
+    name = name or os.environ.get("XPNET_BACKEND") or "auto"
+    device = device or os.environ.get("XPNET_DEVICE") or None
+    name = name.strip().lower().replace("-", "_")
+    if name == "auto":
+        kind, _ = _parse_device(device)
+        if kind != "cpu" and _cuda_count("cupy") > 0:
+            return Backend("cupy", device or "cuda:0")
+        if kind == "cuda":
+            raise BackendError(f"device {device!r} was asked for with backend 'auto', but CuPy sees no usable CUDA GPU; "
+                               f"install CuPy ({INSTALL['cupy']}) or name --backend torch")
+        return Backend("numpy", device)
+    return Backend(name, device)
+
+
+def describe(name: str) -> dict:
+    """One row of `xpnet backends`: name, available, version, devices, reason."""
+    row = {"name": name, "available": False, "version": None, "devices": [], "reason": None}
+    try:
+        mod = _import(name)
+    except BackendError as exc:
+        row["reason"] = str(exc)
+        return row
+    row["version"] = getattr(mod, "__version__", "unknown")
+    cls = backend_class(name)
+    devices = ["cpu"] if cls.runs_on_cpu else []
+    count = _cuda_count(name)
+    devices += [f"cuda:{i}" + _gpu_name(cls, i) for i in range(count)]
+    row["devices"] = devices
+    row["available"] = bool(devices)
+    if not devices:
+        row["reason"] = f"no usable CUDA GPU for {name} (it runs on CUDA GPUs only)"
+    return row
+
+
+def _gpu_name(cls, index: int) -> str:
+    try:
+        name = cls.gpu_name(index)
+    except Exception:
+        return ""
+    return f" ({name})" if name else ""
+
+
+def set_array_api_strict_version(version: str) -> str:
+    """Select the Array API version that array_api_strict enforces (e.g. '2024.12'); returns the previous one."""
+    strict = _import("array_api_strict")
+    previous = strict.get_array_api_strict_flags()["api_version"]
+    strict.set_array_api_strict_flags(api_version=version)
+    return previous
+
+
+make_callable(__name__)  # xpnet.backend(...) calls backend() above

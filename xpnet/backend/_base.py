@@ -1,0 +1,343 @@
+"""What every backend shares: the table of backends, device parsing and the `Backend` base class.
+
+One subclass per array library lives in its own module (_numpy.py, _strict.py, _torch.py, _jax.py,
+_cupy.py) and holds everything that differs between libraries. Adding a backend means writing one such
+module and adding its row to TABLE.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib
+import threading
+
+import array_api_compat
+import numpy as np
+
+# name: ("module:class" of its subclass in this package, runs on CUDA GPUs, how to install it)
+TABLE = {
+    "numpy": ("_numpy:NumpyBackend", False, "pip install xpnet"),
+    "array_api_strict": ("_strict:StrictBackend", False, 'pip install "xpnet[array-api-strict]"'),
+    "torch": ("_torch:TorchBackend", True, 'pip install "xpnet[torch]"'),
+    "jax": ("_jax:JaxBackend", True, 'pip install "xpnet[jax]"'),
+    "cupy": ("_cupy:CupyBackend", True,
+             'pip install "xpnet[cupy-cuda12]" (or "xpnet[cupy-cuda13]", matching your CUDA driver)'),
+}
+NAMES = tuple(TABLE)
+GPU_CAPABLE = tuple(name for name, row in TABLE.items() if row[1])
+INSTALL = {name: row[2] for name, row in TABLE.items()}
+DTYPES = ("float32", "float64")
+
+
+class BackendError(ValueError):
+    """A backend, device or dtype that cannot be used here; the message says how to fix it."""
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # ImportError, or a broken install raising anything else
+        raise BackendError(
+            f"backend {name!r} is not installed ({type(exc).__name__}: {exc}); install it with: {INSTALL[name]}"
+        ) from None
+
+
+def backend_class(name) -> type[Backend]:
+    """The Backend subclass for a backend name (its module is imported here; the array library is not)."""
+    if not isinstance(name, str) or name not in TABLE:
+        raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(NAMES + ('auto',))}")
+    module, cls = TABLE[name][0].split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), cls)
+
+
+def _cuda_count(name: str) -> int:
+    """Number of usable CUDA devices for a GPU-capable backend (0 when none, not installed or CPU-only)."""
+    if name not in GPU_CAPABLE:
+        return 0
+    try:
+        return backend_class(name).cuda_count()
+    except Exception:
+        return 0
+
+
+def _parse_device(device: str | None) -> tuple[str, int]:
+    if device is None:
+        return "", 0
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu", 0
+    if text == "cuda" or text == "gpu":
+        return "cuda", 0
+    for prefix in ("cuda:", "gpu:"):
+        if text.startswith(prefix) and text[len(prefix):].isdigit():
+            return "cuda", int(text[len(prefix):])
+    raise BackendError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...)")
+
+
+def _seed32(seed) -> int:
+    """A 32-bit seed for a library generator, derived from an int seed (None: fresh entropy)."""
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
+class Backend(abc.ABC):
+    """An array namespace `xp` on one device, plus the few things the standard lacks.
+
+    `Backend(name, device)` returns the subclass for `name` (NumpyBackend, TorchBackend, ...), so
+    `isinstance(bk, Backend)` holds for all. Subclasses set the class attributes below and override
+    the methods whose library differs; the defaults here suit a CPU library with NumPy-style arrays.
+
+    The device: `with bk:` makes bk's device the library's *current* device for the block and restores
+    the previous one after (it nests, and is per thread; `bk.activate()` gives the bare context manager).
+    The core should wrap each stretch of work on bk's arrays in it: building a model (its parameters),
+    fit, predict / evaluate / score, and each backend's run in parity. This matters for CuPy on a GPU
+    other than cuda:0: array-api-compat passes `device=` to CuPy only in asarray, so every other
+    creation function and every kernel runs on the current device, GPU 0 unless a `cupy.cuda.Device`
+    block says otherwise. asarray, to_device_async, random_uniform and synchronize choose the device
+    themselves, so they are right outside the block too. For torch on CUDA the block sets
+    torch.cuda's current device (harmless: torch ops follow their tensors), for JAX the default device
+    (`jax.default_device`, where arrays made without device= go); for NumPy and array_api_strict it
+    does nothing.
+    """
+
+    name = ""        # the key of TABLE
+    runs_on_cpu = True  # False for CuPy: a CUDA GPU only
+
+    def __new__(cls, name=None, device=None):
+        if cls is Backend:
+            cls = backend_class(name)
+        return super().__new__(cls)
+
+    def __init__(self, name: str, device: str | None = None):
+        if name != self.name:
+            raise BackendError(f"{type(self).__name__} is backend {self.name!r}, not {name!r}; "
+                               f"use Backend({name!r}) to get the right class")
+        kind, index = _parse_device(device)
+        if kind == "cuda" and name not in GPU_CAPABLE:
+            raise BackendError(
+                f"backend {name!r} runs on the CPU only, but device {device!r} was asked for; "
+                f"use --backend cupy, torch or jax for a GPU, or --device cpu"
+            )
+        if not self.runs_on_cpu:
+            if kind == "cpu":
+                raise BackendError(f"backend {name!r} runs on CUDA GPUs only; use --device cuda, "
+                                   f"or --backend numpy for the CPU")
+            kind = "cuda"
+        kind = kind or "cpu"
+        self._mod = _import(name)
+        if kind == "cuda":
+            count = type(self).cuda_count()
+            if count == 0:
+                raise BackendError(
+                    f"backend {name!r} sees no usable CUDA GPU (driver missing, or a CPU-only build); "
+                    f"use --device cpu, or install a CUDA build: {INSTALL[name]}"
+                )
+            if index >= count:
+                raise BackendError(f"device 'cuda:{index}' does not exist: {name} sees {count} GPU(s), cuda:0..cuda:{count - 1}")
+        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        self._index = index
+        self.native_device = self._native_device(kind, index)
+        probe = self._probe()
+        self.xp = array_api_compat.array_namespace(probe)
+        self._mutable = bool(array_api_compat.is_writeable_array(probe))
+        self.version = getattr(self._mod, "__version__", "unknown")
+        self._local = threading.local()  # the per-thread stack of entered activate() contexts
+        self._native_rng = None  # random_uniform's generator, made at the first draw
+
+    # ---- what a subclass provides -------------------------------------------------------------------
+
+    @classmethod
+    def cuda_count(cls) -> int:
+        """Usable CUDA devices (imports the library; may raise when it is not installed)."""
+        return 0
+
+    @classmethod
+    def gpu_name(cls, index: int) -> str:
+        """The name of CUDA device `index`, for `xpnet backends` ('' when unknown)."""
+        return ""
+
+    @staticmethod
+    @abc.abstractmethod
+    def is_array(a) -> bool:
+        """Whether `a` is an array of this library (on any device)."""
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        """An array of this library -> NumPy array on the host (shares memory where the library allows)."""
+        return np.from_dlpack(a)
+
+    @abc.abstractmethod
+    def _native_device(self, kind: str, index: int):
+        """The library's device object for 'cpu' or 'cuda' number `index`."""
+
+    @abc.abstractmethod
+    def _probe(self):
+        """An empty array of the library on the device: gives `xp` and tells whether arrays are writeable."""
+
+    def _on_device(self, a) -> bool:
+        """Whether array `a` of this library lies on this backend's device."""
+        return array_api_compat.device(a) == self.native_device
+
+    def activate(self):
+        """A new context manager that makes this backend's device the library's current device while it
+        is entered (here: nothing to do, for a library with one device)."""
+        return contextlib.nullcontext()
+
+    # ---- the public interface -----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device!r})"
+
+    def __enter__(self) -> Backend:
+        ctx = self.activate()
+        ctx.__enter__()
+        self._entered().append(ctx)
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._entered().pop().__exit__(*exc_info)
+
+    def _entered(self) -> list:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def dtype(self, name: str):
+        """The namespace's float dtype for 'float32' or 'float64'."""
+        if name not in DTYPES:
+            raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
+        return getattr(self.xp, name)
+
+    @property
+    def mutable(self) -> bool:
+        """Whether arrays can be updated in place (all but JAX), as array_api_compat.is_writeable_array says."""
+        return self._mutable
+
+    def asarray(self, host, dtype=None, copy=None):
+        """Host data (NumPy array, list, scalar) -> array of this backend on its device (copy=True: never
+        shares memory with `host`)."""
+        return self.xp.asarray(host, dtype=dtype, device=self.native_device, copy=copy)
+
+    def to_device_async(self, host, dtype=None):
+        """Like asarray(host, dtype), but on a GPU the host does not wait for the copy where the library
+        allows it (torch on CUDA); use it for data made on the host every step, such as dropout masks.
+        The same values and dtype as asarray; `host` may be reused or dropped as soon as this returns.
+        Here (CPU libraries, and CuPy and JAX): asarray itself."""
+        return self.asarray(host, dtype=dtype)
+
+    def take(self, x, indices, axis: int = 0):
+        """The entries of `x` at `indices` (a 1-D integer array of this backend, values in 0..n-1) along
+        `axis`, as xp.take; a backend may use a faster call of its library with the same result."""
+        return self.xp.take(x, indices, axis=axis)
+
+    def to_numpy(self, a, copy: bool = False) -> np.ndarray:
+        """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
+        also on the CPU, for a snapshot that later in-place updates cannot change)."""
+        from . import to_numpy  # noqa: PLC0415 (the package imports this module)
+        return np.array(to_numpy(a), copy=True) if copy else to_numpy(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
+
+    def block(self, a):
+        """Wait until array `a` is computed."""
+        self.synchronize()
+        return a
+
+    def random_uniform(self, shape: tuple, dtype, seed=None):
+        """U[0, 1) drawn by the backend's own generator on the device (fast, but differs between backends);
+        seed: reseed that generator first (as seed_native_rng)."""
+        if seed is not None or self._native_rng is None:
+            self.seed_native_rng(seed)
+        return self._native_rng.uniform(shape, dtype)
+
+    # ---- the library's own generator: seedable, and its state JSON-able for checkpoints -------------
+
+    native_rng_restorable = True  # whether native_rng_state() can capture the generator (not CuPy's)
+
+    def make_native_rng(self, seed=None) -> NativeRNG:
+        """A new generator of the library on this device, seeded from `seed` (an int such as the model's
+        seed; None: fresh entropy). Models sharing a backend should each keep their own."""
+        return NativeRNG(self, seed)
+
+    def seed_native_rng(self, seed) -> None:
+        """Reseed the backend's generator, the one random_uniform draws from."""
+        self._native_rng = self.make_native_rng(seed)
+
+    def native_rng_state(self) -> dict:
+        """The state of the backend's generator as JSON-able data, for a checkpoint."""
+        if self._native_rng is None:
+            self.seed_native_rng(None)
+        return self._native_rng.state()
+
+    def set_native_rng_state(self, state: dict) -> None:
+        """Continue the backend's generator from a native_rng_state() of the same kind of backend."""
+        if self._native_rng is None:
+            self.seed_native_rng(None)
+        self._native_rng.set_state(state)
+
+    def _new_generator(self, seed):
+        """The library's generator seeded from `seed` (default: NumPy's, on the host)."""
+        return np.random.default_rng(seed)
+
+    def _uniform(self, g, shape: tuple, dtype):
+        """(generator after the draw, U[0, 1) array of `shape` and `dtype` on the device) from generator g."""
+        return g, self.asarray(g.random(shape), dtype=dtype)
+
+    def _generator_kind(self) -> str:
+        """Which generator this is: states restore only into a generator of the same kind."""
+        return "numpy"
+
+    def _generator_state(self, g):
+        """The state of generator g as JSON-able data."""
+        return g.bit_generator.state
+
+    def _generator_from_state(self, data):
+        """A generator continuing from _generator_state's data."""
+        g = np.random.default_rng()
+        g.bit_generator.state = data
+        return g
+
+    def owns(self, a) -> bool:
+        """Whether `a` is an array of this backend's library on this device."""
+        if not array_api_compat.is_array_api_obj(a) or isinstance(a, np.generic):
+            return False
+        return self.is_array(a) and self._on_device(a)
+
+
+class NativeRNG:
+    """A generator of a backend's own library on its device (NumPy's on the host for the CPU libraries):
+    U[0, 1) draws, seeded from an int, and its state saved and restored as JSON-able data."""
+
+    def __init__(self, bk: Backend, seed=None):
+        self._bk = bk
+        self._g = bk._new_generator(seed)
+
+    def __repr__(self) -> str:
+        return f"NativeRNG({self._bk._generator_kind()!r})"
+
+    def uniform(self, shape: tuple, dtype):
+        """U[0, 1) of `shape` and `dtype` on the backend's device; advances the generator."""
+        self._g, u = self._bk._uniform(self._g, tuple(shape), dtype)
+        return u
+
+    def state(self) -> dict:
+        """{'generator': kind, 'state': JSON-able data}: pass it to set_state to continue from here."""
+        return {"generator": self._bk._generator_kind(), "state": self._bk._generator_state(self._g)}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a state() taken on the same kind of generator (backend library and device type)."""
+        kind = self._bk._generator_kind()
+        got = state.get("generator") if isinstance(state, dict) else None
+        if got != kind or "state" not in state:
+            raise BackendError(f"expected a native RNG state of generator {kind!r} (from native_rng_state() on "
+                               f"{self._bk!r}), got {got if got else type(state).__name__!r}; resume on the "
+                               f"backend and device type it was saved on, or reseed with seed_native_rng(seed)")
+        try:
+            self._g = self._bk._generator_from_state(state["state"])
+        except BackendError:
+            raise
+        except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as exc:
+            raise BackendError(f"native RNG state of generator {kind!r} is malformed ({type(exc).__name__}: "
+                               f"{exc}); pass it as native_rng_state() returned it, or reseed with "
+                               f"seed_native_rng(seed)") from None

@@ -1,0 +1,78 @@
+"""JAX, on the CPU or a CUDA GPU: immutable arrays, asynchronous dispatch, explicit random keys."""
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import array_api_compat
+import numpy as np
+
+from ._base import Backend, _seed32
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    is_array = staticmethod(array_api_compat.is_jax_array)
+    to_host = staticmethod(np.asarray)
+
+    @classmethod
+    def cuda_count(cls) -> int:
+        jax = importlib.import_module("jax")
+        try:
+            return len(jax.devices("gpu"))
+        except RuntimeError:
+            return 0
+
+    @classmethod
+    def gpu_name(cls, index: int) -> str:
+        return importlib.import_module("jax").devices("gpu")[index].device_kind
+
+    def _native_device(self, kind: str, index: int):
+        return self._mod.devices("cpu" if kind == "cpu" else "gpu")[index if kind == "cuda" else 0]
+
+    def _probe(self):
+        return self._mod.device_put(np.empty(0, dtype=np.float32), self.native_device)
+
+    def _on_device(self, a) -> bool:
+        return self.native_device in a.devices()
+
+    def activate(self):
+        """jax.default_device: arrays made without device= (and computations on uncommitted ones) go to
+        this backend's device, which is not JAX's default when it is cuda:1, or the CPU beside a GPU."""
+        return self._mod.default_device(self.native_device)
+
+    def dtype(self, name: str):
+        """As Backend.dtype, and enables JAX's x64 mode when float64 is asked for."""
+        if name == "float64" and not self._mod.config.jax_enable_x64:
+            # JAX truncates float64 to float32 unless this process-wide flag is on.
+            self._mod.config.update("jax_enable_x64", True)
+            warnings.warn("xpnet enabled JAX's process-wide 'jax_enable_x64' flag because float64 was asked for",
+                          stacklevel=3)
+        return super().dtype(name)
+
+    def block(self, a):
+        """Wait until array `a` is computed (JAX dispatches asynchronously, even on the CPU)."""
+        a.block_until_ready()
+        return a
+
+    def _new_generator(self, seed):
+        # the key on this device, so split and uniform run here (PRNGKey alone puts it on the default one)
+        return self._mod.device_put(self._mod.random.PRNGKey(_seed32(seed)), self.native_device)
+
+    def _uniform(self, g, shape: tuple, dtype):
+        jr = self._mod.random
+        g, key = jr.split(g)
+        return g, self._mod.device_put(jr.uniform(key, shape, dtype=dtype), self.native_device)
+
+    def _generator_kind(self) -> str:
+        return "jax"  # a raw uint32 key; the same on every device
+
+    def _generator_state(self, g):
+        return np.asarray(g).tolist()
+
+    def _generator_from_state(self, data):
+        fresh = self._new_generator(0)
+        key = np.asarray(data, dtype=np.uint32)
+        if key.shape != fresh.shape:
+            raise ValueError(f"a key of shape {fresh.shape} was expected, not {key.shape}")
+        return self._mod.device_put(key, self.native_device)

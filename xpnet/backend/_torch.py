@@ -1,0 +1,93 @@
+"""PyTorch, on the CPU or a CUDA GPU."""
+from __future__ import annotations
+
+import importlib
+
+import array_api_compat
+import numpy as np
+
+from ._base import Backend, _seed32
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    is_array = staticmethod(array_api_compat.is_torch_array)
+
+    @classmethod
+    def cuda_count(cls) -> int:
+        torch = importlib.import_module("torch")
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    @classmethod
+    def gpu_name(cls, index: int) -> str:
+        return importlib.import_module("torch").cuda.get_device_name(index)
+
+    @staticmethod
+    def to_host(a):
+        return a.detach().cpu().numpy()
+
+    def _native_device(self, kind: str, index: int):
+        return self._mod.device("cpu" if kind == "cpu" else f"cuda:{index}")
+
+    def _probe(self):
+        return self._mod.empty(0, device=self.native_device)
+
+    def activate(self):
+        """torch.cuda.device(i) on a GPU (torch ops follow their tensors' device anyway; this sets the
+        device of calls without one, e.g. streams and events); nothing on the CPU."""
+        if self.device == "cpu":
+            return super().activate()
+        return self._mod.cuda.device(self._index)
+
+    def take(self, x, indices, axis: int = 0):
+        """torch.index_select: array-api-compat's take wraps the indices in torch.where(i < 0, i + n, i)
+        first, extra kernels on every minibatch for indices that are never negative here."""
+        return self._mod.index_select(x, axis, indices)
+
+    def synchronize(self) -> None:
+        if self.device != "cpu":
+            self._mod.cuda.synchronize(self.native_device)
+
+    def to_device_async(self, host, dtype=None):
+        """On CUDA: `host` is copied (on the CPU, cast to `dtype`) into a new pinned (page-locked) buffer,
+        which goes to the GPU with non_blocking=True: queued on the current stream, without the host
+        sync of a copy from pageable memory (torch.asarray(numpy_array, device='cuda') waits for all
+        queued work). The caller's `host` is no longer read once this returns; the pinned buffer is kept
+        from reuse until the copy has run by torch's caching host allocator, which records the copy's
+        stream on it (see aten/src/ATen/cuda/CachingHostAllocator.h). On the CPU: asarray."""
+        if self.device == "cpu":
+            return self.asarray(host, dtype=dtype)
+        with self.activate():
+            return self._staged(host, dtype, pin=True).to(self.native_device, non_blocking=True)
+
+    def _staged(self, host, dtype, pin: bool):
+        """A new CPU tensor with host's values in `dtype` (None: the dtype asarray would give), in pinned
+        memory if `pin`; it shares no memory with `host`."""
+        torch = self._mod
+        if isinstance(host, np.ndarray):  # one pass: cast straight into the buffer, any strides, read-only ok
+            if dtype is None:
+                dtype = torch.from_numpy(np.empty(0, dtype=host.dtype)).dtype
+            buf = torch.empty(host.shape, dtype=dtype, pin_memory=pin)
+            np.copyto(buf.numpy(), host, casting="unsafe")
+            return buf
+        cpu = torch.asarray(host, dtype=dtype, device="cpu")  # lists, scalars: asarray's dtype rules
+        return cpu.pin_memory() if pin else cpu.clone()
+
+    def _new_generator(self, seed):
+        g = self._mod.Generator(device=self.native_device)
+        g.manual_seed(_seed32(seed))
+        return g
+
+    def _uniform(self, g, shape: tuple, dtype):
+        return g, self._mod.rand(shape, generator=g, dtype=dtype, device=self.native_device)
+
+    def _generator_kind(self) -> str:
+        return f"torch-{self.native_device.type}"  # CPU: Mersenne Twister; CUDA: Philox (seed, offset)
+
+    def _generator_state(self, g):
+        return g.get_state().tolist()  # a uint8 tensor -> list of ints
+
+    def _generator_from_state(self, data):
+        g = self._mod.Generator(device=self.native_device)
+        g.set_state(self._mod.tensor(data, dtype=self._mod.uint8))
+        return g
