@@ -233,8 +233,11 @@ class Backend(abc.ABC):
     def to_numpy(self, a, copy: bool = False) -> np.ndarray:
         """Any array of this backend -> NumPy array on the host (always a copy from a GPU; copy=True
         also on the CPU, for a snapshot that later in-place updates cannot change)."""
-        from . import to_numpy  # noqa: PLC0415 (the package imports this module)
-        return np.array(to_numpy(a), copy=True) if copy else to_numpy(a)
+        if isinstance(a, (np.ndarray, np.generic, int, float, list, tuple)):
+            host = np.asarray(a)
+        else:
+            host = self.to_host(a) if self.is_array(a) else np.from_dlpack(a)
+        return np.array(host, copy=True) if copy else host
 
     def synchronize(self) -> None:
         """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
