@@ -43,3 +43,8 @@ def test_gpu_checkpoint_on_cpu(tmp_path):
 def test_parity_example(tmp_path):
     out = run("-m", "pytest", "-q", "-p", "no:cacheprovider", EXAMPLES / "test_parity_example.py", cwd=tmp_path)
     assert "passed" in out and "failed" not in out
+
+
+def test_custom_layer(tmp_path):
+    out = run(EXAMPLES / "custom_layer.py", "--epochs", "2", "--out", tmp_path / "s.safetensors", cwd=tmp_path)
+    assert '"class": "examples.Scale.v1"' in out and "loaded Scale: same predictions: True" in out
