@@ -189,3 +189,14 @@ def test_initializers_get_fans_from_the_shape():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert init.get("xavier_uniform") is init.glorot_uniform
+
+
+def test_last_gradients_stay_inspectable(digits):
+    m = mlp()
+    X, Y = m.as_input(digits[0][:30]), m.as_targets(digits[1][:30], 30)[0]
+    assert m.state.grads is None
+    _, _, expected = m.value_and_grads(X, Y)
+    expected = host(m, expected)
+    m.train_step(X, Y)
+    assert m.state.grads.keys() == expected.keys()
+    assert all(np.array_equal(m.state.grads[k], v) for k, v in expected.items())

@@ -33,6 +33,7 @@ class TrainState:
     partial_losses: list = field(default_factory=list)  # this epoch's losses so far (device scalars)
     partial_correct: object = 0.0     # this epoch's correct predictions so far (device scalar or float)
     stop_requested: bool = False      # set (e.g. by a signal handler) to stop after the current step
+    grads: dict | None = None         # the last update's gradients (for inspection; not saved in checkpoints)
 
     def position(self) -> str:
         return f"epoch {self.epoch + 1}, step {self.batch}"
