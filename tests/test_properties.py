@@ -56,7 +56,7 @@ def kinks_clear(model, X, margin=1e-3) -> bool:
     for i, layer in enumerate(model.layers):
         if type(layer).__name__ in ("ReLU", "LeakyReLU") and np.abs(model.bk.to_numpy(x)).min() < margin:
             return False
-        x, _ = layer.forward(model._layer_params(model.state.params, i), x)
+        x, _ = layer.forward(model.layer_params(model.state.params, i), x)
     return True
 
 

@@ -28,6 +28,9 @@ from .training import fit as _fit
 from .validation import check_labels, check_X, foreign_array_error
 
 
+_NO_PARAMS: dict = {}  # what a layer without parameters gets (shared; layers never write to their params)
+
+
 def _infer_input_shape(layers) -> tuple | None:
     """The input shape the first size-aware layer declares, when only elementwise layers come before it."""
     for layer in layers:
@@ -177,24 +180,27 @@ class Sequential(Configurable):
         self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
 
     # computation ------------------------------------------------------------------------------------
-    def _layer_params(self, params: dict, i: int) -> dict:
+    def layer_params(self, params: dict, i: int) -> dict:
+        """Layer i's parameters {local name: array} out of the model's flat {"layers.<i>.<name>": array}."""
         return {local: params[full] for local, full in self._keys[i]}
 
     def forward(self, x, training: bool = False, params: dict | None = None, noise: list | None = None):
         """x: (batch, *input_shape) -> (logits (batch, outputs), backward); backward(dz) -> (dx, grads)."""
         params = self.state.params if params is None else params
         backs = []
-        for i, layer in enumerate(self.layers):
-            x, back = layer.forward(self._layer_params(params, i), x, training, i > 0,
-                                    None if noise is None else noise[i])
+        need_dx = False  # the first layer's dx is never used
+        for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
+            p = {local: params[full] for local, full in keys} if keys else _NO_PARAMS
+            x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
             backs.append(back)
-        keys = self._keys
+            need_dx = True
+        all_keys = self._keys
 
         def backward(dy):
             grads = {}
-            for i in range(len(backs) - 1, -1, -1):
-                dy, g = backs[i](dy)
-                for local, full in keys[i]:
+            for back, keys in zip(reversed(backs), reversed(all_keys)):
+                dy, g = back(dy)
+                for local, full in keys:
                     grads[full] = g[local]
             return dy, grads
 
@@ -238,11 +244,13 @@ class Sequential(Configurable):
         gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
         of samples a mean loss divides by (default the batch's). The penalty is added once, at the end."""
         params = self.state.params if params is None else params
-        n = x.shape[0]
-        denom = n if denom is None else denom
         if accumulate == 1:
-            value, z, grads = self._data_value_and_grads(params, x, y, noise, training, denom)
+            z, backward = self.forward(x, training, params, noise)
+            value, dz = self.loss(z, y, denom)
+            grads = backward(dz)[1]
         else:
+            n = x.shape[0]
+            denom = n if denom is None else denom
             value, grads, zs = None, None, []
             for s, e in micro_bounds(n, accumulate):
                 part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]

@@ -13,8 +13,8 @@ _CACHE: dict = {}
 
 def namespace(x):
     """The Array API namespace of array `x` (e.g. array_api_compat.numpy for a NumPy array)."""
-    t = type(x)
-    xp = _CACHE.get(t)
-    if xp is None:
-        xp = _CACHE[t] = array_api_compat.array_namespace(x)
-    return xp
+    try:
+        return _CACHE[type(x)]
+    except KeyError:
+        xp = _CACHE[type(x)] = array_api_compat.array_namespace(x)
+        return xp

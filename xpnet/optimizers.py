@@ -61,9 +61,9 @@ class Optimizer(Configurable):
 
     def apply(self, params: dict, grads: dict, state: dict, hyper: dict, inplace: bool = False):
         """One update of every parameter: returns (new params, new state)."""
-        new_params, new_state = {}, {}
+        new_params, new_state, update = {}, {}, self.update
         for name, w in params.items():
-            new_params[name], new_state[name] = self.update(w, grads[name], state[name], hyper, inplace)
+            new_params[name], new_state[name] = update(w, grads[name], state[name], hyper, inplace)
         return new_params, new_state
 
     def update(self, w, g, bufs: dict, h: dict, inplace: bool):

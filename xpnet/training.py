@@ -214,6 +214,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     accumulate = settings.get("accumulate", accumulate) if resume else accumulate
     history = st.history
     st.stop_requested = False
+    take = bk.take
     mean = model.loss.reduction == "mean"
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
@@ -234,7 +235,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             s, e = bounds[i]
             if shuffle:
                 idx = order_d[s:e]
-                xb, yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
+                xb, yb = take(Xd, idx), take(Yd, idx)
             else:
                 xb, yb = Xd[s:e, ...], Yd[s:e, ...]
             value, z = model.train_step(model.cast(xb), yb, None, accumulate)

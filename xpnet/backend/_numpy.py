@@ -15,5 +15,10 @@ class NumpyBackend(Backend):
     def _native_device(self, kind: str, index: int):
         return "cpu"
 
+    def take(self, x, indices, axis: int = 0):
+        """ndarray.take: the same gather as xp.take without NumPy's Python-level dispatch wrapper (about 1 us
+        per call, two calls per training step: about 2 % of an overhead-bound step such as case C's)."""
+        return x.take(indices, axis=axis)
+
     def _probe(self):
         return np.empty(0)
