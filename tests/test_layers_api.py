@@ -24,7 +24,9 @@ def _build(name, i):
 
 
 def test_every_layer_is_covered():
-    assert {n for n, _ in CASES} == set(registry.names("layer"))
+    """Every layer xpnet registers (user layers registered later by other test modules are not collected)."""
+    own = {n for n in registry.names("layer") if registry.get("layer", n).__module__.startswith("xpnet.")}
+    assert own <= {n for n, _ in CASES}
     assert {"Dense.v1", "Dropout.v1", "Flatten.v1", "ReLU.v1"} <= {n for n, _ in CASES}
 
 

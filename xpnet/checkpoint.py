@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,12 @@ def _rng_state(rng) -> dict:
     return {"type": "Generator", "state": rng.bit_generator.state}
 
 
-def _make_rng(state: dict):
-    """A generator of the saved kind; its state is set by _restore_rng once the model is built."""
-    if state["type"] == "RandomState":
-        return np.random.RandomState()
-    return np.random.Generator(getattr(np.random, state["state"]["bit_generator"])())
+def _native_rng_state(model):
+    """The backend generator's state (Dropout(host_rng=False)), or None: not used yet, or not restorable."""
+    rng = model.state.native_rng
+    if rng is None or not model.bk.native_rng_restorable:
+        return None
+    return rng.state()
 
 
 def _restore_rng(rng, state: dict) -> None:
@@ -121,7 +123,7 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
              "partial_losses": [float(to_np(v)) for v in st.partial_losses],
              "partial_correct": st.partial_correct if isinstance(st.partial_correct, float)
              else float(to_np(st.partial_correct)),
-             "rng": _rng_state(st.rng)}
+             "rng": _rng_state(st.rng), "native_rng": _native_rng_state(model)}
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
         "model": serialize(model), "dtype": model.dtype_name, "backend": model.bk.name, "device": model.bk.device,
@@ -238,6 +240,13 @@ def load(path, backend=None, device=None, dtype: str | None = None):
             st.opt_state[name][buf] = put(v)
         elif key.startswith("layer_state/"):
             st.layer_state[key[len("layer_state/"):]] = put(v)
+    native = saved.get("native_rng")
+    if native is not None:  # (made before the host RNG is restored: making it may draw a seed from it)
+        try:
+            model.native_rng().set_state(native)  # continue the backend generator's stream exactly
+        except BackendError:
+            warnings.warn(f"{path} holds the state of another library's generator (Dropout(host_rng=False)); it "
+                          f"continues with a fresh stream here, so the run is not the same bit for bit", stacklevel=2)
     _restore_rng(st.rng, saved["rng"])  # after the build, whose initial draws it must not count
     st.lr, st.step = float(saved["lr"]), int(saved["step"])
     st.epoch, st.batch, st.settings = int(saved["epoch"]), int(saved["batch"]), saved["settings"]

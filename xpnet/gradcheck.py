@@ -35,6 +35,11 @@ def gradcheck(model, X, y, epsilon: float = 1e-5) -> dict:
     if model.dtype_name != "float64":
         raise InputError(f"gradient checking needs a float64 model (central differences with eps={epsilon} are "
                          f"meaningless in {model.dtype_name}); build the model with dtype='float64'")
+    with model.bk:
+        return _gradcheck(model, X, y, epsilon)
+
+
+def _gradcheck(model, X, y, epsilon: float) -> dict:
     Xd = model.as_input(X)
     Yd, _ = model.as_targets(y, Xd.shape[0])
     to_np = model.bk.to_numpy

@@ -100,10 +100,12 @@ class Sequential(Configurable):
         self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
         params = {}
         asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
-        for i, layer in enumerate(self.layers):
-            for local, value in layer.init_params(rng, asarray).items():
-                params[f"layers.{i}.{local}"] = value
-        self.state = TrainState(params=params, opt_state=self.optimizer.init(params), rng=rng, lr=self.optimizer.lr)
+        with self.bk:  # the model's device is current while anything of the model is made or computed
+            for i, layer in enumerate(self.layers):
+                for local, value in layer.init_params(rng, asarray).items():
+                    params[f"layers.{i}.{local}"] = value
+            opt_state = self.optimizer.init(params)
+        self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr)
 
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -216,10 +218,23 @@ class Sequential(Configurable):
             layer = self.layers[i]
             shape = layer.noise_shape(batch)
             if getattr(layer, "host_rng", True):
-                noise[i] = self.bk.asarray(self.state.rng.random(shape), dtype=self.dtype)
+                # asynchronous where the library allows (torch CUDA: pinned memory, non_blocking), so the
+                # host does not wait for the GPU every step
+                noise[i] = self.bk.to_device_async(self.state.rng.random(shape), dtype=self.dtype)
             else:
-                noise[i] = self.bk.random_uniform(shape, self.dtype)
+                noise[i] = self.native_rng().uniform(shape, self.dtype)
         return noise
+
+    def native_rng(self):
+        """The backend's own generator on the model's device (for Dropout(host_rng=False)): made at the first
+        use, seeded from the model's seed (or, with no seed, from the host RNG), kept in the TrainState and
+        saved in checkpoints where the library can restore it (not CuPy's)."""
+        st = self.state
+        if st.native_rng is None:
+            seed = self.seed if isinstance(self.seed, int) else int(st.rng.random() * 2 ** 31)
+            with self.bk:
+                st.native_rng = self.bk.make_native_rng(seed)
+        return st.native_rng
 
     def penalty_cost(self, params: dict | None = None):
         params = self.state.params if params is None else params
@@ -333,6 +348,10 @@ class Sequential(Configurable):
 
     # inference --------------------------------------------------------------------------------------
     def _outputs(self, X, proba: bool, batch_size: int):
+        with self.bk:
+            return self._outputs_on_device(X, proba, batch_size)
+
+    def _outputs_on_device(self, X, proba: bool, batch_size: int):
         xp = self.xp
         host = is_host(X) or not self.bk.owns(X)
         Xd = self.as_input(X, keep_integers=True)
@@ -363,8 +382,13 @@ class Sequential(Configurable):
         return save_checkpoint(self, path, extra=extra or None)
 
     def fit(self, X, y, **kwargs) -> "Sequential":
-        """Train on X: (samples, *input_shape), y: integer labels (samples,). See xpnet.training.fit."""
-        _fit(self, X, y, **kwargs)
+        """Train on X: (samples, *input_shape), y: integer labels (samples,). See xpnet.training.fit.
+
+        The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
+        device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
+        cuda:0, do it inside `with model.bk:`."""
+        with self.bk:
+            _fit(self, X, y, **kwargs)
         return self
 
     # views of the training state, as earlier versions had them -------------------------------------

@@ -85,27 +85,29 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
 
     # the reference run, with its state before and its results after every step (and the random inputs of
     # layers such as Dropout, drawn once on the host and given to every backend)
-    init = ref.get_state()
-    Xr, (Yr, _) = ref.as_input(Xh), ref.as_targets(y, n)
-    before, after, noises = [], [], []
-    for idx in batches:
-        before.append(ref.get_state())
-        drawn = ref.draw_noise(len(idx))
-        noise = None if drawn is None else [None if a is None else ref.bk.to_numpy(a, copy=True) for a in drawn]
-        noises.append(noise)
-        idx_r = ref.bk.asarray(idx)
-        value, _, grads = ref.value_and_grads(ref.xp.take(Xr, idx_r, axis=0), ref.xp.take(Yr, idx_r, axis=0),
-                                              noise=_put(ref, noise))
-        host_grads = {k: ref.bk.to_numpy(v, copy=True) for k, v in grads.items()}
-        ref.apply_gradients(grads)
-        after.append({"loss": float(value), "grads": host_grads,
-                      "params": {k: np.array(v) for k, v in ref.parameters().items()}})
+    with ref.bk:
+        init = ref.get_state()
+        Xr, (Yr, _) = ref.as_input(Xh), ref.as_targets(y, n)
+        before, after, noises = [], [], []
+        for idx in batches:
+            before.append(ref.get_state())
+            drawn = ref.draw_noise(len(idx))
+            noise = None if drawn is None else [None if a is None else ref.bk.to_numpy(a, copy=True) for a in drawn]
+            noises.append(noise)
+            idx_r = ref.bk.asarray(idx)
+            value, _, grads = ref.value_and_grads(ref.xp.take(Xr, idx_r, axis=0), ref.xp.take(Yr, idx_r, axis=0),
+                                                  noise=_put(ref, noise))
+            host_grads = {k: ref.bk.to_numpy(v, copy=True) for k, v in grads.items()}
+            ref.apply_gradients(grads)
+            after.append({"loss": float(value), "grads": host_grads,
+                          "params": {k: np.array(v) for k, v in ref.parameters().items()}})
 
     results = []
     for name in backends:
         for dtype in dtypes:
             bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
-            results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol))
+            with bk:
+                results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol))
     return {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
             "results": results, "passed": all(r["passed"] for r in results)}
 

@@ -34,6 +34,8 @@ class TrainState:
     partial_correct: object = 0.0     # this epoch's correct predictions so far (device scalar or float)
     stop_requested: bool = False      # set (e.g. by a signal handler) to stop after the current step
     grads: dict | None = None         # the last update's gradients (for inspection; not saved in checkpoints)
+    native_rng: object = None         # the backend's own generator (Dropout(host_rng=False)), seeded from the
+                                      # model's seed at the first draw; its state is checkpointed where it can be
 
     def position(self) -> str:
         return f"epoch {self.epoch + 1}, step {self.batch}"

@@ -82,6 +82,11 @@ class EarlyStopping:
 
 def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs)."""
+    with model.bk:
+        return _evaluate(model, X, Y, batch_size)
+
+
+def _evaluate(model, X, Y, batch_size: int) -> tuple[float, float]:
     xp, n = model.xp, X.shape[0]
     total, correct = 0.0, 0.0
     for s in range(0, n, batch_size):
