@@ -24,6 +24,7 @@ from .penalties import Penalty
 from .registry import Configurable, deserialize, register, resolve, serialize
 from .schedules import Constant
 from .state import TrainState
+from .training import batch_bounds
 from .training import fit as _fit
 from .validation import check_labels, check_X, foreign_array_error
 
@@ -43,14 +44,7 @@ def _infer_input_shape(layers) -> tuple | None:
 
 def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
     """(start, stop) of k micro-batches of n rows, split as numpy.array_split does (at most n of them)."""
-    k = min(k, n)
-    q, r = divmod(n, k)
-    bounds, start = [], 0
-    for i in range(k):
-        stop = start + q + (1 if i < r else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+    return batch_bounds(n, minibatches=min(k, n))
 
 
 @register("Sequential.v1", kind="model")
