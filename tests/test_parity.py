@@ -75,3 +75,49 @@ def test_rel_diff_definition():
     a, b = np.array([1.0, 2.0]), np.array([1.0, 4.0])
     assert rel_diff(a, b) == (2.0, 0.5)
     assert rel_diff(np.zeros(2), np.zeros(2)) == (0.0, 0.0)
+
+
+@xpnet.register("tests.NumpyConstantLayer.v1")
+class NumpyConstantLayer(xpnet.Layer):
+    """A deliberately non-portable user layer: it mixes a NumPy constant into its forward."""
+
+    elementwise = True
+
+    def __init__(self):
+        pass
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None):
+        scale = np.full(tuple(x.shape[1:]), 2.0)  # a host NumPy array, whatever the backend
+        return x * scale, lambda dy: (dy * scale, {})
+
+
+def test_a_failing_backend_is_a_row_of_the_report_naming_the_layer():
+    pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 4)), rng.integers(0, 3, 32)
+
+    def model_fn(bk, dtype):
+        return xpnet.Sequential([xpnet.Dense(4, 5), NumpyConstantLayer(), xpnet.Dense(5, 3)], backend=bk,
+                                dtype=dtype, seed=0)
+
+    with pytest.raises(AssertionError) as info:
+        assert_parity(model_fn, X, y, backends=["numpy", "array_api_strict"], steps=3)
+    text = str(info.value)
+    assert "numpy  float64  lockstep 0.00e+00" in text and "ok" in text
+    assert "array_api_strict  float64  ERROR in layers.1 NumpyConstantLayer.forward: TypeError" in text, text
+
+
+def test_xpnet_testing_is_a_pytest_plugin(tmp_path):
+    """In a user's suite with no conftest.py: the fixture is there and the gpu mark is known."""
+    import subprocess
+    import sys
+    (tmp_path / "test_user.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.gpu\n"
+        "def test_marked():\n    pass\n"
+        "def test_fixture(xpnet_backend):\n    assert xpnet_backend.name\n")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-W", "error::pytest.PytestUnknownMarkWarning",
+                          "-p", "no:cacheprovider", str(tmp_path / "test_user.py")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "passed" in out.stdout and "PytestUnknownMarkWarning" not in out.stdout + out.stderr

@@ -131,6 +131,9 @@ def cmd_parity(args) -> int:
             print(f"{r['backend']:<17} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
                   f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
                   f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
+            if r.get("error"):
+                where = f" in {r['error']['where']}" if r["error"]["where"] else ""
+                print(f"{'':<17} error{where}: {r['error']['type']}: {r['error']['message']}")
     return 0 if report["passed"] else 1
 
 

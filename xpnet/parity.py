@@ -106,8 +106,12 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     for name in backends:
         for dtype in dtypes:
             bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
-            with bk:
-                results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol))
+            try:
+                with bk:
+                    results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after,
+                                            free_tol))
+            except Exception as exc:  # a backend that fails is a parity result too: say where and why
+                results.append(_failed_row(bk, dtype, exc))
     return {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
             "results": results, "passed": all(r["passed"] for r in results)}
 
@@ -115,6 +119,38 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
 def _put(model, noise):
     """Host random inputs -> the model's backend and dtype."""
     return None if noise is None else [None if a is None else model.bk.asarray(a, dtype=model.dtype) for a in noise]
+
+
+def where_raised(exc: BaseException) -> str | None:
+    """'layers.<i> <Layer>.<method>' for the innermost layer code in the exception's traceback, else None."""
+    from .layers import Layer
+    from .model import Sequential
+
+    layer, method, model = None, None, None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Layer):
+            layer, method = owner, frame.f_code.co_name
+        elif isinstance(owner, Sequential):
+            model = owner
+        tb = tb.tb_next
+    if layer is None:
+        return None
+    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if model is not None else None
+    prefix = f"layers.{index} " if index is not None else ""
+    if method == "<lambda>" or method not in ("forward", "build", "init_params", "noise_shape"):
+        method = f"forward's backward ({method})" if method in ("<lambda>", "backward") else method
+    return f"{prefix}{type(layer).__name__}.{method}"
+
+
+def _failed_row(bk, dtype, exc) -> dict:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return {"backend": bk.name, "device": bk.device, "dtype": dtype, "max_abs_diff": math.inf,
+            "max_rel_diff": math.inf, "free_max_rel_diff": math.inf, "growth_per_step": None,
+            "tolerance": TOLERANCES[dtype], "passed": False, "parameters": {},
+            "error": {"type": type(exc).__name__, "message": message[:300], "where": where_raised(exc)}}
 
 
 def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol) -> dict:

@@ -1,6 +1,8 @@
 """Backend parity for your own test suite.
 
-In a conftest.py:  `from xpnet.testing import xpnet_backend  # noqa: F401` gives a fixture that runs a
+Installed with xpnet, this module is a pytest plugin (entry point `pytest11`): the `xpnet_backend` fixture
+and the `gpu` mark are there in any test suite without a conftest.py. (Importing the fixture in a
+conftest.py, as before, works too.) `from xpnet.testing import xpnet_backend  # noqa: F401` gives a fixture that runs a
 test once per installed backend (GPU cases skipped with a reason when no GPU), and
 `xpnet.testing.assert_parity(model_fn, X, y)` fails with a table when a backend drifts from NumPy.
 """
@@ -73,7 +75,20 @@ def assert_parity(model_fn, X, y, backends=None, dtypes=("float64",), steps: int
                     if device == "cpu" and version is None and _skip_reason(name, device) is None]
     report = parity(model_fn, X, y, backends=backends, dtypes=dtypes, steps=steps, free_tol=free_tol, **kwargs)
     if not report["passed"]:
-        lines = [f"{r['backend']:>17} {r['dtype']:>8}  lockstep {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e})"
-                 f"  free {r['free_max_rel_diff']:.2e}  {'ok' if r['passed'] else 'FAILED'}" for r in report["results"]]
-        raise AssertionError("backend parity failed:\n" + "\n".join(lines))
+        raise AssertionError("backend parity failed:\n" + "\n".join(map(_row, report["results"])))
     return report
+
+
+def _row(r: dict) -> str:
+    head = f"{r['backend']:>17} {r['dtype']:>8}  "
+    err = r.get("error")
+    if err:
+        where = f" in {err['where']}" if err["where"] else ""
+        return head + f"ERROR{where}: {err['type']}: {err['message']}"
+    return head + (f"lockstep {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e})  free {r['free_max_rel_diff']:.2e}  "
+                   f"{'ok' if r['passed'] else 'FAILED'}")
+
+
+def pytest_configure(config):
+    """As a pytest plugin (entry point pytest11, active wherever xpnet is installed): register xpnet's marks."""
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (xpnet.testing skips it, with the reason, without one)")
