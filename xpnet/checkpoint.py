@@ -200,9 +200,10 @@ def _upgrade_v1(meta: dict) -> dict:
     return meta
 
 
-def load(path, backend=None, device=None, dtype: str | None = None):
+def load(path, backend=None, device=None, dtype: str | None = None, compile: bool = False):
     """Rebuild the model saved at `path` on `backend`/`device` (default: the default backend) with its
-    training state, ready to predict or to continue with `fit(..., resume=True)`. The model also gets
+    training state, ready to predict or to continue with `fit(..., resume=True)` (compile=True: compiled
+    training steps, where the backend compiles; a checkpoint does not say how it was trained). The model also gets
     `checkpoint_meta_` (the file's metadata) and `checkpoint_arrays_` (its extra arrays)."""
     from .backend import BackendError
     from .state import empty_history
@@ -212,7 +213,8 @@ def load(path, backend=None, device=None, dtype: str | None = None):
         raise CheckpointError(f"{path}: unknown dtype {meta.get('dtype')!r} in its metadata")
     saved = meta["state"]
     try:
-        model = deserialize(meta["model"], "model", backend=backend, device=device, dtype=dtype or meta["dtype"])
+        model = deserialize(meta["model"], "model", backend=backend, device=device, dtype=dtype or meta["dtype"],
+                            **({"compile": True} if compile else {}))
     except BackendError:
         raise
     except InputError as exc:

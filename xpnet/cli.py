@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--accumulate", type=int, default=None, metavar="K",
                     help="compute each minibatch as K micro-batches and sum their gradients before one update "
                          "(the same training in 1/K of the activation memory; default 1)")
+    sp.add_argument("--compile", action="store_true",
+                    help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,

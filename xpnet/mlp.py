@@ -58,7 +58,7 @@ class NeuralNetMLP(Sequential):
 
     def __init__(self, n_output, n_features, n_hidden=30, l1=0.0, l2=0.0, epochs=500, eta=0.001, alpha=0.0,
                  decrease_const=0.0, shuffle=True, minibatches=1, random_state=None, backend=None, device=None,
-                 dtype="float64"):
+                 dtype="float64", compile=False):
         for name, v in (("epochs", epochs), ("minibatches", minibatches)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
@@ -74,7 +74,7 @@ class NeuralNetMLP(Sequential):
             [Dense(n_features, n_hidden, init="book_uniform"), Sigmoid(), Dense(n_hidden, n_output, init="book_uniform")],
             loss=LogisticCost(reduction="sum"), optimizer=BookSGD(eta, alpha),
             penalty=Penalty(l1, l2, l1_cost_factor=0.5), schedule=BookDecay(decrease_const),
-            backend=backend, device=device, dtype=dtype, rng=np.random.RandomState(random_state))
+            backend=backend, device=device, dtype=dtype, rng=np.random.RandomState(random_state), compile=compile)
 
     def get_config(self) -> dict:
         return dict(self.init_args, dtype=self.dtype_name)

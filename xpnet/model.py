@@ -59,7 +59,7 @@ class Sequential(Configurable):
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None, input_shape=None):
+                 seed=None, rng=None, input_shape=None, compile: bool = False):
         self.layers = list(layers)
         if not self.layers:
             raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
@@ -85,6 +85,11 @@ class Sequential(Configurable):
         self.penalty = penalty if penalty is not None else Penalty(l1, l2)
         self.schedule = resolve(schedule, "schedule") if schedule is not None else Constant()
         self.inplace = self.bk.mutable
+        self.compile = bool(compile)
+        if self.compile and not self.bk.compiles:
+            self.bk.compile(lambda: None)  # raises: names the backends that compile
+        self._compiled_step = None
+        self.compile_traces_ = 0  # how many times the compiled step was traced (a new batch shape traces once)
         if isinstance(rng, str) or rng is None:
             rng = host_rng(seed, rng or "Generator")
         self._keys = [[(local, f"layers.{i}.{local}") for local in layer.param_shapes()]
@@ -290,6 +295,28 @@ class Sequential(Configurable):
         # kept until the next update replaces them, as PyTorch keeps .grad: for inspection (and the lifetime
         # gradient arrays had in 0.1.0)
         st.grads = grads
+
+    def compiled_step(self):
+        """The whole training step as one compiled call (compile=True; jax.jit): gather the minibatch's rows
+        from the device-resident data, forward, loss, backward, penalty, optimizer update, argmax:
+
+            params, opt_state, loss, predictions = step(params, opt_state, X, Y, idx, noise, hyper)
+
+        `hyper` (optimizer.hyper(lr, t): host floats) and `noise` (draw_noise) are arguments, so a new learning
+        rate or step count does not retrace; a new minibatch size (the last short one) traces once more."""
+        if self._compiled_step is None:
+            xp, opt = self.xp, self.optimizer
+
+            def step(params, opt_state, X, Y, idx, noise, hyper, accumulate):
+                self.compile_traces_ += 1  # Python runs this body only while tracing
+                xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
+                value, z, grads = self.value_and_grads(xb, yb, params=params, noise=noise, accumulate=accumulate)
+                params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
+                return params, opt_state, value, xp.argmax(z, axis=1)
+
+            # accumulate is a Python int that shapes the trace (static)
+            self._compiled_step = self.bk.compile(step, donate_argnums=(0, 1), static_argnums=(7,))
+        return self._compiled_step
 
     def train_step(self, x, y, noise=None, accumulate: int = 1):
         """One optimizer step on a minibatch (noise drawn here when not given); returns (loss, logits) as

@@ -21,6 +21,7 @@ from .backend import Backend
 from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .errors import InputError
+from .layers.base import where_raised
 from .model import Sequential
 from .optimizers import SGD, Adam
 
@@ -119,30 +120,6 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
 def _put(model, noise):
     """Host random inputs -> the model's backend and dtype."""
     return None if noise is None else [None if a is None else model.bk.asarray(a, dtype=model.dtype) for a in noise]
-
-
-def where_raised(exc: BaseException) -> str | None:
-    """'layers.<i> <Layer>.<method>' for the innermost layer code in the exception's traceback, else None."""
-    from .layers import Layer
-    from .model import Sequential
-
-    layer, method, model = None, None, None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, Layer):
-            layer, method = owner, frame.f_code.co_name
-        elif isinstance(owner, Sequential):
-            model = owner
-        tb = tb.tb_next
-    if layer is None:
-        return None
-    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if model is not None else None
-    prefix = f"layers.{index} " if index is not None else ""
-    if method == "<lambda>" or method not in ("forward", "build", "init_params", "noise_shape"):
-        method = f"forward's backward ({method})" if method in ("<lambda>", "backward") else method
-    return f"{prefix}{type(layer).__name__}.{method}"
 
 
 def _failed_row(bk, dtype, exc) -> dict:

@@ -193,9 +193,10 @@ class Configurable:
         return cls(**dict(config, **overrides))
 
 
-def model_from_config(spec, backend=None, device=None, dtype=None):
+def model_from_config(spec, backend=None, device=None, dtype=None, **options):
     """A model from its config: {"class": "Sequential", "config": {...}} as a dict, a JSON string or the path
-    of a .json file (what `xpnet.serialize(model)` gives; `json.dumps` it to write one)."""
+    of a .json file (what `xpnet.serialize(model)` gives; `json.dumps` it to write one). options: run options
+    of the model's constructor that are not part of its config (compile=True)."""
     if isinstance(spec, (str, Path)):
         text = str(spec)
         if not text.lstrip().startswith("{"):
@@ -208,4 +209,4 @@ def model_from_config(spec, backend=None, device=None, dtype=None):
         except ValueError as exc:
             raise InputError(f"the model config is not valid JSON ({exc}); expected "
                              f'{{"class": "Sequential", "config": {{"layers": [...], ...}}}}') from None
-    return deserialize(spec, "model", backend=backend, device=device, dtype=dtype)
+    return deserialize(spec, "model", backend=backend, device=device, dtype=dtype, **options)

@@ -162,6 +162,8 @@ def _resume_command(path, args) -> str:
         parts += ["--data-dir", args.data_dir]
     if args.checkpoint and str(args.checkpoint) != str(path):
         parts += ["--checkpoint", args.checkpoint]
+    if getattr(args, "compile", False):
+        parts += ["--compile"]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -177,7 +179,7 @@ def run_train(args) -> dict:
             raise InputError(f"--resume continues the saved run as it was configured; only --epochs, --backend, "
                              f"--device, --data-dir and output options (--checkpoint, --history, --plot, --quiet, "
                              f"--json) may be given with it, not {', '.join(dict.fromkeys(given))}")
-        saved_model = load(args.resume, backend=args.backend, device=args.device)
+        saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
         saved_meta = saved_model.checkpoint_meta_
         if not saved_meta.get("cli"):
             raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
@@ -197,7 +199,8 @@ def run_train(args) -> dict:
         scaler = Scaler.from_meta(saved_meta.get("preprocessing"), model.checkpoint_arrays_)
     else:
         scaler = Scaler(cfg["scale"]).fit(X)
-        model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device)
+        model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
+                                  **({"compile": True} if args.compile else {}))
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"the checkpoint holds a {model.dtype_name} model; resume without --dtype {cfg['dtype']}")
     Xs = scaler.transform(X, cfg["dtype"])

@@ -13,6 +13,7 @@ import time
 
 from .backend import is_host, is_out_of_memory
 from .errors import InputError
+from .layers.base import where_raised
 from .state import HISTORY_KEYS, empty_history
 
 
@@ -220,6 +221,8 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     history = st.history
     st.stop_requested = False
     take = bk.take
+    compiled = model.compiled_step() if getattr(model, "compile", False) else None
+    identity = bk.asarray(list(range(n))) if compiled is not None and not shuffle else None
     mean = model.loss.reduction == "mean"
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
@@ -233,19 +236,23 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         else:  # resuming inside an epoch: its rate and order were saved
             losses, correct = st.partial_losses, st.partial_correct
         st.order = order
-        order_d = bk.asarray(order) if shuffle else None
+        order_d = bk.asarray(order) if shuffle else identity
         st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch, start, losses, correct
         preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
         for i in range(start, len(bounds)):
             s, e = bounds[i]
-            if shuffle:
-                idx = order_d[s:e]
-                xb, yb = take(Xd, idx), take(Yd, idx)
+            if compiled is not None:  # one compiled call: gather, forward, backward, update, argmax
+                value, pred = _compiled_step(model, compiled, Xd, Yd, order_d[s:e], accumulate)
             else:
-                xb, yb = Xd[s:e, ...], Yd[s:e, ...]
-            value, z = model.train_step(model.cast(xb), yb, None, accumulate)
+                if shuffle:
+                    idx = order_d[s:e]
+                    xb, yb = take(Xd, idx), take(Yd, idx)
+                else:
+                    xb, yb = Xd[s:e, ...], Yd[s:e, ...]
+                value, z = model.train_step(model.cast(xb), yb, None, accumulate)
+                pred = xp.argmax(z, axis=1)
             losses.append(value)
-            preds.append(xp.argmax(z, axis=1))
+            preds.append(pred)
             st.batch = i + 1
             for hook in batch_hooks:
                 hook(model, i + 1, len(bounds))
@@ -284,6 +291,29 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     for cb in callbacks:
         getattr(cb, "on_train_end", lambda m: None)(model)
     return history
+
+
+def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
+    """One compiled training step on the rows `idx` of the device-resident data; updates the TrainState.
+    Returns (loss, predictions) as device arrays."""
+    st = model.state
+    noise = model.draw_noise(idx.shape[0])
+    hyper = model.optimizer.hyper(st.lr, st.step + 1)
+    try:
+        st.params, st.opt_state, value, pred = compiled(st.params, st.opt_state, Xd, Yd, idx, noise, hyper,
+                                                        accumulate)
+    except Exception as exc:
+        if not model.bk.is_trace_error(exc):
+            raise
+        where = where_raised(exc) or "a layer, loss or optimizer"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error = InputError(f"compile=True: {where} cannot be traced by the {model.bk.name} compiler: it does host "
+                           f"work on an array ({type(exc).__name__}: {first[:160]}); write it with xp array "
+                           f"operations only, or train without compile")
+    else:
+        st.step += 1
+        return value, pred
+    raise error
 
 
 def print_epoch(logs: dict, epochs: int, validation: bool) -> None:

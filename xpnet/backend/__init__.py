@@ -17,7 +17,7 @@ import array_api_compat
 import numpy as np
 
 from .._callable import make_callable
-from ._base import (DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, NativeRNG, _cuda_count, _import,
+from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, NativeRNG, _cuda_count, _import,
                     _parse_device, backend_class)
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",

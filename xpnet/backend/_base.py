@@ -208,6 +208,21 @@ class Backend(abc.ABC):
             raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
         return getattr(self.xp, name)
 
+    #: whether compile() traces a function into one compiled call (jax.jit); see COMPILERS
+    compiles = False
+
+    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = ()):
+        """fn traced and compiled into one call for this backend's device (arguments that are arrays, or
+        nested dicts and lists of them, traced; donate_argnums: arguments whose buffers the result may reuse;
+        static_argnums: arguments that are Python values shaping the trace)."""
+        raise BackendError(f"backend {self.name!r} has no compiler, so compile=True cannot be used with it; "
+                           f"compiled training runs on: {', '.join(COMPILERS)} (e.g. --backend jax --compile), "
+                           f"or drop --compile / compile=True to train eagerly")
+
+    def is_trace_error(self, exc: BaseException) -> bool:
+        """Whether `exc` says traced code tried host work on a traced array (float(x), if x > 0, np.asarray(x))."""
+        return False
+
     @property
     def mutable(self) -> bool:
         """Whether arrays can be updated in place (all but JAX), as array_api_compat.is_writeable_array says."""
@@ -306,6 +321,9 @@ class Backend(abc.ABC):
         if not array_api_compat.is_array_api_obj(a) or isinstance(a, np.generic):
             return False
         return self.is_array(a) and self._on_device(a)
+
+
+COMPILERS = ("jax",)  # the backends whose compile() works; torch.compile is not wired in yet
 
 
 class NativeRNG:

@@ -50,6 +50,20 @@ class JaxBackend(Backend):
                           stacklevel=3)
         return super().dtype(name)
 
+    compiles = True
+
+    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = ()):
+        """jax.jit; donated buffers only on a GPU (the CPU client cannot reuse them and would warn)."""
+        return self._mod.jit(fn, donate_argnums=donate_argnums if self.device != "cpu" else (),
+                             static_argnums=static_argnums)
+
+    def is_trace_error(self, exc: BaseException) -> bool:
+        errors = self._mod.errors
+        kinds = tuple(getattr(errors, n) for n in ("ConcretizationTypeError", "TracerArrayConversionError",
+                                                   "TracerBoolConversionError", "TracerIntegerConversionError",
+                                                   "UnexpectedTracerError") if hasattr(errors, n))
+        return isinstance(exc, kinds)
+
     def block(self, a):
         """Wait until array `a` is computed (JAX dispatches asynchronously, even on the CPU)."""
         a.block_until_ready()

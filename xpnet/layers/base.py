@@ -77,3 +77,24 @@ def fans(shape: tuple) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight of shape (out, in, *kernel): in * kernel and out * kernel."""
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
     return shape[1] * receptive, shape[0] * receptive
+
+
+def where_raised(exc: BaseException) -> str | None:
+    """'layers.<i> <Layer>.<method>' for the innermost layer code in an exception's traceback (for error
+    reports that name the layer at fault), else None."""
+    layer, method, model = None, None, None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Layer):
+            layer, method = owner, tb.tb_frame.f_code.co_name
+        elif isinstance(getattr(owner, "layers", None), list):
+            model = owner
+        tb = tb.tb_next
+    if layer is None:
+        return None
+    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if model is not None else None
+    prefix = f"layers.{index} " if index is not None else ""
+    if method in ("<lambda>", "backward"):
+        method = f"forward's backward ({method})"
+    return f"{prefix}{type(layer).__name__}.{method}"
