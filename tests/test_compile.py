@@ -76,7 +76,7 @@ def test_backends_without_a_compiler_refuse(backend):
     if backend == "array_api_strict":
         pytest.importorskip("array_api_strict")
     with pytest.raises(xpnet.BackendError, match=r"has no compiler, so compile=True cannot be used with it; "
-                                                 r"compiled training runs on: jax"):
+                                                 r"compiled training runs on: jax, torch"):
         xpnet.Sequential([xpnet.Dense(4, 2)], backend=backend, compile=True)
 
 
@@ -113,4 +113,22 @@ def test_cli_compile(tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1])["test_accuracy"] > 0.9
     out = run("--backend", "numpy", "--compile")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "has no compiler, so compile=True cannot be used with it" in out.stderr
+    assert "has no compiler, so compile=True cannot be used with it; compiled training runs on: jax, torch" in out.stderr
+
+
+def test_torch_compile_equals_eager_and_does_not_recompile(digits):
+    pytest.importorskip("torch")
+    X, y = digits[0][:300], digits[1][:300]
+
+    def tmake(compile):
+        return xpnet.Sequential([xpnet.Dense(64, 16), xpnet.Tanh(), xpnet.Dense(16, 10)], optimizer=xpnet.Adam(3e-3),
+                                l2=1e-4, schedule=xpnet.SCHEDULES["step"](1, 0.5), backend="torch", dtype="float64",
+                                seed=0, compile=compile)
+
+    eager = tmake(False).fit(X, y, epochs=2, batch_size=64)
+    compiled = tmake(True).fit(X, y, epochs=2, batch_size=64)
+    assert worst(compiled, eager) <= 1e-10
+    traces = compiled.compile_traces_
+    assert traces >= 2  # the full minibatch and the short last one (a graph break may add one)
+    compiled.fit(X, y, epochs=2, batch_size=64)  # new learning rates and step counts: nothing recompiles
+    assert compiled.compile_traces_ == traces

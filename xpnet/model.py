@@ -308,14 +308,16 @@ class Sequential(Configurable):
             xp, opt = self.xp, self.optimizer
 
             def step(params, opt_state, X, Y, idx, noise, hyper, accumulate):
-                self.compile_traces_ += 1  # Python runs this body only while tracing
                 xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
                 value, z, grads = self.value_and_grads(xb, yb, params=params, noise=noise, accumulate=accumulate)
                 params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
                 return params, opt_state, value, xp.argmax(z, axis=1)
 
+            def traced():
+                self.compile_traces_ += 1
+
             # accumulate is a Python int that shapes the trace (static)
-            self._compiled_step = self.bk.compile(step, donate_argnums=(0, 1), static_argnums=(7,))
+            self._compiled_step = self.bk.compile(step, donate_argnums=(0, 1), static_argnums=(7,), on_trace=traced)
         return self._compiled_step
 
     def train_step(self, x, y, noise=None, accumulate: int = 1):

@@ -298,7 +298,7 @@ def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
     Returns (loss, predictions) as device arrays."""
     st = model.state
     noise = model.draw_noise(idx.shape[0])
-    hyper = model.optimizer.hyper(st.lr, st.step + 1)
+    hyper = model.bk.scalar_args(model.optimizer.hyper(st.lr, st.step + 1))
     try:
         st.params, st.opt_state, value, pred = compiled(st.params, st.opt_state, Xd, Yd, idx, noise, hyper,
                                                         accumulate)

@@ -211,13 +211,19 @@ class Backend(abc.ABC):
     #: whether compile() traces a function into one compiled call (jax.jit); see COMPILERS
     compiles = False
 
-    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = ()):
+    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
         """fn traced and compiled into one call for this backend's device (arguments that are arrays, or
         nested dicts and lists of them, traced; donate_argnums: arguments whose buffers the result may reuse;
-        static_argnums: arguments that are Python values shaping the trace)."""
+        static_argnums: arguments that are Python values shaping the trace; on_trace(): called once per trace
+        or compilation, for counting them)."""
         raise BackendError(f"backend {self.name!r} has no compiler, so compile=True cannot be used with it; "
                            f"compiled training runs on: {', '.join(COMPILERS)} (e.g. --backend jax --compile), "
                            f"or drop --compile / compile=True to train eagerly")
+
+    def scalar_args(self, scalars: dict) -> dict:
+        """Host floats as arguments of a compiled function such that new values do not recompile it (JAX traces
+        Python floats already; torch.compile would specialise on them)."""
+        return scalars
 
     def is_trace_error(self, exc: BaseException) -> bool:
         """Whether `exc` says traced code tried host work on a traced array (float(x), if x > 0, np.asarray(x))."""
@@ -323,7 +329,7 @@ class Backend(abc.ABC):
         return self.is_array(a) and self._on_device(a)
 
 
-COMPILERS = ("jax",)  # the backends whose compile() works; torch.compile is not wired in yet
+COMPILERS = ("jax", "torch")  # the backends whose compile() works
 
 
 class NativeRNG:

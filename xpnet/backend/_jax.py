@@ -52,8 +52,15 @@ class JaxBackend(Backend):
 
     compiles = True
 
-    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = ()):
+    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
         """jax.jit; donated buffers only on a GPU (the CPU client cannot reuse them and would warn)."""
+        if on_trace is not None:
+            inner = fn
+
+            def fn(*args):  # noqa: F811 (Python runs a jitted body only while tracing it)
+                on_trace()
+                return inner(*args)
+
         return self._mod.jit(fn, donate_argnums=donate_argnums if self.device != "cpu" else (),
                              static_argnums=static_argnums)
 

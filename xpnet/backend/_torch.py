@@ -32,6 +32,31 @@ class TorchBackend(Backend):
     def _probe(self):
         return self._mod.empty(0, device=self.native_device)
 
+    compiles = True
+    #: torch.compile's mode: "default" (inductor) on the CPU; "reduce-overhead" (CUDA graphs) is for GPUs
+    compile_mode = "default"
+
+    def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
+        """torch.compile (inductor), without dynamic shapes: each new minibatch shape compiles once. Python
+        ints in static_argnums specialise the graph, as torch.compile does with any Python int; floats must
+        come as tensors (scalar_args), or each new value would recompile."""
+        torch = self._mod
+        if on_trace is None:
+            return torch.compile(fn, mode=self.compile_mode, dynamic=False)
+        from torch._inductor import compile_fx  # the default backend, wrapped to count its compilations
+
+        def counting_backend(gm, example_inputs):
+            on_trace()
+            return compile_fx.compile_fx(gm, example_inputs)
+
+        return torch.compile(fn, backend=counting_backend, dynamic=False)
+
+    def scalar_args(self, scalars: dict) -> dict:
+        return {k: self._mod.tensor(v, dtype=self._mod.float64, device=self.native_device) for k, v in scalars.items()}
+
+    def is_trace_error(self, exc: BaseException) -> bool:
+        return type(exc).__module__.startswith("torch._dynamo") and "Unsupported" in type(exc).__name__
+
     def activate(self):
         """torch.cuda.device(i) on a GPU (torch ops follow their tensors' device anyway; this sets the
         device of calls without one, e.g. streams and events); nothing on the CPU."""
