@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import no_unpickling
 from .mlp import mlp_specs
 from .preprocessing import Scaler
 from .registry import get, model_from_config
@@ -309,17 +310,18 @@ def read_inputs(path, n_features: int, invert: str = "auto") -> np.ndarray:
         raise InputError(f"{path} does not exist")
     if suffix in (".npy", ".npz"):
         try:
-            data = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{path}: cannot read it without unpickling ({exc}); xpnet never unpickles") from None
+            with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
+                data = np.load(p, allow_pickle=False)
+                if suffix == ".npz":
+                    keys = list(data.keys())
+                    key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
+                    if key is None:
+                        raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
+                    data = data[key]
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
-        if suffix == ".npz":
-            keys = list(data.keys())
-            key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
-            data = data[key]
         X = np.asarray(data)
         if X.ndim == 1:
             X = X[None, :]
