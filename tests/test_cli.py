@@ -73,9 +73,14 @@ def test_train_on_another_backend_by_flag():
 @pytest.mark.parametrize("args, message", [
     (["train", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
     (["train", "--backend", "numpy", "--device", "cuda"], "runs on the CPU only"),
-    (["train", "--lr", "-1"], "learning rate must be a number > 0"),
+    (["train", "--lr", "-1"], "xpnet train: error: --lr -1.0: must be a number > 0; try 0.01 for SGD"),
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["parity", "--backends", "numpy,mxnet"], "unknown backend 'mxnet'"),
+    (["train", "--batch-size", "0"], "xpnet train: error: --batch-size 0: must be a positive integer"),
+    (["train", "--epochs", "0"], "xpnet train: error: --epochs 0: must be a positive integer"),
+    (["train", "--validation-split", "1"], "xpnet train: error: --validation-split 1.0: must be a number in [0, 1)"),
+    (["train", "--early-stopping", "0"], "xpnet train: error: --early-stopping 0: must be a positive integer"),
+    (["parity", "--steps", "0"], "xpnet parity: error: --steps 0: must be a positive integer"),
 ])
 def test_errors_are_one_line(args, message):
     proc = xpnet(*args, "--quiet") if args[0] == "train" else xpnet(*args)

@@ -87,7 +87,7 @@ def test_fit_with_accumulation_trains_the_same_run(digits):
     worst = max(rel_diff(b.parameters()[k], v)[1] for k, v in a.parameters().items())
     assert worst <= 1e-12, worst
     np.testing.assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-12)
-    with pytest.raises(xpnet.InputError, match="accumulate must be a positive integer"):
+    with pytest.raises(xpnet.InputError, match="^accumulate=0: must be a positive integer$"):
         mlp().fit(X, y, epochs=1, accumulate=0)
 
 

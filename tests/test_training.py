@@ -187,15 +187,16 @@ def test_foreign_arrays_are_refused():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: xpnet.SGD(-0.1), "learning rate must be a number > 0"),
-    (lambda: xpnet.Penalty(l2=-1), "l2 regularization strength must be a number >= 0"),
-    (lambda: xpnet.Dense(0, 3), "positive integer"),
+    (lambda: xpnet.SGD(-0.1), r"^lr=-0\.1: must be a number > 0; try 0\.01 for SGD"),
+    (lambda: xpnet.Penalty(l2=-1), r"^l2=-1: must be a number >= 0$"),
+    (lambda: xpnet.Dense(0, 3), r"^Dense\(in_features=0\): must be a positive integer$"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 2)], loss="hinge"), "unknown loss 'hinge'; choose one of: logistic"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 2)], optimizer="rmsprop"), "unknown optimizer"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 3), xpnet.Dense(4, 2)]), "expects 4 input features"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], epochs=0), "epochs must be a positive integer"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], batch_size=0), "batch_size must be a positive integer"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], minibatches=5), "minibatches must be an integer from 1"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], epochs=0), "^epochs=0: must be a positive integer$"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], batch_size=0), "^batch_size=0: must be a positive integer$"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], minibatches=5),
+     "^minibatches=5: must be an integer from 1 to 4; the training data has 4 samples$"),
 ])
 def test_bad_arguments(make, message):
     with pytest.raises(xpnet.InputError, match=message):

@@ -292,8 +292,18 @@ def main(argv=None) -> int:
     except Exception as exc:  # one clear line, no traceback unless --debug
         if debug or not _is_user_error(exc):
             raise
-        print(f"xpnet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"xpnet {args.command}: error: {as_flags(str(exc), args)}", file=sys.stderr)
         return 2
+
+
+def as_flags(message: str, args) -> str:
+    """The library's errors start with the keyword argument at fault ('batch_size=0: must be a positive
+    integer'); when that keyword is one of this command's options, it becomes the flag ('--batch-size 0:
+    must be a positive integer'), so the message names what the user typed."""
+    name, eq, rest = message.partition("=")
+    if not eq or not rest or rest[0].isspace() or name in ("command", "func", "file") or name not in vars(args):
+        return message
+    return f"--{name.replace('_', '-')} {rest}"
 
 
 def _is_user_error(exc: BaseException) -> bool:

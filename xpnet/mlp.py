@@ -16,6 +16,7 @@ from .layers import Dense, Sigmoid
 from .losses import LogisticCost
 from .model import Sequential
 from .optimizers import BookSGD
+from .params import POSITIVE_INT, check
 from .penalties import Penalty
 from .registry import get, register
 from .schedules import BookDecay
@@ -59,9 +60,8 @@ class NeuralNetMLP(Sequential):
     def __init__(self, n_output, n_features, n_hidden=30, l1=0.0, l2=0.0, epochs=500, eta=0.001, alpha=0.0,
                  decrease_const=0.0, shuffle=True, minibatches=1, random_state=None, backend=None, device=None,
                  dtype="float64"):
-        for name, v in (("epochs", epochs), ("minibatches", minibatches)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        check("epochs", epochs, POSITIVE_INT)
+        check("minibatches", minibatches, POSITIVE_INT)
         self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2,
                               epochs=epochs, eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
                               minibatches=minibatches, random_state=random_state)

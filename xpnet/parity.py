@@ -21,6 +21,7 @@ from .backend import Backend
 from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .errors import InputError
+from .params import POSITIVE_INT, check
 from .model import Sequential
 from .optimizers import SGD, Adam
 
@@ -69,8 +70,7 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
             X, y = default_problem()
     if X is None or y is None:
         raise InputError("parity with your own model_fn needs host data X and y")
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check("steps", steps, POSITIVE_INT)
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
     Xh = np.asarray(X)
     n = Xh.shape[0]
