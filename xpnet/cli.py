@@ -91,8 +91,6 @@ def _merge(reports: list[dict]) -> dict:
 def _book_gradcheck(args) -> list[dict]:
     """The book's setting: n_hidden=10, no penalties, 10 epochs of one minibatch on the first 5 MNIST
     training images, a check at every minibatch."""
-    import warnings
-
     from .datasets import load_mnist
     from .gradcheck import gradcheck
     from .mlp import NeuralNetMLP
@@ -309,12 +307,8 @@ def as_flags(message: str, args) -> str:
 def _is_user_error(exc: BaseException) -> bool:
     from .training import OutOfMemory, TrainingDiverged
     from .errors import InputError
+    # (DataError and CheckpointError are InputErrors)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
-    try:
-        from .datasets import DataError
-        user = user + (DataError,)
-    except ImportError:
-        pass
     return isinstance(exc, user)
 
 
