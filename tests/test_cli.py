@@ -1,6 +1,7 @@
 """The xpnet command, run as a user would (python -m xpnet), with --json outputs checked."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -63,6 +64,15 @@ def test_train_digits_json():
     assert set(result) == {"backend", "device", "dtype", "epochs", "seconds", "train_accuracy", "test_accuracy",
                            "final_loss", "checkpoint"}
     assert result["backend"] == "numpy" and result["epochs"] == 10 and result["test_accuracy"] > 0.9
+
+
+def test_train_prints_one_line_per_epoch_off_a_terminal():
+    """The line fit(verbose=True) prints (training.epoch_line), with the CLI's samples/s."""
+    proc = xpnet("train", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(re.fullmatch(r"epoch \d/2 loss \d\.\d{4} acc \d\.\d{4} lr 0\.1 \d+\.\d\ds "
+                                                 r"[\d,]+ samples/s", line) for line in epochs), proc.stdout
 
 
 def test_train_on_another_backend_by_flag():

@@ -131,15 +131,13 @@ class Progress:
         self.done = now
 
     def on_epoch_end(self, model, logs):
-        n = model.state.settings["n"]
-        val = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
+        from .training import epoch_figures, epoch_line
         if self.tqdm is not None:
-            self.tqdm.set_postfix_str(f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}", refresh=True)
+            self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
             self.tqdm.close()
             self.tqdm = None
             return
-        print(f"epoch {logs['epoch']}/{self.epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val} "
-              f"lr {logs['lr']:.3g} {n / max(logs['seconds'], 1e-9):,.0f} samples/s", flush=True)
+        print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
 
 
 class Checkpointer:

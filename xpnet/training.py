@@ -267,7 +267,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             history[k].append(logs[k])
         st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch + 1, 0, [], 0.0
         if verbose:
-            print_epoch(logs, epochs, val is not None)
+            print(epoch_line(logs, epochs), flush=True)
         stop = False
         for cb in callbacks:
             hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
@@ -280,8 +280,15 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     return history
 
 
-def print_epoch(logs: dict, epochs: int, validation: bool) -> None:
-    """One line per epoch (`fit(verbose=True)`)."""
-    extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if validation else ""
-    print(f"epoch {logs['epoch']}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
-          f"lr {logs['lr']:.3g} {logs['seconds']:.2f}s", flush=True)
+def epoch_figures(logs: dict) -> str:
+    """An epoch's loss and accuracy, and with validation its val_loss and val_acc: 'loss 0.1234 acc 0.9612'."""
+    val = "" if logs["val_loss"] is None else f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}"
+
+
+def epoch_line(logs: dict, epochs: int, samples: int | None = None) -> str:
+    """The one line an epoch prints (`fit(verbose=True)`, and `xpnet train` off a terminal): its figures,
+    learning rate and time, and given the number of samples it trained on, their rate:
+    'epoch 3/30 loss 0.1234 acc 0.9612 lr 0.1 0.42s 25,811 samples/s'."""
+    rate = "" if not samples else f" {samples / max(logs['seconds'], 1e-9):,.0f} samples/s"
+    return f"epoch {logs['epoch']}/{epochs} {epoch_figures(logs)} lr {logs['lr']:.3g} {logs['seconds']:.2f}s{rate}"
