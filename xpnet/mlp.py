@@ -22,30 +22,36 @@ from .registry import get, register
 from .schedules import BookDecay
 
 
-def mlp_specs(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+def mlp_specs(sizes, activation="relu", init: str | None = None, output_init: str = "glorot_uniform",
               dropout: float = 0.0) -> list[dict]:
     """Layer configs {"class", "config"} of an MLP with layer sizes [in, hidden..., out]: Dense layers with
-    `activation` (and Dropout(dropout) when > 0) between them. init: the hidden layers' initializer (default
-    he_normal for ReLU-type activations, else glorot_uniform); output_init the last layer's."""
+    `activation` (one name, or a list of one per hidden layer) and Dropout(dropout) when > 0 between them.
+    init: the hidden layers' initializer (default he_normal after ReLU-type activations, else
+    glorot_uniform); output_init the last layer's."""
     sizes = list(sizes)
     if len(sizes) < 2:
         raise InputError(f"an MLP needs at least an input and an output size, got sizes {sizes}")
-    get("layer", activation)  # fails now, naming the valid ones
-    if init is None:
-        init = "he_normal" if activation in ("relu", "leaky_relu") else "glorot_uniform"
+    acts = [activation] * (len(sizes) - 2) if isinstance(activation, str) else list(activation)
+    if len(acts) != len(sizes) - 2:
+        n = len(sizes) - 2
+        raise InputError(f"activation lists {len(acts)} activations for {n} hidden layer{'s' if n != 1 else ''}; "
+                         f"give one per hidden layer, or one name for all")
+    for name in [activation] if isinstance(activation, str) else acts:
+        get("layer", name)  # fails now, naming the valid ones
     specs = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         last = i == len(sizes) - 2
+        hidden_init = init or ("he_normal" if not last and acts[i] in ("relu", "leaky_relu") else "glorot_uniform")
         specs.append({"class": "Dense", "config": {"in_features": a, "out_features": b,
-                                                  "init": output_init if last else init}})
+                                                  "init": output_init if last else hidden_init}})
         if not last:
-            specs.append({"class": activation, "config": {}})
+            specs.append({"class": acts[i], "config": {}})
             if dropout:
                 specs.append({"class": "Dropout", "config": {"p": dropout}})
     return specs
 
 
-def mlp_layers(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+def mlp_layers(sizes, activation="relu", init: str | None = None, output_init: str = "glorot_uniform",
                dropout: float = 0.0) -> list:
     """The layers of mlp_specs(...) as objects, e.g. Sequential(mlp_layers([784, 100, 10]))."""
     return [get("layer", s["class"])(**s["config"]) for s in mlp_specs(sizes, activation, init, output_init,
