@@ -287,9 +287,8 @@ class Sequential(Configurable):
         st.step += 1
         hyper = self.optimizer.hyper(st.lr, st.step)
         st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
-        # Kept until the next update replaces them, as PyTorch keeps .grad: for inspection, and measured to
-        # matter for speed on NumPy (freeing them at once let glibc return the minibatch's freed memory to
-        # the OS each step, and the next step page-faulted it back: the book's case D was 4-7 % slower).
+        # kept until the next update replaces them, as PyTorch keeps .grad: for inspection (and the lifetime
+        # gradient arrays had in 0.1.0)
         st.grads = grads
 
     def train_step(self, x, y, noise=None, accumulate: int = 1):

@@ -1,7 +1,8 @@
 """Backend parity: the same model from the same seed, trained on the same batches on each backend,
 compared with a reference (NumPy float64 on the host).
 
-Two figures, because training can amplify a rounding difference by 30-1000x per step:
+Two figures, because training can amplify a rounding difference at every step (README, "Backend parity",
+gives measured rates):
 - lockstep: at every step each backend starts from the reference's current state (parameters,
   optimizer buffers, learning rate) and batch; its loss, gradients and updated parameters are
   compared with the reference's. This is pure implementation error and is judged against TOLERANCES.
