@@ -31,11 +31,7 @@ def main():
     y = y.astype(np.int64)
     sizes, act, batch, lr, mom = ((784, 50, 10), "sigmoid", 32, 0.1, 0.0) if a.case == "C" else \
         ((784, 512, 512, 10), "relu", 128, 0.1, 0.9)
-    layers = []
-    for i, (k, o) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(xpnet.Dense(k, o))
-        if i < len(sizes) - 2:
-            layers.append(xpnet.Sigmoid() if act == "sigmoid" else xpnet.ReLU())
+    layers = xpnet.mlp_layers(sizes, act, init="glorot_uniform")
     model = xpnet.Sequential(layers, optimizer=xpnet.SGD(lr, momentum=mom), backend="jax", dtype="float32", seed=0)
     params0 = [np.asarray(v) for v in model.parameters().values()]
 

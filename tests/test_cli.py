@@ -1,6 +1,7 @@
 """The xpnet command, run as a user would (python -m xpnet), with --json outputs checked."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -65,6 +66,15 @@ def test_train_digits_json():
     assert result["backend"] == "numpy" and result["epochs"] == 10 and result["test_accuracy"] > 0.9
 
 
+def test_train_prints_one_line_per_epoch_off_a_terminal():
+    """The line fit(verbose=True) prints (training.epoch_line), with the CLI's samples/s."""
+    proc = xpnet("train", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(re.fullmatch(r"epoch \d/2 loss \d\.\d{4} acc \d\.\d{4} lr 0\.1 \d+\.\d\ds "
+                                                 r"[\d,]+ samples/s", line) for line in epochs), proc.stdout
+
+
 def test_train_on_another_backend_by_flag():
     result = last_json(xpnet("train", "--backend", "torch", "--epochs", "2", "--quiet", "--json"))
     assert result["backend"] == "torch" and result["device"] == "cpu"
@@ -73,9 +83,14 @@ def test_train_on_another_backend_by_flag():
 @pytest.mark.parametrize("args, message", [
     (["train", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
     (["train", "--backend", "numpy", "--device", "cuda"], "runs on the CPU only"),
-    (["train", "--lr", "-1"], "learning rate must be a number > 0"),
+    (["train", "--lr", "-1"], "xpnet train: error: --lr -1.0: must be a number > 0; try 0.01 for SGD"),
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["parity", "--backends", "numpy,mxnet"], "unknown backend 'mxnet'"),
+    (["train", "--batch-size", "0"], "xpnet train: error: --batch-size 0: must be a positive integer"),
+    (["train", "--epochs", "0"], "xpnet train: error: --epochs 0: must be a positive integer"),
+    (["train", "--validation-split", "1"], "xpnet train: error: --validation-split 1.0: must be a number in [0, 1)"),
+    (["train", "--early-stopping", "0"], "xpnet train: error: --early-stopping 0: must be a positive integer"),
+    (["parity", "--steps", "0"], "xpnet parity: error: --steps 0: must be a positive integer"),
 ])
 def test_errors_are_one_line(args, message):
     proc = xpnet(*args, "--quiet") if args[0] == "train" else xpnet(*args)

@@ -3,6 +3,7 @@ history, plots, presets on real MNIST, user files, images."""
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -86,11 +87,53 @@ def test_signal_saves_and_resume_is_exact(tmp_path, sig, code):
     if proc.returncode == 0:
         pytest.skip("training finished before the signal arrived")
     assert proc.returncode == code, err
-    assert "Traceback" not in err and f"resume with: xpnet train --resume {ck}" in err
-    resumed = last_json(cli("train", "--resume", ck, "--checkpoint", ck, "--json", "--quiet"))
+    # the command it prints is the one given, with --resume appended: what a user re-runs
+    printed = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
+    assert "Traceback" not in err and printed[:2] == ["xpnet", "train"] and printed[-2:] == ["--resume", str(ck)], err
+    assert sorted(printed) == sorted(["xpnet", *args, "--checkpoint", str(ck), "--resume", str(ck)]), err
+    resumed = last_json(cli(*printed[1:], "--json"))
     assert resumed["epochs"] == 12
     a, b = params(full), params(ck)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical, NumPy float64
+
+
+def parse(*args):
+    from xpnet.cli import build_parser
+    return build_parser().parse_args(["train", *map(str, args)])
+
+
+def test_resume_accepts_the_original_command_and_names_a_changed_flag():
+    from xpnet import InputError
+    from xpnet.train import check_resume_flags, resolve_config
+    original = ["--preset", "book2017", "--data-dir", "D", "--checkpoint", "c.st"]
+    saved = resolve_config(parse(*original))  # what a checkpoint of that run records
+    check_resume_flags(parse(*original, "--resume", "c.st"), saved)
+    check_resume_flags(parse(*original, "--lr", "0.0005", "--batch-size", "100", "--seed", "1", "--resume", "c.st"),
+                       saved)
+    check_resume_flags(parse("--resume", "c.st", "--epochs", "300", "--backend", "torch", "--device", "cpu",
+                             "--data-dir", "E", "--checkpoint", "d.st", "--history", "h.csv", "--plot", "p",
+                             "--quiet", "--json", "--offline", "--debug"), saved)  # run options, all free
+    with pytest.raises(InputError, match=r"^--lr 0\.1 differs from the checkpoint's lr 0\.0005; drop it or start a "
+                                         r"new run$"):
+        check_resume_flags(parse(*original, "--lr", "0.1", "--resume", "c.st"), saved)
+    with pytest.raises(InputError, match=r"^--hidden 50 differs from the checkpoint's hidden 100; --accumulate 2 "
+                                         r"differs from the checkpoint's accumulate 1; drop them or start a new run$"):
+        check_resume_flags(parse(*original, "--accumulate", "2", "--hidden", "50"), saved)
+    with pytest.raises(InputError, match=r"^--minibatches 10 differs from the checkpoint's batch-size 100; drop it"):
+        check_resume_flags(parse("--minibatches", "10"), saved)
+    with pytest.raises(InputError, match=r"^--preset book2015 differs from the checkpoint's run, which used --preset "
+                                         r"book2017; drop it or start a new run$"):
+        check_resume_flags(parse("--preset", "book2015"), saved)
+    # defaults resolve as a new run resolves them: no --lr is SGD's 0.1 (Adam's 0.001), no batch flag is 32
+    plain = resolve_config(parse("--optimizer", "adam"))
+    check_resume_flags(parse("--optimizer", "adam", "--lr", "0.001", "--batch-size", "32", "--dataset", "digits"), plain)
+    with pytest.raises(InputError, match=r"^--preset book2017 differs from the checkpoint's run, which used no preset"):
+        check_resume_flags(parse("--preset", "book2017"), plain)
+    faster = resolve_config(parse("--preset", "book2017", "--lr", "0.1"))  # a preset with a flag beside it
+    check_resume_flags(parse("--preset", "book2017", "--lr", "0.1"), faster)
+    with pytest.raises(InputError, match=r"^--preset book2017 sets lr 0\.0005, which differs from the checkpoint's "
+                                         r"0\.1; drop it or start a new run$"):
+        check_resume_flags(parse("--preset", "book2017"), faster)
 
 
 def test_interrupt_without_checkpoint_flag_writes_default_file(tmp_path):
@@ -125,6 +168,19 @@ def test_book2017_short_on_mnist(mnist_dir):
     result = last_json(cli("train", "--preset", "book2017", "--data-dir", mnist_dir, "--epochs", "2", "--quiet",
                            "--json"))
     assert result["test_accuracy"] > 0.87, result
+
+
+def test_book2017_resumes_with_its_own_command(mnist_dir, tmp_path):
+    """The preset's command, re-run with --resume appended, continues the run (its flags resolve to the
+    checkpoint's configuration); a different preset is refused by name."""
+    ck = tmp_path / "b.safetensors"
+    command = ["train", "--preset", "book2017", "--data-dir", mnist_dir, "--checkpoint", ck, "--quiet", "--json"]
+    last_json(cli(*command, "--epochs", "1"))
+    resumed = last_json(cli(*command, "--epochs", "2", "--resume", ck))
+    assert resumed["epochs"] == 2 and len(params(ck)) == 4
+    proc = cli("train", "--preset", "book2015", "--data-dir", mnist_dir, "--resume", ck)
+    assert proc.returncode == 2 and "--preset book2015 differs from the checkpoint's run, which used --preset " \
+                                    "book2017; drop it or start a new run" in proc.stderr, proc.stderr
 
 
 def test_user_files(tmp_path):
@@ -165,7 +221,10 @@ def test_untrusted_and_mismatched_inputs(tmp_path):
     proc = cli("predict", "--checkpoint", ck, tmp_path / "wide.npy")
     assert proc.returncode == 2 and "65 features" in proc.stderr
     proc = cli("train", "--resume", ck, "--lr", "0.5", "--dataset", "mnist", "--quiet")
-    assert proc.returncode == 2 and "not --dataset, --lr" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stderr == ("xpnet train: error: --dataset mnist differs from the checkpoint's "
+                                                    "dataset digits; --lr 0.5 differs from the checkpoint's lr 0.1; "
+                                                    "drop them or start a new run\n"), proc.stderr
+    assert last_json(cli("train", "--epochs", "2", "--checkpoint", ck, "--quiet", "--json", "--resume", ck))["epochs"] == 2
     rng = np.random.default_rng(0)
     data = tmp_path / "d.npz"
     np.savez(data, X=rng.random((50, 4)), y=rng.integers(0, 3, 50))

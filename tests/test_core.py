@@ -87,7 +87,7 @@ def test_fit_with_accumulation_trains_the_same_run(digits):
     worst = max(rel_diff(b.parameters()[k], v)[1] for k, v in a.parameters().items())
     assert worst <= 1e-12, worst
     np.testing.assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-12)
-    with pytest.raises(xpnet.InputError, match="accumulate must be a positive integer"):
+    with pytest.raises(xpnet.InputError, match="^accumulate=0: must be a positive integer$"):
         mlp().fit(X, y, epochs=1, accumulate=0)
 
 
@@ -200,3 +200,15 @@ def test_last_gradients_stay_inspectable(digits):
     m.train_step(X, Y)
     assert m.state.grads.keys() == expected.keys()
     assert all(np.array_equal(m.state.grads[k], v) for k, v in expected.items())
+
+
+def test_mlp_specs_take_one_activation_per_hidden_layer():
+    specs = xpnet.mlp_specs([2, 3, 4, 2], ["relu", "tanh"])
+    assert [s["class"] for s in specs] == ["Dense", "relu", "Dense", "tanh", "Dense"]
+    assert [s["config"]["init"] for s in specs if s["class"] == "Dense"] == ["he_normal", "glorot_uniform",
+                                                                             "glorot_uniform"]
+    assert xpnet.mlp_specs([2, 3, 3, 2], ["sigmoid", "sigmoid"]) == xpnet.mlp_specs([2, 3, 3, 2], "sigmoid")
+    with pytest.raises(xpnet.InputError, match="^activation lists 2 activations for 1 hidden layer; give one per"):
+        xpnet.mlp_specs([2, 3, 2], ["relu", "tanh"])
+    with pytest.raises(xpnet.InputError, match="unknown layer 'swish'"):
+        xpnet.mlp_specs([2, 3, 2], ["swish"])

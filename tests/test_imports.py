@@ -23,7 +23,7 @@ HOST_NUMPY = {
     "plots.py": "host arrays for matplotlib",
 }
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
-                "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
+                "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
 
 def imported(path: Path) -> set:

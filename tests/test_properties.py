@@ -34,12 +34,8 @@ architectures = st.fixed_dictionaries({
 
 
 def build(arch, bk="numpy", dtype="float64"):
-    sizes = [arch["features"], *arch["hidden"], arch["classes"]]
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(xpnet.Dense(a, b))
-        if i < len(sizes) - 2:
-            layers.append(xpnet.ACTIVATIONS[arch["activations"][i]]())
+    layers = xpnet.mlp_layers([arch["features"], *arch["hidden"], arch["classes"]],
+                              arch["activations"][:len(arch["hidden"])], init="glorot_uniform")
     opt = xpnet.OPTIMIZERS[arch["optimizer"]](lr=0.01)
     return xpnet.Sequential(layers, loss=xpnet.LOSSES[arch["loss"]](reduction=arch["reduction"]), optimizer=opt,
                             l1=arch["l1"], l2=arch["l2"], backend=bk, dtype=dtype, seed=arch["seed"])

@@ -1,6 +1,7 @@
 """Sequential.fit: minibatches, shuffles, history, validation, early stopping, callbacks, dropout,
 optimizers and schedules, dtype handling, cross-backend equality of whole training runs, clear errors."""
 import math
+import re
 import warnings
 
 import numpy as np
@@ -187,15 +188,16 @@ def test_foreign_arrays_are_refused():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: xpnet.SGD(-0.1), "learning rate must be a number > 0"),
-    (lambda: xpnet.Penalty(l2=-1), "l2 regularization strength must be a number >= 0"),
-    (lambda: xpnet.Dense(0, 3), "positive integer"),
+    (lambda: xpnet.SGD(-0.1), r"^lr=-0\.1: must be a number > 0; try 0\.01 for SGD"),
+    (lambda: xpnet.Penalty(l2=-1), r"^l2=-1: must be a number >= 0$"),
+    (lambda: xpnet.Dense(0, 3), r"^Dense\(in_features=0\): must be a positive integer$"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 2)], loss="hinge"), "unknown loss 'hinge'; choose one of: logistic"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 2)], optimizer="rmsprop"), "unknown optimizer"),
     (lambda: xpnet.Sequential([xpnet.Dense(2, 3), xpnet.Dense(4, 2)]), "expects 4 input features"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], epochs=0), "epochs must be a positive integer"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], batch_size=0), "batch_size must be a positive integer"),
-    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], minibatches=5), "minibatches must be an integer from 1"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], epochs=0), "^epochs=0: must be a positive integer$"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], batch_size=0), "^batch_size=0: must be a positive integer$"),
+    (lambda: mlp().fit(np.zeros((4, 64)), [0, 1, 2, 3], minibatches=5),
+     "^minibatches=5: must be an integer from 1 to 4; the training data has 4 samples$"),
 ])
 def test_bad_arguments(make, message):
     with pytest.raises(xpnet.InputError, match=message):
@@ -241,3 +243,16 @@ def test_parameters_never_alias_the_callers_arrays(digits):
     model.set_parameters({"layers.0.weight": w})
     model.fit(digits[0][:100], digits[1][:100], epochs=1)
     assert not w.any()  # the caller's array is untouched by in-place training
+
+
+def test_one_epoch_line_for_fit_and_the_cli(digits, capsys):
+    from xpnet.training import epoch_line
+    logs = {"epoch": 3, "loss": 0.12345, "accuracy": 0.9, "val_loss": None, "val_accuracy": None, "lr": 0.1,
+            "seconds": 0.5}
+    assert epoch_line(logs, 30) == "epoch 3/30 loss 0.1235 acc 0.9000 lr 0.1 0.50s"
+    assert epoch_line(dict(logs, val_loss=0.2, val_accuracy=0.85), 30, samples=1000) == \
+        "epoch 3/30 loss 0.1235 acc 0.9000 val_loss 0.2000 val_acc 0.8500 lr 0.1 0.50s 2,000 samples/s"
+    mlp().fit(digits[0][:64], digits[1][:64], epochs=2, validation_split=0.25, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(re.fullmatch(r"epoch \d/2 loss \d\.\d{4} acc \d\.\d{4} val_loss \d\.\d{4} "
+                                                r"val_acc \d\.\d{4} lr 0\.05 \d+\.\d\ds", line) for line in lines), lines

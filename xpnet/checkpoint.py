@@ -20,6 +20,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import InputError
+from .files import fsync_dir, looks_pickled, refuse_pickle
 from .registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
@@ -87,14 +88,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    fsync_dir(folder)
 
 
 def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> Path:
@@ -150,9 +144,10 @@ def read(path) -> tuple[dict, dict]:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     # a safetensors file is an 8-byte header length, then the JSON header: b"{" at byte 8. (Its first byte is
     # the length's low byte, which may well be 0x80, so that alone says nothing.)
-    if raw[8:9] != b"{" and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
-        raise CheckpointError(f"{path} is a pickle or a zip archive, not an xpnet safetensors checkpoint; "
-                              f"xpnet never unpickles files")
+    if raw[8:9] != b"{" and looks_pickled(raw, zip_too=True):
+        raise refuse_pickle(path, "a pickle or a zip archive (torch.save's format), not an xpnet safetensors "
+                                  "checkpoint", "write checkpoints with model.save(path) or xpnet train --checkpoint",
+                            CheckpointError)
     try:
         tensors = st_load(raw)
         header_len = int.from_bytes(raw[:8], "little")

@@ -91,8 +91,6 @@ def _merge(reports: list[dict]) -> dict:
 def _book_gradcheck(args) -> list[dict]:
     """The book's setting: n_hidden=10, no penalties, 10 epochs of one minibatch on the first 5 MNIST
     training images, a check at every minibatch."""
-    import warnings
-
     from .datasets import load_mnist
     from .gradcheck import gradcheck
     from .mlp import NeuralNetMLP
@@ -297,19 +295,25 @@ def main(argv=None) -> int:
     except Exception as exc:  # one clear line, no traceback unless --debug
         if debug or not _is_user_error(exc):
             raise
-        print(f"xpnet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"xpnet {args.command}: error: {as_flags(str(exc), args)}", file=sys.stderr)
         return 2
+
+
+def as_flags(message: str, args) -> str:
+    """The library's errors start with the keyword argument at fault ('batch_size=0: must be a positive
+    integer'); when that keyword is one of this command's options, it becomes the flag ('--batch-size 0:
+    must be a positive integer'), so the message names what the user typed."""
+    name, eq, rest = message.partition("=")
+    if not eq or not rest or rest[0].isspace() or name in ("command", "func", "file") or name not in vars(args):
+        return message
+    return f"--{name.replace('_', '-')} {rest}"
 
 
 def _is_user_error(exc: BaseException) -> bool:
     from .training import OutOfMemory, TrainingDiverged
     from .errors import InputError
+    # (DataError and CheckpointError are InputErrors)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
-    try:
-        from .datasets import DataError
-        user = user + (DataError,)
-    except ImportError:
-        pass
     return isinstance(exc, user)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
 
 
 class DataError(InputError):
@@ -197,19 +198,6 @@ def _missing_message(dataset: str, data_dir: Path, why: str) -> str:
             f"{data_dir / dataset} (or in any folder, then pass --data-dir FOLDER or set XPNET_DATA=FOLDER)")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not possible on every platform (Windows); the file itself is already fsync'd
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class _NetworkError(Exception):
     pass
 
@@ -301,7 +289,7 @@ def download(dataset: str, data_dir, mirrors=None, timeout: float = 30) -> dict[
             except OSError as exc:
                 _unlink(tmp)
                 raise DataError(f"cannot move the download into {final} ({exc.strerror or exc})") from None
-            _fsync_dir(folder)
+            fsync_dir(folder)
             paths[name] = final
             break
         else:
@@ -386,10 +374,12 @@ def _load_npz(path: Path):
     if magic.startswith(b"\x93NUMPY"):
         raise DataError(f"{path}: holds a single .npy array, not an .npz archive; save X and y with "
                         f"numpy.savez(path, X=X, y=y)")
+    if looks_pickled(magic):
+        raise refuse_pickle(path, "a pickle, not an .npz archive", "save plain numeric arrays with "
+                                  "numpy.savez(path, X=X, y=y)", DataError)
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise DataError(f"{path}: not an .npz archive (it does not start with the zip signature; a pickle, "
-                        f"which xpnet never loads for safety, or another format?); save plain numeric arrays "
-                        f"with numpy.savez(path, X=X, y=y)")
+        raise DataError(f"{path}: not an .npz archive (it does not start with the zip signature); save plain "
+                        f"numeric arrays with numpy.savez(path, X=X, y=y)")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # BadZipFile, OSError, EOFError, ValueError, ...
@@ -409,12 +399,11 @@ def _load_npz(path: Path):
                 out[key] = None
                 continue
             try:
-                out[key] = _numeric(path, key, archive[key])
-            except ValueError as exc:
-                if isinstance(exc, DataError):
-                    raise
-                raise DataError(f"{path}: array {key!r} is a pickled object array, which xpnet refuses to load "
-                                f"for safety; save plain numeric arrays instead") from None
+                with no_unpickling(path, f"array {key!r} is a pickled object array", "save plain numeric arrays "
+                                   "instead", DataError):
+                    out[key] = _numeric(path, key, archive[key])
+            except DataError:
+                raise
             except Exception as exc:
                 raise DataError(f"{path}: array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
     for X, y, xk, yk in ((out["X"], out["y"], "X", "y"), (out["X_test"], out["y_test"], "X_test", "y_test")):

@@ -10,7 +10,7 @@ accumulation) or in shards (data-parallel training).
 """
 from __future__ import annotations
 
-from .errors import InputError
+from .params import Options, check
 from .layers.activations import sigmoid, softmax
 from .namespace import namespace
 from .registry import Configurable, register
@@ -20,8 +20,7 @@ class Loss(Configurable):
     kind = "loss"
 
     def __init__(self, reduction: str = "mean"):
-        if reduction not in ("mean", "sum"):
-            raise InputError(f"loss reduction must be 'mean' or 'sum', got {reduction!r}")
+        check("reduction", reduction, Options("mean", "sum"), owner=type(self).__name__)
         self.reduction = reduction
 
     def _scale(self, z, denom) -> float:

@@ -16,35 +16,42 @@ from .layers import Dense, Sigmoid
 from .losses import LogisticCost
 from .model import Sequential
 from .optimizers import BookSGD
+from .params import POSITIVE_INT, check
 from .penalties import Penalty
 from .registry import get, register
 from .schedules import BookDecay
 
 
-def mlp_specs(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+def mlp_specs(sizes, activation="relu", init: str | None = None, output_init: str = "glorot_uniform",
               dropout: float = 0.0) -> list[dict]:
     """Layer configs {"class", "config"} of an MLP with layer sizes [in, hidden..., out]: Dense layers with
-    `activation` (and Dropout(dropout) when > 0) between them. init: the hidden layers' initializer (default
-    he_normal for ReLU-type activations, else glorot_uniform); output_init the last layer's."""
+    `activation` (one name, or a list of one per hidden layer) and Dropout(dropout) when > 0 between them.
+    init: the hidden layers' initializer (default he_normal after ReLU-type activations, else
+    glorot_uniform); output_init the last layer's."""
     sizes = list(sizes)
     if len(sizes) < 2:
         raise InputError(f"an MLP needs at least an input and an output size, got sizes {sizes}")
-    get("layer", activation)  # fails now, naming the valid ones
-    if init is None:
-        init = "he_normal" if activation in ("relu", "leaky_relu") else "glorot_uniform"
+    acts = [activation] * (len(sizes) - 2) if isinstance(activation, str) else list(activation)
+    if len(acts) != len(sizes) - 2:
+        n = len(sizes) - 2
+        raise InputError(f"activation lists {len(acts)} activations for {n} hidden layer{'s' if n != 1 else ''}; "
+                         f"give one per hidden layer, or one name for all")
+    for name in [activation] if isinstance(activation, str) else acts:
+        get("layer", name)  # fails now, naming the valid ones
     specs = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         last = i == len(sizes) - 2
+        hidden_init = init or ("he_normal" if not last and acts[i] in ("relu", "leaky_relu") else "glorot_uniform")
         specs.append({"class": "Dense", "config": {"in_features": a, "out_features": b,
-                                                  "init": output_init if last else init}})
+                                                  "init": output_init if last else hidden_init}})
         if not last:
-            specs.append({"class": activation, "config": {}})
+            specs.append({"class": acts[i], "config": {}})
             if dropout:
                 specs.append({"class": "Dropout", "config": {"p": dropout}})
     return specs
 
 
-def mlp_layers(sizes, activation: str = "relu", init: str | None = None, output_init: str = "glorot_uniform",
+def mlp_layers(sizes, activation="relu", init: str | None = None, output_init: str = "glorot_uniform",
                dropout: float = 0.0) -> list:
     """The layers of mlp_specs(...) as objects, e.g. Sequential(mlp_layers([784, 100, 10]))."""
     return [get("layer", s["class"])(**s["config"]) for s in mlp_specs(sizes, activation, init, output_init,
@@ -59,9 +66,8 @@ class NeuralNetMLP(Sequential):
     def __init__(self, n_output, n_features, n_hidden=30, l1=0.0, l2=0.0, epochs=500, eta=0.001, alpha=0.0,
                  decrease_const=0.0, shuffle=True, minibatches=1, random_state=None, backend=None, device=None,
                  dtype="float64", compile=False):
-        for name, v in (("epochs", epochs), ("minibatches", minibatches)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        check("epochs", epochs, POSITIVE_INT)
+        check("minibatches", minibatches, POSITIVE_INT)
         self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2,
                               epochs=epochs, eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
                               minibatches=minibatches, random_state=random_state)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .errors import InputError
 from .namespace import namespace
+from .params import FRACTION, NON_NEGATIVE, POSITIVE, check
 from .registry import Configurable, alias, register
 
 
@@ -37,18 +38,13 @@ def _decay_add(buf, factor: float, add, inplace: bool):
     return factor * buf + add
 
 
-def _positive_number(name, v, hint=""):
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0.0):
-        raise InputError(f"{name} must be a number > 0, got {v!r}{hint}")
-
-
 class Optimizer(Configurable):
     kind = "optimizer"
     #: names of the per-parameter buffers, created as zeros by init()
     buffers: tuple = ()
 
     def __init__(self, lr: float):
-        _positive_number("learning rate", lr, "; try 0.01 for SGD or 0.001 for Adam")
+        check("lr", lr, POSITIVE, hint="try 0.01 for SGD or 0.001 for Adam")
         self.lr = float(lr)
 
     def init(self, params: dict) -> dict:
@@ -81,8 +77,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(lr)
-        if not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0.0 <= momentum < 1.0):
-            raise InputError(f"momentum must be in [0, 1), got {momentum!r}")
+        check("momentum", momentum, FRACTION)
         if nesterov and not momentum:
             raise InputError("Nesterov momentum needs momentum > 0, e.g. momentum=0.9")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -108,8 +103,7 @@ class BookSGD(Optimizer):
 
     def __init__(self, lr: float = 0.001, alpha: float = 0.0):
         super().__init__(lr)
-        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha >= 0.0):
-            raise InputError(f"momentum alpha must be >= 0, got {alpha!r}")
+        check("alpha", alpha, NON_NEGATIVE, hint="the book's momentum factor")
         self.alpha = float(alpha)
 
     def update(self, w, g, bufs, h, inplace):
@@ -127,11 +121,10 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(lr)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise InputError(f"Adam betas must be in [0, 1), got beta1={beta1!r}, beta2={beta2!r}")
-        if weight_decay < 0.0:
-            raise InputError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        _positive_number("eps", eps)
+        check("beta1", beta1, FRACTION)
+        check("beta2", beta2, FRACTION)
+        check("weight_decay", weight_decay, NON_NEGATIVE)
+        check("eps", eps, POSITIVE)
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
     def hyper(self, lr, t):

@@ -1,7 +1,8 @@
 """Backend parity: the same model from the same seed, trained on the same batches on each backend,
 compared with a reference (NumPy float64 on the host).
 
-Two figures, because training can amplify a rounding difference by 30-1000x per step:
+Two figures, because training can amplify a rounding difference at every step (README, "Backend parity",
+gives measured rates):
 - lockstep: at every step each backend starts from the reference's current state (parameters,
   optimizer buffers, learning rate) and batch; its loss, gradients and updated parameters are
   compared with the reference's. This is pure implementation error and is judged against TOLERANCES.
@@ -22,6 +23,7 @@ from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .errors import InputError
 from .layers.base import where_raised
+from .params import POSITIVE_INT, check
 from .model import Sequential
 from .optimizers import SGD, Adam
 
@@ -70,8 +72,7 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
             X, y = default_problem()
     if X is None or y is None:
         raise InputError("parity with your own model_fn needs host data X and y")
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check("steps", steps, POSITIVE_INT)
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
     Xh = np.asarray(X)
     n = Xh.shape[0]

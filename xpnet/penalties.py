@@ -1,7 +1,7 @@
 """L1 and L2 weight penalties on the parameters layers declare as penalized (Dense: weights, never biases)."""
 from __future__ import annotations
 
-from .errors import InputError
+from .params import NON_NEGATIVE, check
 from .registry import Configurable, register
 
 
@@ -17,9 +17,8 @@ class Penalty(Configurable):
     kind = "penalty"
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_cost_factor: float = 1.0, l2_cost_factor: float = 0.5):
-        for name, v in (("l1", l1), ("l2", l2)):
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0.0):
-                raise InputError(f"{name} regularization strength must be a number >= 0, got {v!r}")
+        check("l1", l1, NON_NEGATIVE)
+        check("l2", l2, NON_NEGATIVE)
         self.l1, self.l2 = float(l1), float(l2)
         self.l1_cost_factor, self.l2_cost_factor = float(l1_cost_factor), float(l2_cost_factor)
 

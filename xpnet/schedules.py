@@ -3,19 +3,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import InputError
+from .params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check
 from .registry import Configurable, register
-
-
-def _number(name, v, low=None, low_open=False, integer=False):
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    ok = ok and not isinstance(v, bool) and math.isfinite(v)
-    if ok and low is not None:
-        ok = v > low if low_open else v >= low
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
-        raise InputError(f"{name} must be {kind}{bound}, got {v!r}")
 
 
 class Schedule(Configurable):
@@ -40,7 +29,7 @@ class BookDecay(Schedule):
     """The book's compounding decrease constant: lr /= 1 + d * epoch, dividing the already-decayed rate."""
 
     def __init__(self, decrease_const: float):
-        _number("decrease constant", decrease_const, 0.0)
+        check("decrease_const", decrease_const, NON_NEGATIVE, owner="BookDecay")
         self.decrease_const = float(decrease_const)
 
     def __call__(self, epoch, lr, lr0):
@@ -52,7 +41,7 @@ class InverseTime(Schedule):
     """lr0 / (1 + d * epoch), the closed form the book's docstring describes."""
 
     def __init__(self, decay: float):
-        _number("inverse-time decay", decay, 0.0)
+        check("decay", decay, NON_NEGATIVE, owner="InverseTime")
         self.decay = float(decay)
 
     def __call__(self, epoch, lr, lr0):
@@ -64,7 +53,7 @@ class Exponential(Schedule):
     """lr0 * gamma ** epoch."""
 
     def __init__(self, gamma: float):
-        _number("exponential decay gamma", gamma, 0.0, low_open=True)
+        check("gamma", gamma, POSITIVE, owner="Exponential")
         self.gamma = float(gamma)
 
     def __call__(self, epoch, lr, lr0):
@@ -76,8 +65,8 @@ class Step(Schedule):
     """lr0 * gamma ** (epoch // step_size)."""
 
     def __init__(self, step_size: int, gamma: float = 0.1):
-        _number("step schedule step_size", step_size, 1, integer=True)
-        _number("step schedule gamma", gamma, 0.0, low_open=True)
+        check("step_size", step_size, POSITIVE_INT, owner="Step")
+        check("gamma", gamma, POSITIVE, owner="Step")
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def __call__(self, epoch, lr, lr0):
@@ -89,8 +78,8 @@ class Cosine(Schedule):
     """Cosine annealing from lr0 to min_lr over `epochs` epochs."""
 
     def __init__(self, epochs: int, min_lr: float = 0.0):
-        _number("cosine schedule epochs", epochs, 1, integer=True)
-        _number("cosine schedule min_lr", min_lr, 0.0)
+        check("epochs", epochs, POSITIVE_INT, owner="Cosine")
+        check("min_lr", min_lr, NON_NEGATIVE, owner="Cosine")
         self.epochs, self.min_lr = int(epochs), float(min_lr)
 
     def __call__(self, epoch, lr, lr0):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import no_unpickling
 from .mlp import mlp_specs
 from .preprocessing import Scaler
 from .registry import get, model_from_config
@@ -27,6 +28,10 @@ PRESETS = {
                      seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
 }
 INTERRUPTED = "xpnet-interrupted.safetensors"
+# The flags that configure a run (its model, data and training): the preset and DEFAULTS' keys but epochs.
+# Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
+# change when a run is resumed.
+CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
 
 
 def load_dataset(name: str, data_dir=None, label_column: str = "label", download: bool = True):
@@ -61,9 +66,7 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
     activation, optimizer = cfg["activation"], cfg["optimizer"]
     get("layer", activation)  # unknown names fail here, listing the valid ones
     get("optimizer", optimizer)
-    lr = cfg["lr"]
-    if lr is None:
-        lr = 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
+    lr = default_lr(optimizer) if cfg["lr"] is None else cfg["lr"]
     if optimizer in ("sgd", "momentum", "nesterov"):
         opt = {"class": "sgd", "config": {"lr": lr, "momentum": cfg["momentum"], "nesterov": optimizer == "nesterov"}}
     elif optimizer == "book":
@@ -77,6 +80,11 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
         "dtype": cfg["dtype"], "seed": cfg["seed"]}}
 
 
+def default_lr(optimizer: str) -> float:
+    """The learning rate a run without --lr uses."""
+    return 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
+
+
 def fit_options(cfg: dict) -> dict:
     """The keyword arguments of `fit` the resolved configuration gives (NeuralNetMLP's are in its config)."""
     opts = {"accumulate": cfg.get("accumulate", 1)}
@@ -88,11 +96,13 @@ def fit_options(cfg: dict) -> dict:
 
 
 def resolve_config(args, saved: dict | None = None) -> dict:
-    """DEFAULTS < preset (or the resumed run's saved config) < flags given on the command line."""
+    """DEFAULTS < preset < flags given on the command line; a resumed run's saved config as it is (its flags
+    are the saved ones: `check_resume_flags`)."""
     cfg = dict(DEFAULTS)
     if saved:
         cfg.update(saved)
-    elif args.preset:
+        return cfg
+    if args.preset:
         if args.preset not in PRESETS:
             raise InputError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
         cfg.update(PRESETS[args.preset])
@@ -107,6 +117,62 @@ def resolve_config(args, saved: dict | None = None) -> dict:
     if cfg.get("model") == "NeuralNetMLP" and cfg.get("batch_size"):
         raise InputError("the book2015 preset trains by --minibatches (a count), not --batch-size")
     return cfg
+
+
+def _effective(cfg: dict, key: str):
+    """A resolved configuration value as the run uses it: no --lr is the optimizer's default rate, neither
+    --batch-size nor --minibatches is batches of 32."""
+    value = cfg.get(key)
+    if key == "lr" and value is None:
+        return default_lr(cfg["optimizer"])
+    if key == "batch_size" and value is None and cfg.get("minibatches") is None:
+        return 32
+    return value
+
+
+def _same(key: str, a, b) -> bool:
+    if key == "dataset" and a != b and Path(a).is_file() and Path(b).is_file():
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def check_resume_flags(args, saved: dict) -> None:
+    """`xpnet train ... --resume PATH` may repeat the command that started the run: each configuration flag
+    given (CONFIG_FLAGS, --preset included) must configure what the checkpoint's run used, presets and
+    defaults resolved as a new run resolves them. Run options may differ. Raises one line naming every
+    flag that differs, its value and what the checkpoint holds."""
+    given = [k for k in CONFIG_FLAGS if getattr(args, k, None) is not None]
+    if not given:
+        return
+    fresh, saved = resolve_config(args), dict(DEFAULTS, **saved)  # what the command configures as a new run
+    diffs = []
+    for key in given:
+        if key == "preset" or _same(key, _effective(fresh, key), _effective(saved, key)):
+            continue
+        held = key
+        if key in ("batch_size", "minibatches") and _effective(saved, key) is None:
+            held = "minibatches" if key == "batch_size" else "batch_size"  # it trained by the other one
+        diffs.append(f"--{key.replace('_', '-')} {_shown(getattr(args, key))} differs from the checkpoint's "
+                     f"{held.replace('_', '-')} {_shown(_effective(saved, held))}")
+    if args.preset:
+        preset = PRESETS[args.preset]
+        if preset.get("model") != saved.get("model"):
+            theirs = next((name for name, p in PRESETS.items() if p.get("model") == saved.get("model")), None)
+            diffs.append(f"--preset {args.preset} differs from the checkpoint's run, which used "
+                         f"{'--preset ' + theirs if theirs else 'no preset'}")
+        else:
+            diffs += [f"--preset {args.preset} sets {k.replace('_', '-')} {_shown(_effective(fresh, k))}, which "
+                      f"differs from the checkpoint's {_shown(_effective(saved, k))}" for k in preset
+                      if k not in ("epochs", "model") and getattr(args, k, None) is None
+                      and not _same(k, _effective(fresh, k), _effective(saved, k))]
+    if diffs:
+        raise InputError(f"{'; '.join(diffs)}; drop {'it' if len(diffs) == 1 else 'them'} or start a new run")
 
 
 class Progress:
@@ -130,15 +196,13 @@ class Progress:
         self.done = now
 
     def on_epoch_end(self, model, logs):
-        n = model.state.settings["n"]
-        val = f" val_acc {logs['val_accuracy']:.4f}" if logs["val_accuracy"] is not None else ""
+        from .training import epoch_figures, epoch_line
         if self.tqdm is not None:
-            self.tqdm.set_postfix_str(f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}", refresh=True)
+            self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
             self.tqdm.close()
             self.tqdm = None
             return
-        print(f"epoch {logs['epoch']}/{self.epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val} "
-              f"lr {logs['lr']:.3g} {n / max(logs['seconds'], 1e-9):,.0f} samples/s", flush=True)
+        print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
 
 
 class Checkpointer:
@@ -157,14 +221,16 @@ class Checkpointer:
 
 
 def _resume_command(path, args) -> str:
-    parts = ["xpnet", "train", "--resume", str(path)]
-    if args.data_dir:
-        parts += ["--data-dir", args.data_dir]
-    if args.checkpoint and str(args.checkpoint) != str(path):
-        parts += ["--checkpoint", args.checkpoint]
-    if getattr(args, "compile", False):
-        parts += ["--compile"]
-    return " ".join(shlex.quote(p) for p in parts)
+    """The command that continues an interrupted run: the one given (its flags as parsed), with
+    --resume PATH in place of an earlier --resume."""
+    parts = ["xpnet", "train"]
+    for key, value in vars(args).items():
+        if key in ("command", "func", "resume") or value is None or value is False or \
+                (key == "label_column" and value == "label"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, _shown(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts + ["--resume", path])
 
 
 def run_train(args) -> dict:
@@ -173,17 +239,12 @@ def run_train(args) -> dict:
 
     saved_model, saved_meta = None, None
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in ("preset", "dataset", *DEFAULTS) if k != "epochs"
-                 and getattr(args, k, None) is not None]
-        if given:
-            raise InputError(f"--resume continues the saved run as it was configured; only --epochs, --backend, "
-                             f"--device, --data-dir and output options (--checkpoint, --history, --plot, --quiet, "
-                             f"--json) may be given with it, not {', '.join(dict.fromkeys(given))}")
         saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
         saved_meta = saved_model.checkpoint_meta_
         if not saved_meta.get("cli"):
             raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
                              f"xpnet.load(path).fit(X, y, resume=True)")
+        check_resume_flags(args, saved_meta["cli"])
     cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
@@ -202,7 +263,8 @@ def run_train(args) -> dict:
         model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
                                   **({"compile": True} if args.compile else {}))
     if model.dtype_name != cfg["dtype"]:
-        raise InputError(f"the checkpoint holds a {model.dtype_name} model; resume without --dtype {cfg['dtype']}")
+        raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
+                         f"checkpoint is inconsistent, start a new run")
     Xs = scaler.transform(X, cfg["dtype"])
     pre_meta, pre_arrays = scaler.to_meta()
     cli_cfg = {k: v for k, v in cfg.items()}
@@ -312,17 +374,18 @@ def read_inputs(path, n_features: int, invert: str = "auto") -> np.ndarray:
         raise InputError(f"{path} does not exist")
     if suffix in (".npy", ".npz"):
         try:
-            data = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{path}: cannot read it without unpickling ({exc}); xpnet never unpickles") from None
+            with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
+                data = np.load(p, allow_pickle=False)
+                if suffix == ".npz":
+                    keys = list(data.keys())
+                    key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
+                    if key is None:
+                        raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
+                    data = data[key]
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
-        if suffix == ".npz":
-            keys = list(data.keys())
-            key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
-            data = data[key]
         X = np.asarray(data)
         if X.ndim == 1:
             X = X[None, :]

@@ -14,6 +14,7 @@ import time
 from .backend import is_host, is_out_of_memory
 from .errors import InputError
 from .layers.base import where_raised
+from .params import FRACTION, POSITIVE_INT, Interval, check
 from .state import HISTORY_KEYS, empty_history
 
 
@@ -34,8 +35,7 @@ def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None 
     if minibatches is not None:
         if batch_size is not None:
             raise InputError("give batch_size or minibatches, not both")
-        if not isinstance(minibatches, int) or minibatches < 1 or minibatches > n:
-            raise InputError(f"minibatches must be an integer from 1 to the number of samples ({n}), got {minibatches!r}")
+        check("minibatches", minibatches, Interval(int, 1, n), hint=f"the training data has {n} samples")
         q, r = divmod(n, minibatches)
         bounds, start = [], 0
         for i in range(minibatches):
@@ -45,8 +45,7 @@ def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None 
         return bounds
     if batch_size is None:
         batch_size = min(32, n)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check("batch_size", batch_size, POSITIVE_INT)
     return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
 
@@ -54,8 +53,7 @@ class EarlyStopping:
     """Stop when `monitor` has not improved for `patience` epochs; restore the best parameters."""
 
     def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True):
-        if not isinstance(patience, int) or patience < 1:
-            raise InputError(f"early-stopping patience must be a positive integer, got {patience!r}")
+        check("patience", patience, POSITIVE_INT, owner="EarlyStopping")
         self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
 
     def on_train_begin(self, model):
@@ -141,11 +139,6 @@ def fit(model, X, y, **kwargs) -> dict:
     raise error
 
 
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
          shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
          validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
@@ -160,10 +153,11 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     e.g. after xpnet.load. Set `model.state.stop_requested = True` (e.g. from a signal handler) to stop
     after the current step with TrainingInterrupted.
     """
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("accumulate", accumulate)
-    if not 0.0 <= validation_split < 1.0:
-        raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    check("epochs", epochs, POSITIVE_INT)
+    check("accumulate", accumulate, POSITIVE_INT)
+    check("validation_split", validation_split, FRACTION)
+    if early_stopping is not None and early_stopping is not False and not isinstance(early_stopping, EarlyStopping):
+        check("early_stopping", early_stopping, POSITIVE_INT, hint="the patience in epochs")
     if validation_split and validation_data is not None:
         raise InputError("give validation_split or validation_data, not both")
     st = model.state
@@ -280,7 +274,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             history[k].append(logs[k])
         st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch + 1, 0, [], 0.0
         if verbose:
-            print_epoch(logs, epochs, val is not None)
+            print(epoch_line(logs, epochs), flush=True)
         stop = False
         for cb in callbacks:
             hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
@@ -316,8 +310,15 @@ def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
     raise error
 
 
-def print_epoch(logs: dict, epochs: int, validation: bool) -> None:
-    """One line per epoch (`fit(verbose=True)`)."""
-    extra = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if validation else ""
-    print(f"epoch {logs['epoch']}/{epochs} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{extra} "
-          f"lr {logs['lr']:.3g} {logs['seconds']:.2f}s", flush=True)
+def epoch_figures(logs: dict) -> str:
+    """An epoch's loss and accuracy, and with validation its val_loss and val_acc: 'loss 0.1234 acc 0.9612'."""
+    val = "" if logs["val_loss"] is None else f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}"
+
+
+def epoch_line(logs: dict, epochs: int, samples: int | None = None) -> str:
+    """The one line an epoch prints (`fit(verbose=True)`, and `xpnet train` off a terminal): its figures,
+    learning rate and time, and given the number of samples it trained on, their rate:
+    'epoch 3/30 loss 0.1234 acc 0.9612 lr 0.1 0.42s 25,811 samples/s'."""
+    rate = "" if not samples else f" {samples / max(logs['seconds'], 1e-9):,.0f} samples/s"
+    return f"epoch {logs['epoch']}/{epochs} {epoch_figures(logs)} lr {logs['lr']:.3g} {logs['seconds']:.2f}s{rate}"

@@ -1,7 +1,7 @@
 """Elementwise activations and softmax: no parameters, output shape = input shape."""
 from __future__ import annotations
 
-from ..errors import InputError
+from ..params import Interval, check
 from ..namespace import namespace
 from ..registry import register
 from .base import Layer
@@ -56,8 +56,7 @@ class ReLU(Activation):
 @register("LeakyReLU.v1", aliases=("leaky_relu",))
 class LeakyReLU(Activation):
     def __init__(self, negative_slope: float = 0.01):
-        if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
-            raise InputError(f"LeakyReLU negative_slope must be a number, got {negative_slope!r}")
+        check("negative_slope", negative_slope, Interval(float), owner="LeakyReLU")
         self.negative_slope = float(negative_slope)
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import init as initializers
 from ..errors import InputError
 from ..namespace import namespace
+from ..params import POSITIVE_INT, check
 from ..registry import register
 from .base import Layer, fans
 
@@ -23,8 +24,7 @@ class Dense(Layer):
         for what, v in (("in_features", in_features), ("out_features", out_features)):
             if v is None and what == "in_features":
                 continue
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"Dense {what} must be a positive integer, got {v!r}")
+            check(what, v, POSITIVE_INT, owner="Dense")
         initializers.get(init)  # fails now, naming the valid initializers
         self.in_features, self.out_features, self.init, self.use_bias = in_features, out_features, init, bias
         self.declared_input_shape = None if in_features is None else (in_features,)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..namespace import namespace
+from ..params import FRACTION, check
 from ..registry import register
 from .base import Layer
 
@@ -19,8 +20,7 @@ class Dropout(Layer):
     elementwise = True
 
     def __init__(self, p: float = 0.5, host_rng: bool = True):
-        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p < 1.0):
-            raise InputError(f"Dropout probability must be in [0, 1), got {p!r}")
+        check("p", p, FRACTION, hint="the probability of dropping a unit", owner="Dropout")
         self.p, self.host_rng = float(p), host_rng
 
     @classmethod
