@@ -66,7 +66,12 @@ def test_random_architectures_pass_gradcheck(arch):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # fewer classes present than outputs
             report = xpnet.gradcheck(model, X, y)
-        assert report["max_relative_error"] <= 1e-7, (name, arch, report)
+        # per tensor: relative error <= 1e-7, or, for a tensor whose gradient is so small that the central
+        # differences' rounding floor dominates (a width-1 bottleneck, a saturated unit), an absolute error at
+        # that floor; all parameters joined (the book's grade) always <= 1e-7
+        assert report["overall_relative_error"] <= 1e-7, (name, arch, report)
+        for c in report["checks"]:
+            assert c["relative_error"] <= 1e-7 or c["abs_error"] <= 1e-9, (name, arch, c)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -60,7 +60,8 @@ def _gradcheck(model, X, y, epsilon: float) -> dict:
             flat_w[i] = keep
             flat_num[i] = (j_plus - j_minus) / (2.0 * epsilon)
         err = relative_error(num, analytic[name])
-        checks.append({"parameter": name, "relative_error": err, "grade": grade(err)})
+        checks.append({"parameter": name, "relative_error": err, "grade": grade(err),
+                       "abs_error": float(np.linalg.norm(num - analytic[name]))})
         nums.append(num.ravel())
         anas.append(analytic[name].ravel())
     overall = relative_error(np.concatenate(nums), np.concatenate(anas))
