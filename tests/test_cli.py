@@ -37,8 +37,10 @@ def test_gradcheck_json():
     report = last_json(xpnet("gradcheck", "--json", "--activation", "sigmoid", "--hidden", "4,3"))
     assert set(report) == {"checks", "overall_relative_error", "max_relative_error", "passed"}
     assert report["passed"] and report["max_relative_error"] <= 1e-7
-    assert report["checks"][0] == {"parameter": "layers.0.weight", "relative_error": report["checks"][0]
-                                   ["relative_error"], "grade": "Ok"}
+    first = report["checks"][0]
+    assert first == {"parameter": "layers.0.weight", "relative_error": first["relative_error"], "grade": "Ok",
+                     "abs_error": first["abs_error"]}
+    assert 0 <= first["abs_error"] < 1e-6
     assert len(report["checks"]) == 6
 
 
