@@ -55,15 +55,21 @@ class Case:
         except the first layer's dx (not needed)."""
         return float(sum(2 * n * k * o * (2 if i == 0 else 3) for i, (k, o) in enumerate(self.layers)))
 
-    def initial_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def host_rng(self):
+        """A fresh host generator as xpnet's model makes it: default_rng(0), or the book's RandomState(1)."""
+        return np.random.RandomState(self.book_args["random_state"]) if self.book else np.random.default_rng(0)
+
+    def initial_params(self, rng=None) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W (out, in), b (out,)) float64 per layer, exactly as xpnet draws them (seed 0, or the book's
-        RandomState(1) for case D)."""
+        RandomState(1) for case D). rng: draw from this generator (default self.host_rng()); afterwards it is
+        where xpnet's model generator is before its first shuffle, so a runner that goes on drawing its
+        permutations from it shuffles the batches as xpnet does."""
         try:
-            from xpnet.init import INITIALIZERS, host_rng
+            from xpnet.init import INITIALIZERS
         except ImportError as exc:
-            raise RuntimeError(f"xpnet.init.INITIALIZERS/host_rng not importable ({exc}); the non-xpnet rows need "
-                               f"them to start from xpnet's initial weights") from exc
-        rng = np.random.RandomState(self.book_args["random_state"]) if self.book else host_rng(0)
+            raise RuntimeError(f"xpnet.init.INITIALIZERS not importable ({exc}); the non-xpnet rows need it to start "
+                               f"from xpnet's initial weights") from exc
+        rng = self.host_rng() if rng is None else rng
         out = []
         new_signature = "shape" in inspect.signature(INITIALIZERS[self.init]).parameters  # since 0.2: (rng, shape, fans)
         for k, o in self.layers:

@@ -14,15 +14,20 @@
 # it did:
 #   probe       which of CuPy / torch see a CUDA GPU (and why not)                                    30 s
 #   backends    xpnet backends                                                                        20 s
-#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of four test files)          120 s
-#   parity      xpnet parity numpy + the GPU backends, float64/float32, 100 steps                     40 s
-#   benchmarks  run.py --device cuda, cases E, B, A float32, 2 repeats x 2 epochs: xpnet-cupy,        90 s
+#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of four test files)          100 s
+#   parity      xpnet parity numpy + the GPU backends, float64/float32, 100 steps                     35 s
+#   benchmarks  run.py --device cuda, cases E, B, A float32, 2 repeats x 2 epochs: xpnet-cupy,        70 s
 #               xpnet-torch, torch on the GPU and xpnet-numpy on this machine's host CPU (not case E);
 #               no GEMM floor; interleaved repeats, so a cut run still has repeat 1 of every row
-#   book2015    xpnet train --preset book2015 --epochs 30, float32 and float64, on CuPy (else torch) 2x25 s
+#   bench-compiled  run.py --device cuda, case B float32 (469 small steps an epoch: where compiling pays),  45 s
+#               1 repeat x 2 timed epochs after one untimed compiling epoch: xpnet-jax-jit, the native
+#               jax-jit, xpnet-torch-compile with torch.compile mode reduce-overhead (CUDA graphs), in that
+#               order (torch compiles slowest: a cut run still has the JAX rows); 40 s per worker
+#   book2015    xpnet train --preset book2015 --epochs 30, float32 and float64, on CuPy (else torch) 2x15 s
 # Files in $OUT (the device tool returns at most 8): summary.txt (machine, versions, backends, every section's
 # rc, time and figures), gpu_tests.txt, parity.json (stdout only) and parity.stderr.txt, bench.txt (progress
-# and table), bench.md (rewritten after every run), bench.jsonl (a line per run), book2015.txt.
+# and table of both benchmark sections), bench.md (rewritten after every run; bench-compiled's tables appended
+# when it ends), bench.jsonl (a line per run, bench-compiled's appended), book2015.txt.
 # On a machine where neither CuPy nor torch sees a CUDA GPU, probe and backends run, every GPU section says
 # "skipped: <reason>", and the script exits 0. It exits 0 whatever the sections gave: read summary.txt.
 # XLA_PYTHON_CLIENT_PREALLOCATE=false: JAX would otherwise take 75 % of the GPU when pytest collects its cases.
@@ -106,12 +111,12 @@ skipped() { say "== $1: skipped: $GPU_WHY"; }
 section backends 20 summary.txt - $PY -m xpnet backends
 
 if [ -n "$GPU_WHY" ]; then
-    skipped gpu-tests; skipped parity; skipped benchmarks; skipped book2015
+    skipped gpu-tests; skipped parity; skipped benchmarks; skipped bench-compiled; skipped book2015
     say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"
     exit 0
 fi
 
-if section gpu-tests 120 gpu_tests.txt - $PY -m pytest -v -m gpu -p no:cacheprovider tests/test_gradcheck.py \
+if section gpu-tests 100 gpu_tests.txt - $PY -m pytest -v -m gpu -p no:cacheprovider tests/test_gradcheck.py \
         tests/test_training.py tests/test_checkpoint.py tests/test_backend.py; then
     say "   so far: $(grep -c ' PASSED' "$OUT/gpu_tests.txt") passed, $(grep -c ' FAILED' "$OUT/gpu_tests.txt") failed," \
         "$(grep -c ' SKIPPED' "$OUT/gpu_tests.txt") skipped, $(grep -c ' ERROR' "$OUT/gpu_tests.txt") errors" \
@@ -122,7 +127,7 @@ fi
 PAR=numpy
 [ -z "$CUPY_WHY" ] && PAR="$PAR,cupy"
 [ -z "$TORCH_WHY" ] && PAR="$PAR,torch"
-if section parity 40 parity.json parity.stderr.txt $PY -m xpnet parity --backends "$PAR" --device cuda \
+if section parity 35 parity.json parity.stderr.txt $PY -m xpnet parity --backends "$PAR" --device cuda \
         --dtype float64,float32 --steps 100 --json; then
     $PY - "$OUT/parity.json" <<'EOF' 2>&1 | sed 's/^/   | /' | tee -a "$LOG"
 import json, sys
@@ -140,16 +145,31 @@ fi
 FW=""
 [ -z "$CUPY_WHY" ] && FW="${FW}xpnet-cupy,"
 [ -z "$TORCH_WHY" ] && FW="${FW}xpnet-torch,torch,"
-if section benchmarks 90 bench.txt - $PY benchmarks/run.py --device cuda --cases E,B,A --dtypes float32 \
+if section benchmarks 70 bench.txt - $PY benchmarks/run.py --device cuda --cases E,B,A --dtypes float32 \
         --frameworks "${FW}xpnet-numpy" --repeats 2 --epochs 2 --timeout 40 --data-dir "$DATA" \
         --json "$OUT/bench.jsonl" --markdown "$OUT/bench.md"; then
     grep -E '^- status|^\| [A-E] ' "$OUT/bench.md" 2>/dev/null | cut -c 1-160 | sed 's/^/   | /' | tee -a "$LOG"
 fi
 
+# compiled steps: their own run (its own cases and frameworks), its JSON lines and tables appended to bench.jsonl
+# and bench.md afterwards (the device tool returns 8 files at most); JAX rows first, torch.compile's last
+CFW="xpnet-jax-jit,jax-jit"
+[ -z "$TORCH_WHY" ] && CFW="$CFW,xpnet-torch-compile"
+CTMP=$(mktemp -d)
+echo "### compiled steps (bench-compiled)" >> "$OUT/bench.txt"
+if section bench-compiled 45 bench.txt - $PY benchmarks/run.py --device cuda --cases B --dtypes float32 \
+        --frameworks "$CFW" --torch-compile-mode reduce-overhead --repeats 1 --epochs 2 --timeout 40 \
+        --data-dir "$DATA" --json "$CTMP/bench.jsonl" --markdown "$CTMP/bench.md"; then
+    cat "$CTMP/bench.jsonl" >> "$OUT/bench.jsonl" 2>/dev/null
+    { echo; echo "# bench-compiled (appended)"; echo; cat "$CTMP/bench.md"; } >> "$OUT/bench.md" 2>/dev/null
+    grep -E '^- status|^\| [A-E] ' "$CTMP/bench.md" 2>/dev/null | cut -c 1-190 | sed 's/^/   | /' | tee -a "$LOG"
+fi
+rm -rf "$CTMP"
+
 if [ -z "$CUPY_WHY" ]; then BK=cupy; else BK=torch; fi
 for dt in float32 float64; do
     echo "### xpnet train --preset book2015 --backend $BK --device cuda --dtype $dt --epochs 30" >> "$OUT/book2015.txt"
-    if section "book2015-$BK-$dt" 25 book2015.txt - $PY -m xpnet train --preset book2015 --backend $BK \
+    if section "book2015-$BK-$dt" 15 book2015.txt - $PY -m xpnet train --preset book2015 --backend $BK \
             --device cuda --dtype $dt --epochs 30 --data-dir "$DATA" --json; then
         $PY - "$OUT/book2015.txt" <<'EOF' 2>&1 | sed 's/^/   | /' | tee -a "$LOG"
 import json, re, statistics, sys

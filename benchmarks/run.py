@@ -8,12 +8,15 @@ Usage (from the repository root):
     python benchmarks/run.py --cases B --repeats 3 --epochs 2 --json b.json --markdown b.md
     python benchmarks/run.py --device cuda --cases E          # GPU: xpnet-cupy/torch/jax and torch
     python benchmarks/run.py --baseline-ref 9973ecb --cases A,B,C,D --frameworks xpnet-numpy --repeats 9
+    python benchmarks/run.py --cases A,B,C --frameworks xpnet-jax,xpnet-jax-jit,jax-jit --repeats 7 --epochs 3
 
 Options: --data-dir DIR (MNIST IDX files, default ../shared/data/mnist from the repository root),
 --cases A,B,C,D,E, --frameworks (xpnet-numpy, xpnet-torch, xpnet-jax, xpnet-array_api_strict, xpnet-cupy,
-numpy-loop, torch, sklearn, book-transcription), --dtypes float32,float64 (default: each case's),
---repeats N (default 5), --epochs N timed per repeat (default 1), --quick (1 repeat, 1 epoch),
---device cpu|cuda, --timeout S (per worker), --json PATH, --markdown PATH, --baseline-ref COMMIT (below).
+xpnet-jax-jit, xpnet-torch-compile, jax-jit, numpy-loop, torch, sklearn, book-transcription), --dtypes
+float32,float64 (default: each case's), --repeats N (default 5), --epochs N timed per repeat (default 1),
+--quick (1 repeat, 1 epoch), --device cpu|cuda, --timeout S (per worker), --json PATH, --markdown PATH,
+--baseline-ref COMMIT (below), --torch-compile-mode MODE (xpnet-torch-compile's torch.compile mode, e.g.
+reduce-overhead on a GPU; default the backend's, "default").
 
 Outputs are written as the run goes, so a run cut short leaves readable files: --json PATH is JSON lines
 (read with `[json.loads(line) for line in open(PATH)]`), one object per line with a "record" key: "meta"
@@ -44,13 +47,24 @@ data loading while training (VmHWM reset after loading). JSON rows add repeats_s
 s/epoch), epoch_seconds (every timed epoch) and the note. With JAX, each distinct minibatch offset compiles
 its own slice once, so the first timed epoch is slower than later ones: use --epochs 3 for its steady state.
 
+Compiled rows: xpnet-jax-jit and xpnet-torch-compile are xpnet with compile=True on JAX and torch (one compiled
+call per minibatch: gather, forward, loss, backward, update, argmax); jax-jit is the same model written as a
+JAX user would (run_jax_jit: one jax.jit call per minibatch doing the same jnp.take gather with the step's index
+slice passed in, jax.value_and_grad of the same loss and penalty, the case's update; xpnet's initial weights
+and batch order; A-D). They skip the warm-up (a compiled step traces again for a new data shape) and train
+--epochs + 1 epochs: the first compiles (and, on JAX, compiles each offset's index slice) and is not timed;
+"compile s" (JSON compile_s; first_epoch_s, compile_traces beside it) is its extra time over the timed epochs'
+median. Their rows also record last_epoch_loss and last_epoch_accuracy (xpnet rows too), so xpnet-jax-jit and
+jax-jit can be seen to train the same way (case A float64: the same loss to every digit after 2 epochs).
+
 --baseline-ref COMMIT times another checkout side by side with this one: a detached git worktree of COMMIT
 in .bench-baseline/<sha> (ignored by git through its own .gitignore; reused when present; remove it with
 `git worktree remove .bench-baseline/<sha>`) and, for every xpnet row, its worker run a second time with
 that worktree's root first on PYTHONPATH. The worker code, the cases and the data loading are this
 checkout's (benchmarks/), only `import xpnet` differs, and it uses only the public API (Sequential, Dense,
 Sigmoid, ReLU, LogisticCost, SoftmaxCrossEntropy, SGD, NeuralNetMLP, backend, parameters(), history_).
-Each (repeat, case, dtype, framework) gets an old and a new measurement back to back, old first in odd
+Only the eager xpnet rows are paired (an older checkout may have no compile=True; the compiled rows are
+timed for this checkout only). Each (repeat, case, dtype, framework) gets an old and a new measurement back to back, old first in odd
 repeats and new first in even ones (so drift cancels). Reported per case, dtype and framework: the median
 old and new s/epoch, the median of the paired ratios new/old and a 95 % bootstrap interval of that median
 (10,000 resamples of the pairs, seed 0; with fewer than about 6 pairs the interval is coarse).
@@ -80,15 +94,27 @@ from cases import CASES, N_TRAIN, load_data, onehot
 
 BASELINE_DIR = ROOT / ".bench-baseline"
 
-FRAMEWORKS = ("xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict", "numpy-loop", "torch", "sklearn",
-              "book-transcription")
-GPU_FRAMEWORKS = ("xpnet-cupy", "xpnet-torch", "xpnet-jax", "torch")
+FRAMEWORKS = ("xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict", "xpnet-jax-jit",
+              "xpnet-torch-compile", "jax-jit", "numpy-loop", "torch", "sklearn", "book-transcription")
+GPU_FRAMEWORKS = ("xpnet-cupy", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit", "xpnet-torch-compile", "jax-jit", "torch")
+# the xpnet rows: framework -> (backend, compile=True). Only the eager ones are timed against --baseline-ref (an
+# older checkout may have no compile=True).
+XPNET = {"xpnet-numpy": ("numpy", False), "xpnet-torch": ("torch", False), "xpnet-jax": ("jax", False),
+         "xpnet-array_api_strict": ("array_api_strict", False), "xpnet-cupy": ("cupy", False),
+         "xpnet-jax-jit": ("jax", True), "xpnet-torch-compile": ("torch", True)}
+# rows whose first epoch compiles: it is run but not timed, and its extra time over the timed epochs' median is
+# reported as compile_s
+COMPILED = ("xpnet-jax-jit", "xpnet-torch-compile", "jax-jit")
 NOTES = {
     "numpy-loop": "hand-written loop (numpy_loop.py): no loss value or accuracy computed",
     "sklearn": "MLPClassifier(solver='sgd', alpha=0), one partial_fit per epoch; softmax output (its multiclass "
                "output), mean loss, lr scaled by the batch size where the case sums",
     "book-transcription": "tests/book_transcription.py BookMLP: bias columns, samples as columns, composed shuffles",
     "gemm-floor": "NumPy matrix products only, one epoch's shapes, preallocated outputs",
+    "xpnet-jax-jit": "compile=True on JAX: one jax.jit call per minibatch (xpnet's own step traced)",
+    "xpnet-torch-compile": "compile=True on torch: one torch.compile'd call per minibatch (xpnet's own step)",
+    "jax-jit": "native JAX (run.py run_jax_jit): one jax.jit step per minibatch (jnp.take gather, value_and_grad, "
+               "the case's update, loss and argmax out), xpnet's initial weights and batch order",
 }
 
 
@@ -119,16 +145,26 @@ def reset_peak() -> bool:
 # ---------------------------------------------------------------------------------------------- workers
 # Each runner trains `epochs` timed epochs after a warm-up and returns the list of seconds per epoch.
 
-def run_xpnet(case, backend, dtype, X, y, epochs, device):
+def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile_mode=None):
+    """xpnet eager: a warm-up fit of three minibatches (the epoch's shapes), then `epochs` timed epochs.
+    compile=True: no warm-up (a compiled step traces again for the full data's shape); epochs + 1 epochs, the
+    first one (compiling) untimed and reported as compile_s, its time over the timed epochs' median."""
     import xpnet
     n = X.shape[0]
     t_fit = time.perf_counter()
     nwarm = case.warm_bounds(n)[-1][1]
+    kw, extra_epochs = {}, 0
+    if compile:  # only then: an older checkout (--baseline-ref) has no compile= argument
+        bk = xpnet.backend(backend, device)
+        if compile_mode and hasattr(bk, "compile_mode"):
+            bk.compile_mode = compile_mode
+        backend, kw, extra_epochs = bk, {"compile": True}, 1
     if case.book:
-        def build(**kw):
-            return xpnet.NeuralNetMLP(**dict(case.book_args, **kw), backend=backend, device=device, dtype=dtype)
-        build(epochs=1, minibatches=3).fit(X[:nwarm], y[:nwarm])  # three 1200-row minibatches, as the epoch's
-        nn = build(epochs=epochs)
+        def build(**k):
+            return xpnet.NeuralNetMLP(**dict(case.book_args, **k), backend=backend, device=device, dtype=dtype, **kw)
+        if not compile:
+            build(epochs=1, minibatches=3).fit(X[:nwarm], y[:nwarm])  # three 1200-row minibatches, as the epoch's
+        nn = build(epochs=epochs + extra_epochs)
         t_fit = time.perf_counter()
         nn.fit(X, y)
         model = nn if isinstance(nn, xpnet.Sequential) else nn.model  # 0.1.0 wrapped one
@@ -139,10 +175,11 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device):
             layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])
         loss = (xpnet.LogisticCost if case.loss == "logistic" else xpnet.SoftmaxCrossEntropy)(reduction=case.reduction)
         model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
-                                 backend=backend, device=device, dtype=dtype, seed=0)
-        model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
+                                 backend=backend, device=device, dtype=dtype, seed=0, **kw)
+        if not compile:
+            model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
         t_fit = time.perf_counter()
-        model.fit(X, y, epochs=epochs, batch_size=case.batch_size)
+        model.fit(X, y, epochs=epochs + extra_epochs, batch_size=case.batch_size)
     # an epoch ends by fetching its losses; the last update may still be queued (JAX, GPUs): wait for it
     t0 = time.perf_counter()
     bk = getattr(model, "bk", None)
@@ -150,13 +187,111 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device):
         bk.block(p) if hasattr(bk, "block") else xpnet.to_numpy(p)
     t1 = time.perf_counter()
     history = getattr(model, "history_", None) or {}
-    if len(history.get("seconds", ())) == epochs:
+    total = epochs + extra_epochs
+    if len(history.get("seconds", ())) == total:
         seconds = list(history["seconds"])
         seconds[-1] += t1 - t0
     else:  # no per-epoch times: the whole fit (including its set-up) divided evenly
-        seconds = [(t1 - t_fit) / epochs] * epochs
+        seconds = [(t1 - t_fit) / total] * total
     what = " ".join(str(getattr(bk, k, "?")) for k in ("name", "version")) + f" on {getattr(bk, 'device', device)}"
-    return seconds, what
+    last = {f"last_epoch_{k}": history[k][-1] for k in ("loss", "accuracy") if history.get(k)}
+    if not compile:
+        return seconds, what, last
+    mode = getattr(bk, "compile_mode", None)
+    what += f", torch.compile mode {mode}" if mode else ""
+    return seconds[1:], what, compiled_extra(seconds, getattr(model, "compile_traces_", None)) | last
+
+
+def compiled_extra(seconds: list[float], traces) -> dict:
+    """What a compiled row reports beside its timed epochs: the first (compiling, untimed) epoch's seconds, its
+    extra time over the timed epochs' median (compile_s), and how many traces were compiled."""
+    timed = seconds[1:]
+    return {"first_epoch_s": seconds[0], "compile_s": max(0.0, seconds[0] - statistics.median(timed)),
+            "compile_traces": traces}
+
+
+def run_jax_jit(case, dtype, X, y, epochs, device):
+    """The case written as a JAX user would: one jax.jit call per minibatch that gathers the minibatch's rows
+    from device-resident data (jnp.take with the step's index slice passed in), takes jax.value_and_grad of
+    the loss (+ the case's L2 penalty), applies the case's update (SGD, classical momentum or the book's
+    look-back) and returns the loss and the argmax. The same initial weights and batch order as xpnet (the
+    permutations drawn from the generator the weights came from; composed for the book's case D, whose
+    learning rate decays per epoch as the book's does). Losses and predictions stay on the device until the
+    epoch ends (one transfer per epoch, as xpnet's fit). epochs + 1 epochs: the first compiles, untimed."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    kind, _, index = device.partition(":")
+    dev = jax.devices("cpu" if kind == "cpu" else "gpu")[int(index or 0)]
+    book = case.book_args
+    if book.get("l1"):
+        raise NotImplementedError("an L1 penalty (the book's cost and gradient differ)")
+    l2, mu, alpha, decay = book.get("l2", 0.0), case.momentum, book.get("alpha", 0.0), book.get("decrease_const", 0.0)
+    rng = case.host_rng()
+    params = [tuple(jax.device_put(np.asarray(a, dtype=dtype), dev) for a in wb) for wb in case.initial_params(rng)]
+    bufs = jax.tree_util.tree_map(jnp.zeros_like, params)  # momentum / the book's previous delta
+    act = jax.nn.sigmoid if case.hidden == "sigmoid" else jax.nn.relu
+    traces = []
+
+    def objective(ps, xb, yb):
+        z = xb
+        for i, (w, b) in enumerate(ps):
+            z = z @ w.T + b
+            if i < len(ps) - 1:
+                z = act(z)
+        if case.loss == "logistic":  # sigmoid + binary cross-entropy, from the logits
+            value = jnp.sum(jax.nn.softplus(z) - yb * z)
+        else:
+            value = -jnp.sum(yb * jax.nn.log_softmax(z, axis=1))
+        if case.reduction == "mean":
+            value = value / z.shape[0]
+        if l2:
+            value = value + 0.5 * l2 * sum(jnp.sum(w * w) for w, _ in ps)
+        return value, z
+
+    @jax.jit
+    def step(ps, bufs, X, Y, idx, lr):
+        traces.append(1)
+        xb, yb = jnp.take(X, idx, axis=0), jnp.take(Y, idx, axis=0)
+        (value, z), g = jax.value_and_grad(objective, has_aux=True)(ps, xb, yb)
+        if mu:  # classical momentum (PyTorch's form)
+            bufs = jax.tree_util.tree_map(lambda v, gi: mu * v + gi, bufs, g)
+            ps = jax.tree_util.tree_map(lambda p, v: p - lr * v, ps, bufs)
+        elif alpha:  # the book's look-back: w -= lr * g + alpha * previous (lr * g)
+            delta = jax.tree_util.tree_map(lambda gi: lr * gi, g)
+            ps = jax.tree_util.tree_map(lambda p, d, prev: p - (d + alpha * prev), ps, delta, bufs)
+            bufs = delta
+        else:
+            ps = jax.tree_util.tree_map(lambda p, gi: p - lr * gi, ps, g)
+        return ps, bufs, value, jnp.argmax(z, axis=1)
+
+    n = X.shape[0]
+    with jax.default_device(dev):
+        Xd, Yd = jax.device_put(X, dev), jax.device_put(onehot(y, case.sizes[-1], dtype), dev)
+        labels = jax.device_put(y.astype(np.int32), dev)
+        bounds, order, lr, seconds = case.bounds(n), None, case.lr, []
+        for epoch in range(epochs + 1):
+            t0 = time.perf_counter()
+            lr = lr / (1 + decay * epoch) if decay else lr
+            perm = rng.permutation(n)
+            order = perm if order is None or not case.book else order[perm]
+            order_d = jax.device_put(order, dev)
+            losses, preds = [], []
+            for s, e in bounds:
+                params, bufs, value, pred = step(params, bufs, Xd, Yd, order_d[s:e], lr)
+                losses.append(value)
+                preds.append(pred)
+            correct = jnp.sum(jnp.concatenate(preds) == jnp.take(labels, order_d, axis=0))
+            host, correct = np.asarray(jnp.stack(losses)), int(correct)
+            jax.block_until_ready(params)
+            seconds.append(time.perf_counter() - t0)
+            if not np.isfinite(host).all():
+                raise FloatingPointError(f"the loss became {host[~np.isfinite(host)][0]} in epoch {epoch + 1}")
+    weights = np.array([e - s for s, e in bounds] if case.reduction == "mean" else [1] * len(bounds))
+    last = {"last_epoch_loss": float(host @ weights) / n, "last_epoch_accuracy": correct / n}  # as xpnet's history
+    return seconds[1:], f"jax {jax.__version__} on {dev.platform}", compiled_extra(seconds, len(traces)) | last
 
 
 def run_numpy_loop(case, dtype, X, y, epochs, device):
@@ -312,18 +447,19 @@ def import_xpnet(root: str | None):
 def worker(case_name: str, framework: str, dtype: str, args) -> dict:
     """Runs in a child process; returns what the parent reads back (one JSON line)."""
     case = CASES[case_name]
-    backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
+    backend, compiled = XPNET.get(framework, (None, False))
     device = args.device if framework in GPU_FRAMEWORKS else "cpu"
     xpnet_file = None
     if backend:
         xpnet, xpnet_file = import_xpnet(args.xpnet_root)
         if hasattr(xpnet, "backend"):
             xpnet.backend(backend, device)  # imports the array library; fails here if it is not installed
+        mode = args.torch_compile_mode if backend == "torch" else None
 
         def runner(*a):
-            return run_xpnet(case, backend, *a)
+            return run_xpnet(case, backend, *a, **({"compile": True, "compile_mode": mode} if compiled else {}))
     else:
-        run = {"numpy-loop": run_numpy_loop, "torch": run_torch, "sklearn": run_sklearn,
+        run = {"numpy-loop": run_numpy_loop, "torch": run_torch, "sklearn": run_sklearn, "jax-jit": run_jax_jit,
                "book-transcription": run_book, "gemm-floor": run_gemm_floor}[framework]
 
         def runner(*a):
@@ -333,15 +469,17 @@ def worker(case_name: str, framework: str, dtype: str, args) -> dict:
             torch.set_num_threads(os.cpu_count())
         elif framework == "sklearn":
             import sklearn.neural_network  # noqa: F401 (imported before the RSS after load)
+        elif framework == "jax-jit":
+            import jax  # noqa: F401 (imported before the RSS after load)
     X, y = (None, None) if framework == "gemm-floor" else load_data(case, dtype, args.data_dir)
     rss_load = proc_status_mb("VmRSS") or maxrss_mb()
     exact = reset_peak()
-    seconds, note = runner(dtype, X, y, args.epochs, device)
+    seconds, note, *extra = runner(dtype, X, y, args.epochs, device)  # extra: a dict of other figures, or none
     peak = maxrss_mb()
     train_peak = (proc_status_mb("VmHWM") if exact else None) or peak
     return {"seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mb": peak,
             "rss_after_load_mb": rss_load, "train_rss_increase_mb": max(0.0, train_peak - rss_load),
-            "note": note, "device": device, "xpnet_file": xpnet_file}
+            "note": note, "device": device, "xpnet_file": xpnet_file, **(extra[0] if extra else {})}
 
 
 def worker_main(args) -> None:
@@ -364,7 +502,8 @@ def spawn(case: str, framework: str, dtype: str, args, root: Path = ROOT) -> dic
     """One worker process timing the xpnet of checkout `root` (first on its PYTHONPATH)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case, framework, dtype,
            "--epochs", str(args.epochs), "--data-dir", str(args.data_dir), "--device", args.device,
-           "--xpnet-root", str(root)]
+           "--xpnet-root", str(root)] + (["--torch-compile-mode", args.torch_compile_mode]
+                                         if args.torch_compile_mode else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH")))))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT, check=False, env=env)
@@ -375,6 +514,11 @@ def spawn(case: str, framework: str, dtype: str, args, root: Path = ROOT) -> dic
             return json.loads(line)
     tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
     return {"skipped": f"worker exited with {p.returncode}: {tail[:300]}"}
+
+
+def paired_with_baseline(framework: str) -> bool:
+    """Whether --baseline-ref times `framework` on the old checkout too: the eager xpnet rows only."""
+    return framework in XPNET and not XPNET[framework][1]
 
 
 def applicable(case, framework: str, device: str = "cpu") -> str | None:
@@ -394,11 +538,11 @@ def applicable(case, framework: str, device: str = "cpu") -> str | None:
 
 def summarize(case, framework: str, dtype: str, runs: list[dict], baseline: str | None = None) -> dict:
     """One table row from a job's runs; `baseline`: the sha when these are the baseline checkout's runs."""
-    backend = framework[len("xpnet-"):] if framework.startswith("xpnet-") else None
+    backend = framework[len("xpnet-"):] if framework in XPNET else None  # "jax-jit" for xpnet-jax-jit
     name = ("xpnet" if not baseline else f"xpnet@{baseline[:7]}") if backend else framework
     row = {"case": case.name, "framework": name, "backend": backend, "dtype": dtype,
            "median_s": None, "min_s": None, "max_s": None, "samples_per_s": None, "gflops": None,
-           "peak_rss_mb": None, "rss_after_load_mb": None, "ratio_to_numpy_loop": None}
+           "peak_rss_mb": None, "rss_after_load_mb": None, "ratio_to_numpy_loop": None, "compile_s": None}
     ok = [r for r in runs if "skipped" not in r]
     if not ok:
         row["skipped"] = runs[0]["skipped"] if runs else "not run yet"
@@ -411,6 +555,9 @@ def summarize(case, framework: str, dtype: str, runs: list[dict], baseline: str 
                train_rss_increase_mb=max(r["train_rss_increase_mb"] for r in ok), repeats_s=per_repeat,
                epoch_seconds=[r["seconds"] for r in ok],
                device=ok[0]["device"], note=ok[0]["note"], xpnet_file=ok[0].get("xpnet_file"))
+    if any("compile_s" in r for r in ok):  # compiled rows: their first (untimed) epoch, per repeat
+        row.update(compile_s=statistics.median(r["compile_s"] for r in ok),
+                   compile_s_repeats=[r["compile_s"] for r in ok], compile_traces=ok[0].get("compile_traces"))
     if len(ok) < len(runs):
         failed = next(r["skipped"] for r in runs if "skipped" in r)
         row["note"] = "; ".join(filter(None, (row["note"], f"{len(runs) - len(ok)} repeat(s) failed: {failed}")))
@@ -486,18 +633,18 @@ def comparison_table(comps: list[dict]) -> list[list[str]]:
 
 def table(rows: list[dict]) -> list[list[str]]:
     head = ["case", "framework", "backend", "dtype", "s/epoch median (min-max)", "samples/s", "GFLOP/s",
-            "peak RSS MB (+training)", "x numpy-loop"]
+            "peak RSS MB (+training)", "x numpy-loop", "compile s"]
     out = [head]
     for r in rows:
         if r["median_s"] is None:
             out.append([r["case"], r["framework"], r["backend"] or "", r["dtype"], "skipped: " + r["skipped"],
-                        "", "", "", ""])
+                        "", "", "", "", ""])
             continue
-        ratio = r["ratio_to_numpy_loop"]
+        ratio, comp = r["ratio_to_numpy_loop"], r.get("compile_s")
         out.append([r["case"], r["framework"], r["backend"] or "", r["dtype"],
                     f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})", f"{r['samples_per_s']:,.0f}",
                     f"{r['gflops']:.1f}", f"{r['peak_rss_mb']:.0f} (+{r['train_rss_increase_mb']:.0f})",
-                    "" if ratio is None else f"{ratio:.2f}"])
+                    "" if ratio is None else f"{ratio:.2f}", "" if comp is None else f"{comp:.2f}"])
     return out
 
 
@@ -556,6 +703,9 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="one repeat of one epoch, to see that it works")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] for xpnet-torch/jax/cupy and torch")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before a worker is given up as skipped")
+    ap.add_argument("--torch-compile-mode", default=None, metavar="MODE",
+                    help="torch.compile mode of xpnet-torch-compile (default: the backend's, 'default'); "
+                         "'reduce-overhead' (CUDA graphs) on a GPU")
     ap.add_argument("--baseline-ref", metavar="COMMIT",
                     help="also time this commit's xpnet (a worktree in .bench-baseline/), paired with this checkout's")
     ap.add_argument("--json", type=Path)
@@ -593,7 +743,7 @@ def main(argv=None) -> None:
                     jobs.append((c, dtype, f))
     load_before = os.getloadavg()
     results = {job: [] for job in jobs}
-    old_results = {job: [] for job in jobs if base_root and job[2].startswith("xpnet-")}
+    old_results = {job: [] for job in jobs if base_root and paired_with_baseline(job[2])}
     pairs = {job: [] for job in old_results}
     baseline = (base_root, base_sha) if base_sha else None
     total = args.repeats * (len(jobs) + len(old_results))
@@ -617,6 +767,8 @@ def main(argv=None) -> None:
         out.record(record="run", repeat=r + 1, case=c, dtype=dtype, framework=f,
                    checkout=(which if job in old_results else "new"), **res)
         msg = res["skipped"] if "skipped" in res else f"{res['median_s']:.3f} s/epoch, peak RSS {res['peak_rss_mb']:.0f} MB"
+        if "compile_s" in res:
+            msg += f", first epoch {res['first_epoch_s']:.2f} s ({res['compile_traces']} traces) untimed"
         tag = f" {which} ({base_sha[:7] if which == 'old' else 'this checkout'})" if job in old_results else ""
         print(f"[repeat {r + 1}/{args.repeats}] {c} {dtype} {f}{tag}: {msg}", flush=True)
         return res

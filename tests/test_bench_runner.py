@@ -63,3 +63,34 @@ def test_outputs_are_readable_while_the_run_goes(run, tmp_path):
     assert [json.loads(line)["record"] for line in args.json.read_text().splitlines()] == ["meta", "run"]
     md = args.markdown.read_text()
     assert "PARTIAL: 1 of 4" in md and "0.100 (0.100-0.100)" in md and "not run yet" in md
+
+
+def test_compiled_rows_are_not_paired_with_a_baseline(run):
+    assert [f for f in run.FRAMEWORKS if run.paired_with_baseline(f)] == [
+        "xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-array_api_strict"]
+    assert run.paired_with_baseline("xpnet-cupy") and not run.paired_with_baseline("jax-jit")
+    ok = {"seconds": [0.1], "median_s": 0.1, "peak_rss_mb": 1.0, "rss_after_load_mb": 1.0,
+          "train_rss_increase_mb": 0.0, "note": None, "device": "cpu", "first_epoch_s": 2.1, "compile_traces": 2}
+    row = run.summarize(run.CASES["C"], "xpnet-jax-jit", "float32", [dict(ok, compile_s=2.0), dict(ok, compile_s=3.0)])
+    assert (row["framework"], row["backend"], row["compile_s"], row["compile_traces"]) == ("xpnet", "jax-jit", 2.5, 2)
+    grid = run.table([row])
+    assert grid[0][-1] == "compile s" and grid[1][-1] == "2.50"
+
+
+@pytest.mark.parametrize("case", ["C", "D"])
+def test_native_jax_jit_trains_as_xpnet_compiled(run, case):
+    """jax-jit (written as a JAX user would) and xpnet-jax-jit start from the same weights and see the same
+    batches: on a small float64 problem their losses agree to rounding (case D: the book's look-back
+    momentum, L2, decaying rate and composed shuffles)."""
+    pytest.importorskip("jax")
+    import numpy as np
+    rng = np.random.default_rng(0)
+    n = 100 if case == "D" else 96
+    X = rng.random((n, 784)) * (255 if case == "D" else 1)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    c = run.CASES[case]
+    native = run.run_jax_jit(c, "float64", X, y, 2, "cpu")[2]
+    xpnet_jit = run.run_xpnet(c, "jax", "float64", X, y, 2, "cpu", compile=True)[2]
+    assert native["compile_traces"] == xpnet_jit["compile_traces"] == 1
+    assert native["last_epoch_loss"] == pytest.approx(xpnet_jit["last_epoch_loss"], rel=1e-12)
+    assert native["last_epoch_accuracy"] == xpnet_jit["last_epoch_accuracy"]

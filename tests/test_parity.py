@@ -121,3 +121,83 @@ def test_xpnet_testing_is_a_pytest_plugin(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "passed" in out.stdout and "PytestUnknownMarkWarning" not in out.stdout + out.stderr
+
+
+# compiled steps (compile=True) ---------------------------------------------------------------------------
+
+def test_compiled_rows_against_the_reference_and_the_eager_step():
+    pytest.importorskip("jax")
+    report = xpnet.parity(backends=["numpy", "jax"], dtypes=["float64", "float32"], steps=8, compile=True)
+    rows = {(r["label"], r["dtype"]): r for r in report["results"]}
+    assert list(rows) == [(label, dt) for name in ("numpy", "jax") for dt in ("float64", "float32")
+                          for label in ((name, f"{name} (compiled)") if name == "numpy" else
+                                        (name, f"{name} (compiled)", f"{name} (compiled) vs {name} eager"))]
+    for dt in ("float64", "float32"):
+        skipped = rows[("numpy (compiled)", dt)]
+        assert skipped["passed"] is None and skipped["skipped"].startswith("no compiler: numpy has none")
+        for label in ("jax (compiled)", "jax (compiled) vs jax eager"):
+            r = rows[(label, dt)]
+            assert r["passed"] and r["compiled"] and r["max_rel_diff"] <= TOLERANCES[dt], r
+            assert r["free_max_rel_diff"] <= TOLERANCES[dt] and r["compile_traces"] == 1  # one minibatch shape
+        assert rows[("jax (compiled)", dt)]["against"] == "numpy float64"
+        assert rows[("jax (compiled) vs jax eager", dt)]["against"] == "jax eager"
+    assert report["passed"] and report["compile"]
+
+
+def test_compiled_lockstep_runs_the_compiled_step(monkeypatch):
+    """A 1e-6 error in the optimizer only while JAX traces it (so only in the compiled step) fails the compiled
+    rows, against the reference and against eager JAX, and leaves the eager row passing."""
+    pytest.importorskip("jax")
+    from xpnet.optimizers import SGD
+    original = SGD.update
+
+    def skewed(self, w, g, bufs, h, inplace):
+        out, bufs = original(self, w, g, bufs, h, inplace)
+        return (out * (1 + 1e-6) if "Tracer" in type(w).__name__ else out), bufs
+
+    monkeypatch.setattr(SGD, "update", skewed)
+    report = xpnet.parity(backends=["jax"], steps=3, compile=True)
+    eager, compiled, vs_eager = report["results"]
+    assert eager["passed"] and not compiled["passed"] and not vs_eager["passed"] and not report["passed"]
+    assert compiled["max_rel_diff"] > TOLERANCES["float64"] and vs_eager["max_rel_diff"] > TOLERANCES["float64"]
+
+
+@xpnet.register("tests.ParityHostWork.v1")
+class ParityHostWork(xpnet.Layer):
+    """Host work on an array (float(x)): runs eagerly, cannot be traced."""
+
+    elementwise = True
+
+    def __init__(self):
+        pass
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None):
+        scale = 1.0 + 0.0 * float(x[0, 0])
+        return x * scale, lambda dy: (dy * scale, {})
+
+
+def test_an_untraceable_layer_is_a_compiled_row_naming_it():
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 4)), rng.integers(0, 3, 32)
+
+    def model_fn(bk, dtype):
+        return xpnet.Sequential([xpnet.Dense(4, 5), ParityHostWork(), xpnet.Dense(5, 3)], backend=bk, dtype=dtype,
+                                seed=0)
+
+    eager, compiled, vs_eager = xpnet.parity(model_fn, X, y, backends=["jax"], steps=2, compile=True)["results"]
+    assert eager["passed"] and not compiled["passed"] and compiled["error"]["where"].startswith("layers.1 ParityHostWork")
+    assert vs_eager["label"] == "jax (compiled) vs jax eager" and vs_eager["passed"] is None
+    assert vs_eager["skipped"] == "the compiled step failed (its row says why)"
+
+
+def test_cli_parity_compile():
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "xpnet", "parity", "--backends", "numpy,jax", "--steps", "3",
+                          "--compile"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("numpy (compiled)") and "skipped: no compiler" in line for line in lines), out.stdout
+    assert any(line.startswith("jax (compiled) vs jax eager") and line.endswith("pass") for line in lines), out.stdout

@@ -116,22 +116,28 @@ def cmd_parity(args) -> int:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
     report = parity(backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
-                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed)
+                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile)
     if args.json:
         _print_json(report)
     else:
         ref = report["reference"]
-        print(f"reference {ref['backend']} {ref['dtype']} ({ref['device']}), {report['steps']} steps")
-        print(f"{'backend':<17} {'device':<7} {'dtype':<8} {'lockstep abs':>12} {'lockstep rel':>12} "
+        w = max([17] + [len(r["label"]) for r in report["results"]])
+        print(f"reference {ref['backend']} {ref['dtype']} ({ref['device']}), {report['steps']} steps"
+              + ("; compiled rows compare loss, parameters and optimizer buffers (no gradients come out of a "
+                 "compiled step)" if report.get("compile") else ""))
+        print(f"{'backend':<{w}} {'device':<7} {'dtype':<8} {'lockstep abs':>12} {'lockstep rel':>12} "
               f"{'tol':>6} {'free rel':>9} {'growth/step':>11}  result")
         for r in report["results"]:
+            if r.get("skipped"):
+                print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} skipped: {r['skipped']}")
+                continue
             growth = "-" if r["growth_per_step"] is None else f"{r['growth_per_step']:.4f}"
-            print(f"{r['backend']:<17} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
+            print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
                   f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
                   f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
             if r.get("error"):
                 where = f" in {r['error']['where']}" if r["error"]["where"] else ""
-                print(f"{'':<17} error{where}: {r['error']['type']}: {r['error']['message']}")
+                print(f"{'':<{w}} error{where}: {r['error']['type']}: {r['error']['message']}")
     return 0 if report["passed"] else 1
 
 
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
+                    "with the reference and with its own eager step; backends without a compiler say so")
     sp.set_defaults(func=cmd_parity)
 
     sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")

@@ -10,6 +10,16 @@ gives measured rates):
   step, and its growth per step (geometric mean of successive ratios), say how sensitive the run is.
   Judged only against `free_tol` when one is given.
 Relative difference of a tensor: max|a - b| / max|b|; the worst over tensors is reported.
+
+compile=True adds, after each backend's eager row, two rows for its compiled training step
+(`model.compiled_step()`, the one call `fit` makes per minibatch with compile=True):
+- "<backend> (compiled)": lockstep and free-running against the reference as above, except that the
+  compiled step returns no gradients: its loss, updated parameters and updated optimizer buffers are
+  compared (the buffers carry the gradient for momentum SGD and Adam).
+- "<backend> (compiled) vs <backend> eager": the same figures against that backend's own eager step in the
+  same dtype (lockstep from the same reference states; free-running eager against free-running compiled).
+Both are judged against the same TOLERANCES. A backend without a compiler (numpy, array_api_strict, cupy)
+gets one row that says so ("skipped", passed None), which does not fail the report.
 """
 from __future__ import annotations
 
@@ -18,7 +28,7 @@ import math
 import numpy as np
 
 from ._callable import make_callable
-from .backend import Backend
+from .backend import COMPILERS, Backend
 from .backend import backend as select_backend
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .errors import InputError
@@ -63,9 +73,11 @@ def default_model(bk, dtype: str, optimizer: str = "sgd", features: int = 16, cl
 
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
            batch_size: int = 64, device: str | None = None, reference=("numpy", "float64"), seed: int = 0,
-           free_tol: float | None = None, optimizer: str = "sgd") -> dict:
+           free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False) -> dict:
     """Run the parity check. `model_fn(backend, dtype)` builds the model (same seed every call);
-    X, y: host data. Returns {'reference', 'steps', 'results': [...], 'passed'}."""
+    X, y: host data. compile: also compare each backend's compiled step (see the module's docstring).
+    Returns {'reference', 'steps', 'results': [...], 'passed'} (and 'compile': True); a row has a 'label' (e.g. 'jax',
+    'jax (compiled)', 'jax (compiled) vs jax eager'), and 'skipped' with passed None where it could not run."""
     if model_fn is None:
         model_fn = lambda bk, dtype: default_model(bk, dtype, optimizer)  # noqa: E731
         if X is None:
@@ -101,21 +113,30 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
                                                   noise=_put(ref, noise))
             host_grads = {k: ref.bk.to_numpy(v, copy=True) for k, v in grads.items()}
             ref.apply_gradients(grads)
-            after.append({"loss": float(value), "grads": host_grads,
-                          "params": {k: np.array(v) for k, v in ref.parameters().items()}})
+            state = ref.get_state()
+            after.append({"loss": float(value), "grads": host_grads, "params": state["params"],
+                          "opt_state": state["opt_state"]})
 
     results = []
+    against = f"{reference[0]} {reference[1]}"
     for name in backends:
         for dtype in dtypes:
             bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
+            eager = {} if compile else None  # the eager run, step by step, for the compiled-vs-eager row
             try:
                 with bk:
                     results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after,
-                                            free_tol))
+                                            free_tol, eager))
             except Exception as exc:  # a backend that fails is a parity result too: say where and why
                 results.append(_failed_row(bk, dtype, exc))
-    return {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
-            "results": results, "passed": all(r["passed"] for r in results)}
+                eager = None
+            results[-1].update(label=bk.name, compiled=False, against=against)
+            if compile:
+                results.extend(_compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after,
+                                              free_tol, eager, against))
+    report = {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
+              "results": results, "passed": all(r["passed"] is not False for r in results)}
+    return dict(report, compile=True) if compile else report
 
 
 def _put(model, noise):
@@ -123,15 +144,111 @@ def _put(model, noise):
     return None if noise is None else [None if a is None else model.bk.asarray(a, dtype=model.dtype) for a in noise]
 
 
-def _failed_row(bk, dtype, exc) -> dict:
+def _failed_row(bk, dtype, exc, **label) -> dict:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return {"backend": bk.name, "device": bk.device, "dtype": dtype, "max_abs_diff": math.inf,
             "max_rel_diff": math.inf, "free_max_rel_diff": math.inf, "growth_per_step": None,
             "tolerance": TOLERANCES[dtype], "passed": False, "parameters": {},
-            "error": {"type": type(exc).__name__, "message": message[:300], "where": where_raised(exc)}}
+            "error": {"type": type(exc).__name__, "message": message[:300], "where": where_raised(exc)}, **label}
 
 
-def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol) -> dict:
+def _skipped_row(bk, dtype, why: str, **label) -> dict:
+    return {"backend": bk.name, "device": bk.device, "dtype": dtype, "max_abs_diff": None, "max_rel_diff": None,
+            "free_max_rel_diff": None, "growth_per_step": None, "tolerance": TOLERANCES[dtype], "passed": None,
+            "parameters": {}, "skipped": why, **label}
+
+
+class _Worst:
+    """The worst absolute and relative difference seen, overall and per parameter (its buffers included)."""
+
+    def __init__(self, names):
+        self.abs = self.rel = 0.0
+        self.per_param = {k: [0.0, 0.0] for k in names}
+
+    def add(self, got, want, name=None):
+        a, r = rel_diff(got, want)
+        self.abs, self.rel = max(self.abs, a), max(self.rel, r)
+        if name is not None:
+            entry = self.per_param[name]
+            entry[0], entry[1] = max(entry[0], a), max(entry[1], r)
+
+    def row(self, bk, dtype, free_diffs, free_tol, **extra) -> dict:
+        ratios = [b / a for a, b in zip(free_diffs, free_diffs[1:]) if a > 0 and b > 0]
+        growth = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
+        passed = self.rel <= TOLERANCES[dtype] and (free_tol is None or free_diffs[-1] <= free_tol)
+        return {"backend": bk.name, "device": bk.device, "dtype": dtype, "max_abs_diff": self.abs,
+                "max_rel_diff": self.rel, "free_max_rel_diff": free_diffs[-1], "growth_per_step": growth,
+                "tolerance": TOLERANCES[dtype], "passed": passed,
+                "parameters": {k: {"max_abs_diff": v[0], "max_rel_diff": v[1]} for k, v in self.per_param.items()},
+                **extra}
+
+
+def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol, eager,
+                   against) -> list[dict]:
+    """The compiled step against the reference, and against the same backend's eager step (`eager`: what
+    _compare recorded, None when the eager run failed)."""
+    label = f"{bk.name} (compiled)"
+    vs_label = {"label": f"{label} vs {bk.name} eager", "compiled": True, "against": f"{bk.name} eager"}
+    if not bk.compiles:
+        return [_skipped_row(bk, dtype, f"no compiler: {bk.name} has none (compiled steps run on "
+                                        f"{', '.join(COMPILERS)})", label=label, compiled=True, against=against)]
+    vs_ref = _Worst(init["params"])
+    vs_eager = _Worst(init["params"]) if eager else None
+    free_ref, free_eager = [], []
+    try:
+        with bk:
+            model = model_fn(bk, dtype)
+            step = model.compiled_step()
+            to_np = bk.to_numpy
+            model.set_state(init)
+            Xd = model.as_input(Xh)
+            Yd, _ = model.as_targets(y, Xh.shape[0])
+            # the free-running state lives here; the model's state is set to the reference's before every lockstep
+            free_params = dict(model.state.params)
+            free_opt = {k: dict(bufs) for k, bufs in model.state.opt_state.items()}
+            free_lr, free_t = init["lr"], init["step"]
+            for i, idx in enumerate(batches):
+                idx_d, noise = bk.asarray(idx), _put(model, noises[i])
+                # lockstep: the reference's state in, one compiled step, loss, parameters and buffers out
+                model.set_state(before[i])
+                hyper = bk.scalar_args(model.optimizer.hyper(before[i]["lr"], before[i]["step"] + 1))
+                params, opt_state, value, _ = step(model.state.params, model.state.opt_state, Xd, Yd, idx_d, noise,
+                                                   hyper, 1)
+                got = {"loss": float(value), "params": {k: to_np(v, copy=True) for k, v in params.items()},
+                       "opt_state": {k: {b: to_np(v, copy=True) for b, v in bufs.items()}
+                                     for k, bufs in opt_state.items()}}
+                for worst, want in ((vs_ref, after[i]), (vs_eager, eager["lock"][i] if eager else None)):
+                    if worst is None:
+                        continue
+                    worst.add(np.asarray(got["loss"]), np.asarray(want["loss"]))
+                    for k in worst.per_param:
+                        worst.add(got["params"][k], want["params"][k], k)
+                        for b, v in got["opt_state"].get(k, {}).items():
+                            worst.add(v, want["opt_state"][k][b], k)
+                # free-running: its own state, the same batch and random inputs
+                free_t += 1
+                hyper = bk.scalar_args(model.optimizer.hyper(free_lr, free_t))
+                free_params, free_opt, _, _ = step(free_params, free_opt, Xd, Yd, idx_d, noise, hyper, 1)
+                fp = {k: to_np(v) for k, v in free_params.items()}
+                free_ref.append(max(rel_diff(fp[k], after[i]["params"][k])[1] for k in fp))
+                if eager:
+                    free_eager.append(max(rel_diff(fp[k], eager["free"][i][k])[1] for k in fp))
+            traces = model.compile_traces_
+    except Exception as exc:  # e.g. a layer that does host work cannot be traced: a row that says where
+        return [_failed_row(bk, dtype, exc, label=label, compiled=True, against=against),
+                _skipped_row(bk, dtype, "the compiled step failed (its row says why)", **vs_label)]
+    rows = [vs_ref.row(bk, dtype, free_ref, free_tol, label=label, compiled=True, against=against,
+                       compile_traces=traces)]
+    if eager:
+        rows.append(vs_eager.row(bk, dtype, free_eager, free_tol, compile_traces=traces, **vs_label))
+    else:
+        rows.append(_skipped_row(bk, dtype, f"the eager {bk.name} run failed (its row says why)", **vs_label))
+    return rows
+
+
+def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol, record=None) -> dict:
+    """The eager rows: lockstep and free-running against the reference. record: a dict that gets the eager
+    run's step results ("lock": loss, parameters and buffers per lockstep; "free": parameters per step)."""
     free, lock = model_fn(bk, dtype), model_fn(bk, dtype)
     free.set_state(init)
     xp, to_np = free.xp, bk.to_numpy
@@ -149,6 +266,10 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, f
         value, _, grads = lock.value_and_grads(xb, yb, noise=_put(lock, noises[step]))
         host_grads = {k: to_np(v, copy=True) for k, v in grads.items()}
         lock.apply_gradients(grads)
+        if record is not None:
+            state = lock.get_state()
+            record.setdefault("lock", []).append({"loss": float(value), "params": state["params"],
+                                                  "opt_state": state["opt_state"]})
         a, r = rel_diff(np.asarray(float(value)), np.asarray(ref["loss"]))
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
         params = lock.parameters()
@@ -160,6 +281,8 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, f
         free.train_step(xb, yb, noise=_put(free, noises[step]))
         fp = free.parameters()
         free_diffs.append(max(rel_diff(to_np(fp[k]), ref["params"][k])[1] for k in per_param))
+        if record is not None:
+            record.setdefault("free", []).append({k: to_np(v, copy=True) for k, v in fp.items()})
     worst_abs = max([worst_abs] + [v[0] for v in per_param.values()])
     worst_rel = max([worst_rel] + [v[1] for v in per_param.values()])
     ratios = [b / a for a, b in zip(free_diffs, free_diffs[1:]) if a > 0 and b > 0]

@@ -80,7 +80,9 @@ def assert_parity(model_fn, X, y, backends=None, dtypes=("float64",), steps: int
 
 
 def _row(r: dict) -> str:
-    head = f"{r['backend']:>17} {r['dtype']:>8}  "
+    head = f"{r.get('label', r['backend']):>17} {r['dtype']:>8}  "
+    if r.get("skipped"):
+        return head + f"skipped: {r['skipped']}"
     err = r.get("error")
     if err:
         where = f" in {err['where']}" if err["where"] else ""

@@ -33,23 +33,39 @@ class TorchBackend(Backend):
         return self._mod.empty(0, device=self.native_device)
 
     compiles = True
-    #: torch.compile's mode: "default" (inductor) on the CPU; "reduce-overhead" (CUDA graphs) is for GPUs
+    #: torch.compile's mode: "default" (inductor) on the CPU; "reduce-overhead" (CUDA graphs) is for GPUs. Set
+    #: it on a backend before the model's first compiled step (benchmarks/run.py --torch-compile-mode).
     compile_mode = "default"
 
     def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
-        """torch.compile (inductor), without dynamic shapes: each new minibatch shape compiles once. Python
-        ints in static_argnums specialise the graph, as torch.compile does with any Python int; floats must
-        come as tensors (scalar_args), or each new value would recompile."""
+        """torch.compile (inductor, with compile_mode's options), without dynamic shapes: each new minibatch
+        shape compiles once. Python ints in static_argnums specialise the graph, as torch.compile does with any
+        Python int; floats must come as tensors (scalar_args), or each new value would recompile.
+
+        With CUDA graphs (mode "reduce-overhead" on a GPU), a replay overwrites the previous replay's outputs,
+        and training keeps them (the parameters go into the next step, the losses stay until the epoch ends):
+        each call is marked as a new step and its outputs are cloned (not yet run on a GPU here)."""
         torch = self._mod
         if on_trace is None:
-            return torch.compile(fn, mode=self.compile_mode, dynamic=False)
-        from torch._inductor import compile_fx  # the default backend, wrapped to count its compilations
+            compiled = torch.compile(fn, mode=self.compile_mode, dynamic=False)
+        else:
+            from torch._inductor import compile_fx  # the default backend, wrapped to count its compilations
+            options = torch._inductor.list_mode_options(self.compile_mode)
 
-        def counting_backend(gm, example_inputs):
-            on_trace()
-            return compile_fx.compile_fx(gm, example_inputs)
+            def counting_backend(gm, example_inputs):
+                on_trace()
+                return compile_fx.compile_fx(gm, example_inputs, config_patches=options or None)
 
-        return torch.compile(fn, backend=counting_backend, dynamic=False)
+            compiled = torch.compile(fn, backend=counting_backend, dynamic=False)
+        if self.device == "cpu" or not torch._inductor.list_mode_options(self.compile_mode).get("triton.cudagraphs"):
+            return compiled
+        tree_map = torch.utils._pytree.tree_map
+
+        def step(*args):
+            torch.compiler.cudagraph_mark_step_begin()
+            return tree_map(lambda a: a.clone() if isinstance(a, torch.Tensor) else a, compiled(*args))
+
+        return step
 
     def scalar_args(self, scalars: dict) -> dict:
         return {k: self._mod.tensor(v, dtype=self._mod.float64, device=self.native_device) for k, v in scalars.items()}
