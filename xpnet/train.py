@@ -287,7 +287,7 @@ def run_evaluate(args) -> dict:
     Xs = scaler.transform(X, model.dtype_name)
     from .training import evaluate
     Xd = model.as_input(Xs, keep_integers=True)
-    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0])
+    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0], warn=False)
     loss, accuracy = evaluate(model, Xd, Yd)
     pred = np.asarray(model.predict(Xs))
     k = model.n_outputs
