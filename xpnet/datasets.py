@@ -418,26 +418,42 @@ def _load_npz(path: Path):
             except Exception as exc:
                 raise DataError(f"{path}: array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
     for X, y, xk, yk in ((out["X"], out["y"], "X", "y"), (out["X_test"], out["y_test"], "X_test", "y_test")):
-        if X is not None and (X.ndim == 0 or y.ndim == 0 or len(X) != len(y)):
+        if X is not None and (X.ndim == 0 or y.ndim == 0):
+            key, a = (xk, X) if X.ndim == 0 else (yk, y)
+            raise DataError(f"{path}: {key} is a single number (shape {a.shape}); expected an array with one "
+                            f"{'row' if key == xk else 'label'} per sample, as numpy.savez(path, X=X, y=y) writes")
+        if X is not None and len(X) != len(y):
             raise DataError(f"{path}: {xk} has shape {X.shape} but {yk} has shape {y.shape}; "
                             f"they need the same number of samples")
     return out["X"], out["y"], out["X_test"], out["y_test"]
 
 
 def _csv_error(path: Path, header: list[str], text: str) -> DataError:
-    """Find the first bad line of a CSV body that numpy could not parse, and describe it."""
+    """Find the first bad line of a CSV body that numpy could not parse (or that holds a NaN or infinite
+    cell), and describe it."""
     reader = csv.reader(io.StringIO(text))
     for lineno, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
+        if not row:  # numpy skips empty lines only: a line of spaces or commas is a row
             continue
         if len(row) != len(header):
             return DataError(f"{path}, line {lineno}: {len(row)} fields but the header has {len(header)}")
         for col, value in zip(header, row):
             try:
-                float(value)
+                number = float(value)
             except ValueError:
                 return DataError(f"{path}, line {lineno}, column {col!r}: {value!r} is not a number")
+            if not np.isfinite(number):
+                return DataError(f"{path}, line {lineno}, column {col!r}: {value.strip()!r} is not a finite number; "
+                                 f"remove or impute that value")
     return DataError(f"{path}: could not parse it as numeric CSV")
+
+
+def _no_header_hint(header: list[str]) -> str:
+    try:
+        [float(h) for h in header]
+    except ValueError:
+        return ""
+    return "; the first line holds numbers: is the header row missing? Add one that names the columns"
 
 
 def _load_csv(path: Path, label_column: str):
@@ -455,7 +471,8 @@ def _load_csv(path: Path, label_column: str):
     if header.count(label_column) != 1:
         how = "appears more than once" if header.count(label_column) > 1 else "is not in the header"
         raise DataError(f"{path}: label column {label_column!r} {how}; columns are {header}; "
-                        f"pass label_column=NAME (--label-column NAME) to pick the label column")
+                        f"pass label_column=NAME (--label-column NAME) to pick the label column"
+                        f"{_no_header_hint(header)}")
     if len(header) < 2:
         raise DataError(f"{path}: only the label column {label_column!r}; expected feature columns too")
     if not body.strip():
@@ -465,13 +482,13 @@ def _load_csv(path: Path, label_column: str):
                           quotechar='"')
     except ValueError:
         raise _csv_error(path, header, body) from None
-    if data.shape[1] != len(header):
+    if data.shape[1] != len(header) or not np.isfinite(data).all():
         raise _csv_error(path, header, body)
     j = header.index(label_column)
     y = data[:, j]
     X = np.delete(data, j, axis=1)
-    if np.isfinite(y).all() and (y == np.round(y)).all():
-        y = y.astype(np.int64)
+    if (y == np.round(y)).all() and (np.abs(y) < 2**53).all():
+        y = y.astype(np.int64)  # exactly; larger whole floats stay float64 (astype would wrap them around)
     return X, y, None, None
 
 
@@ -479,7 +496,8 @@ def load_array_file(path, label_column: str | None = None):
     """.npz (arrays X, y, optional X_test, y_test) or .csv (header row, numeric columns, labels in
     `label_column`, default "label") -> X, y, X_test or None, y_test or None. Never unpickles.
 
-    CSV features come back float64; labels int64 when all whole numbers, else float64.
+    CSV cells must be finite numbers; features come back float64, labels int64 when all are whole numbers
+    below 2**53, else float64.
     `label_column` is for CSV only; an .npz names its arrays itself."""
     path = Path(path).expanduser()
     if not path.is_file():
