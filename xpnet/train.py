@@ -17,7 +17,7 @@ from .registry import get, model_from_config
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
-                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1)
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None)
 
 # The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
 PRESETS = {
@@ -75,6 +75,21 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
         "loss": {"class": cfg["loss"], "config": {}}, "optimizer": opt,
         "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
         "dtype": cfg["dtype"], "seed": cfg["seed"]}}
+
+
+def build_model(spec: dict, backend=None, device=None):
+    """model_from_config(spec); an allocation failure (a --classes or --hidden too large for the memory)
+    becomes one OutOfMemory line saying what to lower."""
+    from .backend import is_out_of_memory
+    from .training import OutOfMemory
+    try:
+        return model_from_config(spec, backend, device)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"  # strings only: the failed arrays are freed below
+    raise OutOfMemory(f"not enough memory to build the model ({why}); lower --hidden, or --classes (or relabel "
+                      f"the classes 0..k-1)")
 
 
 def fit_options(cfg: dict) -> dict:
@@ -168,6 +183,7 @@ def _resume_command(path, args) -> str:
 def run_train(args) -> dict:
     from .checkpoint import fingerprint, load
     from .training import TrainingInterrupted
+    from .datasets import check_dataset
 
     saved_model, saved_meta = None, None
     if args.resume:
@@ -186,21 +202,23 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
+    n_classes = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes") if saved_model is None
+                              else saved_model.n_outputs, args.label_column)
     y = np.asarray(y)
     fp = fingerprint(X, y)
     if saved_meta and saved_meta.get("data_fingerprint") != fp:
         raise InputError(f"{args.resume} was trained on other data than {cfg['dataset']!r} gives now (data "
                          f"fingerprints differ); resume with the same dataset and files")
-    n_classes = int(max(y.max(), -1 if y_test is None else np.asarray(y_test).max())) + 1
     if saved_model is not None:
         model = saved_model
         scaler = Scaler.from_meta(saved_meta.get("preprocessing"), model.checkpoint_arrays_)
     else:
         scaler = Scaler(cfg["scale"]).fit(X)
-        model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device)
+        model = build_model(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device)
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"the checkpoint holds a {model.dtype_name} model; resume without --dtype {cfg['dtype']}")
     Xs = scaler.transform(X, cfg["dtype"])
+    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"], "X_test")
     pre_meta, pre_arrays = scaler.to_meta()
     cli_cfg = {k: v for k, v in cfg.items()}
     checkpointer = Checkpointer(args.checkpoint, {"preprocessing": pre_meta, "data_fingerprint": fp, "cli": cli_cfg},
@@ -238,7 +256,6 @@ def run_train(args) -> dict:
     seconds = time.perf_counter() - t0
     n_train = len(Xs) - int(round(len(Xs) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(Xs)
     train_acc = model.score(Xs[:n_train], y[:n_train])
-    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"])
     test_acc = None if X_test is None else model.score(Xt, y_test)
     history = model.history_
     if args.history:
