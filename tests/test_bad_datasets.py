@@ -117,17 +117,29 @@ CSV_REFUSED = [
     ("label_1e6", "a,label\n" + "".join(f"{i},{i % 10}\n" for i in range(19)) + "1,1000000\n",
      "labels up to 1000000 make 1000001 outputs"),
     ("one_class", "a,label\n1,0\n2,0\n", r"every label is 0, a single class.*\(--label-column\)"),
+    ("only_label_column", "label\n1\n", "only the label column 'label'; expected feature columns too"),
+    ("label_column_twice", "label,label\n1,0\n", "label column 'label' appears more than once"),
+    ("not_utf8", b"a\xe9,label\n1,0\n", r"not UTF-8 text \('utf-8' codec can't decode byte 0xe9"),
 ]
 
 
 @pytest.mark.parametrize("text, message", [pytest.param(*c[1:], id=c[0]) for c in CSV_REFUSED])
 def test_csv_refused_in_one_line(tmp_path, text, message):
     path = tmp_path / "d.csv"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     rc, err = train(path)
     lines = err.splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"xpnet train: error: {path}"), err
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_npy_renamed_npz_in_one_line(tmp_path):
+    path = tmp_path / "d.npz"
+    np.save(path.with_suffix(".npy"), X)
+    path.with_suffix(".npy").rename(path)
+    rc, err = train(path)
+    assert rc == 2 and err == (f"xpnet train: error: {path}: holds a single .npy array, not an .npz archive; save X "
+                               f"and y with numpy.savez(path, X=X, y=y)\n"), err
 
 
 ACCEPTED = [  # (id, arrays, flags, the warning expected once, or None for none)
