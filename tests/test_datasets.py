@@ -387,6 +387,39 @@ def test_csv_errors(tmp_path):
         datasets.load_array_file(write(tmp_path / "nothing.csv", b""))
 
 
+def test_csv_cells_must_be_finite_numbers(tmp_path):
+    """NaN, inf and numbers beyond float64 (1e400) are refused with their line and column; lines of spaces
+    or commas are rows (numpy skips only empty lines), named as such rather than "could not parse"."""
+    for text, message in ((b"a,label\n1,0\nnan,1\n", r"line 3, column 'a': 'nan' is not a finite number"),
+                          (b"a,label\n1,inf\n", r"line 2, column 'label': 'inf' is not a finite number"),
+                          (b"a,label\n1e400,0\n", r"line 2, column 'a': '1e400' is not a finite number"),
+                          (b"a,label\n1,0\n,\n", r"line 3, column 'a': '' is not a number"),
+                          (b"a,label\n1,0\n  \n", r"line 3: 1 fields but the header has 2")):
+        with pytest.raises(DataError, match=message):
+            datasets.load_array_file(write(tmp_path / "d.csv", text))
+
+
+def test_csv_labels_beyond_2_53_stay_float(tmp_path):
+    """astype(int64) wrapped 1e19 around to -2**63; labels that int64 cannot hold exactly stay float64."""
+    _, y, _, _ = datasets.load_array_file(write(tmp_path / "d.csv", b"a,label\n1,1e19\n2,1\n"))
+    assert y.dtype == np.float64 and y[0] == 1e19
+
+
+def test_csv_without_header_says_so(tmp_path):
+    with pytest.raises(DataError, match=r"columns are \['1', '2', '0'\].*is the header row missing\?"):
+        datasets.load_array_file(write(tmp_path / "d.csv", b"1,2,0\n3,4,1\n"))
+
+
+def test_npz_single_numbers(tmp_path):
+    np.savez(tmp_path / "x0.npz", X=np.float64(1.0), y=np.array([0]))
+    with pytest.raises(DataError, match=r"x0\.npz: X is a single number \(shape \(\)\); expected an array with one "
+                                        r"row per sample"):
+        datasets.load_array_file(tmp_path / "x0.npz")
+    np.savez(tmp_path / "y0.npz", X=np.zeros((1, 2)), y=np.int64(0))
+    with pytest.raises(DataError, match=r"y is a single number \(shape \(\)\); expected an array with one label"):
+        datasets.load_array_file(tmp_path / "y0.npz")
+
+
 # ------------------------------------------------------------------------------------------------ real MNIST
 
 @pytest.mark.skipif(not (MNIST_DIR / datasets.FILES[0]).exists(), reason=f"real MNIST files not in {MNIST_DIR}")

@@ -90,3 +90,16 @@ def test_required_backend_with_no_passing_test_fails_the_session(tmp_path):
                               capture_output=True, text=True, env={**os.environ, **env}, cwd=tmp_path)
         assert proc.returncode == code, proc.stdout
     assert "no test passed on required backend(s) torch" in proc.stdout
+
+
+def test_untrained_classes_warning_comes_from_training_only():
+    """fit warns once about classes its labels lack; score, evaluate and validation data are not training,
+    so they do not repeat it (`xpnet train` printed it two or three times: fit, then train and test scores)."""
+    X = np.random.default_rng(0).standard_normal((6, 4))
+    y = [0, 1, 0, 1, 0, 1]
+    model = xpnet.Sequential([xpnet.Dense(4, 10)], seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y, epochs=1, validation_data=(X[:2], y[:2]))
+        model.score(X, y)
+    assert [str(w.message) for w in caught] == ["y holds 2 of the model's 10 classes; the others are never trained"]

@@ -29,6 +29,18 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _classes(text: str) -> int:
+    from .datasets import MAX_CLASSES
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 2 <= n <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"expected the number of classes, a whole number from 2 to {MAX_CLASSES}, "
+                                         f"got {text!r}")
+    return n
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, default=float), flush=True)
 
@@ -231,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
     sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
+    sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
+                    "0..N-1 (default: max label + 1, refused when more than half would get no training sample)")
     sp.add_argument("--hidden", type=_ints, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
     sp.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help="hidden activation (default relu)")
     sp.add_argument("--loss", choices=list(LOSSES), default=None, help="default softmax_cross_entropy")

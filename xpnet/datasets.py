@@ -407,26 +407,42 @@ def _load_npz(path: Path):
             except Exception as exc:
                 raise DataError(f"{path}: array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
     for X, y, xk, yk in ((out["X"], out["y"], "X", "y"), (out["X_test"], out["y_test"], "X_test", "y_test")):
-        if X is not None and (X.ndim == 0 or y.ndim == 0 or len(X) != len(y)):
+        if X is not None and (X.ndim == 0 or y.ndim == 0):
+            key, a = (xk, X) if X.ndim == 0 else (yk, y)
+            raise DataError(f"{path}: {key} is a single number (shape {a.shape}); expected an array with one "
+                            f"{'row' if key == xk else 'label'} per sample, as numpy.savez(path, X=X, y=y) writes")
+        if X is not None and len(X) != len(y):
             raise DataError(f"{path}: {xk} has shape {X.shape} but {yk} has shape {y.shape}; "
                             f"they need the same number of samples")
     return out["X"], out["y"], out["X_test"], out["y_test"]
 
 
 def _csv_error(path: Path, header: list[str], text: str) -> DataError:
-    """Find the first bad line of a CSV body that numpy could not parse, and describe it."""
+    """Find the first bad line of a CSV body that numpy could not parse (or that holds a NaN or infinite
+    cell), and describe it."""
     reader = csv.reader(io.StringIO(text))
     for lineno, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
+        if not row:  # numpy skips empty lines only: a line of spaces or commas is a row
             continue
         if len(row) != len(header):
             return DataError(f"{path}, line {lineno}: {len(row)} fields but the header has {len(header)}")
         for col, value in zip(header, row):
             try:
-                float(value)
+                number = float(value)
             except ValueError:
                 return DataError(f"{path}, line {lineno}, column {col!r}: {value!r} is not a number")
+            if not np.isfinite(number):
+                return DataError(f"{path}, line {lineno}, column {col!r}: {value.strip()!r} is not a finite number; "
+                                 f"remove or impute that value")
     return DataError(f"{path}: could not parse it as numeric CSV")
+
+
+def _no_header_hint(header: list[str]) -> str:
+    try:
+        [float(h) for h in header]
+    except ValueError:
+        return ""
+    return "; the first line holds numbers: is the header row missing? Add one that names the columns"
 
 
 def _load_csv(path: Path, label_column: str):
@@ -444,7 +460,8 @@ def _load_csv(path: Path, label_column: str):
     if header.count(label_column) != 1:
         how = "appears more than once" if header.count(label_column) > 1 else "is not in the header"
         raise DataError(f"{path}: label column {label_column!r} {how}; columns are {header}; "
-                        f"pass label_column=NAME (--label-column NAME) to pick the label column")
+                        f"pass label_column=NAME (--label-column NAME) to pick the label column"
+                        f"{_no_header_hint(header)}")
     if len(header) < 2:
         raise DataError(f"{path}: only the label column {label_column!r}; expected feature columns too")
     if not body.strip():
@@ -454,13 +471,13 @@ def _load_csv(path: Path, label_column: str):
                           quotechar='"')
     except ValueError:
         raise _csv_error(path, header, body) from None
-    if data.shape[1] != len(header):
+    if data.shape[1] != len(header) or not np.isfinite(data).all():
         raise _csv_error(path, header, body)
     j = header.index(label_column)
     y = data[:, j]
     X = np.delete(data, j, axis=1)
-    if np.isfinite(y).all() and (y == np.round(y)).all():
-        y = y.astype(np.int64)
+    if (y == np.round(y)).all() and (np.abs(y) < 2**53).all():
+        y = y.astype(np.int64)  # exactly; larger whole floats stay float64 (astype would wrap them around)
     return X, y, None, None
 
 
@@ -468,7 +485,9 @@ def load_array_file(path, label_column: str | None = None):
     """.npz (arrays X, y, optional X_test, y_test) or .csv (header row, numeric columns, labels in
     `label_column`, default "label") -> X, y, X_test or None, y_test or None. Never unpickles.
 
-    CSV features come back float64; labels int64 when all whole numbers, else float64.
+    CSV cells must be finite numbers; features come back float64, labels int64 when all are whole numbers
+    below 2**53, else float64.
+    The arrays are not checked for training here: `check_dataset` does that.
     `label_column` is for CSV only; an .npz names its arrays itself."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -480,3 +499,125 @@ def load_array_file(path, label_column: str | None = None):
         return _load_csv(path, "label" if label_column is None else label_column)
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .npz (arrays X, y, optional "
                     f"X_test, y_test) or .csv (header row, a 'label' column, numeric feature columns)")
+
+
+# ----------------------------------------------------------------------------------- checks before training
+
+MAX_CLASSES = 2**31 - 1  # a label is an output's index; more outputs than this cannot be built
+
+
+def _features(source: str, name: str, X, width: int | None = None) -> None:
+    """X: 2-D (samples, features) of real numbers, at least one of each, finite; `width` features if given."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{source}: {name} has dtype {X.dtype}; expected real numbers (bool, integer or float); "
+                        f"convert it, e.g. {name}.astype('float32')")
+    if X.ndim != 2:
+        if X.ndim == 0:
+            got = "a single number (shape ())"
+        else:
+            got = f"{X.ndim}-D, shape {X.shape}"
+        fix = (f"save one row per sample, e.g. {name}.reshape(-1, 1) for one feature per sample" if X.ndim < 2 else
+               f"flatten each sample with {name}.reshape(len({name}), -1)")
+        raise DataError(f"{source}: {name} is {got}; expected a 2-D array (samples, features); {fix}")
+    if X.shape[0] == 0:
+        more = " or leave X_test and y_test out" if name == "X_test" else ""
+        raise DataError(f"{source}: {name} has no samples (shape {X.shape}); save at least one sample{more}")
+    if X.shape[1] == 0:
+        raise DataError(f"{source}: {name} has no features (shape {X.shape}); each sample needs at least one "
+                        f"feature")
+    if width is not None and X.shape[1] != width:
+        raise DataError(f"{source}: {name} has {X.shape[1]} features per sample but X has {width}; the test set "
+                        f"needs the same feature columns as the training set")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        r, c = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{source}: {name} holds NaN or infinity (first at row {r}, column {c}); remove or impute "
+                        f"those values")
+
+
+def _labels(source: str, name: str, y, n: int, relabel: str) -> np.ndarray:
+    """Class labels -> 1-D array ((n, 1) is taken as (n,)), checked to be finite whole numbers >= 0."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{source}: {name} has dtype {y.dtype}; expected integer class labels 0, 1, 2, ...; "
+                        f"{relabel}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        got = "a single number (shape ())" if y.ndim == 0 else f"{y.ndim}-D, shape {y.shape}"
+        hint = f"; for one-hot rows save {name}.argmax(axis=1)" if y.ndim == 2 else ""
+        raise DataError(f"{source}: {name} is {got}; expected one class label per sample, shape ({n},){hint}")
+    if len(y) != n:
+        raise DataError(f"{source}: {name} has {len(y)} labels for {n} samples; they must match")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            i = int(np.argwhere(~np.isfinite(y))[0, 0])
+            raise DataError(f"{source}: {name} holds NaN or infinity (first at index {i}); every sample needs a "
+                            f"class label 0, 1, 2, ...")
+        frac = y != np.floor(y)
+        if frac.any():
+            raise DataError(f"{source}: {name} holds labels that are not whole numbers, such as "
+                            f"{float(y[frac][0])!r}; class labels are 0, 1, 2, ...; {relabel}")
+    if y.size and y.min() < 0:
+        raise DataError(f"{source}: {name} holds negative labels (the smallest is {_int(y.min())}); class labels "
+                        f"are 0, 1, 2, ...; {relabel}")
+    return y
+
+
+def _int(v) -> int | float:
+    """A label as a Python int (exact for every integer dtype); a float too large for int64 stays a float."""
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if float(v) < 2**63 else v
+
+
+def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", classes: int | None = None,
+                  label_column: str = "label") -> int:
+    """Check a dataset before any training step and return the number of outputs (classes) it needs.
+
+    X, X_test: 2-D (samples, features) of bool, integer or float numbers, at least one sample and one
+    feature, finite, X_test as wide as X. y, y_test: one whole-number label >= 0 per sample. Labels map
+    to outputs by value: the model gets max label + 1 outputs (over y and y_test), unless `classes`
+    (--classes N) gives the number of outputs, which must exceed every label. Without `classes`, a label
+    set that would leave more than half of the outputs with no training sample (e.g. {0, 1, 1000000}),
+    or makes a single output, is refused. Raises DataError naming `source` and the array."""
+    csv_file = str(source).lower().endswith(".csv")
+    xname, yname = ("X (the feature columns)", f"label column {label_column!r}") if csv_file else ("X", "y")
+    if csv_file:
+        relabel = "relabel the classes 0..k-1 in the file"
+    elif X_test is not None:
+        relabel = ("relabel them 0..k-1 with y, y_test = np.split(np.unique(np.concatenate([y, y_test]), "
+                   "return_inverse=True)[1], [len(y)])")
+    else:
+        relabel = "relabel them 0..k-1 with y = np.unique(y, return_inverse=True)[1]"
+    _features(source, xname, X)
+    y = _labels(source, yname, y, len(X), relabel)
+    if X_test is not None:
+        _features(source, "X_test", X_test, width=np.shape(X)[1])
+        y_test = _labels(source, "y_test", y_test, len(X_test), relabel)
+    top = max(_int(y.max()), -1 if y_test is None else _int(y_test.max()))
+    if top > MAX_CLASSES - 1:
+        raise DataError(f"{source}: label {top} is too large to be a class index (labels are 0, 1, 2, ..., one "
+                        f"output each, at most {MAX_CLASSES - 1}); {relabel}")
+    needed = top + 1
+    if classes is not None:
+        if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or not 1 <= classes <= MAX_CLASSES:
+            raise DataError(f"classes (--classes) must be a whole number from 1 to {MAX_CLASSES}, got {classes!r}")
+        if classes < needed:
+            raise DataError(f"{source}: the labels go up to {top}, so the model needs at least {needed} outputs, "
+                            f"but --classes {classes} was given; pass --classes {needed} or more, or relabel the "
+                            f"classes 0..{classes - 1}")
+        return int(classes)
+    present = np.unique(y)
+    if needed < 2:
+        raise DataError(f"{source}: every label is 0, a single class: nothing to tell apart; check the labels "
+                        f"({'--label-column' if csv_file else 'y'}), or pass --classes 2 to train anyway")
+    untrained = needed - present.size
+    if 2 * untrained > needed:
+        every = np.unique(present if y_test is None else np.concatenate([present, np.unique(y_test)]))
+        largest = ", ".join(str(_int(v)) for v in every[::-1][:3])
+        k = present.size
+        raise DataError(f"{source}: labels up to {top} make {needed} outputs (one per label value 0..{top}), and "
+                        f"{untrained} of them would get no training sample ({yname} holds {k} distinct "
+                        f"label{'s' if k != 1 else ''}; the largest: {largest}); {relabel}, or pass "
+                        f"--classes {needed} to accept it")
+    return int(needed)

@@ -355,13 +355,14 @@ class Sequential(Configurable):
         """x in the model's dtype (a no-op when it already is)."""
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
-    def as_targets(self, y, n: int, name: str = "y"):
-        """Class labels -> (one-hot targets (n, outputs), labels) on the backend."""
+    def as_targets(self, y, n: int, name: str = "y", warn: bool = True):
+        """Class labels -> (one-hot targets (n, outputs), labels) on the backend. warn: warn when the labels
+        hold fewer classes than the model has outputs (for training data; not for validation or scoring)."""
         if not is_host(y) and self.bk.owns(y):
             y = self.bk.to_numpy(y)
         elif _is_foreign(y):
             raise foreign_array_error(y, self.bk, name)
-        labels = check_labels(y, n, self.n_outputs, name)
+        labels = check_labels(y, n, self.n_outputs, name, warn)
         xp = self.xp
         lab = self.bk.asarray(labels)
         classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
@@ -396,7 +397,7 @@ class Sequential(Configurable):
     def score(self, X, y) -> float:
         """Accuracy as a fraction 0-1."""
         pred = self.bk.to_numpy(self.predict(X))
-        labels = check_labels(y if is_host(y) else self.bk.to_numpy(y), pred.shape[0], self.n_outputs)
+        labels = check_labels(y if is_host(y) else self.bk.to_numpy(y), pred.shape[0], self.n_outputs, warn=False)
         return float((pred == labels).mean())
 
     def save(self, path, **extra):

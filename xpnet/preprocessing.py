@@ -28,15 +28,27 @@ class Scaler:
             self.shift, self.scale = Xf.mean(axis=0), np.where(std > 0, std, 1.0)
         return self
 
-    def transform(self, X, dtype: str = "float64") -> np.ndarray:
+    def transform(self, X, dtype: str = "float64", name: str = "X") -> np.ndarray:
         """(samples, features) -> scaled host array of `dtype`; raw integer data (uint8 pixels) is returned
-        as it is: the model keeps it integer on the device and casts each minibatch (8x less memory)."""
+        as it is: the model keeps it integer on the device and casts each minibatch (8x less memory).
+        Finite data that scaling or the cast to `dtype` would turn into infinity or NaN raises InputError."""
         X = np.asarray(X)
-        if self.kind == "raw":
-            return X if X.dtype.kind in "ui" else X.astype(dtype)
-        X = X.astype(dtype)
-        X = (X - self.shift.astype(dtype)) / self.scale.astype(dtype)
-        return X * 2 - 1 if self.kind == "symmetric" else X
+        if self.kind == "raw" and X.dtype.kind in "ui":
+            return X
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = X.astype(dtype)
+            if self.kind != "raw":
+                out = (out - self.shift.astype(dtype)) / self.scale.astype(dtype)
+            if self.kind == "symmetric":
+                out = out * 2 - 1
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            return out  # NaN or infinity in the data itself: the model's own check names the first one
+        if not np.isfinite(out).all():
+            lo, hi = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
+            raise InputError(f"{name} holds values from {lo:.4g} to {hi:.4g}, which become infinite or NaN when "
+                             f"scaled ({self.kind}) to {dtype}; rescale the data (e.g. divide it by a power of ten)"
+                             f"{' or use --dtype float64' if dtype == 'float32' else ''}")
+        return out
 
     def to_meta(self) -> tuple[dict, dict]:
         """(JSON metadata, host arrays) for a checkpoint."""

@@ -18,7 +18,7 @@ from .registry import get, model_from_config
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
-                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1)
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None)
 
 # The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
 PRESETS = {
@@ -83,6 +83,21 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
 def default_lr(optimizer: str) -> float:
     """The learning rate a run without --lr uses."""
     return 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
+
+
+def build_model(spec: dict, backend=None, device=None, **options):
+    """model_from_config(spec); an allocation failure (a --classes or --hidden too large for the memory)
+    becomes one OutOfMemory line saying what to lower."""
+    from .backend import is_out_of_memory
+    from .training import OutOfMemory
+    try:
+        return model_from_config(spec, backend, device, **options)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"  # strings only: the failed arrays are freed below
+    raise OutOfMemory(f"not enough memory to build the model ({why}); lower --hidden, or --classes (or relabel "
+                      f"the classes 0..k-1)")
 
 
 def fit_options(cfg: dict) -> dict:
@@ -236,6 +251,7 @@ def _resume_command(path, args) -> str:
 def run_train(args) -> dict:
     from .checkpoint import fingerprint, load
     from .training import TrainingInterrupted
+    from .datasets import check_dataset
 
     saved_model, saved_meta = None, None
     if args.resume:
@@ -249,23 +265,25 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
+    n_classes = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes") if saved_model is None
+                              else saved_model.n_outputs, args.label_column)
     y = np.asarray(y)
     fp = fingerprint(X, y)
     if saved_meta and saved_meta.get("data_fingerprint") != fp:
         raise InputError(f"{args.resume} was trained on other data than {cfg['dataset']!r} gives now (data "
                          f"fingerprints differ); resume with the same dataset and files")
-    n_classes = int(max(y.max(), -1 if y_test is None else np.asarray(y_test).max())) + 1
     if saved_model is not None:
         model = saved_model
         scaler = Scaler.from_meta(saved_meta.get("preprocessing"), model.checkpoint_arrays_)
     else:
         scaler = Scaler(cfg["scale"]).fit(X)
-        model = model_from_config(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
-                                  **({"compile": True} if args.compile else {}))
+        model = build_model(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
+                            **({"compile": True} if args.compile else {}))
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
                          f"checkpoint is inconsistent, start a new run")
     Xs = scaler.transform(X, cfg["dtype"])
+    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"], "X_test")
     pre_meta, pre_arrays = scaler.to_meta()
     cli_cfg = {k: v for k, v in cfg.items()}
     checkpointer = Checkpointer(args.checkpoint, {"preprocessing": pre_meta, "data_fingerprint": fp, "cli": cli_cfg},
@@ -303,7 +321,6 @@ def run_train(args) -> dict:
     seconds = time.perf_counter() - t0
     n_train = len(Xs) - int(round(len(Xs) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(Xs)
     train_acc = model.score(Xs[:n_train], y[:n_train])
-    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"])
     test_acc = None if X_test is None else model.score(Xt, y_test)
     history = model.history_
     if args.history:
@@ -352,7 +369,7 @@ def run_evaluate(args) -> dict:
     Xs = scaler.transform(X, model.dtype_name)
     from .training import evaluate
     Xd = model.as_input(Xs, keep_integers=True)
-    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0])
+    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0], warn=False)
     loss, accuracy = evaluate(model, Xd, Yd)
     pred = np.asarray(model.predict(Xs))
     k = model.n_outputs

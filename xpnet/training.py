@@ -182,7 +182,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
     elif validation_data is not None:
         Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
-        val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y")[0])
+        val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y", warn=False)[0])
     n = Xd.shape[0]
     bounds = batch_bounds(n, batch_size, minibatches)
     if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < bounds[0][1] - bounds[0][0]:

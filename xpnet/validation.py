@@ -51,8 +51,9 @@ def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:
     return arr
 
 
-def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Class labels -> int64 NumPy vector of length n_samples with values in 0..n_classes-1."""
+def check_labels(y, n_samples: int, n_classes: int, name: str = "y", warn: bool = True) -> np.ndarray:
+    """Class labels -> int64 NumPy vector of length n_samples with values in 0..n_classes-1.
+    warn: a UserWarning when labels to train on hold fewer than n_classes classes (not for scoring)."""
     try:
         arr = np.asarray(y)
     except Exception as exc:
@@ -76,7 +77,7 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarr
                          f"outputs (labels 0..{n_classes - 1}); build it with n_output={labels.max() + 1} "
                          f"or relabel the classes")
     present = np.unique(labels).size
-    if present < n_classes:
+    if warn and present < n_classes:
         warnings.warn(f"{name} holds {present} of the model's {n_classes} classes; the others are never trained",
                       stacklevel=3)
     return labels
