@@ -181,7 +181,9 @@ def test_classes_is_kept_by_resume_and_not_given_with_it(tmp_path):
         warnings.simplefilter("ignore")
         assert main(["train", "--resume", str(ck), "--epochs", "2", "--quiet"]) == 0, err_io.getvalue()
         assert main(["train", "--resume", str(ck), "--classes", "7", "--quiet"]) == 2
-    assert "not --classes" in err_io.getvalue()
+        assert main(["train", "--dataset", str(path), "--classes", "6", "--resume", str(ck), "--epochs", "3",
+                     "--quiet"]) == 0, err_io.getvalue()  # the same value as the checkpoint's is accepted
+    assert "--classes 7 differs from the checkpoint's classes 6; drop it or start a new run" in err_io.getvalue()
     import xpnet
     assert xpnet.load(ck).n_outputs == 6
 
