@@ -132,3 +132,12 @@ def test_torch_compile_equals_eager_and_does_not_recompile(digits):
     assert traces >= 2  # the full minibatch and the short last one (a graph break may add one)
     compiled.fit(X, y, epochs=2, batch_size=64)  # new learning rates and step counts: nothing recompiles
     assert compiled.compile_traces_ == traces
+
+
+def test_gradcheck_works_on_a_compiled_model(digits):
+    X, y = digits[0][:12], np.arange(12) % 10
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = xpnet.gradcheck(make(True), X, y)
+    assert report["passed"] and report["overall_relative_error"] <= 1e-7
