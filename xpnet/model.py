@@ -259,9 +259,7 @@ class Sequential(Configurable):
         of samples a mean loss divides by (default the batch's). The penalty is added once, at the end."""
         params = self.state.params if params is None else params
         if accumulate == 1:
-            z, backward = self.forward(x, training, params, noise)
-            value, dz = self.loss(z, y, denom)
-            grads = backward(dz)[1]
+            value, z, grads = self._data_value_and_grads(params, x, y, noise, training, denom)
         else:
             n = x.shape[0]
             denom = n if denom is None else denom
