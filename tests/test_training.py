@@ -170,7 +170,7 @@ def test_divergence_names_epoch_and_step(digits):
     (np.array([[np.nan] * 64, [0.0] * 64]), [0, 1], "NaN or infinity"),
     (np.array([["a"] * 64]), [0], "numeric"),
     (np.zeros((2, 64)), [0], "1 labels but X has 2 samples"),
-    (np.zeros((2, 64)), [0, 10], "labels from 0 to 10 but the model has 10 outputs"),
+    (np.zeros((2, 64)), [0, 10], "holds 2 distinct labels \\[0, 10\\], which are not 0..9"),
     (np.zeros((2, 64)), [0.5, 1], "integer class labels"),
 ])
 def test_bad_data_is_refused_before_training(X, y, message):

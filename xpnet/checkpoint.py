@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import numpy as np
 
 from ._version import __version__
 from .errors import InputError
-from .files import fsync_dir, looks_pickled, refuse_pickle
+from .files import atomic_write as _atomic_write
+from .files import looks_pickled, refuse_pickle
 from .registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
@@ -66,31 +65,6 @@ def _restore_rng(rng, state: dict) -> None:
         rng.bit_generator.state = state["state"]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
-            try:
-                stale.unlink()
-            except OSError:
-                pass
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)
-
-
 def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> Path:
     """Write a model and its training state to `path`, atomically.
     `extra`: more JSON metadata (e.g. preprocessing); `arrays`: more host arrays to store."""
@@ -110,6 +84,12 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
         tensors[f"layer_state/{name}"] = to_np(v)
     if st.order is not None:
         tensors["train/order"] = np.asarray(st.order, dtype=np.int64)
+    extra = dict(extra or {})
+    pre = getattr(model, "preprocessing", None)
+    if pre is not None and pre.fitted:  # the model's own input scaling (xpnet train's --scale)
+        pre_meta, pre_arrays = pre.to_meta()
+        extra["preprocessing"] = pre_meta
+        arrays = dict(arrays or {}, **pre_arrays)
     for k, v in (arrays or {}).items():
         tensors[f"extra/{k}"] = np.ascontiguousarray(v)
     state = {"lr": st.lr, "step": st.step, "epoch": st.epoch, "batch": st.batch, "settings": st.settings,
@@ -122,8 +102,10 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
         "format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
         "model": serialize(model), "dtype": model.dtype_name, "backend": model.bk.name, "device": model.bk.device,
         "input_shape": list(model.input_shape), "n_outputs": model.n_outputs,
-        "classes": list(range(model.n_outputs)), "state": state, **(extra or {}),
+        "classes": [c.item() for c in model.classes_], "state": state, **extra,
     }
+    if model._class_names is not None:
+        meta["class_names"] = list(model._class_names)
     data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                    metadata={"xpnet": json.dumps(meta, allow_nan=False)})
     _atomic_write(Path(path), data)
@@ -254,4 +236,20 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     st.order = tensors.get("train/order")
     model.checkpoint_meta_ = meta
     model.checkpoint_arrays_ = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
+    _restore_labels_and_preprocessing(model, meta, path)
     return model
+
+
+def _restore_labels_and_preprocessing(model, meta: dict, path) -> None:
+    """classes_, class_names_ and the fitted input scaling, as saved (checkpoints of every earlier version
+    that recorded preprocessing get it applied by predict too)."""
+    from .preprocessing import Scaler
+    classes = meta.get("classes")
+    try:
+        if classes is not None and classes != list(range(model.n_outputs)):
+            model.classes_ = classes
+        model.class_names_ = meta.get("class_names")
+    except InputError as exc:
+        raise CheckpointError(f"{path}: its class labels do not fit the model: {exc}") from None
+    if meta.get("preprocessing"):
+        model.preprocessing = Scaler.from_meta(meta["preprocessing"], model.checkpoint_arrays_)

@@ -127,7 +127,11 @@ def cmd_parity(args) -> int:
     for name in backends:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
-    report = parity(backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
+    model_fn = X = y = None
+    if args.model:
+        from .parity import config_model
+        model_fn, X, y = config_model(args.model, args.seed)
+    report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
                     free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile)
     if args.json:
         _print_json(report)
@@ -229,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backends", default="numpy,array_api_strict,torch,jax")
     sp.add_argument("--dtype", default="float64", help="one or more of float64,float32")
     sp.add_argument("--steps", type=int, default=100)
-    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the default model's optimizer")
+    sp.add_argument("--model", default=None, metavar="JSON", help="your own model: a .json file (or JSON text) in "
+                    "the registry's config format, as xpnet.serialize(model) gives; data of its input shape")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
@@ -278,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_train)
 
     for name, helptext in (("evaluate", "accuracy, loss and confusion matrix of a checkpoint on a dataset"),
-                           ("predict", "labels and probabilities for a .npy/.npz file or an image")):
+                           ("predict", "labels and probabilities for .npy, .npz, .csv files or images")):
         sp = sub.add_parser(name, help=helptext)
         common(sp)
         sp.add_argument("--checkpoint", required=True, metavar="PATH")
@@ -290,9 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--offline", action="store_true")
             sp.set_defaults(func=cmd_evaluate)
         else:
-            sp.add_argument("file", help=".npy or .npz (array X), or an image (png, jpg, ...)")
+            sp.add_argument("files", nargs="+", metavar="FILE",
+                            help=".npy, .npz (array X), .csv (with or without the label column) or an image (png, "
+                                 "jpg, ...); several at once")
             sp.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                             help="invert an image's gray levels (auto: when its background is light, as on paper)")
+            sp.add_argument("--label-column", default="label", help="a .csv's label column, left out of the "
+                            "features and compared with the predictions (default label)")
+            sp.add_argument("--output", default=None, metavar="PATH",
+                            help="write a CSV: file, index, label, class_name, one probability column per class")
             sp.set_defaults(func=cmd_predict)
     return p
 

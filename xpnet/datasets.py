@@ -17,8 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .labels import as_label_array, distinct, is_names, shown
 from .errors import InputError
 from .files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
+
+
+# Display names of the classes of the datasets that have them (labels stay 0..9).
+CLASS_NAMES = {"fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                 "Sneaker", "Bag", "Ankle boot"]}
 
 
 class DataError(InputError):
@@ -359,7 +365,7 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
 
 
 def _numeric(path: Path, key: str, a: np.ndarray) -> np.ndarray:
-    if a.dtype.kind not in "biuf":
+    if a.dtype.kind not in "biuf" and not (key in ("y", "y_test") and a.dtype.kind == "U"):
         raise DataError(f"{path}: array {key!r} has dtype {a.dtype}; expected numbers "
                         f"(save it with e.g. {key}.astype('float32'))")
     return a
@@ -401,7 +407,7 @@ def _load_npz(path: Path):
             try:
                 with no_unpickling(path, f"array {key!r} is a pickled object array", "save plain numeric arrays "
                                    "instead", DataError):
-                    out[key] = _numeric(path, key, archive[key])
+                    out[key] = _numeric(path, key, archive[key])  # labels may be names (str)
             except DataError:
                 raise
             except Exception as exc:
@@ -417,16 +423,18 @@ def _load_npz(path: Path):
     return out["X"], out["y"], out["X_test"], out["y_test"]
 
 
-def _csv_error(path: Path, header: list[str], text: str) -> DataError:
+def _csv_error(path: Path, header: list[str], text: str, skip: int | None = None) -> DataError:
     """Find the first bad line of a CSV body that numpy could not parse (or that holds a NaN or infinite
-    cell), and describe it."""
+    cell), and describe it. skip: a column not to check (the label column, when it holds names)."""
     reader = csv.reader(io.StringIO(text))
     for lineno, row in enumerate(reader, start=2):
         if not row:  # numpy skips empty lines only: a line of spaces or commas is a row
             continue
         if len(row) != len(header):
             return DataError(f"{path}, line {lineno}: {len(row)} fields but the header has {len(header)}")
-        for col, value in zip(header, row):
+        for j, (col, value) in enumerate(zip(header, row)):
+            if j == skip:
+                continue
             try:
                 number = float(value)
             except ValueError:
@@ -466,14 +474,14 @@ def _load_csv(path: Path, label_column: str):
         raise DataError(f"{path}: only the label column {label_column!r}; expected feature columns too")
     if not body.strip():
         raise DataError(f"{path}: has a header but no data rows")
+    j = header.index(label_column)
     try:
         data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None,
                           quotechar='"')
     except ValueError:
-        raise _csv_error(path, header, body) from None
+        return _load_csv_named_labels(path, header, body, j)
     if data.shape[1] != len(header) or not np.isfinite(data).all():
         raise _csv_error(path, header, body)
-    j = header.index(label_column)
     y = data[:, j]
     X = np.delete(data, j, axis=1)
     if (y == np.round(y)).all() and (np.abs(y) < 2**53).all():
@@ -481,12 +489,35 @@ def _load_csv(path: Path, label_column: str):
     return X, y, None, None
 
 
+def _load_csv_named_labels(path: Path, header: list[str], body: str, j: int):
+    """A CSV whose label column (index j) holds names ("setosa", ...): numeric features, str labels."""
+    rows = [row for row in csv.reader(io.StringIO(body)) if row]
+    if any(len(row) != len(header) for row in rows):
+        raise _csv_error(path, header, body)
+    y = np.asarray([row[j].strip() for row in rows])
+    try:
+        y.astype(np.float64)
+    except ValueError:
+        pass
+    else:  # the labels are numbers: the bad cell is a feature
+        raise _csv_error(path, header, body)
+    width = len(header)
+    try:
+        X = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"',
+                       usecols=[k for k in range(width) if k != j])
+    except ValueError:
+        raise _csv_error(path, header, body, skip=j) from None
+    if len(X) != len(y) or not np.isfinite(X).all():
+        raise _csv_error(path, header, body, skip=j)
+    return X, y, None, None
+
+
 def load_array_file(path, label_column: str | None = None):
     """.npz (arrays X, y, optional X_test, y_test) or .csv (header row, numeric columns, labels in
     `label_column`, default "label") -> X, y, X_test or None, y_test or None. Never unpickles.
 
-    CSV cells must be finite numbers; features come back float64, labels int64 when all are whole numbers
-    below 2**53, else float64.
+    CSV feature cells must be finite numbers; features come back float64; labels int64 when all are whole
+    numbers below 2**53, float64 for other numbers, str when the label column holds names.
     The arrays are not checked for training here: `check_dataset` does that.
     `label_column` is for CSV only; an .npz names its arrays itself."""
     path = Path(path).expanduser()
@@ -536,11 +567,15 @@ def _features(source: str, name: str, X, width: int | None = None) -> None:
 
 
 def _labels(source: str, name: str, y, n: int, relabel: str) -> np.ndarray:
-    """Class labels -> 1-D array ((n, 1) is taken as (n,)), checked to be finite whole numbers >= 0."""
+    """Class labels -> 1-D array ((n, 1) is taken as (n,)): names (text), or finite whole numbers."""
     y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise DataError(f"{source}: {name} has dtype {y.dtype}; expected integer class labels 0, 1, 2, ...; "
-                        f"{relabel}")
+    if y.dtype.kind in "OS":
+        try:
+            y = as_label_array(y, name)
+        except InputError as exc:
+            raise DataError(f"{source}: {exc}") from None
+    if y.dtype.kind not in "biufU":
+        raise DataError(f"{source}: {name} has dtype {y.dtype}; expected class labels: names or whole numbers")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -549,18 +584,21 @@ def _labels(source: str, name: str, y, n: int, relabel: str) -> np.ndarray:
         raise DataError(f"{source}: {name} is {got}; expected one class label per sample, shape ({n},){hint}")
     if len(y) != n:
         raise DataError(f"{source}: {name} has {len(y)} labels for {n} samples; they must match")
+    if y.dtype.kind == "U":
+        empty = np.char.str_len(np.char.strip(y)) == 0
+        if empty.any():
+            raise DataError(f"{source}: {name} has an empty label (first at index {int(np.argmax(empty))}); every "
+                            f"sample needs a class label")
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             i = int(np.argwhere(~np.isfinite(y))[0, 0])
             raise DataError(f"{source}: {name} holds NaN or infinity (first at index {i}); every sample needs a "
-                            f"class label 0, 1, 2, ...")
+                            f"class label")
         frac = y != np.floor(y)
         if frac.any():
             raise DataError(f"{source}: {name} holds labels that are not whole numbers, such as "
-                            f"{float(y[frac][0])!r}; class labels are 0, 1, 2, ...; {relabel}")
-    if y.size and y.min() < 0:
-        raise DataError(f"{source}: {name} holds negative labels (the smallest is {_int(y.min())}); class labels "
-                        f"are 0, 1, 2, ...; {relabel}")
+                            f"{float(y[frac][0])!r}; class labels are names or whole numbers (for a numeric "
+                            f"target to predict, xpnet has no regression yet); {relabel}")
     return y
 
 
@@ -571,53 +609,65 @@ def _int(v) -> int | float:
 
 
 def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", classes: int | None = None,
-                  label_column: str = "label") -> int:
-    """Check a dataset before any training step and return the number of outputs (classes) it needs.
+                  label_column: str = "label", known=None) -> np.ndarray:
+    """Check a dataset before any training step and return `classes_`: the label of each output (one rule,
+    xpnet.labels; README "Labels").
 
     X, X_test: 2-D (samples, features) of bool, integer or float numbers, at least one sample and one
-    feature, finite, X_test as wide as X. y, y_test: one whole-number label >= 0 per sample. Labels map
-    to outputs by value: the model gets max label + 1 outputs (over y and y_test), unless `classes`
-    (--classes N) gives the number of outputs, which must exceed every label. Without `classes`, a label
-    set that would leave more than half of the outputs with no training sample (e.g. {0, 1, 1000000}),
-    or makes a single output, is refused. Raises DataError naming `source` and the array."""
+    feature, finite, X_test as wide as X. y, y_test: one label per sample, names or whole numbers. Whole
+    numbers >= 0 that leave at most half of 0..max with no training sample map to themselves (classes_ =
+    0..max over y and y_test); other labels map to their sorted distinct values. `classes` (--classes N)
+    gives classes_ = 0..N-1 for whole-number labels below N. `known`: the classes_ of a model being resumed
+    (every label must be one of them). A single class is refused. Raises DataError naming `source`."""
     csv_file = str(source).lower().endswith(".csv")
     xname, yname = ("X (the feature columns)", f"label column {label_column!r}") if csv_file else ("X", "y")
-    if csv_file:
-        relabel = "relabel the classes 0..k-1 in the file"
-    elif X_test is not None:
-        relabel = ("relabel them 0..k-1 with y, y_test = np.split(np.unique(np.concatenate([y, y_test]), "
-                   "return_inverse=True)[1], [len(y)])")
-    else:
-        relabel = "relabel them 0..k-1 with y = np.unique(y, return_inverse=True)[1]"
+    relabel = "fix the label column" if csv_file else "fix the labels"
     _features(source, xname, X)
     y = _labels(source, yname, y, len(X), relabel)
     if X_test is not None:
         _features(source, "X_test", X_test, width=np.shape(X)[1])
         y_test = _labels(source, "y_test", y_test, len(X_test), relabel)
-    top = max(_int(y.max()), -1 if y_test is None else _int(y_test.max()))
-    if top > MAX_CLASSES - 1:
-        raise DataError(f"{source}: label {top} is too large to be a class index (labels are 0, 1, 2, ..., one "
-                        f"output each, at most {MAX_CLASSES - 1}); {relabel}")
-    needed = top + 1
+        if is_names(y) != is_names(y_test):
+            raise DataError(f"{source}: {yname} holds {'names' if is_names(y) else 'numbers'} but y_test holds "
+                            f"{'names' if is_names(y_test) else 'numbers'}; use the same kind of labels in both")
+    every = distinct(y, y_test)
+    if known is not None:
+        known = np.asarray(known)
+        missing = every[~np.isin(every, known)] if is_names(known) == is_names(every) else every
+        if missing.size:
+            raise DataError(f"{source}: label {missing[0].item()!r} is not one of the checkpoint's classes "
+                            f"{shown(known)}; resume with the data it was trained on")
+        return known
+    names = is_names(y)
     if classes is not None:
         if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or not 1 <= classes <= MAX_CLASSES:
             raise DataError(f"classes (--classes) must be a whole number from 1 to {MAX_CLASSES}, got {classes!r}")
-        if classes < needed:
-            raise DataError(f"{source}: the labels go up to {top}, so the model needs at least {needed} outputs, "
-                            f"but --classes {classes} was given; pass --classes {needed} or more, or relabel the "
-                            f"classes 0..{classes - 1}")
-        return int(classes)
-    present = np.unique(y)
-    if needed < 2:
-        raise DataError(f"{source}: every label is 0, a single class: nothing to tell apart; check the labels "
-                        f"({'--label-column' if csv_file else 'y'}), or pass --classes 2 to train anyway")
-    untrained = needed - present.size
-    if 2 * untrained > needed:
-        every = np.unique(present if y_test is None else np.concatenate([present, np.unique(y_test)]))
-        largest = ", ".join(str(_int(v)) for v in every[::-1][:3])
-        k = present.size
-        raise DataError(f"{source}: labels up to {top} make {needed} outputs (one per label value 0..{top}), and "
-                        f"{untrained} of them would get no training sample ({yname} holds {k} distinct "
-                        f"label{'s' if k != 1 else ''}; the largest: {largest}); {relabel}, or pass "
-                        f"--classes {needed} to accept it")
-    return int(needed)
+        if names:
+            raise DataError(f"{source}: --classes {classes} numbers the outputs 0..{classes - 1}, but the labels are "
+                            f"names {shown(every)}; leave --classes out (names map to outputs by themselves)")
+        low, top = _int(every[0]), _int(every[-1])
+        if low < 0 or top >= classes:
+            raise DataError(f"{source}: --classes {classes} takes labels 0..{classes - 1}, but they go from {low} to "
+                            f"{top}; pass --classes {top + 1} or more, or leave --classes out to map the labels "
+                            f"by their sorted values")
+        return np.arange(int(classes))
+    if every.size < 2:
+        only = every[0].item() if every.size else None
+        raise DataError(f"{source}: every label is {only!r}, a single class: nothing to tell apart; check the "
+                        f"labels ({'--label-column' if csv_file else 'y'})"
+                        f"{'' if names else ', or pass --classes 2 to train anyway'}")
+    if not names and _int(every[0]) >= 0:
+        top = _int(every[-1])
+        present = np.unique(y).size
+        if top < MAX_CLASSES and 2 * (top + 1 - present) <= top + 1:
+            return np.arange(int(top) + 1)  # labels 0..top index the outputs, as in earlier releases
+    return every.astype(np.int64) if every.dtype.kind == "f" and np.abs(every).max() < 2**53 else every
+
+
+def class_mapping_note(classes_: np.ndarray, limit: int = 4) -> str | None:
+    """One line saying how labels map to outputs, when they do not index them directly (None then)."""
+    if not is_names(classes_) and np.array_equal(classes_, np.arange(classes_.size)):
+        return None
+    pairs = ", ".join(f"{c.item()!r}->{i}" for i, c in enumerate(classes_[:limit]))
+    more = f", ... ({classes_.size} classes)" if classes_.size > limit else ""
+    return f"labels map to outputs by sorted value: {pairs}{more}; predictions give the labels back"

@@ -4,6 +4,7 @@ The standard library only."""
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,3 +50,36 @@ def no_unpickling(path, what: str, fix: str, error=InputError):
         if "allow_pickle" not in str(exc) or isinstance(exc, InputError):
             raise
         raise refuse_pickle(path, what, fix, error) from None
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a part: a temporary
+    file in the same folder, fsync'd, renamed over `path`, the folder fsync'd. Stale temporaries of a
+    writer killed mid-write are removed."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """atomic_write of UTF-8 text."""
+    atomic_write(path, text.encode("utf-8"))

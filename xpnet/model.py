@@ -18,9 +18,11 @@ from .backend import is_host
 from .checkpoint import save as save_checkpoint
 from .errors import InputError
 from .init import host_rng, rng_kind
+from .labels import as_label_array, check_classes, distinct, encode, identity_fits, is_names, shown
 from .losses import Loss
 from .optimizers import Optimizer
 from .penalties import Penalty
+from .preprocessing import as_scaler
 from .registry import Configurable, deserialize, register, resolve, serialize
 from .schedules import Constant
 from .state import TrainState
@@ -53,13 +55,18 @@ class Sequential(Configurable):
 
     input_shape: the shape of one sample (batch excluded); by default the first layer's declared input
     (Dense(784, 100) -> (784,)). rng: a NumPy generator, or "Generator" (default_rng(seed), the default) or
-    "RandomState" (the legacy stream of the book's code) to make one from `seed`."""
+    "RandomState" (the legacy stream of the book's code) to make one from `seed`.
+
+    preprocessing: None (inputs used as given), or an input scaling fitted on the first `fit`'s X and
+    saved with the model: "unit" ([0, 1]), "symmetric" ([-1, 1]), "standardize" (per feature), "raw", or
+    an `xpnet.preprocessing.Scaler`. `predict`, `predict_proba`, `score`, `evaluate` and `fit` then take
+    raw data. `classes_`: the label of each output (see xpnet.labels); `class_names_`: their display names."""
 
     kind = "model"
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None, input_shape=None, compile: bool = False):
+                 seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None):
         self.layers = list(layers)
         if not self.layers:
             raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
@@ -105,14 +112,20 @@ class Sequential(Configurable):
                     params[f"layers.{i}.{local}"] = value
             opt_state = self.optimizer.init(params)
         self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr)
+        self.preprocessing = as_scaler(preprocessing)
+        self._classes = None  # None: output i is label i (classes_ = 0..outputs-1)
+        self._class_names = None
 
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture and hyperparameters as JSON-able data (backend and device are run options)."""
-        return {"layers": [serialize(layer) for layer in self.layers], "loss": serialize(self.loss),
-                "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
-                "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
-                "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
+        config = {"layers": [serialize(layer) for layer in self.layers], "loss": serialize(self.loss),
+                  "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
+                  "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
+                  "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
+        if getattr(self, "preprocessing", None) is not None:
+            config["preprocessing"] = self.preprocessing.kind  # the kind; its fitted statistics are state
+        return config
 
     @classmethod
     def from_config(cls, config: dict, backend=None, device=None, dtype=None, **overrides):
@@ -354,18 +367,105 @@ class Sequential(Configurable):
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
     def as_targets(self, y, n: int, name: str = "y", warn: bool = True):
-        """Class labels -> (one-hot targets (n, outputs), labels) on the backend. warn: warn when the labels
-        hold fewer classes than the model has outputs (for training data; not for validation or scoring)."""
-        if not is_host(y) and self.bk.owns(y):
-            y = self.bk.to_numpy(y)
-        elif _is_foreign(y):
-            raise foreign_array_error(y, self.bk, name)
-        labels = check_labels(y, n, self.n_outputs, name, warn)
+        """Class labels -> (one-hot targets (n, outputs), output indices) on the backend. warn: warn when the
+        labels hold fewer classes than the model has outputs (for training data; not for validation or scoring)."""
+        labels = self.encode_labels(y, n, name, warn)
         xp = self.xp
         lab = self.bk.asarray(labels)
         classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
         onehot = xp.astype(xp.reshape(lab, (n, 1)) == xp.reshape(classes, (1, self.n_outputs)), self.dtype)
         return onehot, lab
+
+    def encode_labels(self, y, n: int, name: str = "y", warn: bool = False):
+        """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`."""
+        if not is_host(y) and self.bk.owns(y):
+            y = self.bk.to_numpy(y)
+        elif _is_foreign(y):
+            raise foreign_array_error(y, self.bk, name)
+        if self._classes is not None:
+            y = as_label_array(y, name)
+            if y.ndim == 1 and y.shape[0] == n:
+                y = encode(y, self._classes, name)
+        return check_labels(y, n, self.n_outputs, name, warn)
+
+    # labels and preprocessing -----------------------------------------------------------------------
+    @property
+    def classes_(self):
+        """The label each output stands for (host NumPy, as scikit-learn's classes_): `predict` returns these,
+        `predict_proba`'s columns follow them. 0..outputs-1 unless fit found other labels or it was set."""
+        import numpy as np  # host labels (never on a device)
+        return np.arange(self.n_outputs) if self._classes is None else self._classes
+
+    @classes_.setter
+    def classes_(self, value) -> None:
+        self._classes = None if value is None else check_classes(value, self.n_outputs, "classes_")
+
+    @property
+    def class_names_(self) -> list[str]:
+        """Display names of the outputs (e.g. Fashion-MNIST's "T-shirt/top", ...); by default the labels."""
+        if self._class_names is not None:
+            return list(self._class_names)
+        return [str(c.item() if hasattr(c, "item") else c) for c in self.classes_]
+
+    @class_names_.setter
+    def class_names_(self, names) -> None:
+        if names is not None:
+            names = [str(v) for v in names]
+            if len(names) != self.n_outputs:
+                raise InputError(f"class_names_ holds {len(names)} names but the model has {self.n_outputs} outputs")
+        self._class_names = names
+
+    def _learn_classes(self, y, classes) -> None:
+        """Before a new fit: classes_ from `classes` (a list, or N for 0..N-1), else from y when its labels
+        are not 0..outputs-1 (names, or other numbers): their sorted distinct values, one per output."""
+        import numpy as np
+        if classes is not None:
+            if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+                classes = np.arange(int(classes))
+            self.classes_ = classes
+            return
+        if self._classes is not None:
+            return
+        if not is_host(y) and self.bk.owns(y):
+            y = self.bk.to_numpy(y)
+        try:
+            arr = as_label_array(y)
+        except InputError:
+            return  # encode_labels names the problem
+        if arr.ndim != 1 or identity_fits(arr, self.n_outputs):
+            return
+        if not is_names(arr) and (arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and (
+                not np.isfinite(arr).all() or (arr != np.floor(arr)).any()))):
+            return  # not class labels: encode_labels says why
+        found = distinct(arr)
+        if found.size != self.n_outputs:
+            raise InputError(f"y holds {found.size} distinct labels {shown(found)}, which are not 0..{self.n_outputs - 1},"
+                             f" but the model has {self.n_outputs} outputs; build it with {found.size} outputs, or "
+                             f"pass classes=[...] to fit (one label per output)")
+        self._classes = found
+
+    def prepare(self, X, name: str = "X"):
+        """Raw inputs -> the model's inputs: `preprocessing` applied (host data on the host, exactly as
+        `xpnet train` does; backend arrays on their device), or X as it is when there is none."""
+        pre = self.preprocessing
+        if pre is None or pre.kind == "raw":
+            return X
+        if not pre.fitted:
+            raise InputError(f"the model's preprocessing ({pre.kind}) is not fitted yet; call fit first")
+        if not is_host(X) and self.bk.owns(X):
+            with self.bk:
+                return pre.transform_array(X, self.xp, lambda a, dt: self.bk.asarray(a, dtype=dt), self.dtype)
+        if _is_foreign(X):
+            raise foreign_array_error(X, self.bk, name)
+        return pre.transform(check_X(X, self.input_shape, name), self.dtype_name, name)
+
+    def _fit_preprocessing(self, X) -> None:
+        pre = self.preprocessing
+        if pre is not None and not pre.fitted:
+            host = self.bk.to_numpy(X) if (not is_host(X) and self.bk.owns(X)) else check_X(X, self.input_shape)
+            pre.fit(host.reshape(host.shape[0], -1) if pre.kind == "standardize" else host)
+            if pre.kind == "standardize" and host.ndim > 2:  # per feature: the statistics keep a sample's shape
+                pre.shift, pre.scale = pre.shift.reshape(host.shape[1:]), pre.scale.reshape(host.shape[1:])
 
     # inference --------------------------------------------------------------------------------------
     def _outputs(self, X, proba: bool, batch_size: int):
@@ -385,29 +485,51 @@ class Sequential(Configurable):
         return self.bk.to_numpy(out) if host else out
 
     def predict(self, X, batch_size: int = 8192):
-        """Class labels (argmax of the logits), NumPy for host input, else a backend array."""
-        return self._outputs(X, False, batch_size)
+        """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
+        (host NumPy when classes_ are not 0..outputs-1)."""
+        idx = self._outputs(self.prepare(X), False, batch_size)
+        if self._classes is None:
+            return idx
+        return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
 
     def predict_proba(self, X, batch_size: int = 8192):
-        """Output activations: softmax or sigmoid probabilities (batch, outputs)."""
-        return self._outputs(X, True, batch_size)
+        """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
+        of `classes_`."""
+        return self._outputs(self.prepare(X), True, batch_size)
 
     def score(self, X, y) -> float:
-        """Accuracy as a fraction 0-1."""
-        pred = self.bk.to_numpy(self.predict(X))
-        labels = check_labels(y if is_host(y) else self.bk.to_numpy(y), pred.shape[0], self.n_outputs, warn=False)
+        """Accuracy (0-1) of `predict(X)` against labels y."""
+        pred = self.bk.to_numpy(self._outputs(self.prepare(X), False, 8192))
+        labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
+
+    def evaluate(self, X, y, batch_size: int = 8192) -> tuple[float, float]:
+        """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
+        from .training import evaluate
+        with self.bk:
+            Xd = self.as_input(self.prepare(X), keep_integers=True)
+            Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
+            return evaluate(self, Xd, Yd, batch_size)
 
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
         return save_checkpoint(self, path, extra=extra or None)
 
-    def fit(self, X, y, **kwargs) -> "Sequential":
-        """Train on X: (samples, *input_shape), y: integer labels (samples,). See xpnet.training.fit.
+    def fit(self, X, y, classes=None, **kwargs) -> "Sequential":
+        """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). See
+        xpnet.training.fit for the options. classes: the label of each output (a list, or N for 0..N-1);
+        by default 0..outputs-1, or y's sorted distinct labels when they are names or other numbers.
 
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
         cuda:0, do it inside `with model.bk:`."""
+        if not kwargs.get("resume"):
+            self._learn_classes(y, classes)
+            self._fit_preprocessing(X)
+        X = self.prepare(X)
+        if kwargs.get("validation_data") is not None:
+            Xv, yv = kwargs["validation_data"]
+            kwargs["validation_data"] = (self.prepare(Xv, "validation X"), yv)
         with self.bk:
             _fit(self, X, y, **kwargs)
         return self

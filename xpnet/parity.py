@@ -51,12 +51,30 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return abs_diff, rel
 
 
-def default_problem(n: int = 512, features: int = 16, classes: int = 4, seed: int = 0):
-    """Well-scaled data: standard-normal features, labels from a random linear teacher. X: (n, features)."""
+def default_problem(n: int = 512, features: int = 16, classes: int = 4, seed: int = 0, input_shape=None):
+    """Well-scaled data: standard-normal features, labels from a random linear teacher. X: (n, features), or
+    (n, *input_shape) when given."""
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, features))
-    y = np.argmax(X @ rng.standard_normal((features, classes)), axis=1)
+    shape = (features,) if input_shape is None else tuple(input_shape)
+    X = rng.standard_normal((n, *shape))
+    y = np.argmax(X.reshape(n, -1) @ rng.standard_normal((math.prod(shape), classes)), axis=1)
     return X, y
+
+
+def config_model(spec, seed: int = 0):
+    """(model_fn, X, y) for parity on a model config (a registry spec: dict, JSON text or .json path, as
+    `xpnet parity --model model.json` takes): the data is `default_problem` in the model's input shape and
+    output count; a config without a seed gets `seed`, so every backend starts from the same parameters."""
+    from .registry import model_from_config
+    probe = model_from_config(spec, "numpy", dtype="float64")
+    options = {}
+    if isinstance(probe, Sequential) and type(probe).get_config is Sequential.get_config and probe.seed is None:
+        options["seed"] = seed
+    model_fn = lambda bk, dtype: model_from_config(probe_spec, bk, None, dtype, **options)  # noqa: E731
+    from .registry import serialize
+    probe_spec = serialize(probe)
+    X, y = default_problem(classes=probe.n_outputs, seed=seed, input_shape=probe.input_shape)
+    return model_fn, X, y
 
 
 def default_model(bk, dtype: str, optimizer: str = "sgd", features: int = 16, classes: int = 4, seed: int = 0):

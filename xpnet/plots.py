@@ -20,9 +20,11 @@ def _pyplot():
 
 
 def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: int, X_images=None, y_true=None,
-                y_pred=None) -> list[Path]:
+                y_pred=None, names: dict | None = None) -> list[Path]:
     """cost.png (per minibatch, and the per-epoch average), accuracy.png (train / validation per epoch),
-    misclassified.png (a 5x5 grid of misclassified images titled true/predicted). Returns the paths."""
+    misclassified.png (a 5x5 grid of misclassified images titled true/predicted; `names` maps a label's
+    str to its class name, e.g. Fashion-MNIST's). Returns the paths."""
+    name = (lambda v: names.get(str(v), str(v))) if names else str  # noqa: E731
     plt = _pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: in
             for k, i in enumerate(wrong):
                 ax = axes.ravel()[k]
                 ax.imshow(np.asarray(X_images[i]).reshape(side, side), cmap="Greys", interpolation="nearest")
-                ax.set_title(f"{k + 1}) t: {y_true[i]} p: {y_pred[i]}", fontsize=9)
+                ax.set_title(f"{k + 1}) t: {name(y_true[i])}\np: {name(y_pred[i])}" if names else
+                             f"{k + 1}) t: {y_true[i]} p: {y_pred[i]}", fontsize=8 if names else 9)
             fig.tight_layout()
             paths.append(folder / "misclassified.png")
             fig.savefig(paths[-1], dpi=110)

@@ -14,6 +14,10 @@ class Scaler:
         if kind not in SCALES:
             raise InputError(f"unknown scale {kind!r}; choose one of: {', '.join(SCALES)}")
         self.kind, self.shift, self.scale = kind, np.zeros(()), np.ones(())
+        self.fitted = kind == "raw"  # raw needs no statistics
+
+    def __repr__(self) -> str:
+        return f"Scaler({self.kind!r}{'' if self.fitted else ', unfitted'})"
 
     def fit(self, X) -> "Scaler":
         """X: (samples, features) host data. unit/symmetric use the global min and max (0 and 255 for
@@ -26,7 +30,17 @@ class Scaler:
             Xf = X.astype(np.float64)
             std = Xf.std(axis=0)
             self.shift, self.scale = Xf.mean(axis=0), np.where(std > 0, std, 1.0)
+        self.fitted = True
         return self
+
+    def transform_array(self, x, xp, asarray, dtype):
+        """The same scaling as `transform`, on a backend array x (the model's device): x cast to `dtype`,
+        then shift and scale as in `transform` (same operations, same order). asarray(host, dtype) moves
+        the fitted statistics to x's device."""
+        if self.kind == "raw":
+            return x if xp.isdtype(x.dtype, "integral") else xp.astype(x, dtype)
+        out = (xp.astype(x, dtype) - asarray(self.shift, dtype)) / asarray(self.scale, dtype)
+        return out * 2 - 1 if self.kind == "symmetric" else out
 
     def transform(self, X, dtype: str = "float64", name: str = "X") -> np.ndarray:
         """(samples, features) -> scaled host array of `dtype`; raw integer data (uint8 pixels) is returned
@@ -60,4 +74,14 @@ class Scaler:
         self = cls((meta or {}).get("kind", "raw"))
         if "scale_shift" in arrays:
             self.shift, self.scale = arrays["scale_shift"], arrays["scale_scale"]
+            self.fitted = True
         return self
+
+
+def as_scaler(value) -> "Scaler | None":
+    """None, a kind name ("unit", "standardize", ...) or a Scaler -> Scaler or None."""
+    if value is None or isinstance(value, Scaler):
+        return value
+    if isinstance(value, str):
+        return Scaler(value)
+    raise InputError(f"preprocessing must be None, one of {', '.join(SCALES)} or a Scaler, got {value!r}")

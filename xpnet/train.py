@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import shlex
 import signal
 import sys
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import no_unpickling
 from .mlp import mlp_specs
+from .datasets import CLASS_NAMES, class_mapping_note
 from .preprocessing import Scaler
 from .registry import get, model_from_config
 
@@ -265,8 +266,9 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
-    n_classes = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes") if saved_model is None
-                              else saved_model.n_outputs, args.label_column)
+    classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes"), args.label_column,
+                             known=None if saved_model is None else saved_model.classes_)
+    n_classes = len(classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
     if saved_meta and saved_meta.get("data_fingerprint") != fp:
@@ -274,26 +276,28 @@ def run_train(args) -> dict:
                          f"fingerprints differ); resume with the same dataset and files")
     if saved_model is not None:
         model = saved_model
-        scaler = Scaler.from_meta(saved_meta.get("preprocessing"), model.checkpoint_arrays_)
     else:
-        scaler = Scaler(cfg["scale"]).fit(X)
         model = build_model(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
                             **({"compile": True} if args.compile else {}))
+        model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
+        model.classes_ = classes_
+        model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
                          f"checkpoint is inconsistent, start a new run")
-    Xs = scaler.transform(X, cfg["dtype"])
-    Xt = None if X_test is None else scaler.transform(X_test, cfg["dtype"], "X_test")
-    pre_meta, pre_arrays = scaler.to_meta()
+    if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
+        model.preprocessing = Scaler("raw")
     cli_cfg = {k: v for k, v in cfg.items()}
-    checkpointer = Checkpointer(args.checkpoint, {"preprocessing": pre_meta, "data_fingerprint": fp, "cli": cli_cfg},
-                                pre_arrays)
+    checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {})
     bar = not args.quiet and sys.stderr.isatty()
     callbacks = [checkpointer] + ([] if args.quiet else [Progress(cfg["epochs"], bar)])
     if not args.quiet:
         what = "resuming" if saved_model is not None else "training"
-        print(f"{what} on {cfg['dataset']}: {Xs.shape[0]} samples x {Xs.shape[1]} features, {n_classes} classes; "
+        print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {X.shape[1]} features, {n_classes} classes; "
               f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
+        note = class_mapping_note(model.classes_)
+        if note and saved_model is None:
+            print(note, flush=True)
 
     received = []
 
@@ -306,7 +310,7 @@ def run_train(args) -> dict:
     try:
         if cfg.get("model") == "NeuralNetMLP":
             model.epochs = cfg["epochs"]
-        model.fit(Xs, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg))
+        model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg))
     except TrainingInterrupted:
         path = args.checkpoint or INTERRUPTED
         checkpointer.save(model, path)
@@ -319,17 +323,18 @@ def run_train(args) -> dict:
         for s, h in old.items():
             signal.signal(s, h)
     seconds = time.perf_counter() - t0
-    n_train = len(Xs) - int(round(len(Xs) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(Xs)
-    train_acc = model.score(Xs[:n_train], y[:n_train])
-    test_acc = None if X_test is None else model.score(Xt, y_test)
+    n_train = len(X) - int(round(len(X) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(X)
+    train_acc = model.score(X[:n_train], y[:n_train])
+    test_acc = None if X_test is None else model.score(X_test, y_test)
     history = model.history_
     if args.history:
         write_history(args.history, history)
     if args.plot:
         from .plots import write_plots
-        pred = None if X_test is None else np.asarray(model.predict(Xt))
+        pred = None if X_test is None else np.asarray(model.predict(X_test))
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
-        paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred)
+        paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
+                            names=label_names(model, by_label=True))
         if not args.quiet:
             print("plots: " + ", ".join(map(str, paths)))
     if not args.quiet:
@@ -352,87 +357,85 @@ def write_history(path, history: dict) -> None:
 
 
 def _load_for_inference(args):
+    """The checkpoint's model; it applies its own preprocessing (model.preprocessing) to raw inputs."""
     from .checkpoint import load
-    model = load(args.checkpoint, backend=args.backend, device=args.device)
-    scaler = Scaler.from_meta(model.checkpoint_meta_.get("preprocessing"), model.checkpoint_arrays_)
-    return model, scaler
+    return load(args.checkpoint, backend=args.backend, device=args.device)
+
+
+def label_names(model, by_label: bool = False):
+    """The outputs' display names when they say more than the labels (Fashion-MNIST's, say), else None;
+    by_label: as a dict {str(label): name}."""
+    names = model.class_names_
+    labels = [str(c.item()) for c in model.classes_]
+    if names == labels:
+        return None
+    return dict(zip(labels, names)) if by_label else names
 
 
 def run_evaluate(args) -> dict:
-    model, scaler = _load_for_inference(args)
+    model = _load_for_inference(args)
     dataset = args.dataset or (model.checkpoint_meta_.get("cli") or {}).get("dataset")
     if not dataset:
         raise InputError("name the data to evaluate on with --dataset")
     X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
     if X_test is not None:
         X, y = X_test, y_test
-    Xs = scaler.transform(X, model.dtype_name)
-    from .training import evaluate
-    Xd = model.as_input(Xs, keep_integers=True)
-    Yd, _ = model.as_targets(np.asarray(y), Xd.shape[0], warn=False)
-    loss, accuracy = evaluate(model, Xd, Yd)
-    pred = np.asarray(model.predict(Xs))
+    loss, accuracy = model.evaluate(X, y)
+    truth = model.encode_labels(y, len(y))
+    pred = model.encode_labels(np.asarray(model.predict(X)), len(y))
     k = model.n_outputs
     cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y, dtype=np.int64), pred), 1)
+    np.add.at(cm, (truth, pred), 1)
+    names = model.class_names_
     if not args.quiet:
         print(f"{dataset}: n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
         print("confusion matrix (rows: true, columns: predicted):")
-        for row in cm:
-            print(" ".join(f"{v:6d}" for v in row))
-    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "confusion_matrix": cm.tolist()}
-
-
-def read_inputs(path, n_features: int, invert: str = "auto") -> np.ndarray:
-    """A .npy / .npz array (samples, features) or (samples, h, w), or an image file -> (samples, features)."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if not p.exists():
-        raise InputError(f"{path} does not exist")
-    if suffix in (".npy", ".npz"):
-        try:
-            with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
-                data = np.load(p, allow_pickle=False)
-                if suffix == ".npz":
-                    keys = list(data.keys())
-                    key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
-                    if key is None:
-                        raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
-                    data = data[key]
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
-        X = np.asarray(data)
-        if X.ndim == 1:
-            X = X[None, :]
-        return X.reshape(X.shape[0], -1)
-    try:
-        from PIL import Image
-    except ImportError:
-        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
-    side = int(round(n_features ** 0.5))
-    if side * side != n_features:
-        raise InputError(f"the model takes {n_features} features, not a square image; pass a .npy file")
-    try:
-        img = Image.open(p).convert("L").resize((side, side), Image.LANCZOS)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-    x = np.asarray(img, dtype=np.float64)
-    if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
-        x = 255.0 - x
-    return x.reshape(1, -1)
+        w = min(max(len(n) for n in names), 14)
+        print(" " * (w + 1) + " ".join(f"{i:>6d}" for i in range(k)))
+        for i, row in enumerate(cm):
+            print(f"{names[i][:w]:>{w}} " + " ".join(f"{v:6d}" for v in row) + f"  {i}")
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "classes": [c.item() for c in model.classes_],
+            "class_names": names, "confusion_matrix": cm.tolist()}
 
 
 def run_predict(args) -> dict:
-    model, scaler = _load_for_inference(args)
-    X = read_inputs(args.file, model.n_features, args.invert)
-    if X.shape[1] != model.n_features:
-        raise InputError(f"{args.file} has {X.shape[1]} features per sample; the model expects {model.n_features}")
-    Xs = scaler.transform(X, model.dtype_name)
-    proba = np.asarray(model.predict_proba(Xs), dtype=np.float64)
-    pred = proba.argmax(axis=1)
-    if not args.quiet:
-        for i, (p, row) in enumerate(zip(pred, proba)):
-            print(f"{i}: {p}  (p = {row[p]:.3f})")
-    return {"predictions": pred.tolist(), "probabilities": proba.tolist()}
+    from .predict_inputs import read_inputs
+    model = _load_for_inference(args)
+    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, args.label_column)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    idx = proba.argmax(axis=1)
+    classes, names = model.classes_, model.class_names_
+    labels = [classes[i].item() for i in idx]
+    rows = [{"file": f, "index": r, "label": lab, "class_name": names[i], "probability": float(p[i]),
+             "probabilities": p.tolist()} for (f, r), lab, i, p in zip(sources, labels, idx, proba)]
+    result = {"predictions": labels, "class_names": [names[i] for i in idx], "probabilities": proba.tolist(),
+              "classes": [c.item() for c in classes], "rows": rows}
+    if y is not None:
+        result["accuracy"] = float(np.mean(model.encode_labels(y, len(y)) == idx))
+    if args.output:
+        write_predictions(args.output, rows, names)
+    if not args.quiet and not args.json:
+        show_name = label_names(model) is not None
+        for row in rows:
+            where = row["file"] if len(sources) == 1 or row["index"] is None else f"{row['file']}[{row['index']}]"
+            if len({f for f, _ in sources}) == 1:
+                where = str(row["index"] if row["index"] is not None else 0)
+            name = f" ({row['class_name']})" if show_name else ""
+            print(f"{where}: {row['label']}{name}  (p = {row['probability']:.3f})")
+        if y is not None:
+            print(f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
+        if args.output:
+            print(f"wrote {args.output}")
+    return result
+
+
+def write_predictions(path, rows: list[dict], names: list[str]) -> None:
+    """A CSV of predictions: file, index, label, class_name, then one probability column per class."""
+    from .files import atomic_write_text
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])
+    for r in rows:
+        w.writerow([r["file"], "" if r["index"] is None else r["index"], r["label"], r["class_name"],
+                    *(f"{p:.9g}" for p in r["probabilities"])])
+    atomic_write_text(path, out.getvalue())
