@@ -21,6 +21,8 @@ HOST_NUMPY = {
     "checkpoint.py": "reading and writing checkpoint files",
     "preprocessing.py": "host scaling of loaded data",
     "plots.py": "host arrays for matplotlib",
+    "labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
+    "predict_inputs.py": "reading input files",
 }
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
                 "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]

@@ -94,3 +94,29 @@ def encode(y: np.ndarray, classes_: np.ndarray, name: str = "y") -> np.ndarray:
         raise InputError(f"{name} holds label {bad[0].item()!r}, which is not one of the model's classes_ "
                          f"{shown(classes_)}; the model can only predict those")
     return order[pos].astype(np.int64)
+
+
+def identity_classes(n: int) -> np.ndarray:
+    """classes_ 0..n-1: output i is label i."""
+    return np.arange(int(n))
+
+
+def infer_classes(y, n_outputs: int) -> np.ndarray | None:
+    """A new fit's classes_ from its labels y: None (labels 0..n_outputs-1 index the outputs) or, for names and
+    other whole numbers, their sorted distinct values, which must be one per output. Labels that are not class
+    labels at all (NaN, fractions, wrong shape) give None: the model's label check names the problem."""
+    try:
+        arr = as_label_array(y)
+    except InputError:
+        return None
+    if arr.ndim != 1 or identity_fits(arr, n_outputs):
+        return None
+    if not is_names(arr) and (arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and (
+            not np.isfinite(arr).all() or (arr != np.floor(arr)).any()))):
+        return None
+    found = distinct(arr)
+    if found.size != n_outputs:
+        raise InputError(f"y holds {found.size} distinct labels {shown(found)}, which are not 0..{n_outputs - 1}, "
+                         f"but the model has {n_outputs} outputs; build it with {found.size} outputs, or pass "
+                         f"classes=[...] to fit (one label per output)")
+    return found

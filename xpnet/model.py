@@ -11,6 +11,7 @@ Between them is where gradients can be accumulated or all-reduced; `train_step` 
 from __future__ import annotations
 
 import math
+from numbers import Integral
 import warnings
 
 from .backend import backend as select_backend
@@ -18,7 +19,7 @@ from .backend import is_host
 from .checkpoint import save as save_checkpoint
 from .errors import InputError
 from .init import host_rng, rng_kind
-from .labels import as_label_array, check_classes, distinct, encode, identity_fits, is_names, shown
+from .labels import as_label_array, check_classes, encode, identity_classes, infer_classes
 from .losses import Loss
 from .optimizers import Optimizer
 from .penalties import Penalty
@@ -393,8 +394,7 @@ class Sequential(Configurable):
     def classes_(self):
         """The label each output stands for (host NumPy, as scikit-learn's classes_): `predict` returns these,
         `predict_proba`'s columns follow them. 0..outputs-1 unless fit found other labels or it was set."""
-        import numpy as np  # host labels (never on a device)
-        return np.arange(self.n_outputs) if self._classes is None else self._classes
+        return identity_classes(self.n_outputs) if self._classes is None else self._classes
 
     @classes_.setter
     def classes_(self, value) -> None:
@@ -418,31 +418,13 @@ class Sequential(Configurable):
     def _learn_classes(self, y, classes) -> None:
         """Before a new fit: classes_ from `classes` (a list, or N for 0..N-1), else from y when its labels
         are not 0..outputs-1 (names, or other numbers): their sorted distinct values, one per output."""
-        import numpy as np
         if classes is not None:
-            if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
-                classes = np.arange(int(classes))
-            self.classes_ = classes
-            return
-        if self._classes is not None:
-            return
-        if not is_host(y) and self.bk.owns(y):
-            y = self.bk.to_numpy(y)
-        try:
-            arr = as_label_array(y)
-        except InputError:
-            return  # encode_labels names the problem
-        if arr.ndim != 1 or identity_fits(arr, self.n_outputs):
-            return
-        if not is_names(arr) and (arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and (
-                not np.isfinite(arr).all() or (arr != np.floor(arr)).any()))):
-            return  # not class labels: encode_labels says why
-        found = distinct(arr)
-        if found.size != self.n_outputs:
-            raise InputError(f"y holds {found.size} distinct labels {shown(found)}, which are not 0..{self.n_outputs - 1},"
-                             f" but the model has {self.n_outputs} outputs; build it with {found.size} outputs, or "
-                             f"pass classes=[...] to fit (one label per output)")
-        self._classes = found
+            self.classes_ = identity_classes(classes) if isinstance(classes, Integral) and not isinstance(classes, bool) \
+                else classes
+        elif self._classes is None:
+            if not is_host(y) and self.bk.owns(y):
+                y = self.bk.to_numpy(y)
+            self._classes = infer_classes(y, self.n_outputs)
 
     def prepare(self, X, name: str = "X"):
         """Raw inputs -> the model's inputs: `preprocessing` applied (host data on the host, exactly as
