@@ -54,17 +54,16 @@ def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:
 def check_labels(y, n_samples: int, n_classes: int, name: str = "y", warn: bool = True) -> np.ndarray:
     """Class labels -> int64 NumPy vector of length n_samples with values in 0..n_classes-1.
     warn: a UserWarning when labels to train on hold fewer than n_classes classes (not for scoring)."""
-    try:
-        arr = np.asarray(y)
-    except Exception as exc:
-        raise InputError(f"{name} must be a 1-D array of integer class labels; could not read it: {exc}") from None
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
+    from .labels import as_label_array
+    arr = as_label_array(y, name)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D integer class labels, got shape {arr.shape}; "
                          f"for one-hot labels pass y.argmax(axis=1)")
     if arr.shape[0] != n_samples:
         raise InputError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples; they must match")
+    if arr.dtype.kind == "U":
+        raise InputError(f"{name} holds names such as {arr[0]!r} but the model's classes_ are 0..{n_classes - 1}; "
+                         f"fit it on the names first, or set model.classes_")
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
     if arr.dtype.kind == "f":
