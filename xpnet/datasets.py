@@ -609,9 +609,10 @@ def _int(v) -> int | float:
 
 
 def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", classes: int | None = None,
-                  label_column: str = "label", known=None) -> np.ndarray:
-    """Check a dataset before any training step and return `classes_`: the label of each output (one rule,
-    xpnet.labels; README "Labels").
+                  label_column: str = "label", known=None) -> tuple[int, np.ndarray | None]:
+    """Check a dataset before any training step and return (outputs, classes_): the number of outputs and the
+    label of each (one rule, xpnet.labels; README "The label rule"); classes_ None means 0..outputs-1 (not
+    materialized: --classes may be 2**31 - 1).
 
     X, X_test: 2-D (samples, features) of bool, integer or float numbers, at least one sample and one
     feature, finite, X_test as wide as X. y, y_test: one label per sample, names or whole numbers. Whole
@@ -637,7 +638,7 @@ def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", c
         if missing.size:
             raise DataError(f"{source}: label {missing[0].item()!r} is not one of the checkpoint's classes "
                             f"{shown(known)}; resume with the data it was trained on")
-        return known
+        return len(known), known
     names = is_names(y)
     if classes is not None:
         if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or not 1 <= classes <= MAX_CLASSES:
@@ -650,7 +651,7 @@ def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", c
             raise DataError(f"{source}: --classes {classes} takes labels 0..{classes - 1}, but they go from {low} to "
                             f"{top}; pass --classes {top + 1} or more, or leave --classes out to map the labels "
                             f"by their sorted values")
-        return np.arange(int(classes))
+        return int(classes), None
     if every.size < 2:
         only = every[0].item() if every.size else None
         raise DataError(f"{source}: every label is {only!r}, a single class: nothing to tell apart; check the "
@@ -660,13 +661,14 @@ def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", c
         top = _int(every[-1])
         present = np.unique(y).size
         if top < MAX_CLASSES and 2 * (top + 1 - present) <= top + 1:
-            return np.arange(int(top) + 1)  # labels 0..top index the outputs, as in earlier releases
-    return every.astype(np.int64) if every.dtype.kind == "f" and np.abs(every).max() < 2**53 else every
+            return int(top) + 1, None  # labels 0..top index the outputs, as in earlier releases
+    every = every.astype(np.int64) if every.dtype.kind == "f" and np.abs(every).max() < 2**53 else every
+    return every.size, every
 
 
-def class_mapping_note(classes_: np.ndarray, limit: int = 4) -> str | None:
+def class_mapping_note(classes_: np.ndarray | None, limit: int = 4) -> str | None:
     """One line saying how labels map to outputs, when they do not index them directly (None then)."""
-    if not is_names(classes_) and np.array_equal(classes_, np.arange(classes_.size)):
+    if classes_ is None:
         return None
     pairs = ", ".join(f"{c.item()!r}->{i}" for i, c in enumerate(classes_[:limit]))
     more = f", ... ({classes_.size} classes)" if classes_.size > limit else ""

@@ -266,9 +266,14 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
-    classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes"), args.label_column,
-                             known=None if saved_model is None else saved_model.classes_)
-    n_classes = len(classes_)
+    if saved_model is None:
+        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes"), args.label_column)
+    elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
+        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], saved_model.n_outputs,
+                                            args.label_column)
+    else:
+        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], None, args.label_column,
+                                            known=saved_model.classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
     if saved_meta and saved_meta.get("data_fingerprint") != fp:
@@ -295,7 +300,7 @@ def run_train(args) -> dict:
         what = "resuming" if saved_model is not None else "training"
         print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {X.shape[1]} features, {n_classes} classes; "
               f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
-        note = class_mapping_note(model.classes_)
+        note = class_mapping_note(classes_)
         if note and saved_model is None:
             print(note, flush=True)
 
