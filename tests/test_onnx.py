@@ -102,6 +102,27 @@ def test_scaling_inside_the_graph(kind, tmp_path):
     assert json.loads(meta["preprocessing"]) == {"in_graph": False, "kind": None}
 
 
+def test_image_shaped_input_with_per_pixel_scaling():
+    """Input (batch, *input_shape) with more than one axis (as the CNN layers will take): Flatten traces
+    (a reshape to (-1, features)) and a per-feature Scaler is laid out as the input."""
+    X = data(n=20, features=12, seed=9)
+    model = xpnet.Sequential([xpnet.Flatten(), xpnet.Dense(12, 5), xpnet.ReLU(), xpnet.Dense(5, 3)],
+                             input_shape=(1, 3, 4), dtype="float32", seed=4)
+    model.preprocessing = Scaler("standardize").fit(X)
+    Xs = model.preprocessing.transform(X, "float32").reshape(20, 1, 3, 4)
+    proto = build(model)
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [1, 3, 4]
+    assert_matches(run(proto, X.reshape(20, 1, 3, 4)), model, Xs, TOL32)
+
+
+def test_without_the_onnx_extra_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ndonnx", None)  # import ndonnx raises ImportError
+    model = xpnet.Sequential([xpnet.Dense(3, 2)], dtype="float32", seed=0)
+    with pytest.raises(InputError, match=r'needs ndonnx, spox and onnx: pip install "xpnet\[onnx\]"'):
+        model.to_onnx(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_float64_checkpoint_and_metadata(tmp_path):
     X = data(n=60, features=10, seed=4)
     y = np.arange(60) % 3
