@@ -99,7 +99,7 @@ def test_scaling_inside_the_graph(kind, tmp_path):
     bare = build(model, preprocessing=False)
     assert_matches(run(bare, Xs), model, Xs, TOL32)
     meta = {p.key: p.value for p in bare.metadata_props}
-    assert json.loads(meta["preprocessing"]) == {"in_graph": False, "kind": None}
+    assert json.loads(meta["preprocessing"]) == {"in_graph": False, "kind": kind}  # the scaling to apply yourself
 
 
 def test_image_shaped_input_with_per_pixel_scaling():

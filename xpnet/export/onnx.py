@@ -120,7 +120,8 @@ def build(model, opset: int | None = None, batch: int | None = None, preprocessi
     if strategy not in onnx_layers.STRATEGIES:
         raise InputError(f"strategy={strategy!r}: choose one of {', '.join(onnx_layers.STRATEGIES)}")
     emitters = [onnx_layers.emitter(layer, strategy, where=f"layers.{i} ") for i, layer in enumerate(model.layers)]
-    scaler = _preprocessing_of(model) if preprocessing else None
+    known = _preprocessing_of(model)
+    scaler = known if preprocessing else None
     classes = _classes_of(model)
 
     x = ndx.argument(shape=(batch or BATCH, *model.input_shape), dtype=ndx.float32)
@@ -136,7 +137,7 @@ def build(model, opset: int | None = None, batch: int | None = None, preprocessi
         outputs["logits"] = z
     proto = ndx.build({INPUT: x}, outputs)
     _name_batch_dims(proto, batch)
-    _describe(proto, model, scaler if preprocessing else None, preprocessing, classes, checkpoint_sha256)
+    _describe(proto, model, known, scaler is not None, classes, checkpoint_sha256)
     if opset != BUILD_OPSET:
         from onnx import version_converter
         proto = version_converter.convert_version(proto, opset)
@@ -159,14 +160,14 @@ def _name_batch_dims(proto, batch) -> None:
             dim.dim_value = batch
 
 
-def _describe(proto, model, scaler, preprocessing: bool, classes, checkpoint_sha256) -> None:
+def _describe(proto, model, scaler, in_graph: bool, classes, checkpoint_sha256) -> None:
     """Metadata added to ndonnx's (onnx.helper.set_model_props would replace its schema entry)."""
     classes_list = list(range(model.n_outputs)) if classes is None else _label_array(classes).tolist()
     props = {
         "xpnet_version": __version__,
         "classes": json.dumps(classes_list),
         "class_names": json.dumps(_class_names_of(model)),
-        "preprocessing": json.dumps({"in_graph": bool(preprocessing and scaler is not None),
+        "preprocessing": json.dumps({"in_graph": in_graph,
                                      "kind": None if scaler is None else scaler.kind}),
         "input_shape": json.dumps(list(model.input_shape)),
         "trained_dtype": model.dtype_name,
@@ -178,7 +179,7 @@ def _describe(proto, model, scaler, preprocessing: bool, classes, checkpoint_sha
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name, proto.producer_version = "xpnet", __version__
-    proto.doc_string = (f"xpnet {type(model).__name__}: raw input -> {'scaled input -> ' if preprocessing and scaler else ''}"
+    proto.doc_string = (f"xpnet {type(model).__name__}: raw input -> {'scaled input -> ' if in_graph else ''}"
                         f"{' -> '.join(type(layer).__name__ for layer in model.layers)} -> probabilities, label")
 
 
