@@ -23,6 +23,7 @@ HOST_NUMPY = {
     "plots.py": "host arrays for matplotlib",
     "labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
     "predict_inputs.py": "reading input files",
+    "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
 }
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
                 "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]

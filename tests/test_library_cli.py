@@ -194,3 +194,14 @@ def test_parity_on_a_users_model_json(tmp_path):
     assert report["passed"] and [r["label"] for r in report["results"]] == ["numpy", "array_api_strict"]
     rc, out, err = run("parity", "--model", tmp_path / "nope.json")
     assert rc == 2 and "cannot read model file" in err and err.count("\n") == 1
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """Checkpoints, prediction CSVs and exported models are created as open() would create them (0666 less
+    the umask), not with mkstemp's private 0600."""
+    import os
+    import stat
+    umask = os.umask(0)
+    os.umask(umask)
+    path = xpnet.Sequential([Dense(3, 2)], backend="numpy").save(tmp_path / "m.safetensors")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask

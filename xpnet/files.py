@@ -55,12 +55,15 @@ def no_unpickling(path, what: str, fix: str, error=InputError):
 def atomic_write(path, data: bytes) -> None:
     """Write `data` to `path` so that a reader sees the old file or the new one, never a part: a temporary
     file in the same folder, fsync'd, renamed over `path`, the folder fsync'd. Stale temporaries of a
-    writer killed mid-write are removed."""
+    writer killed mid-write are removed. The file gets the usual mode for new files (0666 less the umask)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # the mode open() would give, not mkstemp's private 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -497,6 +497,13 @@ class Sequential(Configurable):
         """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
         return save_checkpoint(self, path, extra=extra or None)
 
+    def to_onnx(self, path, **options) -> dict:
+        """Write the model as an ONNX file: raw input (batch, *input_shape) float32 -> `probabilities`,
+        `label` (and `logits` with logits=True), the input scaling inside. Options: opset, batch,
+        preprocessing, logits (see xpnet.export.onnx.export; needs the xpnet[onnx] extra)."""
+        from .export.onnx import export
+        return export(self, path, **options)
+
     def fit(self, X, y, classes=None, **kwargs) -> "Sequential":
         """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). See
         xpnet.training.fit for the options. classes: the label of each output (a list, or N for 0..N-1);

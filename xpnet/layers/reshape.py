@@ -25,5 +25,6 @@ class Flatten(Layer):
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
         shape = tuple(x.shape)
-        y = xp.reshape(x, (shape[0], math.prod(shape[1:])))
+        # -1, not shape[0]: a traced batch dimension (an ONNX graph's, via ndonnx) has no size (None)
+        y = xp.reshape(x, (-1, math.prod(shape[1:])))
         return y, lambda dy: (xp.reshape(dy, shape) if need_dx else None, {})

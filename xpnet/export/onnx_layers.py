@@ -1,0 +1,123 @@
+"""How each layer becomes ONNX: one table, layer class -> emitter.
+
+An emitter is `emit(layer, params, x) -> y` with `params` the layer's parameters as host float32 arrays
+{local name: array}, and `x`, `y` ndonnx arrays (x: (batch, *layer.input_shape)). Two kinds:
+
+- traced: the layer's own `forward(params, x, training=False)`, run on ndonnx arrays (xpnet's layers take
+  `xp` from their input, so the Array API code that trains is the code that is exported). Used where the
+  traced graph is as good as a hand-written one: Sigmoid (its 0.5 * tanh(0.5 z) + 0.5, the same formula as
+  training), Tanh, ReLU (Max), Identity, Dropout (identity when not training), Flatten (Reshape).
+- native: one ONNX node from the layer's config, written with spox, where tracing gives a poor graph.
+  Dense -> Gemm(transB=1): the traced `x @ w.T + b` is Transpose, two Size, Mul, Equal and an If around the
+  MatMul (ndonnx guards empty arrays), then Add. LeakyReLU -> LeakyRelu: the traced where() expands two
+  constant arrays to the input's shape. Softmax -> Softmax: the traced max() guards NaN with IsNaN and two
+  Ifs (18 nodes). benchmarks/onnx_export.py times both graphs (`--strategy trace`).
+
+The CNN layers (Conv2D -> Conv, MaxPool2D -> MaxPool, AvgPool2D -> AveragePool, GlobalAvgPool2D ->
+GlobalAveragePool, BatchNorm -> BatchNormalization with the running statistics) are one `native(...)` entry
+each when they exist; tracing a convolution would give im2col gathers. A layer in neither table has no
+ONNX form: `emitter` says so in one line.
+"""
+from __future__ import annotations
+
+from ..errors import InputError
+from ..layers import Dense, Dropout, Flatten, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from ..losses import Loss, LogisticCost, MSE, SoftmaxCrossEntropy
+
+STRATEGIES = ("native", "trace")
+
+TRACED: set = set()   # layer classes whose forward traces to a good graph
+NATIVE: dict = {}     # layer class -> emitter writing native ONNX nodes
+
+
+def traced(*classes) -> None:
+    """Export these layer classes by tracing their forward (exact classes: a subclass may change forward)."""
+    TRACED.update(classes)
+
+
+def native(*classes):
+    """Decorator: `fn(layer, params, x) -> y` exports these layer classes with native ONNX nodes."""
+    def put(fn):
+        for cls in classes:
+            NATIVE[cls] = fn
+        return fn
+    return put
+
+
+def _ops():
+    """spox's ONNX operators at the opset ndonnx builds with (21), so one graph has one opset."""
+    import spox.opset.ai.onnx.v21 as op
+    return op
+
+
+def _wrap(var):
+    import ndonnx as ndx
+    return ndx.asarray(var)
+
+
+def trace(layer, params: dict, x):
+    """The layer's forward on ndonnx arrays (inference: training=False, no noise)."""
+    import ndonnx as ndx
+    p = {k: ndx.asarray(v) for k, v in params.items()}
+    y, _ = layer.forward(p, x, False, False, None)
+    return y
+
+
+def supported() -> list[str]:
+    return sorted({c.__name__ for c in TRACED} | {c.__name__ for c in NATIVE})
+
+
+def emitter(layer, strategy: str = "native", where: str = ""):
+    """The function that exports `layer`: its native emitter (strategy 'native', the default) or its traced
+    forward ('trace', where it traces; native where it does not)."""
+    cls = type(layer)
+    if strategy == "native" and cls in NATIVE:
+        return NATIVE[cls]
+    if cls in TRACED:
+        return trace
+    if cls in NATIVE:
+        return NATIVE[cls]
+    raise InputError(f"{where}{cls.__name__} has no ONNX form in this xpnet (layers that export: "
+                     f"{', '.join(supported())}); add one in xpnet/export/onnx_layers.py (traced(...) or native(...))")
+
+
+traced(Sigmoid, Tanh, ReLU, Identity, Dropout, Flatten, Dense, LeakyReLU, Softmax)
+
+
+@native(Dense)
+def _dense(layer, params, x):
+    op = _ops()
+    args = [x.unwrap_spox(), op.const(params["weight"])]
+    if layer.use_bias:
+        args.append(op.const(params["bias"]))
+    return _wrap(op.gemm(*args, transB=1))  # x @ W.T + b, W: (out, in) as xpnet stores it
+
+
+@native(LeakyReLU)
+def _leaky_relu(layer, params, x):
+    return _wrap(_ops().leaky_relu(x.unwrap_spox(), alpha=layer.negative_slope))
+
+
+@native(Softmax)
+def _softmax_layer(layer, params, x):
+    return _softmax(x)
+
+
+def _softmax(z):
+    return _wrap(_ops().softmax(z.unwrap_spox(), axis=-1))
+
+
+# the fused loss's output activation (model.loss.activation), by loss class
+TRACED_LOSSES = {LogisticCost, MSE, Loss}  # sigmoid's 0.5 * tanh(0.5 z) + 0.5; identity
+
+
+def probabilities(loss, z, strategy: str = "native"):
+    """loss.activation(z) as ONNX: native Softmax for softmax cross-entropy, else the traced activation."""
+    import ndonnx as ndx
+    cls = type(loss)
+    if cls is SoftmaxCrossEntropy:
+        return _softmax(z) if strategy == "native" else loss.activation(ndx, z)
+    if cls in TRACED_LOSSES:
+        return loss.activation(ndx, z)
+    raise InputError(f"the loss {cls.__name__} has no ONNX form for its output activation in this xpnet; add it "
+                     f"in xpnet/export/onnx_layers.py (TRACED_LOSSES or probabilities)")
