@@ -157,7 +157,7 @@ def cmd_parity(args) -> int:
 def cmd_train(args) -> int:
     from .train import run_train
     result = run_train(args)
-    if args.json:
+    if args.json and result["rank"] == 0:
         _print_json(result)
     return 0
 
@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(the same training in 1/K of the activation memory; default 1)")
     sp.add_argument("--compile", action="store_true",
                     help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
+    sp.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
+                         "--distributed ...): --batch-size is the global minibatch; a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
