@@ -127,8 +127,11 @@ def cmd_parity(args) -> int:
     for name in backends:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
-    report = parity(backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
-                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile)
+    if args.distributed:
+        return _distributed_parity(args, backends)
+    report = parity(backends=backends, dtypes=_csv(args.dtype or "float64"), steps=args.steps, device=args.device,
+                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile,
+                    batch_size=args.batch_size)
     if args.json:
         _print_json(report)
     else:
@@ -150,6 +153,32 @@ def cmd_parity(args) -> int:
             if r.get("error"):
                 where = f" in {r['error']['where']}" if r["error"]["where"] else ""
                 print(f"{'':<{w}} error{where}: {r['error']['type']}: {r['error']['message']}")
+    return 0 if report["passed"] else 1
+
+
+def _distributed_parity(args, backends) -> int:
+    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.parity_distributed)."""
+    from .distributed import Communicator
+    from .errors import InputError
+    from .parity_distributed import distributed_parity
+    if args.compile:
+        raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
+    comm = Communicator()
+    dtypes = _csv(args.dtype or "float64,float32")
+    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed)
+    if comm.rank != 0:
+        return 0 if report["passed"] else 1
+    if args.json:
+        _print_json(report)
+        return 0 if report["passed"] else 1
+    print(f"{report['ranks']} ranks against one process, {report['steps']} steps of {report['batch_size']} rows "
+          f"(shards {report['shards']}); worst over the ranks of max|a-b|/max|b| per tensor")
+    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  result")
+    for r in report["results"]:
+        tol = r["tolerances"]
+        free_tol = "-" if tol["free"] is None else f"{tol['free']:.0e}"
+        print(f"{r['backend']:<17} {r['dtype']:<8} {r['path']:<10} {r['lockstep_rel']:>12.2e} {tol['lockstep']:>6.0e} "
+              f"{r['free_rel']:>9.2e} {free_tol:>6}  {'pass' if r['passed'] else 'FAIL'}")
     return 0 if report["passed"] else 1
 
 
@@ -227,13 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("parity", help="compare backends with NumPy float64: lockstep and free-running")
     common(sp, "device for the GPU-capable backends")
     sp.add_argument("--backends", default="numpy,array_api_strict,torch,jax")
-    sp.add_argument("--dtype", default="float64", help="one or more of float64,float32")
+    sp.add_argument("--dtype", default=None, help="one or more of float64,float32 (default float64; with "
+                    "--distributed float64,float32)")
     sp.add_argument("--steps", type=int, default=100)
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
                     "with the reference and with its own eager step; backends without a compiler say so")
+    sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
+                    "--distributed): all ranks together against one process, same backend and dtype (float64 "
+                    "and float32 unless --dtype says otherwise)")
     sp.set_defaults(func=cmd_parity)
 
     sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
