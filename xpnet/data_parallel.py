@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 
 def shard(n: int, rank: int, size: int) -> tuple[int, int]:
@@ -36,6 +37,7 @@ class DataParallel:
             self._groups.setdefault(str(model.state.params[k].dtype), []).append(k)
         self._scalars_in = str(model.dtype)  # loss, correct count and stop flag travel in the model's dtype
         self._groups.setdefault(self._scalars_in, [])
+        self.timer = None  # a list to get (compute, communicate, update) seconds of each step (benchmarks)
 
     def bytes_per_step(self) -> int:
         """Bytes one rank's all-reduce buffers hold per step (gradients plus three scalars)."""
@@ -56,6 +58,7 @@ class DataParallel:
             noise = model.draw_noise(n)
         a, b = shard(n, self.rank, self.size)
         params = model.state.params
+        t0 = self._now()
         if b > a:
             local = idx[a:b]
             xb, yb = model.cast(bk.take(X, local)), bk.take(Y, local)
@@ -67,11 +70,23 @@ class DataParallel:
             value = correct = xp.zeros((), dtype=model.dtype)
             grads = {k: xp.zeros_like(p) for k, p in params.items()}
         flag = bk.asarray([1.0 if stop else 0.0], dtype=model.dtype)
+        t1 = self._now()
         value, correct, flag, grads = self._allreduce(grads, value, correct, flag)
+        t2 = self._now()
         value, grads = model.add_penalty(value, grads)
         if apply:
             model.apply_gradients(grads)
-        return value, correct, bool(bk.to_numpy(flag)[0] > 0), grads
+        stop = bool(bk.to_numpy(flag)[0] > 0)
+        if self.timer is not None:
+            self.timer.append((t1 - t0, t2 - t1, self._now() - t2))
+        return value, correct, stop, grads
+
+    def _now(self) -> float:
+        """perf_counter after the device's queued work (only while timing: it synchronises a GPU)."""
+        if self.timer is None:
+            return 0.0
+        self.model.bk.synchronize()
+        return time.perf_counter()
 
     def _allreduce(self, grads, value, correct, flag):
         """grads, loss, correct count and stop flag summed over ranks: one flat buffer per dtype, one

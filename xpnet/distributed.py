@@ -114,10 +114,9 @@ class Communicator:
         groups = {}
         for r, d in enumerate(digests):
             groups.setdefault(d, []).append(r)
-        named = "; ".join(f"ranks {', '.join(map(str, rs))} one" if len(rs) > 1 else f"rank {rs[0]} another"
-                          for rs in groups.values())
-        raise InputError(f"the ranks were started with different {what} ({len(groups)} versions: {named}); "
-                         f"start every rank with the same command, data and checkpoint")
+        named = " vs ".join("rank" + ("s " if len(rs) > 1 else " ") + ",".join(map(str, rs)) for rs in groups.values())
+        raise InputError(f"the ranks were started with different {what} ({named}); start every rank with the same "
+                         f"command, data and checkpoint")
 
     # ---- the per-step sum -----------------------------------------------------------------------------
     def path(self, bk, sample) -> str:
