@@ -165,7 +165,8 @@ def _distributed_parity(args, backends) -> int:
         raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
     comm = Communicator()
     dtypes = _csv(args.dtype or "float64,float32")
-    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed)
+    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed,
+                                args.device)
     if comm.rank != 0:
         return 0 if report["passed"] else 1
     if args.json:
@@ -353,9 +354,26 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # one clear line, no traceback unless --debug
         if debug or not _is_user_error(exc):
+            if _abort_others(exc, 1, traceback=True):
+                return 1
             raise
         print(f"xpnet {args.command}: error: {as_flags(str(exc), args)}", file=sys.stderr)
+        _abort_others(exc, 2)
         return 2
+
+
+def _abort_others(exc, code: int, traceback: bool = False) -> bool:
+    """In a run of several ranks (--distributed), an error on this rank alone ends the whole job (the others
+    would wait for it in the next all-reduce); see xpnet.distributed.abort_others. False when not distributed."""
+    dist = sys.modules.get("xpnet.distributed")
+    comm = None if dist is None else dist.Communicator.current
+    if comm is None or comm.size == 1:
+        return False
+    if traceback:
+        import traceback as tb
+        tb.print_exc()
+    dist.abort_others(exc, code)
+    return True
 
 
 def as_flags(message: str, args) -> str:
@@ -373,6 +391,9 @@ def _is_user_error(exc: BaseException) -> bool:
     from .errors import InputError
     # (DataError and CheckpointError are InputErrors)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
+    dist = sys.modules.get("xpnet.distributed")
+    if dist is not None and isinstance(exc, dist.DistributedError):  # a rank gone: one line, then the job ends
+        return True
     return isinstance(exc, user)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import numpy as np
 
@@ -33,6 +34,18 @@ HOW_TO_LAUNCH = ('start one process per rank with a launcher: mpiexec -n 2 xpnet
 
 class DistributedError(RuntimeError):
     """Ranks that cannot train together (a failed NCCL set-up, a rank that is gone)."""
+
+
+def abort_others(exc: BaseException, code: int) -> None:
+    """After an error on this rank in a run of several: unless every rank raised it together (an error marked
+    `collective`, such as check_same's), abort the job, so that the other ranks, waiting in a collective for
+    this one, end too instead of hanging. Nothing without a multi-rank communicator."""
+    comm = Communicator.current
+    if comm is None or comm.size == 1 or getattr(exc, "collective", False):
+        return
+    import sys
+    sys.stderr.flush()
+    comm.comm.Abort(code)
 
 
 def launched() -> bool:
@@ -68,6 +81,8 @@ class Communicator:
 
     Refuses a world of one process started without a launcher: `--distributed` then says how to launch."""
 
+    current = None  # the last one made in this process (what abort_others ends)
+
     def __init__(self, comm=None, nccl: bool | None = None):
         if comm is None and not launched():
             raise InputError(f"--distributed runs one process per rank, but this process was not started by an MPI "
@@ -83,9 +98,21 @@ class Communicator:
             nccl = False
         self.nccl = nccl
         self._nccl = {}  # device -> NCCL communicator, or the reason it is not used
+        Communicator.current = self
+        self.peers = self.comm.allgather((os.getpid(), socket.gethostname()))  # rank -> (pid, host)
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, size={self.size})"
+
+    def device_for(self, backend: str | None, device: str | None) -> str | None:
+        """The device this rank uses when asked for `device`: 'cuda' (or 'gpu') on a GPU backend becomes
+        cuda:{local rank modulo the GPUs the backend sees}, so each rank of a machine takes its own GPU
+        while there are enough; anything else is kept."""
+        if device not in ("cuda", "gpu") or backend in (None, "auto"):
+            return device
+        from .backend import _cuda_count
+        count = _cuda_count(backend)
+        return f"cuda:{self.local_rank % count}" if count else device
 
     # ---- collectives on Python objects (set-up, checks, reports; not per step) ----------------------
     def allgather(self, obj) -> list:
@@ -103,8 +130,24 @@ class Communicator:
     def describe(self) -> str:
         """'rank 0 pid 1234 on host-a, rank 1 pid 1240 on host-a': the process behind each rank, so that a
         launcher's report of a failed PID names its rank."""
-        who = self.allgather((os.getpid(), socket.gethostname()))
-        return ", ".join(f"rank {r} pid {pid} on {host}" for r, (pid, host) in enumerate(who))
+        return ", ".join(f"rank {r} pid {pid} on {host}" for r, (pid, host) in enumerate(self.peers))
+
+    def lost(self, exc: BaseException) -> DistributedError:
+        """The error to raise when a collective failed (MPI noticed a peer is gone): names the ranks of this
+        machine whose process no longer exists (those elsewhere cannot be checked from here)."""
+        host = socket.gethostname()
+        gone = []
+        for _ in range(20):  # a killed process may take a moment to be marked dead
+            gone = [f"rank {r} (pid {pid} on {host})" for r, (pid, where) in enumerate(self.peers)
+                    if r != self.rank and where == host and not _alive(pid)]
+            if gone:
+                break
+            time.sleep(0.05)
+        who = (", ".join(gone) + (" is" if len(gone) == 1 else " are") + " gone") if gone else \
+            "another rank died or stopped answering (none of this machine's processes is gone)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return DistributedError(f"the all-reduce failed on rank {self.rank}: {who} ({first[:160]}); the run cannot "
+                                f"continue: resume from the last checkpoint")
 
     def check_same(self, digest: str, what: str) -> None:
         """Raise InputError on every rank unless every rank passed the same `digest` (a hash of `what`)."""
@@ -115,8 +158,10 @@ class Communicator:
         for r, d in enumerate(digests):
             groups.setdefault(d, []).append(r)
         named = " vs ".join("rank" + ("s " if len(rs) > 1 else " ") + ",".join(map(str, rs)) for rs in groups.values())
-        raise InputError(f"the ranks were started with different {what} ({named}); start every rank with the same "
-                         f"command, data and checkpoint")
+        error = InputError(f"the ranks were started with different {what} ({named}); start every rank with the same "
+                           f"command, data and checkpoint")
+        error.collective = True  # every rank raises it: no abort needed
+        raise error
 
     # ---- the per-step sum -----------------------------------------------------------------------------
     def path(self, bk, sample) -> str:
@@ -139,16 +184,22 @@ class Communicator:
             return flat
         host = bk.to_numpy(flat)
         if ptrs is None and host.flags.writeable and _shares(host, flat, bk):
-            self.comm.Allreduce(self._MPI.IN_PLACE, host, op=self._MPI.SUM)
+            self._sum(host)
             return flat
         buf = np.array(host, copy=True)
-        self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        self._sum(buf)
         return bk.asarray(buf, dtype=flat.dtype)
+
+    def _sum(self, host: np.ndarray) -> None:
+        try:
+            self.comm.Allreduce(self._MPI.IN_PLACE, host, op=self._MPI.SUM)
+        except self._MPI.Exception as exc:
+            raise self.lost(exc) from None
 
     def allreduce_host(self, values: np.ndarray) -> np.ndarray:
         """The sum over ranks of a host NumPy array (a new array)."""
         out = np.array(values, copy=True)
-        self.comm.Allreduce(self._MPI.IN_PLACE, out, op=self._MPI.SUM)
+        self._sum(out)
         return out
 
     # ---- NCCL (not yet run on a GPU: see docs/distributed.md) ------------------------------------------
@@ -190,6 +241,24 @@ class Communicator:
         kind = {4: nccl.NCCL_FLOAT32, 8: nccl.NCCL_FLOAT64}[np.dtype(str(flat.dtype).split(".")[-1]).itemsize]
         ptr, stream = ptrs
         comm.allReduce(ptr, ptr, int(flat.shape[0]), kind, nccl.NCCL_SUM, stream)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _shares(host: np.ndarray, flat, bk) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import GPU_CAPABLE
 from .backend import backend as select_backend
 from .data_parallel import DataParallel, shard
 from .params import POSITIVE_INT, check
@@ -25,9 +26,10 @@ TOLERANCES = {"float64": {"lockstep": 1e-12, "free": 1e-10}, "float32": {"lockst
 
 
 def distributed_parity(comm, backends=("numpy",), dtypes=("float64", "float32"), steps: int = 100,
-                       batch_size: int = 64, optimizer: str = "sgd", seed: int = 0) -> dict:
+                       batch_size: int = 64, optimizer: str = "sgd", seed: int = 0, device: str | None = None) -> dict:
     """{'ranks', 'steps', 'batch_size', 'shards', 'results': [row per backend and dtype], 'passed'}, the same on
-    every rank. comm: an xpnet.distributed.Communicator."""
+    every rank. comm: an xpnet.distributed.Communicator; device: for the GPU-capable backends ('cuda': each
+    rank its own GPU while there are enough, Communicator.device_for)."""
     check("steps", steps, POSITIVE_INT)
     check("batch_size", batch_size, POSITIVE_INT)
     X, y = default_problem(seed=seed)
@@ -35,7 +37,8 @@ def distributed_parity(comm, backends=("numpy",), dtypes=("float64", "float32"),
     rows = []
     for name in backends:
         for dtype in dtypes:
-            bk = select_backend(name)
+            gpu = name in GPU_CAPABLE and device is not None
+            bk = select_backend(name, comm.device_for(name, device) if gpu else None)
             with bk:
                 rows.append(_row(comm, bk, dtype, optimizer, X, y, batches))
     everyone = comm.allgather(rows)

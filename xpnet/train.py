@@ -259,11 +259,7 @@ def _distributed(args):
                          "update, leaving no place for the all-reduce between them; drop --compile")
     from .distributed import Communicator
     comm = Communicator()
-    if args.device in ("cuda", "gpu") and args.backend not in (None, "auto"):
-        from .backend import _cuda_count
-        count = _cuda_count(args.backend)
-        if count:
-            args.device = f"cuda:{comm.local_rank % count}"
+    args.device = comm.device_for(args.backend, args.device)
     return comm
 
 
