@@ -7,15 +7,18 @@ command, printing the Markdown tables docs/scaling.md quotes:
 
 Model (no overlap of communication with compute, as xpnet does today):
     t_compute(b)  = flops_per_sample * b / R + overhead          (b: rows per GPU, R: achieved GEMM rate)
-    t_allreduce   = 2 (N-1)/N * S / B  +  2 (N-1) * alpha        (ring: S bytes, B bytes/s per GPU, alpha per hop)
+    t_allreduce   = 2 (N-1)/N * S / B  +  2 (N-1) * alpha        (ring: S bytes, B bytes/s per GPU, alpha per hop;
+                                                                   --algorithm tree: 2 ceil(log2 N) * alpha instead)
     t_step        = t_compute(global_batch / N) + t_allreduce
     efficiency    = t_step(1 GPU) / (N * t_step(N GPUs))          (strong scaling: the global batch fixed)
-    b_half        = the rows per GPU at which t_compute = t_allreduce (50 % efficiency in weak scaling);
-                    N * b_half is the global batch below which adding GPUs stops paying.
+    B_50          = the global batch at which N GPUs reach 50 % efficiency against one GPU on that same batch:
+                    f B / R + o = (N/2) (f B / (N R) + o + t_allreduce)  =>  B_50 = R/f (N (o + t_allreduce) - 2 o).
+                    Below B_50 the case has stopped scaling to N GPUs.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -42,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--overhead-us", type=float, default=200.0,
                    help="per-step fixed cost on a GPU: kernel launches, the stop-flag sync (assumed)")
     p.add_argument("--bytes-per-value", type=int, default=4, help="4: float32 gradients; 2: bf16")
+    p.add_argument("--algorithm", choices=["ring", "tree"], default="ring",
+                   help="the latency term: ring 2(N-1) hops, tree 2 log2 N hops (the bandwidth term is the same)")
     args = p.parse_args(argv)
     rate, overhead = args.gemm_tflops * 1e12, args.overhead_us * 1e-6
     for name in ("A", "B"):
@@ -54,22 +59,21 @@ def main(argv=None) -> int:
               f"step, {per_sample * batch / 1e6:.0f} MFLOP per step ({per_sample / 1e6:.2f} MFLOP per row); one "
               f"GPU {one * 1e6:.0f} us per step at the assumed rate\n")
         print(f"| GPUs | fabric | rows per GPU (global {batch}) | compute us | all-reduce us | step us | "
-              f"strong-scaling efficiency | weak scaling: rows per GPU for 50 % | global batch at 50 % |")
+              f"efficiency at batch {batch} | global batch for 50 % (B_50) | B_50 rows per GPU |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for n in GPUS:
             for fabric, (bw, alpha) in FABRICS.items():
                 if fabric.startswith("NVLink") and n > 8:
                     continue
-                ar = 2 * (n - 1) / n * size / bw + 2 * (n - 1) * alpha
+                hops = 2 * (n - 1) if args.algorithm == "ring" else 2 * math.ceil(math.log2(n))
+                ar = 2 * (n - 1) / n * size / bw + hops * alpha
                 rows = batch / n
                 comp = per_sample * rows / rate + overhead
                 step = comp + ar
                 eff = one / (n * step)
-                b_half = (ar - overhead) * rate / per_sample
-                half = ("any (all-reduce < overhead)", "any") if b_half <= 0 else (f"{b_half:,.0f}",
-                                                                                   f"{n * b_half:,.0f}")
+                b50 = rate / per_sample * (n * (overhead + ar) - 2 * overhead)
                 print(f"| {n} | {fabric} | {rows:g} | {comp * 1e6:.0f} | {ar * 1e6:.0f} | {step * 1e6:.0f} | "
-                      f"{100 * eff:.1f} % | {half[0]} | {half[1]} |")
+                      f"{100 * eff:.1f} % | {b50:,.0f} | {b50 / n:,.0f} |")
     return 0
 
 
