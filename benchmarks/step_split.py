@@ -32,14 +32,13 @@ def worker(args) -> None:
     from cases import CASES, load_data
     from xpnet.data_parallel import DataParallel
     from xpnet.distributed import Communicator
+    from xpnet.mlp import mlp_layers
 
     case = CASES[args.case]
     comm = Communicator()
     X, y = load_data(case, args.dtype, args.data_dir)
-    act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
-    layers = []
-    for i, (k, o) in enumerate(case.layers):
-        layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])
+    # the runner's model for the case: Dense layers with case.init, case.hidden between them
+    layers = mlp_layers(list(case.sizes), case.hidden, init=case.init, output_init=case.init)
     loss = (xpnet.LogisticCost if case.loss == "logistic" else xpnet.SoftmaxCrossEntropy)(reduction=case.reduction)
     model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
                              backend=args.backend, dtype=args.dtype, seed=0)
