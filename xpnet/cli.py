@@ -187,7 +187,7 @@ def _distributed_parity(args, backends) -> int:
 def cmd_train(args) -> int:
     from .train import run_train
     result = run_train(args)
-    if args.json and result["rank"] == 0:
+    if args.json and result.get("rank", 0) == 0:
         _print_json(result)
     return 0
 

@@ -363,8 +363,8 @@ def run_train(args) -> dict:
     return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
             "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
-            "checkpoint": str(args.checkpoint) if args.checkpoint else None, "rank": rank,
-            "world_size": 1 if comm is None else comm.size}
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            **({} if comm is None else {"rank": rank, "world_size": comm.size})}
 
 
 def write_history(path, history: dict) -> None:
