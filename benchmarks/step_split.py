@@ -64,7 +64,8 @@ def worker(args) -> None:
         print(json.dumps({"case": case.name, "ranks": comm.size, "batch": b, "shard": -(-b // comm.size),
                           "backend": bk.name, "dtype": args.dtype, "steps": steps, "path": comm.path(bk, Xd[0]),
                           "bytes_per_step": dp.bytes_per_step(), "compute_s": worst[0], "comm_s": worst[1],
-                          "update_s": worst[2], "step_s": worst[3]}), flush=True)
+                          "update_s": worst[2], "step_s": worst[3], "load_average_1min": os.getloadavg()[0]}),
+              flush=True)
 
 
 def launch(args) -> None:
