@@ -80,6 +80,22 @@ def test_distributed_fit_without_a_launcher_is_refused():
         default_model(xpnet.backend("numpy"), "float64").fit(X, y, epochs=1, distributed=True)
 
 
+def test_a_layer_with_batch_statistics_is_refused_before_any_launch():
+    """A layer that keeps state computed from each batch (BatchNorm's running statistics, `state_shapes()`)
+    would see only its rank's shard: refused in one line, before any communicator is made."""
+    import xpnet
+    from xpnet.errors import InputError
+
+    class Stats(xpnet.ReLU):
+        def state_shapes(self):
+            return {"running_mean": (8,)}
+
+    model = xpnet.Sequential([xpnet.Dense(4, 8), Stats(), xpnet.Dense(8, 2)], backend="numpy", seed=0)
+    X, y = np.zeros((8, 4)), np.arange(8) % 2
+    with pytest.raises(InputError, match=r"layer 1 \(Stats\) keeps batch statistics \(running_mean\)"):
+        model.fit(X, y, epochs=1, distributed=True)
+
+
 def test_compile_with_distributed_is_refused_in_one_line(capsys):
     assert main(["train", "--distributed", "--compile", "--epochs", "1"]) == 2
     err = capsys.readouterr().err

@@ -17,12 +17,27 @@ import hashlib
 import json
 import time
 
+from .errors import InputError
+
 
 def shard(n: int, rank: int, size: int) -> tuple[int, int]:
     """(start, stop) of rank's rows among a minibatch's n rows, split as numpy.array_split does."""
     q, r = divmod(n, size)
     start = rank * q + min(rank, r)
     return start, start + q + (1 if rank < r else 0)
+
+
+def refuse_layer_state(model) -> None:
+    """Raise InputError when a layer keeps non-trained state computed from each batch (BatchNorm's running
+    statistics: `state_shapes()`): per rank it would see only its shard's statistics, not the global
+    minibatch's, so data-parallel training refuses such a model instead of training a different one."""
+    for i, layer in enumerate(model.layers):
+        shapes = layer.state_shapes() if hasattr(layer, "state_shapes") else {}
+        if shapes or any(k.startswith(f"layers.{i}.") for k in model.state.layer_state):
+            what = ", ".join(shapes) or "layer state"
+            raise InputError(f"layer {i} ({type(layer).__name__}) keeps batch statistics ({what}), which each rank "
+                             f"would compute over its own shard, not the global minibatch; distributed training "
+                             f"does not support it: train on one process, or without that layer")
 
 
 class DataParallel:

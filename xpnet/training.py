@@ -175,12 +175,13 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     xp, bk = model.xp, model.bk
     dp = None
     if distributed is not None and distributed is not False:
-        from .data_parallel import DataParallel
+        from .data_parallel import DataParallel, refuse_layer_state
         from .distributed import communicator
         if getattr(model, "compile", False):
             raise InputError("compile=True cannot be combined with distributed training: the compiled step fuses "
                              "backward and update, leaving no place for the all-reduce between them; train "
                              "eagerly (drop --compile) or on one process")
+        refuse_layer_state(model)
         dp = DataParallel(model, communicator(distributed))
     Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
     n_all = Xd.shape[0]
