@@ -141,8 +141,9 @@ def _params(path):
 
 
 @needs_mpi
-def test_sigterm_stops_every_rank_after_the_same_step_saves_once_and_resumes(tmp_path):
-    """SIGTERM to mpiexec: MPICH forwards it to each rank; the stop flag travels with the gradient all-reduce,
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_stops_every_rank_after_the_same_step_saves_once_and_resumes(tmp_path, sig, code, name):
+    """SIGTERM or SIGINT (Ctrl-C) to mpiexec: MPICH forwards it to each rank; the stop flag travels with the gradient all-reduce,
     so both ranks stop after the same step; rank 0 writes the checkpoint (the rank count recorded). Resumed on
     2 ranks the run ends bit-identical to an uninterrupted 2-rank run; resumed on one process, equal within
     the lockstep tolerance."""
@@ -157,15 +158,15 @@ def test_sigterm_stops_every_rank_after_the_same_step_saves_once_and_resumes(tmp
         for line in proc.stdout:
             if line.startswith("epoch 1/"):
                 break
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     if proc.returncode == 0:
         pytest.skip("training finished before the signal arrived")
-    assert proc.returncode == 143, err
-    assert err.count("SIGTERM received; saved the state") == 1, err  # rank 0 only
+    assert proc.returncode == code, err
+    assert err.count(f"{name} received; saved the state") == 1, err  # rank 0 only
     meta, _ = read(ck)
     assert meta["state"]["settings"]["world_size"] == 2
     stopped = (meta["state"]["epoch"], meta["state"]["batch"])
