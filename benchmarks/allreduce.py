@@ -56,7 +56,8 @@ def main(argv=None) -> int:
             row = {"bytes": nbytes, "ranks": comm.size, "backend": bk.name, "device": bk.device, "dtype": args.dtype,
                    "path": comm.path(bk, flat), "repeats": reps, "median_s": med,
                    "min_s": max(comm.allgather(min(times))), "max_s": max(comm.allgather(max(times))),
-                   "load_average_1min": os.getloadavg()[0], "algbw_GBps": nbytes / med / 1e9, "busbw_GBps": nbytes / med / 1e9 * 2 * (comm.size - 1) / comm.size}
+                   "load_average_1min": os.getloadavg()[0], "algbw_GBps": nbytes / med / 1e9,
+                   "busbw_GBps": nbytes / med / 1e9 * 2 * (comm.size - 1) / comm.size}
             rows.append(row)
     if comm.rank == 0:
         print(f"all-reduce, {comm.size} ranks, {bk.name} {args.dtype}, path {rows[0]['path']}: median of each rank's "

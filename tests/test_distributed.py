@@ -144,9 +144,9 @@ def _params(path):
 @pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
 def test_a_signal_stops_every_rank_after_the_same_step_saves_once_and_resumes(tmp_path, sig, code, name):
     """SIGTERM or SIGINT (Ctrl-C) to mpiexec: MPICH forwards it to each rank; the stop flag travels with the
-    gradient all-reduce, so both ranks stop after the same step; rank 0 writes the checkpoint (the rank count recorded). Resumed on
-    2 ranks the run ends bit-identical to an uninterrupted 2-rank run; resumed on one process, equal within
-    the lockstep tolerance."""
+    gradient all-reduce, so both ranks stop after the same step; rank 0 writes the checkpoint (the rank count
+    recorded). Resumed on 2 ranks the run ends bit-identical to an uninterrupted 2-rank run; resumed on one
+    process, equal within the lockstep tolerance."""
     from xpnet.checkpoint import read
     epochs = 8
     full = tmp_path / "full.safetensors"

@@ -174,7 +174,8 @@ def _distributed_parity(args, backends) -> int:
         return 0 if report["passed"] else 1
     print(f"{report['ranks']} ranks against one process, {report['steps']} steps of {report['batch_size']} rows "
           f"(shards {report['shards']}); worst over the ranks of max|a-b|/max|b| per tensor")
-    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  result")
+    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  "
+          f"result")
     for r in report["results"]:
         tol = r["tolerances"]
         free_tol = "-" if tol["free"] is None else f"{tol['free']:.0e}"
