@@ -308,7 +308,7 @@ def run_train(args) -> dict:
                                 pre_arrays, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
     callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
-    ranks = None if comm is None else comm.describe()  # (a collective: every rank takes part)
+    ranks = None if comm is None else comm.describe()
     if not quiet:
         what = "resuming" if saved_model is not None else "training"
         print(f"{what} on {cfg['dataset']}: {Xs.shape[0]} samples x {Xs.shape[1]} features, {n_classes} classes; "
