@@ -188,9 +188,10 @@ def test_a_signal_stops_every_rank_after_the_same_step_saves_once_and_resumes(tm
 
 @needs_mpi
 def test_a_killed_rank_ends_the_run_and_is_named(tmp_path):
-    """kill -9 of rank 1: mpiexec exits non-zero within 60 s (no hang), the rank named: by rank 0, when MPI
-    reports the failed all-reduce to it before mpiexec ends it ("rank 1 (pid P on host) is gone"), or else
-    by mpiexec's report of PID P, which xpnet's start line maps to rank 1 (which comes first is a race)."""
+    """kill -9 of rank 1: mpiexec exits non-zero within 60 s (no hang). The rank is named by whichever comes
+    first: rank 0, when MPI reports the failed all-reduce to it ("rank 1 (pid P on host) is gone"), or
+    mpiexec's report of PID P, which xpnet's start line maps to rank 1. (In 5 of 80 tries on this loaded
+    machine mpiexec ended rank 0 before either was printed, exit 143 and no message: docs/distributed.md.)"""
     proc = subprocess.Popen([MPIEXEC, "-n", "2", *xpnet_cmd("train", "--distributed", "--epochs", 100000)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
     try:
@@ -208,9 +209,12 @@ def test_a_killed_rank_ends_the_run_and_is_named(tmp_path):
             proc.kill()
     assert time.monotonic() - t0 < 60
     assert proc.returncode != 0
-    assert f"rank 1 pid {pid}" in line
-    assert f"rank 1 (pid {pid} on" in out or f"PID {pid}" in out, out
+    assert f"rank 1 pid {pid} on" in line
     assert "Traceback" not in out, out
+    if "is gone" in out:  # rank 0 named it
+        assert f"rank 1 (pid {pid} on" in out, out
+    elif "BAD TERMINATION" in out:  # mpiexec named its PID
+        assert f"PID {pid}" in out, out
 
 
 @needs_mpi
@@ -257,4 +261,5 @@ def test_an_error_on_one_rank_ends_every_rank():
                            "-n", "1", *xpnet_cmd("train", "--distributed", "--dataset", "/nonexistent/x.npz")],
                           capture_output=True, text=True, timeout=120, env=env())
     assert proc.returncode == 2 and time.monotonic() - t0 < 60
-    assert "xpnet train: error: /nonexistent/x.npz" in proc.stderr and "rank 1" in proc.stderr, proc.stderr
+    assert "xpnet train: error: /nonexistent/x.npz" in proc.stderr, proc.stderr
+    assert "xpnet: rank 1 of 2 stopped on the error above; ending every rank (MPI_Abort)" in proc.stderr, proc.stderr

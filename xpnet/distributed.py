@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 
 import numpy as np
@@ -43,8 +44,9 @@ def abort_others(exc: BaseException, code: int) -> None:
     comm = Communicator.current
     if comm is None or comm.size == 1 or getattr(exc, "collective", False):
         return
-    import sys
-    sys.stderr.flush()
+    print(f"xpnet: rank {comm.rank} of {comm.size} stopped on the error above; ending every rank (MPI_Abort)",
+          file=sys.stderr, flush=True)
+    time.sleep(0.5)  # MPI_Abort tears the job down at once: let the launcher forward these lines first
     comm.comm.Abort(code)
 
 
@@ -194,7 +196,11 @@ class Communicator:
         try:
             self.comm.Allreduce(self._MPI.IN_PLACE, host, op=self._MPI.SUM)
         except self._MPI.Exception as exc:
-            raise self.lost(exc) from None
+            error = self.lost(exc)
+            # said at once: the launcher may end this process any moment now that a rank is gone
+            print(f"xpnet: {error}", file=sys.stderr, flush=True)
+            error.reported = True
+            raise error from None
 
     def allreduce_host(self, values: np.ndarray) -> np.ndarray:
         """The sum over ranks of a host NumPy array (a new array)."""
