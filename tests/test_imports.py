@@ -24,8 +24,14 @@ HOST_NUMPY = {
     "labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
     "predict_inputs.py": "reading input files",
     "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
+    "distributed.py": "host buffers of the MPI all-reduce",
+    "parity_distributed.py": "host comparison of results",
 }
+# the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
+COMMUNICATION_LIBS = {"mpi4py", "cupy"}
+COMMUNICATION_MODULE = "distributed.py"
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
+                "data_parallel.py",
                 "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
 
@@ -59,7 +65,27 @@ def test_the_backend_package_exists_and_is_scanned():
 def test_only_backend_imports_array_libraries():
     for path, rel in modules():
         libs = imported(path) & ARRAY_LIBS
+        if rel == COMMUNICATION_MODULE:  # NCCL's binding is cupy.cuda.nccl; nothing else of CuPy
+            assert libs <= {"cupy"} and _cupy_imports(path) <= {"cupy.cuda.nccl", "cupy.cuda"}, (rel, libs)
+            continue
         assert not libs or rel == "backend/*", f"{rel} imports {libs}"
+
+
+def _cupy_imports(path: Path) -> set:
+    """What `path` imports from cupy ('cupy.cuda.nccl' for `from cupy.cuda import nccl`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("cupy"):
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("cupy")}
+    return names
+
+
+def test_only_the_distributed_module_imports_mpi_and_nccl():
+    found = {rel for path, rel in modules() if imported(path) & {"mpi4py"}}
+    assert found == {COMMUNICATION_MODULE}, found
+    assert _cupy_imports(PKG / COMMUNICATION_MODULE) == {"cupy.cuda.nccl"}
 
 
 def test_numpy_only_for_host_work():

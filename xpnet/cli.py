@@ -128,12 +128,15 @@ def cmd_parity(args) -> int:
     for name in backends:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
+    if args.distributed:
+        return _distributed_parity(args, backends)
     model_fn = X = y = None
     if args.model:
         from .parity import config_model
         model_fn, X, y = config_model(args.model, args.seed)
-    report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
-                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile)
+    report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype or "float64"), steps=args.steps,
+                    device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
+                    compile=args.compile, batch_size=args.batch_size)
     if args.json:
         _print_json(report)
     else:
@@ -158,11 +161,39 @@ def cmd_parity(args) -> int:
     return 0 if report["passed"] else 1
 
 
+def _distributed_parity(args, backends) -> int:
+    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.parity_distributed)."""
+    from .distributed import Communicator
+    from .errors import InputError
+    from .parity_distributed import distributed_parity
+    if args.compile:
+        raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
+    comm = Communicator()
+    dtypes = _csv(args.dtype or "float64,float32")
+    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed,
+                                args.device)
+    if comm.rank != 0:
+        return 0 if report["passed"] else 1
+    if args.json:
+        _print_json(report)
+        return 0 if report["passed"] else 1
+    print(f"{report['ranks']} ranks against one process, {report['steps']} steps of {report['batch_size']} rows "
+          f"(shards {report['shards']}); worst over the ranks of max|a-b|/max|b| per tensor")
+    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  "
+          f"result")
+    for r in report["results"]:
+        tol = r["tolerances"]
+        free_tol = "-" if tol["free"] is None else f"{tol['free']:.0e}"
+        print(f"{r['backend']:<17} {r['dtype']:<8} {r['path']:<10} {r['lockstep_rel']:>12.2e} {tol['lockstep']:>6.0e} "
+              f"{r['free_rel']:>9.2e} {free_tol:>6}  {'pass' if r['passed'] else 'FAIL'}")
+    return 0 if report["passed"] else 1
+
+
 # train ------------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from .train import run_train
     result = run_train(args)
-    if args.json:
+    if args.json and result.get("rank", 0) == 0:
         _print_json(result)
     return 0
 
@@ -244,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("parity", help="compare backends with NumPy float64: lockstep and free-running")
     common(sp, "device for the GPU-capable backends")
     sp.add_argument("--backends", default="numpy,array_api_strict,torch,jax")
-    sp.add_argument("--dtype", default="float64", help="one or more of float64,float32")
+    sp.add_argument("--dtype", default=None, help="one or more of float64,float32 (default float64; with "
+                    "--distributed float64,float32)")
     sp.add_argument("--steps", type=int, default=100)
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the default model's optimizer")
     sp.add_argument("--model", default=None, metavar="JSON", help="your own model: a .json file (or JSON text) in "
@@ -253,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
                     "with the reference and with its own eager step; backends without a compiler say so")
+    sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
+                    "--distributed): all ranks together against one process, same backend and dtype (float64 "
+                    "and float32 unless --dtype says otherwise)")
     sp.set_defaults(func=cmd_parity)
 
     sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
@@ -281,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(the same training in 1/K of the activation memory; default 1)")
     sp.add_argument("--compile", action="store_true",
                     help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
+    sp.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
+                         "--distributed ...): --batch-size is the global minibatch; a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
@@ -354,9 +393,26 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # one clear line, no traceback unless --debug
         if debug or not _is_user_error(exc):
+            if _abort_others(exc, 1, traceback=True):
+                return 1
             raise
         print(f"xpnet {args.command}: error: {as_flags(str(exc), args)}", file=sys.stderr)
+        _abort_others(exc, 2)
         return 2
+
+
+def _abort_others(exc, code: int, traceback: bool = False) -> bool:
+    """In a run of several ranks (--distributed), an error on this rank alone ends the whole job (the others
+    would wait for it in the next all-reduce); see xpnet.distributed.abort_others. False when not distributed."""
+    dist = sys.modules.get("xpnet.distributed")
+    comm = None if dist is None else dist.Communicator.current
+    if comm is None or comm.size == 1:
+        return False
+    if traceback:
+        import traceback as tb
+        tb.print_exc()
+    dist.abort_others(exc, code)
+    return True
 
 
 def as_flags(message: str, args) -> str:
@@ -374,6 +430,9 @@ def _is_user_error(exc: BaseException) -> bool:
     from .errors import InputError
     # (DataError and CheckpointError are InputErrors)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
+    dist = sys.modules.get("xpnet.distributed")
+    if dist is not None and isinstance(exc, dist.DistributedError):  # a rank gone: one line, then the job ends
+        return True
     return isinstance(exc, user)
 
 

@@ -264,13 +264,15 @@ class Sequential(Configurable):
         return value, z, backward(dz)[1]
 
     def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
-                        accumulate: int = 1, denom: int | None = None):
+                        accumulate: int = 1, denom: int | None = None, penalty: bool = True):
         """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
 
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
         computes the minibatch as k micro-batches (rows split as numpy.array_split does) and sums their
         gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
-        of samples a mean loss divides by (default the batch's). The penalty is added once, at the end."""
+        of samples a mean loss divides by (default the batch's). The penalty is added once, at the end;
+        penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
+        `add_penalty`)."""
         params = self.state.params if params is None else params
         if accumulate == 1:
             value, z, grads = self._data_value_and_grads(params, x, y, noise, training, denom)
@@ -292,11 +294,19 @@ class Sequential(Configurable):
                 else:
                     grads = {k: grads[k] + g[k] for k in grads}
             z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
+        if penalty:
+            value, grads = self.add_penalty(value, grads, params)
+        return value, z, grads
+
+    def add_penalty(self, value, grads: dict, params: dict | None = None):
+        """(value + penalty cost, grads + penalty gradients) for the data loss `value` and its gradients
+        (the dict is updated and returned); unchanged when the model has no penalty."""
         if self.penalty:
+            params = self.state.params if params is None else params
             value = value + self.penalty_cost(params)
             for k in self._penalized:
                 grads[k] = self.penalty.add_grad(self.xp, grads[k], params[k])
-        return value, z, grads
+        return value, grads
 
     def apply_gradients(self, grads: dict) -> None:
         """One optimizer update of the state: step + 1, the scalars for it computed on the host."""

@@ -106,14 +106,7 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
     Xh = np.asarray(X)
     n = Xh.shape[0]
-    batch_size = min(batch_size, n)
-    rng = np.random.default_rng(seed)
-    batches, order = [], np.empty(0, dtype=np.int64)
-    while len(batches) < steps:
-        if order.size < batch_size:
-            order = np.concatenate([order, rng.permutation(n)])
-        batches.append(order[:batch_size])
-        order = order[batch_size:]
+    batches = parity_batches(n, batch_size, steps, seed)
 
     # the reference run, with its state before and its results after every step (and the random inputs of
     # layers such as Dropout, drawn once on the host and given to every backend)
@@ -155,6 +148,20 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     report = {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
               "results": results, "passed": all(r["passed"] is not False for r in results)}
     return dict(report, compile=True) if compile else report
+
+
+def parity_batches(n: int, batch_size: int, steps: int, seed: int = 0) -> list[np.ndarray]:
+    """The host index vectors of `steps` minibatches of min(batch_size, n) rows: permutations of 0..n-1 from
+    default_rng(seed), joined and cut."""
+    batch_size = min(batch_size, n)
+    rng = np.random.default_rng(seed)
+    batches, order = [], np.empty(0, dtype=np.int64)
+    while len(batches) < steps:
+        if order.size < batch_size:
+            order = np.concatenate([order, rng.permutation(n)])
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+    return batches
 
 
 def _put(model, noise):

@@ -222,17 +222,18 @@ class Progress:
 
 
 class Checkpointer:
-    """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs)."""
+    """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
+    writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
 
-    def __init__(self, path, extra: dict, arrays: dict):
-        self.path, self.extra, self.arrays = path, extra, arrays
+    def __init__(self, path, extra: dict, arrays: dict, writer: bool = True):
+        self.path, self.extra, self.arrays, self.writer = path, extra, arrays, writer
 
     def save(self, model, path=None):
         from .checkpoint import save
         return save(model, path or self.path, extra=self.extra, arrays=self.arrays)
 
     def on_epoch_end(self, model, logs):
-        if self.path:
+        if self.path and self.writer:
             self.save(model)
 
 
@@ -249,11 +250,28 @@ def _resume_command(path, args) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts + ["--resume", path])
 
 
+def _distributed(args):
+    """The communicator of `xpnet train --distributed` (None without the flag); on a GPU, rank r of a
+    machine takes --device cuda as cuda:{r modulo the GPUs it sees}."""
+    if not getattr(args, "distributed", False):
+        return None
+    if args.compile:
+        raise InputError("--compile cannot be combined with --distributed: the compiled step fuses backward and "
+                         "update, leaving no place for the all-reduce between them; drop --compile")
+    from .distributed import Communicator
+    comm = Communicator()
+    args.device = comm.device_for(args.backend, args.device)
+    return comm
+
+
 def run_train(args) -> dict:
     from .checkpoint import fingerprint, load
     from .training import TrainingInterrupted
     from .datasets import check_dataset
 
+    comm = _distributed(args)
+    rank = 0 if comm is None else comm.rank
+    quiet = args.quiet or rank != 0
     saved_model, saved_meta = None, None
     if args.resume:
         saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
@@ -293,16 +311,19 @@ def run_train(args) -> dict:
     if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
         model.preprocessing = Scaler("raw")
     cli_cfg = {k: v for k, v in cfg.items()}
-    checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {})
-    bar = not args.quiet and sys.stderr.isatty()
-    callbacks = [checkpointer] + ([] if args.quiet else [Progress(cfg["epochs"], bar)])
-    if not args.quiet:
+    checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
+    bar = not quiet and sys.stderr.isatty()
+    callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
+    ranks = None if comm is None else comm.describe()
+    if not quiet:
         what = "resuming" if saved_model is not None else "training"
         print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {X.shape[1]} features, {n_classes} classes; "
               f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
         note = class_mapping_note(classes_)
         if note and saved_model is None:
             print(note, flush=True)
+        if comm is not None:
+            print(f"distributed over {comm.size} rank(s), global minibatch split between them: {ranks}", flush=True)
 
     received = []
 
@@ -315,14 +336,18 @@ def run_train(args) -> dict:
     try:
         if cfg.get("model") == "NeuralNetMLP":
             model.epochs = cfg["epochs"]
-        model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg))
+        model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
+                  **({} if comm is None else {"distributed": comm}))
     except TrainingInterrupted:
         path = args.checkpoint or INTERRUPTED
-        checkpointer.save(model, path)
         signum = received[-1] if received else signal.SIGINT
-        name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
-        print(f"\nxpnet train: {name} received; saved the state after epoch {model.state.epoch + 1}, step "
-              f"{model.state.batch} to {path}\nresume with: {_resume_command(path, args)}", file=sys.stderr)
+        if rank == 0:  # every rank stopped after the same step; one writes
+            checkpointer.save(model, path)
+            name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+            launch = "" if comm is None else f"mpiexec -n {comm.size} "
+            print(f"\nxpnet train: {name} received; saved the state after epoch {model.state.epoch + 1}, step "
+                  f"{model.state.batch} to {path}\nresume with: {launch}{_resume_command(path, args)}",
+                  file=sys.stderr)
         raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
     finally:
         for s, h in old.items():
@@ -332,23 +357,24 @@ def run_train(args) -> dict:
     train_acc = model.score(X[:n_train], y[:n_train])
     test_acc = None if X_test is None else model.score(X_test, y_test)
     history = model.history_
-    if args.history:
+    if args.history and rank == 0:
         write_history(args.history, history)
-    if args.plot:
+    if args.plot and rank == 0:
         from .plots import write_plots
         pred = None if X_test is None else np.asarray(model.predict(X_test))
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
                             names=label_names(model, by_label=True))
-        if not args.quiet:
+        if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
-    if not args.quiet:
+    if not quiet:
         print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
               f"  ({seconds:.1f} s)", flush=True)
     return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
             "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
-            "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            **({} if comm is None else {"rank": rank, "world_size": comm.size})}
 
 
 def write_history(path, history: dict) -> None:

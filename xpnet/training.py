@@ -142,7 +142,7 @@ def fit(model, X, y, **kwargs) -> dict:
 def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
          shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
          validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
-         accumulate: int = 1) -> dict:
+         accumulate: int = 1, distributed=None) -> dict:
     """Train `model` in place; returns the history (per-epoch lists of HISTORY_KEYS, also `model.state.history`).
 
     shuffle: a new permutation from the model's host RNG every epoch; compose_shuffles applies it to the
@@ -152,6 +152,11 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     resume: True (or the model's TrainState) continues an interrupted fit exactly where its state stopped,
     e.g. after xpnet.load. Set `model.state.stop_requested = True` (e.g. from a signal handler) to stop
     after the current step with TrainingInterrupted.
+    distributed: True (MPI's world; start the processes with mpiexec or srun), an
+    xpnet.distributed.Communicator or an mpi4py communicator: data-parallel training, batch_size being the
+    global minibatch, the same run as one process up to summation order (xpnet.data_parallel). Every rank
+    calls fit with the same model, data and options; a stop requested on any rank stops all after the same
+    step. Write checkpoints from rank 0 only.
     """
     check("epochs", epochs, POSITIVE_INT)
     check("accumulate", accumulate, POSITIVE_INT)
@@ -168,6 +173,16 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     if resume and st.settings is None:
         raise InputError("nothing to resume: this model's state holds no interrupted fit; call fit without resume")
     xp, bk = model.xp, model.bk
+    dp = None
+    if distributed is not None and distributed is not False:
+        from .data_parallel import DataParallel, refuse_layer_state
+        from .distributed import communicator
+        if getattr(model, "compile", False):
+            raise InputError("compile=True cannot be combined with distributed training: the compiled step fuses "
+                             "backward and update, leaving no place for the all-reduce between them; train "
+                             "eagerly (drop --compile) or on one process")
+        refuse_layer_state(model)
+        dp = DataParallel(model, communicator(distributed))
     Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
     n_all = Xd.shape[0]
     Yd, Ld = model.as_targets(y, n_all)
@@ -200,12 +215,15 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             raise InputError(f"the checkpoint was trained on {st.settings['n']} samples but this data has "
                              f"{n}; resume with the same data and validation split")
         st.settings = dict(st.settings, epochs=max(epochs, st.settings["epochs"]))
+        _note_world_size(st.settings, dp)
         first_epoch, first_step, order = st.epoch, st.batch, st.order
         st.partial_losses = [_scalar(model, v) for v in st.partial_losses]
     else:
         st.settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
                        "compose_shuffles": compose_shuffles, "drop_last": drop_last,
                        "validation_split": validation_split, "lr0": st.lr, "n": n, "accumulate": accumulate}
+        if dp is not None:
+            st.settings["world_size"] = dp.size
         st.history, st.batch_losses = empty_history(), []
         first_epoch, first_step, order = 0, 0, None
         st.epoch, st.batch, st.order, st.partial_losses, st.partial_correct = 0, 0, None, [], 0.0
@@ -216,8 +234,12 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     st.stop_requested = False
     take = bk.take
     compiled = model.compiled_step() if getattr(model, "compile", False) else None
-    identity = bk.asarray(list(range(n))) if compiled is not None and not shuffle else None
+    identity = bk.asarray(list(range(n))) if (compiled is not None or dp is not None) and not shuffle else None
     mean = model.loss.reduction == "mean"
+    if dp is not None:  # refused on every rank before the first step unless every rank runs the same
+        from .data_parallel import run_digest
+        dp.comm.check_same(run_digest(model, Xd, Yd, {k: v for k, v in settings.items() if k != "world_size"}),
+                           "configurations, data or states")
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         start = first_step if epoch == first_epoch else 0
@@ -235,6 +257,17 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
         for i in range(start, len(bounds)):
             s, e = bounds[i]
+            if dp is not None:  # the global minibatch, this rank's shard of it, one all-reduce
+                value, counted, stop, _ = dp.step(Xd, Yd, Ld, order_d[s:e], accumulate, stop=st.stop_requested)
+                correct = correct + counted
+                losses.append(value)
+                st.batch = i + 1
+                for hook in batch_hooks:
+                    hook(model, i + 1, len(bounds))
+                if stop:  # every rank saw the same flag: all stop after this step
+                    st.stop_requested, st.partial_correct = True, correct
+                    raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
+                continue
             if compiled is not None:  # one compiled call: gather, forward, backward, update, argmax
                 value, pred = _compiled_step(model, compiled, Xd, Yd, order_d[s:e], accumulate)
             else:
@@ -285,6 +318,18 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     for cb in callbacks:
         getattr(cb, "on_train_end", lambda m: None)(model)
     return history
+
+
+def _note_world_size(settings: dict, dp) -> None:
+    """Resuming on another number of ranks than the run had: the same run up to summation order, not bit
+    for bit (warned once; the settings then record the new number)."""
+    import warnings
+    before, now = settings.get("world_size", 1), 1 if dp is None else dp.size
+    if before != now:
+        warnings.warn(f"resuming a run trained on {before} rank(s) on {now}: gradients are summed in another order, "
+                      f"so the run continues the same up to rounding, not bit for bit", stacklevel=3)
+        if dp is not None or "world_size" in settings:
+            settings["world_size"] = now
 
 
 def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):

@@ -260,6 +260,11 @@ class Backend(abc.ABC):
             host = self.to_host(a) if self.is_array(a) else np.from_dlpack(a)
         return np.array(host, copy=True) if copy else host
 
+    def cuda_pointers(self, a) -> tuple[int, int] | None:
+        """(address of the contiguous CUDA array `a`'s first element, handle of the library's current CUDA
+        stream), what NCCL's all-reduce takes; None where `a` is not on a CUDA GPU (the host path then)."""
+        return None
+
     def synchronize(self) -> None:
         """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
 

@@ -32,6 +32,9 @@ class CupyBackend(Backend):
     def _native_device(self, kind: str, index: int):
         return self._mod.cuda.Device(index)
 
+    def cuda_pointers(self, a):
+        return a.data.ptr, self._mod.cuda.get_current_stream().ptr
+
     def activate(self):
         """cupy.cuda.Device(i): CuPy runs kernels and creates arrays on the current device. A new Device
         object each time, as a Device keeps the stack of devices it replaced on itself."""

@@ -85,6 +85,11 @@ class TorchBackend(Backend):
         first, extra kernels on every minibatch for indices that are never negative here."""
         return self._mod.index_select(x, axis, indices)
 
+    def cuda_pointers(self, a):
+        if not a.is_cuda:
+            return None
+        return a.data_ptr(), self._mod.cuda.current_stream(a.device).cuda_stream
+
     def synchronize(self) -> None:
         if self.device != "cpu":
             self._mod.cuda.synchronize(self.native_device)
