@@ -238,8 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
     common(sp)
-    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run) or book2017 (the later "
-                    "editions'); flags given beside it override it")
+    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run), book2017 (the later "
+                    "editions'), lenet5 (LeNet-5 on MNIST) or fashion-cnn (a small CNN on Fashion-MNIST); flags given "
+                    "beside it override it")
+    sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
+                    help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
+                         "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
     sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
     sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
