@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=None, help="JSON lines, one per epoch (default: stdout only)")
     args = p.parse_args(argv)
-    cfg = dict(DEFAULTS, **PRESETS[args.preset], seed=args.seed)
+    cfg = dict(DEFAULTS, **PRESETS[args.preset])
+    cfg["seed"] = args.seed
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, Xt, yt = load_mnist(cfg["dataset"], args.data_dir, download=False)
