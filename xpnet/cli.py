@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the reference and with its own eager step; backends without a compiler say so")
     sp.set_defaults(func=cmd_parity)
 
-    sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
+    sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
     common(sp)
     sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run), book2017 (the later "
                     "editions'), lenet5 (LeNet-5 on MNIST) or fashion-cnn (a small CNN on Fashion-MNIST); flags given "
@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
     sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
-    sp.add_argument("--plot", default=None, metavar="DIR", help='write cost, accuracy and misclassified-digit PNGs '
+    sp.add_argument("--plot", default=None, metavar="DIR",
+                    help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
                     '(needs matplotlib: pip install "xpnet[plot]")')
     sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
     sp.set_defaults(func=cmd_train)

@@ -355,6 +355,10 @@ def run_train(args) -> dict:
         pred = None if X_test is None else np.asarray(model.predict(Xt))
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred)
+        first = model.layers[0]
+        if getattr(first, "registered_name", "") == "Conv2D.v1":
+            from .plots import write_filters
+            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
         if not args.quiet:
             print("plots: " + ", ".join(map(str, paths)))
     if not args.quiet:
