@@ -246,3 +246,19 @@ def test_compiled_step_updates_running_statistics_as_eager():
     compiled.fit(X, y, epochs=1, batch_size=8, shuffle=False)
     for k, v in eager.state.layer_state.items():
         np.testing.assert_allclose(np.asarray(compiled.state.layer_state[k]), np.asarray(v), rtol=1e-10)
+
+
+def test_cnn_parity_rows():
+    """`xpnet parity --model cnn`: the small CNN (Conv2D, max- and average-pooling) in lockstep with NumPy float64."""
+    backends = [b for b in ("numpy", "array_api_strict", "torch") if _installed(b)]
+    report = xpnet.parity(model="cnn", backends=backends, dtypes=["float64"], steps=2)
+    assert report["passed"], report
+    assert {r["backend"] for r in report["results"]} == set(backends)
+
+
+def _installed(name):
+    try:
+        xpnet.backend(name)
+        return True
+    except xpnet.BackendError:
+        return False

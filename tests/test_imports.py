@@ -21,6 +21,7 @@ HOST_NUMPY = {
     "checkpoint.py": "reading and writing checkpoint files",
     "preprocessing.py": "host scaling of loaded data",
     "plots.py": "host arrays for matplotlib",
+    "cnn.py": "host image arrays brought to (N, C, H, W)",
 }
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
                 "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]

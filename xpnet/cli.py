@@ -128,7 +128,8 @@ def cmd_parity(args) -> int:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
     report = parity(backends=backends, dtypes=_csv(args.dtype), steps=args.steps, device=args.device,
-                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile)
+                    free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed, compile=args.compile,
+                    model=args.model)
     if args.json:
         _print_json(report)
     else:
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dtype", default="float64", help="one or more of float64,float32")
     sp.add_argument("--steps", type=int, default=100)
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    sp.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="the parity model: mlp (default) or cnn "
+                    "(Conv2D, max-pool, average-pool and dense layers on 8x8 images)")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
