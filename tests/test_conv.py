@@ -144,7 +144,14 @@ def test_batch_norm_matches_torch(case):
     yt = F.batch_norm(xt, rm, rv, gt, bt, training=case["training"], momentum=case["momentum"], eps=1e-5)
     yt.backward(torch.tensor(dy))
     _close(y, yt)
-    _close(dx, xt.grad)
+    # the input gradient is a difference of terms of size |dy·weight|/sigma; with N·H·W = 2 the two normalized
+    # values are +-1 whatever x is, the true gradient is ~eps/var times smaller than those terms and both
+    # libraries' roundings of them show as ~1e-8 of it (in the case hypothesis found, xpnet's value is the one
+    # nearer a 50-digit reference): judge it on the scale of its terms
+    sigma = np.sqrt(x.var(axis=(0, *range(2, x.ndim))) + 1e-5) if case["training"] else np.sqrt(var0 + 1e-5)
+    terms = np.abs(dy * (gamma / sigma).reshape((1, c) + (1,) * len(case["hw"]))).max()
+    want = xt.grad.numpy()
+    assert np.abs(dx - want).max() / max(np.abs(want).max(), terms) <= TOL
     _close(grads["weight"], gt.grad)
     _close(grads["bias"], bt.grad)
     if case["training"]:
