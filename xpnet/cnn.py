@@ -3,13 +3,13 @@ flat rows, (N, H, W) or (N, C, H, W) arrays brought to the (N, C, H, W) a convol
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .registry import load_config
 
 #: layer classes whose input is (C, H, W) images: a model starting with one takes NCHW input
 IMAGE_LAYERS = ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D")
@@ -58,14 +58,9 @@ def read_model_file(path) -> dict:
     """A model config from a JSON file ({"class": "Sequential", "config": {"layers": [...], ...}}, the registry's
     format: what `json.dumps(xpnet.serialize(model))` writes)."""
     try:
-        text = Path(path).expanduser().read_text()
-    except OSError as exc:
-        raise InputError(f"--model {path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        spec = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"--model {path}: not valid JSON ({exc}); expected {{\"class\": \"Sequential\", \"config\": "
-                         f"{{\"layers\": [...]}}}} (examples/lenet5.json is one)") from None
+        spec = load_config(Path(path).expanduser())
+    except InputError as exc:
+        raise InputError(f"--model {path}: {exc} (examples/lenet5.json is one)") from None
     if not isinstance(spec, dict) or "class" not in spec or not isinstance(spec.get("config"), dict) \
             or not isinstance(spec["config"].get("layers"), list):
         raise InputError(f"--model {path}: expected {{\"class\": \"Sequential\", \"config\": {{\"layers\": [...]}}}} "
