@@ -283,9 +283,9 @@ def run_train(args) -> dict:
     if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
         X = as_images(X, image_shape or None, cfg["dataset"])
         X_test = None if X_test is None else as_images(X_test, X.shape[1:], cfg["dataset"], "X_test")
-    n_classes = check_dataset(X.reshape(len(X), -1), y, None if X_test is None else X_test.reshape(len(X_test), -1),
-                              y_test, cfg["dataset"], cfg.get("classes") if saved_model is None
-                              else saved_model.n_outputs, args.label_column)
+    flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
+    n_classes = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes") if saved_model
+                              is None else saved_model.n_outputs, args.label_column)
     y = np.asarray(y)
     fp = fingerprint(X, y)
     if saved_meta and saved_meta.get("data_fingerprint") != fp:
