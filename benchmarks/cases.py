@@ -1,4 +1,4 @@
-"""The benchmark cases (A-E): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count.
+"""The benchmark cases (A-F): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count.
 
 Minibatch bounds and MNIST reading live here, not in the library, so that the same runner can time another
 checkout of xpnet (run.py --baseline-ref) whose internals differ: only initial_params() (for the non-xpnet
@@ -34,6 +34,7 @@ class Case:
     book: bool = False                # case D: the book's NeuralNetMLP (l2, look-back momentum, decay)
     gpu_only: bool = False
     book_args: dict = field(default_factory=dict)
+    conv: bool = False                # case F: LeNet-5 (xpnet.cnn.lenet5_layers) on (N, 1, 28, 28); sizes: its dense part
 
     @property
     def layers(self) -> list[tuple[int, int]]:
@@ -52,7 +53,12 @@ class Case:
 
     def flops(self, n: int) -> float:
         """FLOPs of one epoch's layer matrix products: 2*m*k*n for x @ W.T, dW = dy.T @ x and dx = dy @ W,
-        except the first layer's dx (not needed)."""
+        except the first layer's dx (not needed). Case F adds its convolutions as the column-layout GEMMs:
+        W (O, C·k·k) @ cols (C·k·k, OH·OW per sample), its dW and (not for the first) dcols."""
+        if self.conv:
+            convs = [(6, 25, 28 * 28, 2), (16, 150, 10 * 10, 3)]  # (O, C·k·k, OH·OW, products)
+            return float(sum(2 * n * o * ckk * p * m for o, ckk, p, m in convs) +
+                         sum(2 * n * k * o * 3 for k, o in self.layers))
         return float(sum(2 * n * k * o * (2 if i == 0 else 3) for i, (k, o) in enumerate(self.layers)))
 
     def host_rng(self):
@@ -70,6 +76,13 @@ class Case:
             raise RuntimeError(f"xpnet.init.INITIALIZERS not importable ({exc}); the non-xpnet rows need it to start "
                                f"from xpnet's initial weights") from exc
         rng = self.host_rng() if rng is None else rng
+        if self.conv:  # xpnet's own draws for LeNet-5 (conv weights (O, C, k, k))
+            import xpnet
+            from xpnet.cnn import lenet5_layers
+            model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], rng=rng,
+                                     input_shape=(1, 28, 28), dtype="float64")
+            p = {k: xpnet.to_numpy(v) for k, v in model.parameters().items()}
+            return [(p[f"layers.{i}.weight"], p[f"layers.{i}.bias"]) for i in (0, 3, 7, 9, 11)]
         out = []
         new_signature = "shape" in inspect.signature(INITIALIZERS[self.init]).parameters  # since 0.2: (rng, shape, fans)
         for k, o in self.layers:
@@ -92,6 +105,9 @@ CASES = {c.name: c for c in (
          book_args=BOOK2015),
     Case("E", "4096-4096-4096-10 ReLU, softmax CE, SGD lr 0.01 momentum 0.9, batch 4096 (GPU)",
          (4096, 4096, 4096, 10), hidden="relu", lr=0.01, momentum=0.9, batch_size=4096, gpu_only=True),
+    Case("F", "LeNet-5 (conv 6@5x5 pad 2, max-pool 2, conv 16@5x5, max-pool 2, dense 120-84-10, ReLU), softmax CE, "
+              "SGD lr 0.05 momentum 0.9, batch 128", (400, 120, 84, 10), hidden="relu", lr=0.05, momentum=0.9,
+         batch_size=128, conv=True),
 )}
 
 
@@ -141,6 +157,8 @@ def load_data(case: Case, dtype: str, data_dir) -> tuple[np.ndarray, np.ndarray]
     X = X8.astype(dtype)
     if not case.book:
         X /= 255
+    if case.conv:
+        return X.reshape(-1, 1, 28, 28), y
     if case.sizes[0] != X.shape[1]:
         X = np.ascontiguousarray(np.tile(X, (1, -(-case.sizes[0] // X.shape[1])))[:, :case.sizes[0]])
     return X, y

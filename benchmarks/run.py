@@ -28,7 +28,10 @@ after every measurement with the tables so far and a status line (complete, or h
 Cases (cases.py): A 784-50-10 sigmoid/logistic (sum), SGD 0.001, batch 1200, float32 and float64;
 B 784-512-512-10 ReLU, softmax CE, SGD 0.1 momentum 0.9, batch 128; C 784-50-10, batch 32 (overhead-bound);
 D the book's NeuralNetMLP (book2015 settings, raw pixels, float64): xpnet, tests/book_transcription.py's
-BookMLP and the NumPy loop; E 4096-4096-4096-10, batch 4096 (GPU only: skipped on the CPU unless named).
+BookMLP and the NumPy loop; E 4096-4096-4096-10, batch 4096 (GPU only: skipped on the CPU unless named);
+F LeNet-5 on (N, 1, 28, 28), SGD 0.05 momentum 0.9, batch 128, float32 (when named: --cases F): xpnet's backends,
+native PyTorch (torch.nn.Conv2d/MaxPool2d, xpnet's initial weights and batch order) and the GEMM floor of the
+column layout (benchmarks/cnn_profile.py splits an xpnet step into im2col, matmul, col2im, pooling).
 
 Method: every (repeat, case, dtype, framework) runs in its own fresh process, one at a time (a second
 busy process slows BLAS down), interleaved: repeat 1 of everything, then repeat 2, ... A worker loads the
@@ -170,12 +173,15 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
         model = nn if isinstance(nn, xpnet.Sequential) else nn.model  # 0.1.0 wrapped one
     else:
         act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
-        layers = []
-        for i, (k, o) in enumerate(case.layers):
+        layers, shape = [], {}
+        if case.conv:  # LeNet-5 as the lenet5 preset builds it (xpnet.cnn; Conv2D and MaxPool2D since 0.2)
+            from xpnet.cnn import lenet5_layers
+            layers, shape = [xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], {"input_shape": (1, 28, 28)}
+        for i, (k, o) in enumerate([] if case.conv else case.layers):
             layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])
         loss = (xpnet.LogisticCost if case.loss == "logistic" else xpnet.SoftmaxCrossEntropy)(reduction=case.reduction)
         model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
-                                 backend=backend, device=device, dtype=dtype, seed=0, **kw)
+                                 backend=backend, device=device, dtype=dtype, seed=0, **shape, **kw)
         if not compile:
             model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
         t_fit = time.perf_counter()
@@ -317,7 +323,18 @@ def run_torch(case, dtype, X, y, epochs, device):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     mods = []
-    for i, (w, b) in enumerate(case.initial_params()):  # the same initial values as xpnet
+    rng = case.host_rng()
+    params = case.initial_params(rng)  # the same initial values as xpnet (and, for F, its shuffles from rng)
+    if case.conv:  # native LeNet-5: torch.nn.Conv2d and MaxPool2d (oneDNN/ATen kernels)
+        nn = torch.nn
+        convs = [nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)]
+        for m, (w, b) in zip(convs, params[:2]):
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(w))
+                m.bias.copy_(torch.from_numpy(b))
+        mods = [convs[0], nn.ReLU(), nn.MaxPool2d(2), convs[1], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        params = params[2:]
+    for i, (w, b) in enumerate(params):
         lin = torch.nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(w))
@@ -348,7 +365,9 @@ def run_torch(case, dtype, X, y, epochs, device):
     bounds, seconds = case.bounds(X.shape[0]), []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        epoch(torch.randperm(X.shape[0], generator=gen).to(dev), bounds)
+        order = torch.from_numpy(rng.permutation(X.shape[0])) if case.conv else \
+            torch.randperm(X.shape[0], generator=gen)
+        epoch(order.to(dev), bounds)
         seconds.append(time.perf_counter() - t0)
     return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
 
@@ -404,14 +423,23 @@ def run_gemm_floor(case, dtype, X, y, epochs, device):
     m = max(e - s for s, e in bounds)
     L = [(rng.random((m, k), dtype), rng.random((o, k), dtype), rng.random((m, o), dtype),
           np.empty((m, o), dtype), np.empty((o, k), dtype), np.empty((m, k), dtype)) for k, o in case.layers]
+    # case F's convolutions as xpnet computes them: columns (C·k·k, N·OH·OW); W @ cols, dy @ cols.T, W.T @ dy
+    C = [(rng.random((o, ckk), dtype), rng.random((ckk, m * p), dtype), rng.random((o, m * p), dtype),
+          np.empty((o, m * p), dtype), np.empty((o, ckk), dtype), np.empty((ckk, m * p), dtype), p, dx)
+         for o, ckk, p, dx in ((6, 25, 784, False), (16, 150, 100, True))] if case.conv else []
 
     def epoch(bounds):
         for s, e in bounds:
             b = e - s
+            for w, cols, dy, y_out, dw_out, dcols_out, p, dx in C:
+                np.matmul(w, cols[:, :b * p], out=y_out[:, :b * p])
+                np.matmul(dy[:, :b * p], cols[:, :b * p].T, out=dw_out)
+                if dx:
+                    np.matmul(w.T, dy[:, :b * p], out=dcols_out[:, :b * p])
             for i, (x, w, dy, y_out, dw_out, dx_out) in enumerate(L):
                 np.matmul(x[:b], w.T, out=y_out[:b])
                 np.matmul(dy[:b].T, x[:b], out=dw_out)
-                if i:
+                if i or case.conv:
                     np.matmul(dy[:b], w, out=dx_out[:b])
 
     epoch(case.warm_bounds(N_TRAIN))
@@ -466,7 +494,7 @@ def worker(case_name: str, framework: str, dtype: str, args) -> dict:
             return run(case, *a)
         if framework == "torch":
             import torch
-            torch.set_num_threads(os.cpu_count())
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))  # as BLAS gets
         elif framework == "sklearn":
             import sklearn.neural_network  # noqa: F401 (imported before the RSS after load)
         elif framework == "jax-jit":
@@ -531,6 +559,8 @@ def applicable(case, framework: str, device: str = "cpu") -> str | None:
         return "the GEMM floor is NumPy on the CPU: no floor for the GPU rows"
     if framework == "book-transcription" and not case.book:
         return "the book's code is case D only"
+    if case.conv and framework in ("numpy-loop", "sklearn", "jax-jit"):
+        return "case F is convolutional: no such row (xpnet's backends, native torch.nn.Conv2d and the GEMM floor)"
     if framework in ("torch", "sklearn") and case.book:
         return "no equivalent of the book's look-back momentum and composed shuffles"
     return None
@@ -695,7 +725,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E (default A,B,C,D; E on cuda)")
+    ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E,F (default A,B,C,D; E on cuda; F "
+                    "when named)")
     ap.add_argument("--frameworks", default=None, help=f"comma-separated from {','.join(FRAMEWORKS)},xpnet-cupy")
     ap.add_argument("--dtypes", default=None, help="only these of each case's dtypes, e.g. float32 (default: all)")
     ap.add_argument("--repeats", type=int, default=5)

@@ -26,6 +26,7 @@ HOST_NUMPY = {
     "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
     "distributed.py": "host buffers of the MPI all-reduce",
     "parity_distributed.py": "host comparison of results",
+    "cnn.py": "host image arrays brought to (N, C, H, W)",
 }
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
 COMMUNICATION_LIBS = {"mpi4py", "cupy"}

@@ -6,7 +6,8 @@ from . import backend, gradcheck, parity
 from .backend import Backend, BackendError, to_numpy
 from .checkpoint import CheckpointError, load
 from .errors import InputError
-from .layers import Dense, Dropout, Flatten, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
+                     MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
 from .mlp import NeuralNetMLP, mlp_layers, mlp_specs
 from .model import Sequential
@@ -31,9 +32,9 @@ SCHEDULES = _by_alias("schedule")
 
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError",
-    "BookSGD", "CheckpointError", "Dense", "Dropout", "EarlyStopping", "Flatten", "Identity", "InputError", "Layer",
-    "LeakyReLU", "LogisticCost", "Loss", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ReLU", "Schedule",
+    "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "AvgPool2D", "Backend",
+    "BackendError", "BatchNorm", "BookSGD", "CheckpointError", "Conv2D", "Dense", "Dropout", "EarlyStopping", "Flatten", "GlobalAvgPool2D", "Identity", "InputError", "Layer",
+    "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ReLU", "Schedule",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
     "TrainingInterrupted", "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",

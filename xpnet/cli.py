@@ -130,13 +130,14 @@ def cmd_parity(args) -> int:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
     if args.distributed:
         return _distributed_parity(args, backends)
+    from .parity import MODELS
     model_fn = X = y = None
-    if args.model:
+    if args.model not in MODELS:  # the user's own model config
         from .parity import config_model
         model_fn, X, y = config_model(args.model, args.seed)
     report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype or "float64"), steps=args.steps,
                     device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
-                    compile=args.compile, batch_size=args.batch_size)
+                    compile=args.compile, batch_size=args.batch_size, model=args.model if model_fn is None else "mlp")
     if args.json:
         _print_json(report)
     else:
@@ -278,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dtype", default=None, help="one or more of float64,float32 (default float64; with "
                     "--distributed float64,float32)")
     sp.add_argument("--steps", type=int, default=100)
-    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the default model's optimizer")
-    sp.add_argument("--model", default=None, metavar="JSON", help="your own model: a .json file (or JSON text) in "
-                    "the registry's config format, as xpnet.serialize(model) gives; data of its input shape")
+    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the built-in models' optimizer")
+    sp.add_argument("--model", default="mlp", metavar="MODEL", help="mlp (default), cnn (Conv2D, max-pool, "
+                    "average-pool and dense layers on 8x8 images), or your own model: a .json file (or JSON text) in "
+                    "the registry's config format, as xpnet.serialize(model) gives, on data of its input shape")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
@@ -291,10 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "and float32 unless --dtype says otherwise)")
     sp.set_defaults(func=cmd_parity)
 
-    sp = sub.add_parser("train", help="train an MLP (default: the embedded 8x8 digits, offline)")
+    sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
     common(sp)
-    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run) or book2017 (the later "
-                    "editions'); flags given beside it override it")
+    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run), book2017 (the later "
+                    "editions'), lenet5 (LeNet-5 on MNIST) or fashion-cnn (a small CNN on Fashion-MNIST); flags given "
+                    "beside it override it")
+    sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
+                    help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
+                         "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
     sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
     sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
@@ -330,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
     sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
-    sp.add_argument("--plot", default=None, metavar="DIR", help='write cost, accuracy and misclassified-digit PNGs '
+    sp.add_argument("--plot", default=None, metavar="DIR",
+                    help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
                     '(needs matplotlib: pip install "xpnet[plot]")')
     sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
     sp.set_defaults(func=cmd_train)

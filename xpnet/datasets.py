@@ -312,8 +312,9 @@ def download(dataset: str, data_dir, mirrors=None, timeout: float = 30) -> dict[
 _download = download
 
 
-def load_mnist(dataset: str = "mnist", data_dir=None, download: bool = True, mirrors=None):
-    """MNIST or Fashion-MNIST -> X_train uint8 (60000, 784), y_train uint8 (60000,), X_test (10000, 784), y_test.
+def load_mnist(dataset: str = "mnist", data_dir=None, download: bool = True, mirrors=None, images: bool = False):
+    """MNIST or Fashion-MNIST -> X_train uint8 (60000, 784), y_train uint8 (60000,), X_test (10000, 784), y_test;
+    images=True: X_train (60000, 1, 28, 28) and X_test (10000, 1, 28, 28), for convolutional models.
 
     Files are looked for in data_dir (default: default_data_dir()) and data_dir/<dataset>; if absent they are
     downloaded (when `download`) into data_dir/<dataset>. Only downloads are checksummed, not local files."""
@@ -333,6 +334,9 @@ def load_mnist(dataset: str = "mnist", data_dir=None, download: bool = True, mir
     for path, y in ((files[FILES[1]], y_train), (files[FILES[3]], y_test)):
         if y.size and y.max() > 9:
             raise DataError(f"{path}: labels must be 0..9, found {int(y.max())}; the file is corrupt")
+    if images:
+        side = int(round(X_train.shape[1] ** 0.5))
+        X_train, X_test = (a.reshape(len(a), 1, side, side) for a in (X_train, X_test))
     return X_train, y_train, X_test, y_test
 
 

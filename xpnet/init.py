@@ -73,6 +73,10 @@ def zeros(*shape) -> np.ndarray:
     return np.zeros(shape)
 
 
+def ones(*shape) -> np.ndarray:
+    return np.ones(shape)
+
+
 def host_rng(seed=None, kind: str = "Generator"):
     """The host generator for one model: weights, shuffles and dropout masks (seed None: fresh entropy).
     kind "Generator" (NumPy's default_rng) or "RandomState" (the legacy MT19937 stream the book's code uses)."""

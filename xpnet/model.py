@@ -105,6 +105,8 @@ class Sequential(Configurable):
         self._penalized = [f"layers.{i}.{local}" for i, layer in enumerate(self.layers) for local in layer.penalized
                            if local in layer.param_shapes()]
         self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
+        self._state_keys = [[(local, f"layers.{i}.{local}") for local in layer.state_shapes()]
+                            for i, layer in enumerate(self.layers)]
         params = {}
         asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
         with self.bk:  # the model's device is current while anything of the model is made or computed
@@ -112,7 +114,10 @@ class Sequential(Configurable):
                 for local, value in layer.init_params(rng, asarray).items():
                     params[f"layers.{i}.{local}"] = value
             opt_state = self.optimizer.init(params)
-        self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr)
+            layer_state = {f"layers.{i}.{local}": value for i, layer in enumerate(self.layers)
+                           for local, value in layer.init_state(asarray).items()}
+        self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr,
+                                layer_state=layer_state)
         self.preprocessing = as_scaler(preprocessing)
         self._classes = None  # None: output i is label i (classes_ = 0..outputs-1)
         self._class_names = None
@@ -185,28 +190,54 @@ class Sequential(Configurable):
         st = self.state
         return {"params": {k: to_np(v) for k, v in st.params.items()},
                 "opt_state": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in st.opt_state.items()},
-                "lr": st.lr, "step": st.step}
+                "layer_state": {k: to_np(v) for k, v in st.layer_state.items()}, "lr": st.lr, "step": st.step}
 
     def set_state(self, snapshot: dict) -> None:
         """Put a get_state() snapshot back (copied onto this backend)."""
         self.set_parameters(snapshot["params"])
         put = lambda v: self.bk.asarray(v, dtype=self.dtype, copy=True)  # noqa: E731
         self.state.opt_state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in snapshot["opt_state"].items()}
+        if "layer_state" in snapshot:
+            self.state.layer_state = {k: put(v) for k, v in snapshot["layer_state"].items()}
         self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
+
+    @property
+    def has_layer_state(self) -> bool:
+        """Whether a layer keeps non-trained state (BatchNorm's running statistics)."""
+        return any(self._state_keys)
 
     # computation ------------------------------------------------------------------------------------
     def layer_params(self, params: dict, i: int) -> dict:
         """Layer i's parameters {local name: array} out of the model's flat {"layers.<i>.<name>": array}."""
         return {local: params[full] for local, full in self._keys[i]}
 
-    def forward(self, x, training: bool = False, params: dict | None = None, noise: list | None = None):
-        """x: (batch, *input_shape) -> (logits (batch, outputs), backward); backward(dz) -> (dx, grads)."""
+    def forward(self, x, training: bool = False, params: dict | None = None, noise: list | None = None,
+                layer_state: dict | None = None):
+        """x: (batch, *input_shape) -> (logits (batch, outputs), backward); backward(dz) -> (dx, grads).
+        layer_state: the layers' non-trained state to use (default the model's; see `forward_with_state`)."""
+        z, backward, _ = self.forward_with_state(x, training, params, noise, layer_state)
+        return z, backward
+
+    def forward_with_state(self, x, training: bool = False, params: dict | None = None, noise: list | None = None,
+                           layer_state: dict | None = None):
+        """forward, plus the layer state after it: (logits, backward, new layer_state). Training forwards give
+        the updated running statistics; otherwise the state comes back as it went in. Pure: nothing changes."""
         params = self.state.params if params is None else params
+        layer_state = self.state.layer_state if layer_state is None else layer_state
+        new_state = dict(layer_state)
         backs = []
         need_dx = False  # the first layer's dx is never used
         for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
             p = {local: params[full] for local, full in keys} if keys else _NO_PARAMS
-            x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
+            skeys = self._state_keys[i]
+            if skeys:
+                s = {local: layer_state[full] for local, full in skeys}
+                if training:
+                    for local, value in layer.updated_state(s, x).items():
+                        new_state[f"layers.{i}.{local}"] = value
+                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
+            else:
+                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
             backs.append(back)
             need_dx = True
         all_keys = self._keys
@@ -219,7 +250,7 @@ class Sequential(Configurable):
                     grads[full] = g[local]
             return dy, grads
 
-        return x, backward
+        return x, backward, new_state
 
     def draw_noise(self, batch: int) -> list | None:
         """The random inputs of one training step (U[0, 1) per layer that asks, e.g. Dropout), drawn from the
@@ -258,13 +289,14 @@ class Sequential(Configurable):
         z, _ = self.forward(x, training, params, noise)
         return self.loss(z, y)[0] + self.penalty_cost(params)
 
-    def _data_value_and_grads(self, params, x, y, noise, training, denom):
-        z, backward = self.forward(x, training, params, noise)
+    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
+        z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
         value, dz = self.loss(z, y, denom)
-        return value, z, backward(dz)[1]
+        return value, z, backward(dz)[1], new_state
 
     def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
-                        accumulate: int = 1, denom: int | None = None, penalty: bool = True):
+                        accumulate: int = 1, denom: int | None = None, penalty: bool = True,
+                        layer_state: dict | None = None, with_state: bool = False):
         """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
 
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
@@ -272,17 +304,25 @@ class Sequential(Configurable):
         gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
         of samples a mean loss divides by (default the batch's). The penalty is added once, at the end;
         penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
-        `add_penalty`)."""
+        `add_penalty`).
+
+        Layer state (BatchNorm's running statistics): taken from `layer_state` (default the model's); with
+        with_state=True the result is (value, logits, grads, new layer_state) (each micro-batch of accumulate=k
+        updates the statistics in turn, as k forwards do in PyTorch); `apply_gradients(grads, layer_state)`
+        stores it. train_step does both."""
         params = self.state.params if params is None else params
+        layer_state = self.state.layer_state if layer_state is None else layer_state
         if accumulate == 1:
-            value, z, grads = self._data_value_and_grads(params, x, y, noise, training, denom)
+            value, z, grads, layer_state = self._data_value_and_grads(params, x, y, noise, training, denom,
+                                                                      layer_state)
         else:
             n = x.shape[0]
             denom = n if denom is None else denom
             value, grads, zs = None, None, []
             for s, e in micro_bounds(n, accumulate):
                 part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
-                v, z_part, g = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part, training, denom)
+                v, z_part, g, layer_state = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part,
+                                                                       training, denom, layer_state)
                 zs.append(z_part)
                 if grads is None:
                     value, grads = v, g
@@ -296,6 +336,8 @@ class Sequential(Configurable):
             z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
         if penalty:
             value, grads = self.add_penalty(value, grads, params)
+        if with_state:
+            return value, z, grads, layer_state
         return value, z, grads
 
     def add_penalty(self, value, grads: dict, params: dict | None = None):
@@ -308,9 +350,12 @@ class Sequential(Configurable):
                 grads[k] = self.penalty.add_grad(self.xp, grads[k], params[k])
         return value, grads
 
-    def apply_gradients(self, grads: dict) -> None:
-        """One optimizer update of the state: step + 1, the scalars for it computed on the host."""
+    def apply_gradients(self, grads: dict, layer_state: dict | None = None) -> None:
+        """One optimizer update of the state: step + 1, the scalars for it computed on the host; layer_state
+        (value_and_grads(..., with_state=True)'s) replaces the layers' running statistics."""
         st = self.state
+        if layer_state is not None:
+            st.layer_state = dict(layer_state)
         st.step += 1
         hyper = self.optimizer.hyper(st.lr, st.step)
         st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
@@ -322,18 +367,23 @@ class Sequential(Configurable):
         """The whole training step as one compiled call (compile=True; jax.jit): gather the minibatch's rows
         from the device-resident data, forward, loss, backward, penalty, optimizer update, argmax:
 
-            params, opt_state, loss, predictions = step(params, opt_state, X, Y, idx, noise, hyper)
+            params, opt_state, loss, predictions = step(params, opt_state, X, Y, idx, noise, hyper, accumulate)
+            params, opt_state, loss, predictions, layer_state = step(..., accumulate, layer_state)  # with state
 
         `hyper` (optimizer.hyper(lr, t): host floats) and `noise` (draw_noise) are arguments, so a new learning
         rate or step count does not retrace; a new minibatch size (the last short one) traces once more."""
         if self._compiled_step is None:
             xp, opt = self.xp, self.optimizer
 
-            def step(params, opt_state, X, Y, idx, noise, hyper, accumulate):
+            def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None):
                 xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
-                value, z, grads = self.value_and_grads(xb, yb, params=params, noise=noise, accumulate=accumulate)
+                value, z, grads, new_state = self.value_and_grads(xb, yb, params=params, noise=noise,
+                                                                  accumulate=accumulate, layer_state=layer_state or {},
+                                                                  with_state=True)
                 params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
-                return params, opt_state, value, xp.argmax(z, axis=1)
+                if layer_state is None:
+                    return params, opt_state, value, xp.argmax(z, axis=1)
+                return params, opt_state, value, xp.argmax(z, axis=1), new_state
 
             def traced():
                 self.compile_traces_ += 1
@@ -347,8 +397,8 @@ class Sequential(Configurable):
         device arrays."""
         if noise is None and self._noisy:
             noise = self.draw_noise(x.shape[0])
-        value, z, grads = self.value_and_grads(x, y, noise=noise, accumulate=accumulate)
-        self.apply_gradients(grads)
+        value, z, grads, layer_state = self.value_and_grads(x, y, noise=noise, accumulate=accumulate, with_state=True)
+        self.apply_gradients(grads, layer_state if self.has_layer_state else None)
         return value, z
 
     # data -------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 from ._callable import make_callable
 from .backend import COMPILERS, Backend
 from .backend import backend as select_backend
-from .layers import Dense, ReLU, Sigmoid, Tanh
+from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
 from .errors import InputError
 from .layers.base import where_raised
 from .params import POSITIVE_INT, check
@@ -89,17 +89,42 @@ def default_model(bk, dtype: str, optimizer: str = "sgd", features: int = 16, cl
                       backend=bk, dtype=dtype, seed=seed)
 
 
+def cnn_problem(n: int = 256, classes: int = 4, seed: int = 0):
+    """Small images for the CNN parity model: X (n, 1, 8, 8) standard normal, labels from a random linear teacher."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 1, 8, 8))
+    y = np.argmax(X.reshape(n, -1) @ rng.standard_normal((64, classes)), axis=1)
+    return X, y
+
+
+def cnn_model(bk, dtype: str, optimizer: str = "sgd", classes: int = 4, seed: int = 0):
+    """The CNN parity model on (1, 8, 8) images: Conv2D 4@3x3 padding 1, tanh, max-pool 2, Conv2D 6@3x3 padding 1,
+    ReLU, average-pool 2, dense; L1 + L2, momentum SGD or Adam (Glorot init, small steps, as default_model)."""
+    opt = SGD(0.01, momentum=0.9) if optimizer == "sgd" else Adam(0.001)
+    return Sequential([Conv2D(1, 4, 3, padding=1, init="glorot_uniform"), Tanh(), MaxPool2D(2),
+                       Conv2D(4, 6, 3, stride=1, padding=1, init="glorot_uniform"), ReLU(), AvgPool2D(2), Flatten(),
+                       Dense(24, classes)], loss="softmax_cross_entropy", optimizer=opt, l1=1e-4, l2=1e-3,
+                      backend=bk, dtype=dtype, seed=seed, input_shape=(1, 8, 8))
+
+
+MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_problem)}
+
+
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
            batch_size: int = 64, device: str | None = None, reference=("numpy", "float64"), seed: int = 0,
-           free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False) -> dict:
+           free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False, model: str = "mlp") -> dict:
     """Run the parity check. `model_fn(backend, dtype)` builds the model (same seed every call);
-    X, y: host data. compile: also compare each backend's compiled step (see the module's docstring).
+    X, y: host data. compile: also compare each backend's compiled step (see the module's docstring). model: without
+    model_fn, "mlp" (default_model on default_problem) or "cnn" (cnn_model on cnn_problem's 8x8 images).
     Returns {'reference', 'steps', 'results': [...], 'passed'} (and 'compile': True); a row has a 'label' (e.g. 'jax',
     'jax (compiled)', 'jax (compiled) vs jax eager'), and 'skipped' with passed None where it could not run."""
     if model_fn is None:
-        model_fn = lambda bk, dtype: default_model(bk, dtype, optimizer)  # noqa: E731
+        if model not in MODELS:
+            raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
+        build, problem = MODELS[model]
+        model_fn = lambda bk, dtype: build(bk, dtype, optimizer)  # noqa: E731
         if X is None:
-            X, y = default_problem()
+            X, y = problem()
     if X is None or y is None:
         raise InputError("parity with your own model_fn needs host data X and y")
     check("steps", steps, POSITIVE_INT)

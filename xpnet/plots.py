@@ -19,6 +19,32 @@ def _pyplot():
     return plt
 
 
+def write_filters(folder, weight) -> Path:
+    """filters.png: a first convolutional layer's filters, weight (out_channels, in_channels, kh, kw) as a host
+    array, one panel per output channel (the mean over input channels), gray levels scaled per filter."""
+    plt = _pyplot()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    w = np.asarray(weight, dtype=np.float64).mean(axis=1)
+    cols = min(8, w.shape[0])
+    rows = math.ceil(w.shape[0] / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= w.shape[0]:
+            ax.axis("off")
+            continue
+        ax.imshow(w[k], cmap="gray", interpolation="nearest")
+        ax.set_title(str(k), fontsize=8)
+    fig.suptitle(f"first layer's {w.shape[0]} filters ({weight.shape[2]}x{weight.shape[3]})", fontsize=9)
+    fig.tight_layout()
+    path = folder / "filters.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: int, X_images=None, y_true=None,
                 y_pred=None, names: dict | None = None) -> list[Path]:
     """cost.png (per minibatch, and the per-epoch average), accuracy.png (train / validation per epoch),
@@ -63,9 +89,12 @@ def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: in
     plt.close(fig)
 
     if X_images is not None:
-        side = int(round(math.sqrt(X_images.shape[1])))
+        X_images = np.asarray(X_images)
+        if X_images.ndim == 4 and X_images.shape[1] == 1:  # one-channel images (N, 1, H, W)
+            X_images = X_images.reshape(len(X_images), -1)
+        side = int(round(math.sqrt(X_images.shape[1]))) if X_images.ndim == 2 else 0
         wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:25]
-        if side * side == X_images.shape[1] and wrong.size:
+        if side and side * side == X_images.shape[1] and wrong.size:
             fig, axes = plt.subplots(5, 5, sharex=True, sharey=True, figsize=(7, 7.5))
             for k, ax in enumerate(axes.ravel()):
                 ax.set_xticks([])

@@ -197,6 +197,11 @@ def model_from_config(spec, backend=None, device=None, dtype=None, **options):
     """A model from its config: {"class": "Sequential", "config": {...}} as a dict, a JSON string or the path
     of a .json file (what `xpnet.serialize(model)` gives; `json.dumps` it to write one). options: run options
     of the model's constructor that are not part of its config (compile=True)."""
+    return deserialize(load_config(spec), "model", backend=backend, device=device, dtype=dtype, **options)
+
+
+def load_config(spec):
+    """A config as data: a dict as it is, a JSON string or the path of a .json file parsed."""
     if isinstance(spec, (str, Path)):
         text = str(spec)
         if not text.lstrip().startswith("{"):
@@ -209,4 +214,4 @@ def model_from_config(spec, backend=None, device=None, dtype=None, **options):
         except ValueError as exc:
             raise InputError(f"the model config is not valid JSON ({exc}); expected "
                              f'{{"class": "Sequential", "config": {{"layers": [...], ...}}}}') from None
-    return deserialize(spec, "model", backend=backend, device=device, dtype=dtype, **options)
+    return spec

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .cnn import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
 from .mlp import mlp_specs
 from .datasets import CLASS_NAMES, class_mapping_note
 from .preprocessing import Scaler
@@ -19,7 +20,8 @@ from .registry import get, model_from_config
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
-                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None)
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
+                model_file=None)
 
 # The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
 PRESETS = {
@@ -27,6 +29,11 @@ PRESETS = {
                      momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
     "book2017": dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
                      seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
+    # convolutional networks (xpnet/cnn.py): Adam with a cosine decay of the rate to 0 over the run's epochs
+    "lenet5": dict(model="lenet5", dataset="mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128, seed=1,
+                   scale="unit"),
+    "fashion-cnn": dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15,
+                        batch_size=128, seed=1, scale="unit"),
 }
 INTERRUPTED = "xpnet-interrupted.safetensors"
 # The flags that configure a run (its model, data and training): the preset and DEFAULTS' keys but epochs.
@@ -50,6 +57,13 @@ def load_dataset(name: str, data_dir=None, label_column: str = "label", download
 def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
     """The model the resolved command-line configuration describes, as a registry config (JSON data):
     what `xpnet.model_from_config` builds. The presets are data here too."""
+    if cfg.get("model_file"):
+        spec = read_model_file(cfg["model_file"])
+        spec["config"].setdefault("seed", cfg["seed"])
+        spec["config"].setdefault("dtype", cfg["dtype"])
+        return spec
+    if cfg.get("model") in CNN_MODELS:
+        return cnn_spec(cfg["model"], n_classes, dict(cfg, lr=_effective(cfg, "lr")))
     if cfg.get("model") == "NeuralNetMLP":
         return {"class": "NeuralNetMLP", "config": {
             "n_output": n_classes, "n_features": n_features, "n_hidden": cfg["hidden"][0], "l1": cfg["l1"],
@@ -284,13 +298,19 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
+    image_shape = image_input(cfg, saved_model)
+    if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
+        X = as_images(X, image_shape or None, cfg["dataset"])
+        X_test = None if X_test is None else as_images(X_test, X.shape[1:], cfg["dataset"], "X_test")
+    flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
     if saved_model is None:
-        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], cfg.get("classes"), args.label_column)
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
+                                            args.label_column)
     elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
-        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], saved_model.n_outputs,
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], saved_model.n_outputs,
                                             args.label_column)
     else:
-        n_classes, classes_ = check_dataset(X, y, X_test, y_test, cfg["dataset"], None, args.label_column,
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, args.label_column,
                                             known=saved_model.classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
@@ -300,8 +320,13 @@ def run_train(args) -> dict:
     if saved_model is not None:
         model = saved_model
     else:
-        model = build_model(model_spec(X.shape[1], n_classes, cfg), args.backend, args.device,
-                            **({"compile": True} if args.compile else {}))
+        spec = model_spec(X.shape[1], n_classes, cfg)
+        if image_shape is not None:
+            spec["config"].setdefault("input_shape", list(X.shape[1:]))
+        model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
+        if cfg.get("model_file"):
+            cfg["dtype"] = model.dtype_name
+            check_outputs(model, n_classes, cfg["model_file"])
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
         model.classes_ = classes_
         model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
@@ -317,7 +342,8 @@ def run_train(args) -> dict:
     ranks = None if comm is None else comm.describe()
     if not quiet:
         what = "resuming" if saved_model is not None else "training"
-        print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {X.shape[1]} features, {n_classes} classes; "
+        sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
+        print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {n_classes} classes; "
               f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
         note = class_mapping_note(classes_)
         if note and saved_model is None:
@@ -365,6 +391,10 @@ def run_train(args) -> dict:
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
                             names=label_names(model, by_label=True))
+        first = model.layers[0]
+        if getattr(first, "registered_name", "") == "Conv2D.v1":
+            from .plots import write_filters
+            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
         if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
     if not quiet:
@@ -375,6 +405,31 @@ def run_train(args) -> dict:
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+
+
+def image_input(cfg: dict, saved_model=None):
+    """None for a model taking flat rows; for one taking images, their (C, H, W), or () when only the data can
+    say (a --model file without input_shape)."""
+    if saved_model is not None:
+        return tuple(saved_model.input_shape) if len(saved_model.input_shape) == 3 else None
+    if cfg.get("model") in CNN_MODELS:
+        return (1, 28, 28)
+    if cfg.get("model_file"):
+        spec = read_model_file(cfg["model_file"])
+        if takes_images(spec):
+            return tuple(spec["config"].get("input_shape") or ())
+    return None
+
+
+def check_outputs(model, n_classes: int, path) -> None:
+    if model.n_outputs != n_classes:
+        raise InputError(f"--model {path}: the model has {model.n_outputs} outputs but the data has {n_classes} "
+                         f"classes; make its last layer Dense(..., {n_classes})")
+
+
+def model_input(model, X, source: str, name: str = "X"):
+    """Host data in the shape the model takes: images (N, C, H, W) for a convolutional model."""
+    return as_images(X, model.input_shape, source, name) if len(model.input_shape) == 3 else X
 
 
 def write_history(path, history: dict) -> None:
@@ -411,6 +466,7 @@ def run_evaluate(args) -> dict:
     X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
     if X_test is not None:
         X, y = X_test, y_test
+    X = model_input(model, X, dataset)
     loss, accuracy = model.evaluate(X, y)
     truth = model.encode_labels(y, len(y))
     pred = model.encode_labels(np.asarray(model.predict(X)), len(y))

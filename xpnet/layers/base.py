@@ -14,6 +14,11 @@ A layer is configuration and shapes, no arrays: its parameters live in the model
   `backward(dy) -> (dx, grads)`: x: (batch, *input_shape), y: (batch, *output_shape), grads a dict
   {name: array} like params (empty for layers without parameters); dx is None when need_dx is False.
   Nothing is stored on the layer: a forward is a pure function of (params, x, noise).
+- Layer state (non-trained arrays such as BatchNorm's running statistics): `state_shapes()` and
+  `init_state(asarray)` name them; the model keeps them in `model.state.layer_state` ("layers.<i>.<name>",
+  saved in checkpoints), calls such a layer as `forward(..., state={name: array})`, and after a training
+  forward takes their next values from `updated_state(state, x) -> {name: array}` (pure, like forward).
+  Layers without state take no `state` argument.
 """
 from __future__ import annotations
 
@@ -60,6 +65,17 @@ class Layer(Configurable):
     def noise_shape(self, batch: int) -> tuple | None:
         return None
 
+    def state_shapes(self) -> dict:
+        """{name: shape} of the layer's non-trained arrays (none by default)."""
+        return {}
+
+    def init_state(self, asarray) -> dict:
+        return {}
+
+    def updated_state(self, state: dict | None, x) -> dict:
+        """The state after a training forward on input x (layers with state override it)."""
+        return {}
+
     def forward(self, params: dict, x, training: bool = False, need_dx: bool = True, noise=None):
         raise NotImplementedError(f"{type(self).__name__} must define forward(params, x, training, need_dx, noise)")
 
@@ -71,6 +87,19 @@ class Layer(Configurable):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def weight_and_bias(init: str, rng, shape: tuple, use_bias: bool, asarray) -> dict:
+    """{"weight": drawn with initializer `init` for a weight of `shape` (out, in, *kernel), "bias": zeros (out,)
+    or the initializer's own bias (book_uniform)} (no bias when use_bias is False)."""
+    from .. import init as initializers
+    fan_in, fan_out = fans(shape)
+    drawn = initializers.get(init)(rng, shape, fan_in, fan_out)
+    w, b = drawn if isinstance(drawn, tuple) else (drawn, None)
+    params = {"weight": asarray(w)}
+    if use_bias:
+        params["bias"] = asarray(b) if b is not None else asarray(initializers.zeros(shape[0]))
+    return params
 
 
 def fans(shape: tuple) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from ..errors import InputError
 from ..namespace import namespace
 from ..params import POSITIVE_INT, check
 from ..registry import register
-from .base import Layer, fans
+from .base import Layer, weight_and_bias
 
 
 @register("Dense.v1", aliases=("dense",))
@@ -58,14 +58,7 @@ class Dense(Layer):
 
     def init_params(self, rng, asarray):
         self._require_built()
-        shape = (self.out_features, self.in_features)
-        fan_in, fan_out = fans(shape)
-        drawn = initializers.get(self.init)(rng, shape, fan_in, fan_out)
-        w, b = drawn if isinstance(drawn, tuple) else (drawn, None)
-        params = {"weight": asarray(w)}
-        if self.use_bias:
-            params["bias"] = asarray(b) if b is not None else asarray(initializers.zeros(self.out_features))
-        return params
+        return weight_and_bias(self.init, rng, (self.out_features, self.in_features), self.use_bias, asarray)
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         w = params["weight"]

@@ -1,0 +1,81 @@
+"""Accuracy runs of the convolutional presets, with the test accuracy and seconds of every epoch.
+
+    python benchmarks/cnn_accuracy.py --preset lenet5 --seed 1 --out benchmarks/results/lenet5-seed1.jsonl
+    python benchmarks/cnn_accuracy.py --preset fashion-cnn --seed 1 --backend numpy
+
+The run is `xpnet train --preset PRESET --seed SEED` (the same model config, scaling, seed, shuffles and
+updates: xpnet.train's model_spec and Scaler), with the test set scored after every epoch for the record only
+(nothing is selected on it: the reported figure is the last epoch's). One JSON line per epoch goes to --out
+as the run goes (epoch, loss, train accuracy, test accuracy, seconds of training), and a last line with the
+totals, so a run cut short leaves its epochs readable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xpnet.cnn import as_images  # noqa: E402
+from xpnet.datasets import load_mnist  # noqa: E402
+from xpnet.preprocessing import Scaler  # noqa: E402
+from xpnet.registry import model_from_config  # noqa: E402
+from xpnet.train import DEFAULTS, PRESETS, model_spec  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=["lenet5", "fashion-cnn"], default="lenet5")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=None, help="default: the preset's (15)")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--out", default=None, help="JSON lines, one per epoch (default: stdout only)")
+    args = p.parse_args(argv)
+    cfg = dict(DEFAULTS, **PRESETS[args.preset])
+    cfg["seed"] = args.seed
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
+    X, y, Xt, yt = load_mnist(cfg["dataset"], args.data_dir, download=False)
+    X, Xt = as_images(X, (1, 28, 28)), as_images(Xt, (1, 28, 28))
+    scaler = Scaler(cfg["scale"]).fit(X)
+    Xs, Xts = scaler.transform(X, cfg["dtype"]), scaler.transform(Xt, cfg["dtype"])
+    model = model_from_config(model_spec(784, 10, cfg), args.backend, **({"compile": True} if args.compile else {}))
+    out = open(args.out, "a") if args.out else None
+    head = {"record": "meta", "preset": args.preset, "seed": args.seed, "backend": args.backend,
+            "compile": args.compile, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
+
+    def emit(row):
+        line = json.dumps(row)
+        print(line, flush=True)
+        if out:
+            out.write(line + "\n")
+            out.flush()
+
+    emit(head)
+
+    def on_epoch_end(m, logs):
+        t = time.perf_counter()
+        acc = m.score(Xts, yt)
+        emit({"record": "epoch", "epoch": logs["epoch"], "loss": logs["loss"], "train_accuracy": logs["accuracy"],
+              "test_accuracy": acc, "lr": logs["lr"], "seconds": logs["seconds"],
+              "test_seconds": time.perf_counter() - t})
+
+    t0 = time.perf_counter()
+    model.fit(Xs, np.asarray(y), callbacks=[on_epoch_end], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+              compose_shuffles=False)
+    hist = model.history_
+    emit({"record": "end", "test_accuracy": model.score(Xts, yt), "seconds_per_epoch_median": float(np.median(hist["seconds"])),
+          "total_seconds": time.perf_counter() - t0})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""BatchNorm over features of (N, C) input and over channels of (N, C, H, W) input, with PyTorch's conventions:
+momentum 0.1, eps 1e-5, a biased batch variance to normalize and the unbiased one in the running variance.
+
+The running statistics are layer *state* (non-trained arrays): `state_shapes()` / `init_state(asarray)` say
+what they are, the model keeps them in `model.state.layer_state` ("layers.<i>.running_mean", ...; saved in
+checkpoints), passes them to `forward(..., state=)` and, after a training forward, asks the layer for their
+next values with `updated_state(state, x)`; nothing is stored on the layer. Training normalizes with the
+batch's statistics, inference (training=False) with the running ones.
+"""
+from __future__ import annotations
+
+from array_api_compat import device
+
+from .. import init as initializers
+from ..errors import InputError
+from ..namespace import namespace
+from ..params import FRACTION, Interval, check
+from ..registry import register
+from .base import Layer
+
+
+@register("BatchNorm.v1", aliases=("batch_norm", "batchnorm"))
+class BatchNorm(Layer):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per feature (N, C) or per channel (N, C, H, W).
+
+    num_features: C (None: taken from the input). Parameters weight (C,) = 1 and bias (C,) = 0; state
+    running_mean (C,) = 0 and running_var (C,) = 1, updated while training as
+    running = (1 - momentum) * running + momentum * batch statistic."""
+
+    def __init__(self, num_features: int | None = None, momentum: float = 0.1, eps: float = 1e-5):
+        if num_features is not None:
+            check("num_features", num_features, Interval(int, 1, None), owner="BatchNorm")
+        check("momentum", momentum, FRACTION, owner="BatchNorm")
+        check("eps", eps, Interval(float, 0.0, None, closed="neither"), owner="BatchNorm")
+        self.num_features, self.momentum, self.eps = num_features, float(momentum), float(eps)
+
+    @classmethod
+    def examples(cls):
+        return [({"num_features": 4}, (4,)), ({}, (3, 2, 5)), ({"momentum": 0.3, "eps": 1e-3}, (2, 1, 3))]
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in (1, 3):
+            raise InputError(f"BatchNorm takes (batch, features) or (batch, channels, height, width) input but gets "
+                             f"(batch, {', '.join(map(str, input_shape))})")
+        if self.num_features is not None and input_shape[0] != self.num_features:
+            raise InputError(f"BatchNorm expects {self.num_features} features/channels but the previous layer gives "
+                             f"{input_shape[0]}; make them agree")
+        self.num_features = input_shape[0]
+        self.input_shape = self.output_shape = input_shape
+        return self.output_shape
+
+    def param_shapes(self):
+        return {"weight": (self.num_features,), "bias": (self.num_features,)}
+
+    def init_params(self, rng, asarray):
+        self._require_built()
+        return {"weight": asarray(initializers.ones(self.num_features)),
+                "bias": asarray(initializers.zeros(self.num_features))}
+
+    def state_shapes(self):
+        return {"running_mean": (self.num_features,), "running_var": (self.num_features,)}
+
+    def init_state(self, asarray):
+        self._require_built()
+        return {"running_mean": asarray(initializers.zeros(self.num_features)),
+                "running_var": asarray(initializers.ones(self.num_features))}
+
+    def _axes(self, x):
+        return (0,) if x.ndim == 2 else (0, 2, 3)
+
+    def _column(self, xp, v, x):
+        """A (C,) vector shaped to broadcast against x."""
+        return v if x.ndim == 2 else xp.reshape(v, (1, v.shape[0], 1, 1))
+
+    def _count(self, x) -> int:
+        count = x.shape[0] if x.ndim == 2 else x.shape[0] * x.shape[2] * x.shape[3]
+        if count < 2:
+            raise InputError(f"BatchNorm needs more than one value per channel to train (got input of shape "
+                             f"{tuple(x.shape)}); use a minibatch of at least 2 samples")
+        return count
+
+    def _batch_stats(self, xp, x):
+        axes = self._axes(x)
+        mean = xp.mean(x, axis=axes)
+        centered = x - self._column(xp, mean, x)
+        var = xp.mean(centered * centered, axis=axes)
+        return mean, centered, var
+
+    def updated_state(self, state: dict | None, x) -> dict:
+        """The running statistics after one training forward on x (a pure function of state and x)."""
+        xp = namespace(x)
+        count = self._count(x)
+        mean, _, var = self._batch_stats(xp, x)
+        if state is None:
+            state = self.init_state(lambda a: xp.asarray(a, dtype=x.dtype, device=device(x)))
+        m = self.momentum
+        return {"running_mean": (1.0 - m) * state["running_mean"] + m * mean,
+                "running_var": (1.0 - m) * state["running_var"] + m * (var * (count / (count - 1)))}
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None, state=None):
+        xp = namespace(x)
+        col = lambda v: self._column(xp, v, x)  # noqa: E731
+        gamma, beta = params["weight"], params["bias"]
+        axes = self._axes(x)
+        if not training:
+            if state is None:
+                inv = (1.0 + self.eps) ** -0.5  # the initial state: mean 0, variance 1
+                xhat = x * inv
+            else:
+                inv = 1.0 / xp.sqrt(col(state["running_var"]) + self.eps)
+                xhat = (x - col(state["running_mean"])) * inv
+
+            def backward(dy):
+                grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
+                return (dy * (col(gamma) * inv) if need_dx else None), grads
+
+            return xhat * col(gamma) + col(beta), backward
+
+        self._count(x)
+        _, centered, var = self._batch_stats(xp, x)
+        inv = 1.0 / xp.sqrt(col(var) + self.eps)
+        xhat = centered * inv
+
+        def backward(dy):
+            grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
+            if not need_dx:
+                return None, grads
+            g = dy * col(gamma)
+            dx = (g - col(xp.mean(g, axis=axes)) - xhat * col(xp.mean(g * xhat, axis=axes))) * inv
+            return dx, grads
+
+        return xhat * col(gamma) + col(beta), backward
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
