@@ -1,6 +1,6 @@
 """ONNX export, measured: export time and file size, the exported graph's agreement with xpnet, and ONNX
-Runtime's inference throughput against xpnet on NumPy, for the book's model and xpnet train's default MLP
-(and LeNet-5 once xpnet has convolution layers).
+Runtime's inference throughput against xpnet on NumPy, for the book's model, xpnet train's default MLP and
+LeNet-5.
 
 Usage (from the repository root; one command gives every figure in the results file):
 
@@ -12,7 +12,9 @@ Models, trained here on MNIST's 60000 training images (--epochs, default 5) so t
   hyperparameters (`xpnet train --preset book2015`, fewer epochs);
 - default-mlp: what `xpnet train --dataset mnist` builds: 784-100-10 ReLU, softmax, float32, unit scaling,
   SGD 0.1 momentum 0.9, batch 32;
-- lenet5: skipped while xpnet has no Conv2D layer.
+- lenet5: the `--preset lenet5` model (Conv2D 6@5x5 pad 2, max-pool, Conv2D 16@5x5, max-pool, dense
+  120-84-10, ReLU; Adam 0.002 with a cosine decay over --epochs, batch 128, float32, unit scaling), on
+  (N, 1, 28, 28) images.
 Each is saved as a checkpoint and exported with `export_checkpoint` (the code `xpnet export` runs):
 median export seconds over --repeats, and the file's size; the same graph with every layer traced
 (strategy='trace': Dense as ndonnx traces x @ W.T + b, softmax as written) is built beside it for the
@@ -24,7 +26,8 @@ differ (with how many of those have their top two probabilities within 1e-5); fo
 against xpnet in the trained dtype (the rounding any float32 run has).
 
 Throughput, samples/s: ONNX Runtime (CPU provider, default threads) on raw pixels, the native and the traced
-graph, against xpnet on NumPy doing what `xpnet predict` does (Scaler.transform, then predict_proba), at
+graph, against xpnet on NumPy doing what `xpnet predict` does (predict_proba on raw data: the model applies
+its preprocessing), at
 batch 1 (one sample per call, cycling through the test images) and batch 1024. Interleaved: each repeat
 times every (batch, runner) once, back to back, for about --seconds each; the table gives the median over
 repeats (min-max).
@@ -62,13 +65,20 @@ def train_models(data_dir, epochs: int, n_train: int):
     models = {}
     nn = xpnet.NeuralNetMLP(n_output=10, n_features=784, n_hidden=50, l2=0.1, epochs=epochs, eta=0.001,
                             alpha=0.001, decrease_const=0.00001, minibatches=50, random_state=1)
+    nn.preprocessing = Scaler("raw")
     nn.fit(X, y)
-    models["book2015"] = (nn, Scaler("raw").fit(X))
-    scaler = Scaler("unit").fit(X)
+    models["book2015"] = nn
     mlp = xpnet.Sequential(xpnet.mlp_layers([784, 100, 10], "relu"), optimizer={"class": "sgd", "config": {
-        "lr": 0.1, "momentum": 0.9}}, dtype="float32", seed=1)
-    mlp.fit(scaler.transform(X, "float32"), y, epochs=epochs, batch_size=32, verbose=False)
-    models["default-mlp"] = (mlp, scaler)
+        "lr": 0.1, "momentum": 0.9}}, dtype="float32", seed=1, preprocessing="unit")
+    mlp.fit(X, y, epochs=epochs, batch_size=32, verbose=False)
+    models["default-mlp"] = mlp
+    from xpnet.cnn import cnn_spec
+    spec = cnn_spec("lenet5", 10, {"loss": "softmax_cross_entropy", "optimizer": "adam", "lr": 0.002, "epochs": epochs,
+                                   "l1": 0.0, "l2": 0.0, "dtype": "float32", "seed": 1})  # the lenet5 preset's model
+    lenet = xpnet.model_from_config(spec, "numpy")
+    lenet.preprocessing = Scaler("unit")
+    lenet.fit(X.reshape(-1, 1, 28, 28), y, epochs=epochs, batch_size=128, verbose=False)
+    models["lenet5"] = lenet
     return models, X_test.astype(np.float64), np.asarray(y_test)
 
 
@@ -115,9 +125,8 @@ def main(argv=None) -> int:
     models, X_test, y_test = train_models(args.data_dir, args.epochs, 6000 if args.quick else 60000)
     X_test = X_test[:args.test_images]
     rows, runners, tmp = {}, {}, Path(tempfile.mkdtemp(prefix="xpnet-onnx-bench-"))
-    for name, (model, scaler) in models.items():
-        meta, arrays = scaler.to_meta()  # the scaler in the checkpoint, as xpnet train writes it
-        ckpt = save(model, tmp / f"{name}.safetensors", extra={"preprocessing": meta}, arrays=arrays)
+    for name, model in models.items():
+        ckpt = model.save(tmp / f"{name}.safetensors")  # the model's own preprocessing in it, as xpnet train writes
         out = tmp / f"{name}.onnx"
         seconds = []
         for _ in range(args.repeats):
@@ -125,33 +134,32 @@ def main(argv=None) -> int:
             export_checkpoint(ckpt, out)
             seconds.append(time.perf_counter() - start)
         loaded = xpnet.load(ckpt, backend="numpy")
+        shape = tuple(loaded.input_shape)
         traced = build(loaded, strategy="trace").SerializeToString()
         native = onnx.load(str(out))
         sessions = {"onnxruntime": ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]),
                     "onnxruntime-traced": ort.InferenceSession(traced, providers=["CPUExecutionProvider"])}
-        x32 = X_test.astype(np.float32)
+        raw = X_test.reshape(len(X_test), *shape)  # raw pixels: the graph and the model scale them themselves
+        x32 = raw.astype(np.float32)
         as32 = xpnet.load(ckpt, backend="numpy", dtype="float32")
-        Xs, Xs32 = scaler.transform(X_test, loaded.dtype_name), scaler.transform(X_test, "float32")
         ort_out = sessions["onnxruntime"].run(None, {"input": x32})
         rows[name] = {
             "architecture": " -> ".join(type(layer).__name__ for layer in loaded.layers), "dtype": loaded.dtype_name,
-            "scale": scaler.kind, "test_accuracy_xpnet": float((loaded.predict(Xs) == y_test[:len(Xs)]).mean()),
-            "test_accuracy_onnx": float((ort_out[1] == y_test[:len(Xs)]).mean()),
+            "scale": loaded.preprocessing.kind, "test_accuracy_xpnet": float((loaded.predict(raw) == y_test).mean()),
+            "test_accuracy_onnx": float((ort_out[1] == y_test).mean()),
             "export_s_median": statistics.median(seconds), "export_s": seconds, "bytes": out.stat().st_size,
             "checkpoint_bytes": ckpt.stat().st_size, "bytes_traced": len(traced), "nodes": len(native.graph.node),
             "nodes_traced": len(onnx.load_from_string(traced).graph.node),
-            "vs_trained_dtype": agreement(ort_out, loaded.predict_proba(Xs), loaded.predict(Xs)),
-            "vs_float32": agreement(ort_out, as32.predict_proba(Xs32), as32.predict(Xs32)),
-            "xpnet_float32_vs_trained_dtype": agreement((as32.predict_proba(Xs32), as32.predict(Xs32)),
-                                                        loaded.predict_proba(Xs), loaded.predict(Xs)),
+            "vs_trained_dtype": agreement(ort_out, loaded.predict_proba(raw), loaded.predict(raw)),
+            "vs_float32": agreement(ort_out, as32.predict_proba(raw), as32.predict(raw)),
+            "xpnet_float32_vs_trained_dtype": agreement((as32.predict_proba(raw), as32.predict(raw)),
+                                                        loaded.predict_proba(raw), loaded.predict(raw)),
             "vs_traced_graph": agreement(ort_out, sessions["onnxruntime-traced"].run(None, {"input": x32})[0],
                                          ort_out[1]),
         }
         for runner, session in sessions.items():
-            runners[(name, runner)] = lambda xb, s=session: s.run(None, {"input": xb})
-        runners[(name, "xpnet-numpy")] = lambda xb, m=loaded, sc=scaler: m.predict_proba(sc.transform(xb, m.dtype_name))
-    rows["lenet5"] = {"skipped": "no Conv2D layer in this xpnet yet"} if "Conv2D" not in dir(xpnet) else {
-        "skipped": "LeNet-5 is not in this benchmark yet"}
+            runners[(name, runner)] = lambda xb, s=session, sh=shape: s.run(None, {"input": xb.reshape(len(xb), *sh)})
+        runners[(name, "xpnet-numpy")] = lambda xb, m=loaded, sh=shape: m.predict_proba(xb.reshape(len(xb), *sh))
 
     singles = [X_test[i:i + 1].astype(np.float32) for i in range(min(256, len(X_test)))]
     big = np.resize(X_test, (1024, 784)).astype(np.float32)

@@ -24,6 +24,7 @@ HOST_NUMPY = {
     "labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
     "predict_inputs.py": "reading input files",
     "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
+    "export/onnx_layers.py": "BatchNorm's running statistics as host float32 constants of the graph",
     "distributed.py": "host buffers of the MPI all-reduce",
     "parity_distributed.py": "host comparison of results",
     "cnn.py": "host image arrays brought to (N, C, H, W)",

@@ -120,6 +120,35 @@ def test_image_shaped_input_with_per_pixel_scaling():
     assert_matches(run(proto, X.reshape(20, 1, 3, 4)), model, Xs, TOL32)
 
 
+def cnn(dtype, seed=0, **kw):
+    """Every CNN layer: Conv2D with "same" on an even kernel (asymmetric padding) and with strides and (h, w) padding, BatchNorm over channels and over
+    features, max-, average- and global average pooling; on (1, 12, 10) images."""
+    L = xpnet.layers
+    return xpnet.Sequential([L.Conv2D(1, 4, (2, 3), padding="same"), L.BatchNorm(), L.ReLU(), L.MaxPool2D(2),
+                             L.Conv2D(4, 6, (3, 2), stride=(1, 2), padding=(1, 0)), L.Tanh(), L.AvgPool2D(2, stride=1),
+                             L.Conv2D(6, 5, 1), L.GlobalAvgPool2D(), L.BatchNorm(), L.Dense(5, 3)],
+                            input_shape=(1, 12, 10), optimizer="adam", dtype=dtype, seed=seed, **kw)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", TOL32), ("float64", TOL64)])
+def test_cnn_layers_with_running_statistics(dtype, tol, tmp_path):
+    """Conv2D, pooling and BatchNorm (its running statistics after training, not the initial ones) as native
+    ONNX against xpnet on NumPy; the raw-pixel scaling inside the graph; through a checkpoint as `xpnet export`
+    reads it."""
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (64, 1, 12, 10)).astype(np.float64)
+    y = (X.reshape(64, -1)[:, :40].mean(axis=1) > 127).astype(int) + (X[:, 0, 0, 0] > 200)
+    model = cnn(dtype, preprocessing="unit").fit(X, y, epochs=3, batch_size=16)
+    stats = model.state.layer_state
+    assert stats and not np.allclose(model.bk.to_numpy(stats["layers.1.running_var"]), 1.0)
+    ckpt = model.save(tmp_path / "cnn.safetensors")
+    export_checkpoint(str(ckpt), str(tmp_path / "cnn.onnx"))
+    out = run(str(tmp_path / "cnn.onnx"), X)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "cnn.onnx")).graph.node}
+    assert {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool"} <= ops
+    assert_matches(out, xpnet.load(ckpt), model.preprocessing.transform(X, dtype), tol)
+
+
 def test_without_the_onnx_extra_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ndonnx", None)  # import ndonnx raises ImportError
     model = xpnet.Sequential([xpnet.Dense(3, 2)], dtype="float32", seed=0)

@@ -88,6 +88,14 @@ def _host_params(model) -> dict:
     return {k: np.asarray(to_np(v), dtype=np.float32) for k, v in model.state.params.items()}
 
 
+def _layer_inputs(model, params: dict, i: int) -> dict:
+    """Layer i's parameters and its state (BatchNorm's running statistics), as host float32 arrays by local name."""
+    prefix = f"layers.{i}."
+    state = {k[len(prefix):]: np.asarray(model.bk.to_numpy(v), dtype=np.float32)
+             for k, v in model.state.layer_state.items() if k.startswith(prefix)}
+    return dict(model.layer_params(params, i), **state)
+
+
 def build(model, opset: int | None = None, batch: int | None = None, preprocessing: bool = True,
           logits: bool = False, checkpoint_sha256: str | None = None, strategy: str = "native"):
     """The model as a checked onnx.ModelProto (see the module's docstring). strategy: 'native' (native ONNX
@@ -109,7 +117,7 @@ def build(model, opset: int | None = None, batch: int | None = None, preprocessi
     h = _scaled(x, scaler, tuple(model.input_shape))
     params = _host_params(model)
     for i, (layer, emit) in enumerate(zip(model.layers, emitters)):
-        h = emit(layer, model.layer_params(params, i), h)
+        h = emit(layer, _layer_inputs(model, params, i), h)
     z = h
     index = ndx.argmax(z, axis=1)
     outputs = {"probabilities": onnx_layers.probabilities(model.loss, z, strategy),

@@ -13,15 +13,22 @@ An emitter is `emit(layer, params, x) -> y` with `params` the layer's parameters
   constant arrays to the input's shape. Softmax -> Softmax: the traced max() guards NaN with IsNaN and two
   Ifs (18 nodes). benchmarks/onnx_export.py times both graphs (`--strategy trace`).
 
-The CNN layers (Conv2D -> Conv, MaxPool2D -> MaxPool, AvgPool2D -> AveragePool, GlobalAvgPool2D ->
-GlobalAveragePool, BatchNorm -> BatchNormalization with the running statistics) are one `native(...)` entry
-each when they exist; tracing a convolution would give im2col gathers. A layer in neither table has no
-ONNX form: `emitter` says so in one line.
+The CNN layers are native: tracing a convolution would give im2col's strided gathers and concatenations.
+Conv2D -> Conv (pads from the layer's padding, PyTorch's split for "same"), MaxPool2D -> MaxPool,
+AvgPool2D -> AveragePool (no padding: count_include_pad does not arise), GlobalAvgPool2D ->
+GlobalAveragePool + Flatten. BatchNorm (inference, running statistics) is written as xpnet's own inference
+arithmetic, (x - mean) * inv * weight + bias with inv = 1 / sqrt(var + eps) computed on the host in float32
+as the layer computes it, rather than as a BatchNormalization node: spox's BatchNormalization (opset 21)
+always declares the training outputs, which ONNX's shape inference refuses when training_mode = 0.
+A layer in neither table has no ONNX form: `emitter` says so in one line.
 """
 from __future__ import annotations
 
 from ..errors import InputError
-from ..layers import Dense, Dropout, Flatten, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from ..layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
+                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from ..layers._patches import pair
+from ..layers.conv import conv_padding
 from ..losses import Loss, LogisticCost, MSE, SoftmaxCrossEntropy
 
 STRATEGIES = ("native", "trace")
@@ -91,6 +98,47 @@ def _dense(layer, params, x):
     if layer.use_bias:
         args.append(op.const(params["bias"]))
     return _wrap(op.gemm(*args, transB=1))  # x @ W.T + b, W: (out, in) as xpnet stores it
+
+
+@native(Conv2D)
+def _conv2d(layer, params, x):
+    op = _ops()
+    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
+    top, bottom, left, right = conv_padding(layer.padding, kernel)
+    args = [x.unwrap_spox(), op.const(params["weight"])]  # weight (out, in, kh, kw), ONNX's layout
+    if layer.use_bias:
+        args.append(op.const(params["bias"]))
+    return _wrap(op.conv(*args, kernel_shape=list(kernel), strides=list(stride), pads=[top, left, bottom, right]))
+
+
+@native(MaxPool2D)
+def _max_pool(layer, params, x):
+    y, _ = _ops().max_pool(x.unwrap_spox(), kernel_shape=list(layer.kernel), strides=list(layer.strides))
+    return _wrap(y)
+
+
+@native(AvgPool2D)
+def _avg_pool(layer, params, x):
+    return _wrap(_ops().average_pool(x.unwrap_spox(), kernel_shape=list(layer.kernel), strides=list(layer.strides)))
+
+
+@native(GlobalAvgPool2D)
+def _global_avg_pool(layer, params, x):
+    op = _ops()
+    return _wrap(op.flatten(op.global_average_pool(x.unwrap_spox()), axis=1))  # (N, C, 1, 1) -> (N, C)
+
+
+@native(BatchNorm)
+def _batch_norm(layer, params, x):
+    import numpy as np
+    op = _ops()
+    shape = (1, -1) if len(layer.input_shape) == 1 else (1, -1, 1, 1)
+    col = lambda v: op.const(np.asarray(v, dtype=np.float32).reshape(shape))  # noqa: E731
+    mean = params.get("running_mean", np.zeros(layer.num_features, np.float32))
+    var = params.get("running_var", np.ones(layer.num_features, np.float32))
+    inv = np.float32(1.0) / np.sqrt(var.astype(np.float32) + np.float32(layer.eps))
+    xhat = op.mul(op.sub(x.unwrap_spox(), col(mean)), col(inv))
+    return _wrap(op.add(op.mul(xhat, col(params["weight"])), col(params["bias"])))
 
 
 @native(LeakyReLU)
