@@ -123,7 +123,7 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()[0]
     models, X_test, y_test = train_models(args.data_dir, args.epochs, 6000 if args.quick else 60000)
-    X_test = X_test[:args.test_images]
+    X_test, y_test = X_test[:args.test_images], y_test[:args.test_images]
     rows, runners, tmp = {}, {}, Path(tempfile.mkdtemp(prefix="xpnet-onnx-bench-"))
     for name, model in models.items():
         ckpt = model.save(tmp / f"{name}.safetensors")  # the model's own preprocessing in it, as xpnet train writes
