@@ -486,28 +486,26 @@ class Sequential(Configurable):
                 y = self.bk.to_numpy(y)
             self._classes = infer_classes(y, self.n_outputs)
 
-    def prepare(self, X, name: str = "X"):
+    def prepare(self, X, name: str = "X", fit: bool = False):
         """Raw inputs -> the model's inputs: `preprocessing` applied (host data on the host, exactly as
-        `xpnet train` does; backend arrays on their device), or X as it is when there is none."""
+        `xpnet train` does; backend arrays on their device), or X as it is when there is none. fit: fit an
+        unfitted preprocessing on X first (a new `fit`'s training data)."""
         pre = self.preprocessing
         if pre is None or pre.kind == "raw":
             return X
+        on_device = not is_host(X) and self.bk.owns(X)
+        if not on_device:
+            if _is_foreign(X):
+                raise foreign_array_error(X, self.bk, name)
+            X = check_X(X, self.input_shape, name)
         if not pre.fitted:
-            raise InputError(f"the model's preprocessing ({pre.kind}) is not fitted yet; call fit first")
-        if not is_host(X) and self.bk.owns(X):
+            if not fit:
+                raise InputError(f"the model's preprocessing ({pre.kind}) is not fitted yet; call fit first")
+            pre.fit(self.bk.to_numpy(X) if on_device else X)  # statistics per feature: a sample's shape
+        if on_device:
             with self.bk:
                 return pre.transform_array(X, self.xp, lambda a, dt: self.bk.asarray(a, dtype=dt), self.dtype)
-        if _is_foreign(X):
-            raise foreign_array_error(X, self.bk, name)
-        return pre.transform(check_X(X, self.input_shape, name), self.dtype_name, name)
-
-    def _fit_preprocessing(self, X) -> None:
-        pre = self.preprocessing
-        if pre is not None and not pre.fitted:
-            host = self.bk.to_numpy(X) if (not is_host(X) and self.bk.owns(X)) else check_X(X, self.input_shape)
-            pre.fit(host.reshape(host.shape[0], -1) if pre.kind == "standardize" else host)
-            if pre.kind == "standardize" and host.ndim > 2:  # per feature: the statistics keep a sample's shape
-                pre.shift, pre.scale = pre.shift.reshape(host.shape[1:]), pre.scale.reshape(host.shape[1:])
+        return pre.transform(X, self.dtype_name, name)
 
     # inference --------------------------------------------------------------------------------------
     def _outputs(self, X, proba: bool, batch_size: int):
@@ -574,8 +572,7 @@ class Sequential(Configurable):
         cuda:0, do it inside `with model.bk:`."""
         if not kwargs.get("resume"):
             self._learn_classes(y, classes)
-            self._fit_preprocessing(X)
-        X = self.prepare(X)
+        X = self.prepare(X, fit=not kwargs.get("resume"))
         if kwargs.get("validation_data") is not None:
             Xv, yv = kwargs["validation_data"]
             kwargs["validation_data"] = (self.prepare(Xv, "validation X"), yv)

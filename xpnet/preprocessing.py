@@ -20,7 +20,7 @@ class Scaler:
         return f"Scaler({self.kind!r}{'' if self.fitted else ', unfitted'})"
 
     def fit(self, X) -> "Scaler":
-        """X: (samples, features) host data. unit/symmetric use the global min and max (0 and 255 for
+        """X: (samples, *features) host data. unit/symmetric use the global min and max (0 and 255 for
         MNIST); standardize uses per-feature mean and standard deviation (1 where constant)."""
         X = np.asarray(X)
         if self.kind in ("unit", "symmetric"):
