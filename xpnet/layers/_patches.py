@@ -9,7 +9,8 @@ col2im adds in place (`out[..., i::s, j::s] += part`) where the output buffer is
 PyTorch, CuPy, array-api-strict); otherwise (JAX) it places each part in a zero image by concatenating
 zeros and interleaving with zeros, and sums the placed parts in the same offset order. Either way every
 output element is 0 + part_1 + part_2 + ... in offset order, so the two forms give the same bits
-(tests/test_conv.py checks it on NumPy).
+(tests/test_conv.py checks it on NumPy). Windows that tile the image (stride = kernel) share no element:
+there each part is placed, by slice assignment or by stacking and interleaving, again the same bits.
 """
 from __future__ import annotations
 
@@ -83,25 +84,40 @@ def _dilate(xp, part, axis: int, stride: int):
     return full[:, :, :keep, :] if axis == 2 else full[:, :, :, :keep]
 
 
-def col2im(xp, parts: list, shape: tuple, kernel: tuple[int, int], stride: tuple[int, int], inplace=None):
+def col2im(xp, parts: list, shape: tuple, kernel: tuple[int, int], stride: tuple[int, int], inplace=None, like=None):
     """The adjoint of `windows`: an image of `shape` (A, B, H, W), zero but for each parts[i·kw + j] (A, B, OH, OW)
     added at rows i, i + sh, ... and columns j, j + sw, ... .
 
-    inplace: None chooses by the output buffer (writeable: slice-adds; else the functional form);
+    When the windows tile the image (stride = kernel, the pooling default), no element gets more than one part,
+    so the parts are placed rather than added (no read of the zero image, and a part's -0.0 stays -0.0 in both
+    forms). like: an array of `shape` whose memory order the output takes (zeros_like; NumPy, PyTorch and CuPy
+    keep a permuted input's strides), so a channel-major activation gets a channel-major gradient.
+    inplace: None chooses by the output buffer (writeable: slice assignments; else the functional form);
     True/False force one (the tests compare them)."""
     (kh, kw), (sh, sw) = kernel, stride
     a, b, h, w = shape
     oh, ow = parts[0].shape[2], parts[0].shape[3]
-    like = parts[0]
+    tiles = (sh, sw) == (kh, kw)
+    first = parts[0]
     if inplace is None or inplace:
-        out = xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+        out = xp.zeros_like(like) if like is not None else \
+            xp.zeros(shape, dtype=first.dtype, device=array_api_compat.device(first))
         if inplace is None:
             inplace = array_api_compat.is_writeable_array(out)
     if inplace:
         for k, part in enumerate(parts):
             i, j = divmod(k, kw)
-            out[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += part
+            where = (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+            if tiles:
+                out[where] = part
+            else:
+                out[where] += part
         return out
+    if tiles:
+        # (kh·kw, A, B, OH, OW) -> (A, B, OH, kh, OW, kw) -> (A, B, OH·kh, OW·kw), zero rows/columns left uncovered
+        placed = xp.reshape(xp.stack(parts, axis=0), (kh, kw, a, b, oh, ow))
+        placed = xp.reshape(xp.permute_dims(placed, (2, 3, 4, 0, 5, 1)), (a, b, oh * kh, ow * kw))
+        return pad2d(xp, placed, (0, h - oh * kh, 0, w - ow * kw))
     total = None
     for k, part in enumerate(parts):
         i, j = divmod(k, kw)
@@ -110,4 +126,4 @@ def col2im(xp, parts: list, shape: tuple, kernel: tuple[int, int], stride: tuple
         placed = pad2d(xp, placed, (i, h - i - ph, j, w - j - pw))
         total = placed if total is None else total + placed
     # 0 + first part, as the in-place form computes it (turns a -0.0 into +0.0 in the same places)
-    return total + xp.zeros_like(total) if total is not None else xp.zeros(shape, dtype=like.dtype, device=array_api_compat.device(like))
+    return total + xp.zeros_like(total)

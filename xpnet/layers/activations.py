@@ -49,8 +49,10 @@ class Tanh(Activation):
 class ReLU(Activation):
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
-        y = xp.maximum(x, 0.0)  # one pass; the backward's where() is two (a float mask multiply was four)
-        return y, lambda dy: (xp.where(y > 0, dy, 0.0), {})
+        y = xp.maximum(x, 0.0)
+        # dy times a float mask, not where(y > 0, dy, 0): NumPy's and PyTorch's CPU where() branch per element
+        # and are 5-18x slower on ReLU's random mask (docs/results.md). An inf or NaN dy at y <= 0 gives NaN here.
+        return y, lambda dy: (dy * xp.astype(y > 0, dy.dtype), {})
 
 
 @register("LeakyReLU.v1", aliases=("leaky_relu",))
@@ -65,7 +67,8 @@ class LeakyReLU(Activation):
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
-        slope = xp.where(x > 0, xp.ones_like(x), xp.full_like(x, self.negative_slope))
+        positive = xp.astype(x > 0, x.dtype)
+        slope = positive + (1.0 - positive) * self.negative_slope  # exactly 1 or negative_slope, without where()
         return x * slope, lambda dy: (dy * slope, {})
 
     def __repr__(self) -> str:
