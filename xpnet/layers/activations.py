@@ -1,6 +1,8 @@
 """Elementwise activations and softmax: no parameters, output shape = input shape."""
 from __future__ import annotations
 
+from array_api_compat import device
+
 from ..params import Interval, check
 from ..namespace import namespace
 from ..registry import register
@@ -49,7 +51,9 @@ class Tanh(Activation):
 class ReLU(Activation):
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
-        y = xp.maximum(x, 0.0)
+        # a 0-d zero, not the Python float 0.0: array-api-compat's torch maximum() promotes a Python scalar
+        # through torch.result_type, which torch.compile cannot trace (a graph break in every ReLU)
+        y = xp.maximum(x, xp.zeros((), dtype=x.dtype, device=device(x)))
         # dy times a float mask, not where(y > 0, dy, 0): NumPy's and PyTorch's CPU where() branch per element
         # and are 5-18x slower on ReLU's random mask (docs/results.md). An inf or NaN dy at y <= 0 gives NaN here.
         return y, lambda dy: (dy * xp.astype(y > 0, dy.dtype), {})
