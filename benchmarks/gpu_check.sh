@@ -14,20 +14,25 @@
 # it did:
 #   probe       which of CuPy / torch see a CUDA GPU (and why not)                                    30 s
 #   backends    xpnet backends                                                                        20 s
-#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of four test files)          100 s
-#   parity      xpnet parity numpy + the GPU backends, float64/float32, 100 steps                     35 s
+#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of six test files, every      100 s
+#               registered layer's gradcheck and first-maximum ties among them)
+#   parity      xpnet parity numpy + the GPU backends, float64/float32: the MLP, 100 steps, then the    35 s
+#               small CNN (--model cnn: Conv2D, max- and average-pooling), 30 steps
 #   benchmarks  run.py --device cuda, cases E, B, A float32, 2 repeats x 2 epochs: xpnet-cupy,        70 s
 #               xpnet-torch, torch on the GPU and xpnet-numpy on this machine's host CPU (not case E);
 #               no GEMM floor; interleaved repeats, so a cut run still has repeat 1 of every row
+#   bench-cnn   run.py --device cuda, case F (LeNet-5, batch 128) float32, 2 repeats x 1 epoch:       40 s
+#               xpnet-cupy, xpnet-torch and native torch (torch.nn.Conv2d: cuDNN); 25 s per worker
 #   bench-compiled  run.py --device cuda, case B float32 (469 small steps an epoch: where compiling pays),  45 s
 #               1 repeat x 2 timed epochs after one untimed compiling epoch: xpnet-jax-jit, the native
 #               jax-jit, xpnet-torch-compile with torch.compile mode reduce-overhead (CUDA graphs), in that
 #               order (torch compiles slowest: a cut run still has the JAX rows); 40 s per worker
 #   book2015    xpnet train --preset book2015 --epochs 30, float32 and float64, on CuPy (else torch) 2x15 s
 # Files in $OUT (the device tool returns at most 8): summary.txt (machine, versions, backends, every section's
-# rc, time and figures), gpu_tests.txt, parity.json (stdout only) and parity.stderr.txt, bench.txt (progress
-# and table of both benchmark sections), bench.md (rewritten after every run; bench-compiled's tables appended
-# when it ends), bench.jsonl (a line per run, bench-compiled's appended), book2015.txt.
+# rc, time and figures), gpu_tests.txt, parity.json (stdout only: the MLP's JSON document, then the CNN's) and
+# parity.stderr.txt, bench.txt (progress and tables of the three benchmark sections), bench.md (rewritten after
+# every run; bench-cnn's and bench-compiled's tables appended as each ends), bench.jsonl (a line per run, the
+# later sections' appended), book2015.txt.
 # On a machine where neither CuPy nor torch sees a CUDA GPU, probe and backends run, every GPU section says
 # "skipped: <reason>", and the script exits 0. It exits 0 whatever the sections gave: read summary.txt.
 # XLA_PYTHON_CLIENT_PREALLOCATE=false: JAX would otherwise take 75 % of the GPU when pytest collects its cases.
@@ -111,13 +116,15 @@ skipped() { say "== $1: skipped: $GPU_WHY"; }
 section backends 20 summary.txt - $PY -m xpnet backends
 
 if [ -n "$GPU_WHY" ]; then
-    skipped gpu-tests; skipped parity; skipped benchmarks; skipped bench-compiled; skipped book2015
+    skipped gpu-tests; skipped parity; skipped benchmarks; skipped bench-cnn; skipped bench-compiled
+    skipped book2015
     say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"
     exit 0
 fi
 
 if section gpu-tests 100 gpu_tests.txt - $PY -m pytest -v -m gpu -p no:cacheprovider tests/test_gradcheck.py \
-        tests/test_training.py tests/test_checkpoint.py tests/test_backend.py; then
+        tests/test_training.py tests/test_checkpoint.py tests/test_backend.py tests/test_layers_api.py \
+        tests/test_conv.py; then
     say "   so far: $(grep -c ' PASSED' "$OUT/gpu_tests.txt") passed, $(grep -c ' FAILED' "$OUT/gpu_tests.txt") failed," \
         "$(grep -c ' SKIPPED' "$OUT/gpu_tests.txt") skipped, $(grep -c ' ERROR' "$OUT/gpu_tests.txt") errors" \
         "| $(tail -n 1 "$OUT/gpu_tests.txt")"
@@ -127,17 +134,26 @@ fi
 PAR=numpy
 [ -z "$CUPY_WHY" ] && PAR="$PAR,cupy"
 [ -z "$TORCH_WHY" ] && PAR="$PAR,torch"
-if section parity 35 parity.json parity.stderr.txt $PY -m xpnet parity --backends "$PAR" --device cuda \
-        --dtype float64,float32 --steps 100 --json; then
+parity_both() {  # the MLP's parity JSON document, then the small CNN's, one after the other on stdout
+    $PY -m xpnet parity --backends "$PAR" --device cuda --dtype float64,float32 --steps 100 --json
+    $PY -m xpnet parity --model cnn --backends "$PAR" --device cuda --dtype float64,float32 --steps 30 --json
+}
+export -f parity_both; export PY PAR  # `timeout` runs commands, not functions: it runs bash -c parity_both
+if section parity 35 parity.json parity.stderr.txt bash -c parity_both; then
     $PY - "$OUT/parity.json" <<'EOF' 2>&1 | sed 's/^/   | /' | tee -a "$LOG"
 import json, sys
+text, docs, at, decoder = open(sys.argv[1]).read(), [], 0, json.JSONDecoder()
 try:
-    doc = json.load(open(sys.argv[1]))
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        doc, at = decoder.raw_decode(text, at)
+        docs.append(doc)
 except ValueError as exc:
-    sys.exit(f"no parity JSON ({exc}); see parity.stderr.txt")
-for r in doc["results"]:
-    print(f"{r['backend']} {r['device']} {r['dtype']}: lockstep {r['max_rel_diff']:.2g} (tolerance {r['tolerance']:g}), "
-          f"free-running {r['free_max_rel_diff']:.2g}, {'passed' if r['passed'] else 'FAILED'}")
+    print(f"parity JSON cut short after {len(docs)} document(s) ({exc}); see parity.stderr.txt")
+for model, doc in zip(("mlp", "cnn"), docs):
+    for r in doc["results"]:
+        print(f"{model} {r['backend']} {r['device']} {r['dtype']}: lockstep {r['max_rel_diff']:.2g} (tolerance "
+              f"{r['tolerance']:g}), free-running {r['free_max_rel_diff']:.2g}, {'passed' if r['passed'] else 'FAILED'}")
 EOF
     tail -n 2 "$OUT/parity.stderr.txt" | sed 's/^/   | stderr: /' | tee -a "$LOG"
 fi
@@ -151,20 +167,29 @@ if section benchmarks 70 bench.txt - $PY benchmarks/run.py --device cuda --cases
     grep -E '^- status|^\| [A-E] ' "$OUT/bench.md" 2>/dev/null | cut -c 1-160 | sed 's/^/   | /' | tee -a "$LOG"
 fi
 
-# compiled steps: their own run (its own cases and frameworks), its JSON lines and tables appended to bench.jsonl
-# and bench.md afterwards (the device tool returns 8 files at most); JAX rows first, torch.compile's last
+# later benchmark sections: their own runs (their own cases and frameworks), JSON lines and tables appended to
+# bench.jsonl and bench.md afterwards (the device tool returns 8 files at most)
+bench_appended() {  # bench_appended NAME LIMIT RUN.PY-ARGUMENTS...
+    local name=$1 limit=$2 tmp; shift 2
+    tmp=$(mktemp -d)
+    echo "### $name" >> "$OUT/bench.txt"
+    if section "$name" "$limit" bench.txt - $PY benchmarks/run.py --device cuda --data-dir "$DATA" \
+            --json "$tmp/bench.jsonl" --markdown "$tmp/bench.md" "$@"; then
+        cat "$tmp/bench.jsonl" >> "$OUT/bench.jsonl" 2>/dev/null
+        { echo; echo "# $name (appended)"; echo; cat "$tmp/bench.md"; } >> "$OUT/bench.md" 2>/dev/null
+        grep -E '^- status|^\| [A-F] ' "$tmp/bench.md" 2>/dev/null | cut -c 1-190 | sed 's/^/   | /' | tee -a "$LOG"
+    fi
+    rm -rf "$tmp"
+}
+
+# case F, LeNet-5: xpnet's convolutions (im2col GEMMs from standard operations) against cuDNN's
+bench_appended bench-cnn 40 --cases F --dtypes float32 --frameworks "${FW%,}" --repeats 2 --epochs 1 --timeout 25
+
+# compiled steps: JAX rows first, torch.compile's last
 CFW="xpnet-jax-jit,jax-jit"
 [ -z "$TORCH_WHY" ] && CFW="$CFW,xpnet-torch-compile"
-CTMP=$(mktemp -d)
-echo "### compiled steps (bench-compiled)" >> "$OUT/bench.txt"
-if section bench-compiled 45 bench.txt - $PY benchmarks/run.py --device cuda --cases B --dtypes float32 \
-        --frameworks "$CFW" --torch-compile-mode reduce-overhead --repeats 1 --epochs 2 --timeout 40 \
-        --data-dir "$DATA" --json "$CTMP/bench.jsonl" --markdown "$CTMP/bench.md"; then
-    cat "$CTMP/bench.jsonl" >> "$OUT/bench.jsonl" 2>/dev/null
-    { echo; echo "# bench-compiled (appended)"; echo; cat "$CTMP/bench.md"; } >> "$OUT/bench.md" 2>/dev/null
-    grep -E '^- status|^\| [A-E] ' "$CTMP/bench.md" 2>/dev/null | cut -c 1-190 | sed 's/^/   | /' | tee -a "$LOG"
-fi
-rm -rf "$CTMP"
+bench_appended bench-compiled 45 --cases B --dtypes float32 --frameworks "$CFW" --torch-compile-mode reduce-overhead \
+    --repeats 1 --epochs 2 --timeout 40
 
 if [ -z "$CUPY_WHY" ]; then BK=cupy; else BK=torch; fi
 for dt in float32 float64; do
