@@ -73,7 +73,7 @@ class MaxPool2D(_Pool2D):
             # `left` is the gradient no earlier offset has taken: an offset holding the maximum takes all of it
             # (left * 1) and leaves 0 (left - left), the others take 0 and leave it whole, so each output's
             # gradient goes to its first maximum. Float masks, not where(): NumPy's and PyTorch's CPU where()
-            # branch per element and are 5-20x slower on a mask this random (docs/results.md).
+            # branch per element and are 5-18x slower on a mask this random (docs/results.md).
             parts, left = [], dy
             for k, v in enumerate(views):
                 part = left * xp.astype(v == y, dy.dtype)
