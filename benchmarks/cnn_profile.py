@@ -11,6 +11,11 @@ ReLU, dense, and the rest (loss, optimizer update, framework overhead: the step'
 The split adds a clock read per call, so its total is a little above an untimed step. Per step, ms: the median
 and, on a shared machine, the minimum (the least disturbed step).
 The GEMM floor: the same step's matrix products alone (NumPy, preallocated outputs, the column layout).
+
+    python benchmarks/cnn_profile.py --memory             # what one NumPy step holds (tracemalloc)
+
+--memory: NumPy memory of one training step beyond the model and the minibatch: what is held after the
+forward (the backward closures' arrays: activations, the im2col columns) and the peak during the backward.
 """
 from __future__ import annotations
 
@@ -139,13 +144,51 @@ def profile(backend: str, batch: int, steps: int, warmup: int) -> dict:
             for k in keys}
 
 
+def memory_mib(batch: int) -> dict:
+    """tracemalloc over one NumPy forward and backward of LeNet-5 (float32), the model and inputs excluded."""
+    import tracemalloc
+    model = lenet("numpy", batch)
+    rng = np.random.default_rng(0)
+    X = model.as_input(rng.random((batch, 1, 28, 28), dtype=np.float32))
+    model.forward(X, training=True)  # warm-up: caches, lazily built helpers
+    columns, sizes = conv.Conv2D._columns, []
+
+    def sized(self, *a, **k):
+        cols = columns(self, *a, **k)
+        sizes.append(cols.nbytes)
+        return cols
+    conv.Conv2D._columns = sized
+    try:
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        z, backward = model.forward(X, training=True)
+        held = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.reset_peak()
+        backward(np.ones_like(z) / batch)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+    finally:
+        conv.Conv2D._columns = columns
+    params = sum(p.nbytes for p in model.parameters().values())
+    mib = 2 ** 20
+    return {"held after forward": held / mib, "columns per Conv2D": [c / mib for c in sizes],
+            "peak in backward": peak / mib, "parameters": params / mib}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", default="numpy")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--memory", action="store_true", help="report one NumPy step's memory instead of its time")
     args = p.parse_args(argv)
+    if args.memory:
+        m = memory_mib(args.batch)
+        print(f"LeNet-5, batch {args.batch}, float32, NumPy (MiB): held after forward {m['held after forward']:.1f} "
+              f"(columns: {', '.join('%.1f' % c for c in m['columns per Conv2D'])}), peak in backward "
+              f"{m['peak in backward']:.1f}, parameters {m['parameters']:.2f}")
+        return 0
     results = {b: profile(b, args.batch, args.steps, args.warmup) for b in args.backends.split(",")}
     keys = list(next(iter(results.values())))
     print("| ms per step: median (min) | " + " | ".join(results) + " |")

@@ -423,7 +423,7 @@ def run_gemm_floor(case, dtype, X, y, epochs, device):
     m = max(e - s for s, e in bounds)
     L = [(rng.random((m, k), dtype), rng.random((o, k), dtype), rng.random((m, o), dtype),
           np.empty((m, o), dtype), np.empty((o, k), dtype), np.empty((m, k), dtype)) for k, o in case.layers]
-    # case F's convolutions as xpnet computes them: columns (C·k·k, N·OH·OW); W @ cols, dy @ cols.T, W.T @ dy
+    # case F's convolutions as xpnet computes them: columns (C·k·k, OH·OW·N); W @ cols, dy @ cols.T, W.T @ dy
     C = [(rng.random((o, ckk), dtype), rng.random((ckk, m * p), dtype), rng.random((o, m * p), dtype),
           np.empty((o, m * p), dtype), np.empty((o, ckk), dtype), np.empty((ckk, m * p), dtype), p, dx)
          for o, ckk, p, dx in ((6, 25, 784, False), (16, 150, 100, True))] if case.conv else []

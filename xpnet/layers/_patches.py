@@ -1,16 +1,19 @@
 """Sliding windows from standard array operations only (the Array API has no convolution and no pad):
-zero padding by concatenation, the k·k window offsets as strided slices, and their adjoint, which adds
-per-offset contributions back into an image (col2im).
+zero padding, the k·k window offsets as strided slices, and their adjoint, which adds per-offset
+contributions back into an image (col2im).
 
-Every function here takes images as (A, B, H, W) and works on the last two axes only, so the same code
-serves convolution (A, B = C, N: channels first, see conv.py) and pooling (A, B = N, C).
+The functions work on any 4-D array whose two spatial axes are `axes` (height, width), by default (2, 3):
+pooling takes NCHW images as they come; convolution passes (C, H, W, N) views, axes (1, 2), because with the
+batch innermost every window slice is made of runs of OW·N adjacent values, and NumPy's elementwise loops pay
+per run (conv.py says more).
 
-col2im adds in place (`out[..., i::s, j::s] += part`) where the output buffer is writeable (NumPy,
-PyTorch, CuPy, array-api-strict); otherwise (JAX) it places each part in a zero image by concatenating
-zeros and interleaving with zeros, and sums the placed parts in the same offset order. Either way every
-output element is 0 + part_1 + part_2 + ... in offset order, so the two forms give the same bits
-(tests/test_conv.py checks it on NumPy). Windows that tile the image (stride = kernel) share no element:
-there each part is placed, by slice assignment or by stacking and interleaving, again the same bits.
+Padding and col2im write into a zero buffer (slice assignment, `out[..., i::s, j::s] += part`) where arrays
+are writeable (NumPy, PyTorch, CuPy, array-api-strict); otherwise (JAX) padding concatenates zeros and col2im
+places each part in a zero image by interleaving it with zeros and concatenating zeros, and sums the placed
+parts in the same offset order. Either way every output element is 0 + part_1 + part_2 + ... in offset order,
+so the two forms give the same bits (tests/test_conv.py checks it on NumPy). Windows that tile the image
+(stride = kernel) share no element: there each part is placed, by slice assignment or by stacking and
+interleaving, again the same bits.
 """
 from __future__ import annotations
 
@@ -46,32 +49,59 @@ def out_size(size: int, kernel: int, stride: int, pad_total: int) -> int:
     return (size + pad_total - kernel) // stride + 1
 
 
-def pad2d(xp, x, pads: tuple[int, int, int, int]):
-    """x: (A, B, H, W) -> (A, B, H + top + bottom, W + left + right) with zeros, by concatenation."""
+def _index(ndim: int, axes: tuple[int, int], rows, cols) -> tuple:
+    """The index tuple taking `rows` along axes[0], `cols` along axes[1] and everything elsewhere."""
+    index = [slice(None)] * ndim
+    index[axes[0]], index[axes[1]] = rows, cols
+    return tuple(index)
+
+
+def _zeros(xp, shape, like):
+    return xp.zeros(tuple(shape), dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def pad2d(xp, x, pads: tuple[int, int, int, int], axes: tuple[int, int] = (2, 3), copy: bool = False):
+    """x with zeros added along its spatial axes: (top, bottom) rows on axes[0], (left, right) columns on axes[1].
+
+    Writeable backends: one zero buffer in C order and a slice assignment. copy=True makes that buffer even
+    without padding, so the result is C-contiguous whatever x's memory order (the window slices of im2col
+    then read long runs). Otherwise (JAX) zeros are concatenated, and x itself comes back unpadded."""
     top, bottom, left, right = pads
-    if not any(pads):
+    ah, aw = axes
+    if not any(pads) and not copy:
         return x
-    a, b, h, w = x.shape
-    if top or bottom:
-        parts = ([xp.zeros((a, b, top, w), dtype=x.dtype, device=array_api_compat.device(x))] if top else []) + [x] + \
-                ([xp.zeros((a, b, bottom, w), dtype=x.dtype, device=array_api_compat.device(x))] if bottom else [])
-        x = xp.concat(parts, axis=2)
-        h = h + top + bottom
-    if left or right:
-        parts = ([xp.zeros((a, b, h, left), dtype=x.dtype, device=array_api_compat.device(x))] if left else []) + [x] + \
-                ([xp.zeros((a, b, h, right), dtype=x.dtype, device=array_api_compat.device(x))] if right else [])
-        x = xp.concat(parts, axis=3)
+    shape = list(x.shape)
+    h, w = shape[ah], shape[aw]
+    shape[ah], shape[aw] = h + top + bottom, w + left + right
+    out = _zeros(xp, shape, x)
+    if array_api_compat.is_writeable_array(out):
+        out[_index(x.ndim, axes, slice(top, top + h), slice(left, left + w))] = x
+        return out
+    for axis, before, after in ((ah, top, bottom), (aw, left, right)):
+        if before or after:
+            edge = list(x.shape)
+            parts = []
+            if before:
+                edge[axis] = before
+                parts.append(_zeros(xp, edge, x))
+            parts.append(x)
+            if after:
+                edge[axis] = after
+                parts.append(_zeros(xp, edge, x))
+            x = xp.concat(parts, axis=axis)
     return x
 
 
-def windows(x, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]) -> list:
-    """The kh·kw strided views x[..., i::sh, j::sw] (each (A, B, OH, OW)), offsets in row-major order."""
+def windows(x, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
+            axes: tuple[int, int] = (2, 3)) -> list:
+    """The kh·kw strided views x[..., i::sh, j::sw] (on axes), each with OH x OW windows, offsets row-major."""
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
-    return [x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] for i in range(kh) for j in range(kw)]
+    return [x[_index(x.ndim, axes, slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))]
+            for i in range(kh) for j in range(kw)]
 
 
 def _dilate(xp, part, axis: int, stride: int):
-    """Insert stride - 1 zeros between elements along `axis` (2 or 3) of (A, B, H, W), no trailing zeros."""
+    """Insert stride - 1 zeros between elements along `axis`, no trailing zeros."""
     if stride == 1:
         return part
     zeros = xp.zeros_like(part)
@@ -80,50 +110,60 @@ def _dilate(xp, part, axis: int, stride: int):
     n = shape[axis]
     shape[axis] = n * stride
     full = xp.reshape(stacked, tuple(shape))
-    keep = (n - 1) * stride + 1
-    return full[:, :, :keep, :] if axis == 2 else full[:, :, :, :keep]
+    index = [slice(None)] * part.ndim
+    index[axis] = slice(0, (n - 1) * stride + 1)
+    return full[tuple(index)]
 
 
-def col2im(xp, parts: list, shape: tuple, kernel: tuple[int, int], stride: tuple[int, int], inplace=None, like=None):
-    """The adjoint of `windows`: an image of `shape` (A, B, H, W), zero but for each parts[i·kw + j] (A, B, OH, OW)
-    added at rows i, i + sh, ... and columns j, j + sw, ... .
+def col2im(xp, parts: list, shape: tuple, kernel: tuple[int, int], stride: tuple[int, int], inplace=None, like=None,
+           axes: tuple[int, int] = (2, 3)):
+    """The adjoint of `windows`: an array of `shape`, zero but for each parts[i·kw + j] (shaped as a window view)
+    added at rows i, i + sh, ... and columns j, j + sw, ... of the spatial axes.
 
     When the windows tile the image (stride = kernel, the pooling default), no element gets more than one part,
     so the parts are placed rather than added (no read of the zero image, and a part's -0.0 stays -0.0 in both
     forms). like: an array of `shape` whose memory order the output takes (zeros_like; NumPy, PyTorch and CuPy
-    keep a permuted input's strides), so a channel-major activation gets a channel-major gradient.
+    keep a permuted input's strides), so an activation in Conv2D's (C, H, W, N) memory gets its gradient in that memory.
     inplace: None chooses by the output buffer (writeable: slice assignments; else the functional form);
     True/False force one (the tests compare them)."""
     (kh, kw), (sh, sw) = kernel, stride
-    a, b, h, w = shape
-    oh, ow = parts[0].shape[2], parts[0].shape[3]
-    tiles = (sh, sw) == (kh, kw)
+    ah, aw = axes
     first = parts[0]
+    ndim = first.ndim
+    oh, ow = first.shape[ah], first.shape[aw]
+    h, w = shape[ah], shape[aw]
+    tiles = (sh, sw) == (kh, kw)
     if inplace is None or inplace:
-        out = xp.zeros_like(like) if like is not None else \
-            xp.zeros(shape, dtype=first.dtype, device=array_api_compat.device(first))
+        out = xp.zeros_like(like) if like is not None else _zeros(xp, shape, first)
         if inplace is None:
             inplace = array_api_compat.is_writeable_array(out)
     if inplace:
         for k, part in enumerate(parts):
             i, j = divmod(k, kw)
-            where = (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+            where = _index(ndim, axes, slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
             if tiles:
                 out[where] = part
             else:
                 out[where] += part
         return out
     if tiles:
-        # (kh·kw, A, B, OH, OW) -> (A, B, OH, kh, OW, kw) -> (A, B, OH·kh, OW·kw), zero rows/columns left uncovered
-        placed = xp.reshape(xp.stack(parts, axis=0), (kh, kw, a, b, oh, ow))
-        placed = xp.reshape(xp.permute_dims(placed, (2, 3, 4, 0, 5, 1)), (a, b, oh * kh, ow * kw))
-        return pad2d(xp, placed, (0, h - oh * kh, 0, w - ow * kw))
+        # (kh, kw, *part) -> the part's axes with kh after the row axis and kw after the column axis
+        stacked = xp.reshape(xp.stack(parts, axis=0), (kh, kw, *first.shape))
+        order = []
+        for t in range(ndim):
+            order.append(t + 2)
+            if t in axes:
+                order.append(0 if t == ah else 1)
+        placed_shape = list(first.shape)
+        placed_shape[ah], placed_shape[aw] = oh * kh, ow * kw
+        placed = xp.reshape(xp.permute_dims(stacked, tuple(order)), tuple(placed_shape))
+        return pad2d(xp, placed, (0, h - oh * kh, 0, w - ow * kw), axes)
     total = None
     for k, part in enumerate(parts):
         i, j = divmod(k, kw)
-        placed = _dilate(xp, _dilate(xp, part, 2, sh), 3, sw)
-        ph, pw = placed.shape[2], placed.shape[3]
-        placed = pad2d(xp, placed, (i, h - i - ph, j, w - j - pw))
+        placed = _dilate(xp, _dilate(xp, part, ah, sh), aw, sw)
+        ph, pw = placed.shape[ah], placed.shape[aw]
+        placed = pad2d(xp, placed, (i, h - i - ph, j, w - j - pw), axes)
         total = placed if total is None else total + placed
     # 0 + first part, as the in-place form computes it (turns a -0.0 into +0.0 in the same places)
     return total + xp.zeros_like(total)

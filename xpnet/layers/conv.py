@@ -1,16 +1,19 @@
 """Conv2D on NCHW input, from standard array operations: im2col by strided slicing, one matrix product.
 
-Layout. The input (N, C, H, W) is viewed channels-first as (C, N, H, W) (a transpose view, no copy), zero
-padded by concatenation, and its kh·kw window offsets x[:, :, i::s, j::s] are stacked into the columns
-(C·kh·kw, N·OH·OW). Then everything is one large GEMM per direction:
+Layout. The input (N, C, H, W) is viewed as (C, H, W, N) (a permutation view, no copy), copied into a zero
+buffer of that order with the padding, and its kh·kw window offsets x[:, i::s, j::s, :] are stacked into the
+columns (C·kh·kw, OH·OW·N). Then everything is one large GEMM per direction:
 
-    forward        y = W (O, C·kh·kw) @ cols          -> (O, N, OH, OW), returned as the view (N, O, OH, OW)
-    weight grad    dW = dy (O, N·OH·OW) @ cols.T
-    input grad     dcols = W.T @ dy, added back to (C, N, H, W) by col2im (_patches.col2im), viewed as NCHW.
+    forward        y = W (O, C·kh·kw) @ cols          -> (O, OH, OW, N), returned as the view (N, O, OH, OW)
+    weight grad    dW = dy (O, OH·OW·N) @ cols.T
+    input grad     dcols = W.T @ dy, added back to (C, H, W, N) by col2im (_patches.col2im), viewed as NCHW.
 
-The output is an NCHW *view* of channel-major memory; elementwise layers and pooling keep that memory
-order, so the next Conv2D's (C, N, H, W) view of its input is contiguous and dy reshapes to (O, N·OH·OW)
-without a copy.
+Why the batch innermost: a window slice of (C, H, W, N) memory is made of runs of OW·N adjacent values, where
+in (C, N, H, W) memory it is runs of OW (10 values for LeNet-5's second convolution). NumPy's elementwise loops
+pay a fixed cost per run, so col2im's slice-adds there took 1.70 ms against 0.41 ms (docs/results.md).
+The output is an NCHW *view* of (O, OH, OW, N) memory; elementwise layers and pooling keep that memory order,
+so the next Conv2D's (C, H, W, N) view of its input is contiguous and dy reshapes to (O, OH·OW·N) without a
+copy.
 
 Memory: the columns take C·kh·kw·N·OH·OW values. When they would exceed the layer's im2col limit
 (IM2COL_LIMIT bytes by default, 256 MiB; `set_im2col_limit` or Conv2D(im2col_limit=)), the minibatch is
@@ -127,23 +130,25 @@ class Conv2D(Layer):
                                asarray)
 
     # computation -------------------------------------------------------------------------------------
+    _AXES = (1, 2)  # the spatial axes of the (C, H, W, N) view
+
     def _columns(self, xp, xc, out):
-        """xc: (C, N, H, W) -> columns (C·kh·kw, N·OH·OW)."""
-        c, n = xc.shape[0], xc.shape[1]
-        xc = pad2d(xp, xc, self.pads)
-        cols = xp.stack(windows(xc, self.kernel, self.strides, out), axis=1)  # (C, kh·kw, N, OH, OW)
-        return xp.reshape(cols, (c * self.kernel[0] * self.kernel[1], n * out[0] * out[1]))
+        """xc: (C, H, W, N) -> columns (C·kh·kw, OH·OW·N)."""
+        c, n = xc.shape[0], xc.shape[3]
+        xc = pad2d(xp, xc, self.pads, self._AXES, copy=True)
+        cols = xp.stack(windows(xc, self.kernel, self.strides, out, self._AXES), axis=1)  # (C, kh·kw, OH, OW, N)
+        return xp.reshape(cols, (c * self.kernel[0] * self.kernel[1], out[0] * out[1] * n))
 
     def _input_grad(self, xp, w2, dy2, n, out):
-        """dcols = W.T @ dy, added back into (C, N, H, W) (padding cut off)."""
+        """dcols = W.T @ dy, added back into (C, H, W, N) (padding cut off)."""
         c, (kh, kw) = self.in_channels, self.kernel
-        dcols = xp.reshape(w2.T @ dy2, (c, kh * kw, n, out[0], out[1]))
+        dcols = xp.reshape(w2.T @ dy2, (c, kh * kw, out[0], out[1], n))
         h, w = self.input_shape[1:]
         top, bottom, left, right = self.pads
-        dxc = col2im(xp, [dcols[:, k, ...] for k in range(kh * kw)], (c, n, h + top + bottom, w + left + right),
-                     self.kernel, self.strides)
+        dxc = col2im(xp, [dcols[:, k, ...] for k in range(kh * kw)], (c, h + top + bottom, w + left + right, n),
+                     self.kernel, self.strides, axes=self._AXES)
         if any(self.pads):
-            dxc = dxc[:, :, top:top + h, left:left + w]
+            dxc = dxc[:, top:top + h, left:left + w, :]
         return dxc
 
     def chunk_size(self, n: int, itemsize: int) -> int:
@@ -158,27 +163,27 @@ class Conv2D(Layer):
         o, n = self.out_channels, x.shape[0]
         out = self.output_shape[1:]
         w2 = xp.reshape(w, (o, -1))
-        xc = xp.permute_dims(x, (1, 0, 2, 3))  # (C, N, H, W)
+        xc = xp.permute_dims(x, (1, 2, 3, 0))  # (C, H, W, N)
         step = self.chunk_size(n, _itemsize(x))
         bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
         ys, cols = [], None
         for s, e in bounds:
-            c = self._columns(xp, xc[:, s:e, ...] if len(bounds) > 1 else xc, out)
-            ys.append(xp.reshape(w2 @ c, (o, e - s, *out)))
+            c = self._columns(xp, xc[..., s:e] if len(bounds) > 1 else xc, out)
+            ys.append(xp.reshape(w2 @ c, (o, *out, e - s)))
             if len(bounds) == 1:
                 cols = c  # kept for the backward only when the whole batch fits
-        y = ys[0] if len(ys) == 1 else xp.concat(ys, axis=1)
+        y = ys[0] if len(ys) == 1 else xp.concat(ys, axis=3)
         if self.use_bias:
             y = y + xp.reshape(params["bias"], (o, 1, 1, 1))
-        y = xp.permute_dims(y, (1, 0, 2, 3))  # (N, O, OH, OW), a view of channel-major memory
+        y = xp.permute_dims(y, (3, 0, 1, 2))  # (N, O, OH, OW), a view of (O, OH, OW, N) memory
 
         def backward(dy):
-            dyc = xp.permute_dims(dy, (1, 0, 2, 3))  # (O, N, OH, OW)
+            dyc = xp.permute_dims(dy, (1, 2, 3, 0))  # (O, OH, OW, N)
             grads, dxs, dw = {}, [], None
             for s, e in bounds:
-                part = dyc[:, s:e, ...] if len(bounds) > 1 else dyc
-                dy2 = xp.reshape(part, (o, (e - s) * out[0] * out[1]))
-                c = cols if cols is not None else self._columns(xp, xc[:, s:e, ...], out)
+                part = dyc[..., s:e] if len(bounds) > 1 else dyc
+                dy2 = xp.reshape(part, (o, out[0] * out[1] * (e - s)))
+                c = cols if cols is not None else self._columns(xp, xc[..., s:e], out)
                 g = dy2 @ c.T
                 dw = g if dw is None else dw + g
                 if need_dx:
@@ -188,8 +193,8 @@ class Conv2D(Layer):
                 grads["bias"] = xp.sum(dyc, axis=(1, 2, 3))
             if not need_dx:
                 return None, grads
-            dxc = dxs[0] if len(dxs) == 1 else xp.concat(dxs, axis=1)
-            return xp.permute_dims(dxc, (1, 0, 2, 3)), grads
+            dxc = dxs[0] if len(dxs) == 1 else xp.concat(dxs, axis=3)
+            return xp.permute_dims(dxc, (3, 0, 1, 2)), grads
 
         return y, backward
 
