@@ -283,3 +283,23 @@ def _installed(name):
         return True
     except xpnet.BackendError:
         return False
+
+
+def test_default_inference_batch_keeps_the_largest_array_within_the_budget():
+    """predict/evaluate's default batch on the CPU: LeNet-5's largest per-sample array is conv1's columns
+    (25·28·28 values), so 32 MiB holds 427 float32 samples and 213 float64; an MLP keeps 8192. The labels do
+    not depend on it; a bad batch_size is one clear error."""
+    from xpnet.model import INFERENCE_BATCH_BYTES, MAX_INFERENCE_BATCH
+    from xpnet.cnn import lenet5_layers
+    for dtype, itemsize in (("float32", 4), ("float64", 8)):
+        model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], backend="numpy",
+                                 seed=0, input_shape=(1, 28, 28), dtype=dtype)
+        assert model.inference_batch_size() == INFERENCE_BATCH_BYTES // (25 * 28 * 28 * itemsize)
+    X = np.random.default_rng(0).random((500, 1, 28, 28))
+    np.testing.assert_array_equal(model.predict(X), model.predict(X, batch_size=MAX_INFERENCE_BATCH))
+    mlp = xpnet.Sequential([xpnet.Dense(784, 100), xpnet.ReLU(), xpnet.Dense(100, 10)], backend="numpy",
+                           input_shape=(784,))
+    assert mlp.inference_batch_size() == MAX_INFERENCE_BATCH
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(xpnet.InputError, match="batch_size must be a positive int"):
+            model.predict(X, batch_size=bad)

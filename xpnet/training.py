@@ -79,8 +79,10 @@ class EarlyStopping:
             model.set_parameters(self.best_params)
 
 
-def evaluate(model, X, Y, batch_size: int = 8192) -> tuple[float, float]:
-    """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs)."""
+def evaluate(model, X, Y, batch_size: int | None = None) -> tuple[float, float]:
+    """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs).
+    batch_size: default the model's `inference_batch_size()`."""
+    batch_size = model.inference_batch_size() if batch_size is None else batch_size
     with model.bk:
         return _evaluate(model, X, Y, batch_size)
 

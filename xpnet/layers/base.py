@@ -62,6 +62,11 @@ class Layer(Configurable):
         """Parameters drawn from host RNG `rng`; `asarray(host_array)` moves one to the model's device and dtype."""
         return {}
 
+    def scratch_per_sample(self) -> int:
+        """Working values per sample that the forward allocates beyond its input and output (Conv2D: its im2col
+        columns); the model sizes its default inference batch by the largest of these."""
+        return 0
+
     def noise_shape(self, batch: int) -> tuple | None:
         return None
 

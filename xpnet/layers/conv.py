@@ -151,11 +151,15 @@ class Conv2D(Layer):
             dxc = dxc[:, top:top + h, left:left + w, :]
         return dxc
 
+    def scratch_per_sample(self) -> int:
+        """The im2col columns' values per sample: C·kh·kw·OH·OW."""
+        self._require_built()
+        return self.in_channels * self.kernel[0] * self.kernel[1] * math.prod(self.output_shape[1:])
+
     def chunk_size(self, n: int, itemsize: int) -> int:
         """Samples per im2col chunk: all n when their columns fit the limit, else as many as do (at least 1)."""
         limit = IM2COL_LIMIT if self.im2col_limit is None else self.im2col_limit
-        per_sample = self.in_channels * self.kernel[0] * self.kernel[1] * math.prod(self.output_shape[1:]) * itemsize
-        return max(1, min(n, limit // per_sample))
+        return max(1, min(n, limit // (self.scratch_per_sample() * itemsize)))
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
