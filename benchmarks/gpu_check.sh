@@ -66,7 +66,8 @@ section() {  # section NAME LIMIT_SECONDS OUTFILE ERRFILE|- COMMAND...   (stderr
         timeout --kill-after=5 "$limit" "$@" >> "$OUT/$file" 2>> "$OUT/$err"
     fi
     rc=$?
-    say "   rc=$rc$([ $rc -ge 124 ] && [ $rc -le 137 ] && echo ', CUT SHORT at the limit'), $((SECONDS - t0)) s -> $file"
+    # timeout exits 124 when the limit struck, 137 when it had to kill; 125-127 are its own or exec failures
+    say "   rc=$rc$({ [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && echo ', CUT SHORT at the limit'), $((SECONDS - t0)) s -> $file"
     return 0
 }
 
