@@ -308,5 +308,5 @@ def test_default_inference_batch_keeps_the_largest_array_within_the_budget():
                            input_shape=(784,))
     assert mlp.inference_batch_size() == MAX_INFERENCE_BATCH
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(xpnet.InputError, match="batch_size must be a positive int"):
+        with pytest.raises(xpnet.InputError, match=r"predict\(batch_size=.*\): must be a positive integer"):
             model.predict(X, batch_size=bad)

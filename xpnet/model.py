@@ -22,6 +22,7 @@ from .init import host_rng, rng_kind
 from .labels import as_label_array, check_classes, encode, identity_classes, infer_classes
 from .losses import Loss
 from .optimizers import Optimizer
+from .params import Interval, check
 from .penalties import Penalty
 from .preprocessing import as_scaler
 from .registry import Configurable, deserialize, register, resolve, serialize
@@ -527,16 +528,15 @@ class Sequential(Configurable):
         itemsize = self.xp.finfo(self.dtype).bits // 8
         return max(1, min(MAX_INFERENCE_BATCH, INFERENCE_BATCH_BYTES // (values * itemsize)))
 
-    def _batch_arg(self, batch_size) -> int:
+    def _batch_arg(self, batch_size, owner: str) -> int:
         if batch_size is None:
             return self.inference_batch_size()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int (samples per inference batch), got {batch_size!r}; "
-                             f"leave it out for the model's default ({self.inference_batch_size()})")
+        check("batch_size", batch_size, Interval(int, 1, None), owner=owner,
+              hint=f"samples per inference batch; leave it out for the model's default ({self.inference_batch_size()})")
         return int(batch_size)
 
-    def _outputs(self, X, proba: bool, batch_size):
-        batch_size = self._batch_arg(batch_size)
+    def _outputs(self, X, proba: bool, batch_size, owner: str):
+        batch_size = self._batch_arg(batch_size, owner)
         with self.bk:
             return self._outputs_on_device(X, proba, batch_size)
 
@@ -556,7 +556,7 @@ class Sequential(Configurable):
         """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
         (host NumPy when classes_ are not 0..outputs-1). batch_size: samples per forward (default
         `inference_batch_size()`)."""
-        idx = self._outputs(self.prepare(X), False, batch_size)
+        idx = self._outputs(self.prepare(X), False, batch_size, "predict")
         if self._classes is None:
             return idx
         return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
@@ -564,18 +564,18 @@ class Sequential(Configurable):
     def predict_proba(self, X, batch_size: int | None = None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
         of `classes_`."""
-        return self._outputs(self.prepare(X), True, batch_size)
+        return self._outputs(self.prepare(X), True, batch_size, "predict_proba")
 
     def score(self, X, y) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y."""
-        pred = self.bk.to_numpy(self._outputs(self.prepare(X), False, None))
+        pred = self.bk.to_numpy(self._outputs(self.prepare(X), False, None, "score"))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
     def evaluate(self, X, y, batch_size: int | None = None) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
         from .training import evaluate
-        batch_size = self._batch_arg(batch_size)
+        batch_size = self._batch_arg(batch_size, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(X), keep_integers=True)
             Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
