@@ -109,6 +109,19 @@ def test_argument_errors_are_one_line(args):
     assert "error:" in proc.stderr and "--help" in proc.stderr
 
 
+
+@pytest.mark.parametrize("argv, prog", [(["train", "--epochs", "1", "--bogus", "3"], "xpnet train"),
+                                        (["evaluate", "--checkpoint", "c", "--bogus"], "xpnet evaluate"),
+                                        (["--bogus"], "xpnet")])
+def test_an_unknown_flag_points_at_its_commands_help(capsys, argv, prog):
+    """It said '(see xpnet --help)' of a flag that `xpnet train` does not know (issue 23)."""
+    from xpnet.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    extra = " ".join(argv[argv.index("--bogus"):])
+    assert info.value.code == 2 and err == f"{prog}: error: unrecognized arguments: {extra} (see {prog} --help)\n"
+
 def test_debug_shows_the_traceback():
     proc = xpnet("train", "--backend", "tensorflow", "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "BackendError" in proc.stderr
