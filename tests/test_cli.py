@@ -93,6 +93,8 @@ def test_train_on_another_backend_by_flag():
     (["train", "--validation-split", "1"], "xpnet train: error: --validation-split 1.0: must be a number in [0, 1)"),
     (["train", "--early-stopping", "0"], "xpnet train: error: --early-stopping 0: must be a positive integer"),
     (["parity", "--steps", "0"], "xpnet parity: error: --steps 0: must be a positive integer"),
+    (["train", "--batch-size", "32", "--accumulate", "64"],  # issue 23: was accepted, 20x slower
+     "xpnet train: error: --accumulate 64: must be an integer from 1 to 32; a minibatch of 32 samples is split"),
 ])
 def test_errors_are_one_line(args, message):
     proc = xpnet(*args, "--quiet") if args[0] == "train" else xpnet(*args)

@@ -364,15 +364,15 @@ def run_train(args) -> dict:
             model.epochs = cfg["epochs"]
         model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
                   **({} if comm is None else {"distributed": comm}))
-    except TrainingInterrupted:
+    except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
         if rank == 0:  # every rank stopped after the same step; one writes
             checkpointer.save(model, path)
             name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
             launch = "" if comm is None else f"mpiexec -n {comm.size} "
-            print(f"\nxpnet train: {name} received; saved the state after epoch {model.state.epoch + 1}, step "
-                  f"{model.state.batch} to {path}\nresume with: {launch}{_resume_command(path, args)}",
+            print(f"\nxpnet train: {name} received; saved the state {stopped.where} to {path}\n"
+                  f"resume with: {launch}{_resume_command(path, args)}",
                   file=sys.stderr)
         raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
     finally:
