@@ -93,6 +93,8 @@ def test_train_on_another_backend_by_flag():
     (["train", "--validation-split", "1"], "xpnet train: error: --validation-split 1.0: must be a number in [0, 1)"),
     (["train", "--early-stopping", "0"], "xpnet train: error: --early-stopping 0: must be a positive integer"),
     (["parity", "--steps", "0"], "xpnet parity: error: --steps 0: must be a positive integer"),
+    (["train", "--batch-size", "32", "--accumulate", "64"],  # issue 23: was accepted, 20x slower
+     "xpnet train: error: --accumulate 64: must be an integer from 1 to 32; a minibatch of 32 samples is split"),
 ])
 def test_errors_are_one_line(args, message):
     proc = xpnet(*args, "--quiet") if args[0] == "train" else xpnet(*args)
@@ -108,6 +110,19 @@ def test_argument_errors_are_one_line(args):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "error:" in proc.stderr and "--help" in proc.stderr
 
+
+
+@pytest.mark.parametrize("argv, prog", [(["train", "--epochs", "1", "--bogus", "3"], "xpnet train"),
+                                        (["evaluate", "--checkpoint", "c", "--bogus"], "xpnet evaluate"),
+                                        (["--bogus"], "xpnet")])
+def test_an_unknown_flag_points_at_its_commands_help(capsys, argv, prog):
+    """It said '(see xpnet --help)' of a flag that `xpnet train` does not know (issue 23)."""
+    from xpnet.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    extra = " ".join(argv[argv.index("--bogus"):])
+    assert info.value.code == 2 and err == f"{prog}: error: unrecognized arguments: {extra} (see {prog} --help)\n"
 
 def test_debug_shows_the_traceback():
     proc = xpnet("train", "--backend", "tensorflow", "--debug")

@@ -97,6 +97,27 @@ def test_signal_saves_and_resume_is_exact(tmp_path, sig, code):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical, NumPy float64
 
 
+
+@pytest.mark.parametrize("stop_at, where", [(3, "in epoch 2, after step 3 of 45"),
+                                            (45, "after the last step of epoch 2 (45 of 45)")])
+def test_the_interrupt_message_names_the_epoch_it_stopped_in(tmp_path, monkeypatch, capsys, stop_at, where):
+    """A SIGINT inside epoch 2 said 'saved the state after epoch 2, step 3' (issue 23); in-process, the signal
+    sent from the progress callback after step `stop_at` of epoch 2 (digits: 1438 rows, batch 32, 45 steps)."""
+    from xpnet import train
+    from xpnet.cli import main
+
+    def on_batch_end(self, model, step, total):
+        if model.state.epoch == 1 and step == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(train.Progress, "on_batch_end", on_batch_end)
+    ck = tmp_path / "run.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--epochs", "3", "--checkpoint", str(ck), "--backend", "numpy"])
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and f"xpnet train: SIGINT received; saved the state {where} to {ck}\n" in err, err
+    assert err.splitlines()[-1].startswith("resume with: xpnet train ") and ck.exists()
+
 def parse(*args):
     from xpnet.cli import build_parser
     return build_parser().parse_args(["train", *map(str, args)])

@@ -1,5 +1,6 @@
 """The pure training core: gradients apart from updates, optimizer state from the start, host scalars,
 gradient accumulation, the TrainState, shape-aware layers and N-D inputs."""
+import re
 import warnings
 
 import numpy as np
@@ -90,6 +91,44 @@ def test_fit_with_accumulation_trains_the_same_run(digits):
     with pytest.raises(xpnet.InputError, match="^accumulate=0: must be a positive integer$"):
         mlp().fit(X, y, epochs=1, accumulate=0)
 
+
+
+def test_accumulate_beyond_the_minibatch_is_refused(digits):
+    """accumulate=64 with batch 32 made 32 micro-batches of one sample (20x slower) without a word (issue 23).
+    Refused before any step; in data-parallel training each rank splits its shard of the minibatch, so the
+    limit is the largest shard's rows (here 4 ranks: 8 of 32)."""
+    from xpnet.distributed import Communicator
+    X, y = digits[0][:96], digits[1][:96]
+    m = mlp()
+    with pytest.raises(xpnet.InputError, match=r"^accumulate=64: must be an integer from 1 to 32; a minibatch of 32 "
+                                               r"samples is split into micro-batches of one sample or more: lower "
+                                               r"it, or raise the batch size$"):
+        m.fit(X, y, epochs=1, batch_size=32, accumulate=64)
+    assert m.state.step == 0
+    with pytest.raises(xpnet.InputError, match=r"^accumulate=13: must be an integer from 1 to 12; "):
+        mlp().fit(X, y, epochs=1, minibatches=8, accumulate=13)  # 96 rows in 8 minibatches of 12
+    assert mlp().fit(X, y, epochs=1, batch_size=32, accumulate=32).state.step == 3  # one sample each: allowed
+    four = object.__new__(Communicator)  # rank 0 of 4; the check comes before any collective call
+    four.rank, four.size = 0, 4
+    with pytest.raises(xpnet.InputError, match=r"^accumulate=9: must be an integer from 1 to 8; each of 4 ranks "
+                                               r"splits its 8 of a minibatch's 32 samples into micro-batches of one "
+                                               r"sample or more: lower it, or raise the batch size$"):
+        mlp().fit(X, y, epochs=1, batch_size=32, accumulate=9, distributed=four)
+
+
+@pytest.mark.parametrize("stop_at, where", [(3, "in epoch 2, after step 3 of 4"),
+                                            (4, "after the last step of epoch 2 (4 of 4)")])
+def test_interrupt_names_the_epoch_it_stopped_in(digits, stop_at, where):
+    """It said 'stopped at epoch 2, step 3' of a stop inside epoch 2 (the CLI: 'after epoch 2, step 3')."""
+    X, y = digits[0][:96], digits[1][:96]
+
+    class Stop:
+        def on_batch_end(self, model, step, total):
+            model.stop_requested = model.state.epoch == 1 and step == stop_at
+
+    with pytest.raises(xpnet.TrainingInterrupted, match=f"^stopped {re.escape(where)}$") as info:
+        mlp().fit(X, y, epochs=3, batch_size=25, callbacks=[Stop()])
+    assert info.value.where == where and (info.value.epoch, info.value.step, info.value.steps) == (2, stop_at, 4)
 
 def test_train_state_is_what_fit_reads_and_writes(digits):
     X, y = digits[0][:96], digits[1][:96]

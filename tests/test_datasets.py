@@ -387,6 +387,39 @@ def test_csv_errors(tmp_path):
         datasets.load_array_file(write(tmp_path / "nothing.csv", b""))
 
 
+
+CSV_LINES = [  # (text, message): each error names the line its row starts on in the file (issue 23)
+    # a ragged row in a file whose labels are names: was "line 2, column 'species': 'setosa' is not a number"
+    ("a,b,c,species\n" + "1,2,3,setosa\n" * 5 + "1,2,virginica\n1,2,3,setosa\n",
+     r"line 7: 3 fields but the header has 4; each row needs one value per column"),
+    ("a,species\n1,setosa\n2,virginica,3\n", r"line 3: 3 fields but the header has 2"),
+    # blank lines count; a quoted cell that spans lines counts each of them (was: counted as one row)
+    ("a,b,label\n1,2,0\n\n\n1,x,0\n", r"line 5, column 'b': 'x' is not a number"),
+    ('a,b,label\n"1",2,0\n"2\n",3,1\n1,x,0\n', r"line 5, column 'b': 'x' is not a number"),
+    ('a,b,label\n1,2,"ca\nt"\n1,x,dog\n', r"line 4, column 'b': 'x' is not a number"),
+    ("a,b,label\r\n1,2,cat\r\n1,dog\r\n", r"line 3: 2 fields but the header has 3"),
+    # a header whose quoted name spans two lines, and blank lines before the header (were: "empty CSV file")
+    ('"a\nb",c,label\n1,2,0\n1,x,0\n', r"line 4, column 'c': 'x' is not a number"),
+    ("\n\na,label\n1,0\n1,x\n2,1,1\n", r"line 6: 3 fields but the header has 2"),
+    (",,\n1,2,0\n", r"line 1: the header row names no columns; expected a header row naming the columns"),
+]
+
+
+@pytest.mark.parametrize("text, message", CSV_LINES, ids=["ragged_names_row7", "ragged_names_long", "blank_lines",
+                         "quoted_newline", "quoted_newline_names", "crlf_ragged_names", "header_quoted_newline",
+                         "blank_before_header", "header_of_commas"])
+def test_csv_errors_name_the_rows_own_line(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        datasets.load_array_file(write(tmp_path / "d.csv", text.encode()),
+                                 label_column="species" if "species" in text else None)
+
+
+def test_csv_blank_lines_before_the_header_are_skipped(tmp_path):
+    X, y, _, _ = datasets.load_array_file(write(tmp_path / "d.csv", b"\n  \nx,label\n1,cat\n\n2,dog\n"))
+    np.testing.assert_array_equal(X, [[1], [2]])
+    assert y.tolist() == ["cat", "dog"]
+
+
 def test_csv_cells_must_be_finite_numbers(tmp_path):
     """NaN, inf and numbers beyond float64 (1e400) are refused with their line and column; lines of spaces
     or commas are rows (numpy skips only empty lines), named as such rather than "could not parse"."""

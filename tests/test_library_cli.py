@@ -5,6 +5,7 @@ import contextlib
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,6 +186,46 @@ def test_plot_titles_use_class_names(tmp_path, monkeypatch):
                       np.array([0, 1, 2]), np.array([1, 1, 0]), names={"0": "T-shirt/top", "1": "Trouser", "2": "Bag"})
     assert "1) t: T-shirt/top\np: Trouser" in titles and "2) t: Bag\np: T-shirt/top" in titles
 
+
+
+def test_confusion_matrix_columns_are_class_names(tmp_path, files):
+    """The columns were labelled 0-9 whatever the classes' names, and each row ended with its index again
+    (issue 23): now the header names the classes, and a row is its name and one count per class."""
+    d, Xt, yt, names = files
+    ck = tmp_path / "m.safetensors"
+    last_json(["train", "--dataset", d / "d.csv", "--label-column", "digit", "--epochs", "1", "--checkpoint", ck,
+               "--quiet", "--backend", "numpy"])
+    rc, out, err = run("evaluate", "--checkpoint", ck, "--dataset", d / "d.csv", "--label-column", "digit")
+    assert rc == 0, err
+    lines = out.splitlines()
+    table = lines[lines.index("confusion matrix (rows: true, columns: predicted):") + 1:]
+    order = xpnet.load(ck).class_names_  # sorted: eight, five, four, ...
+    assert sorted(order) == sorted(names) and table[0].split() == order, out
+    rows = [line.split() for line in table[1:]]
+    assert [r[0] for r in rows] == order and all(len(r) == 11 for r in rows), out
+    assert sum(int(v) for r in rows for v in r[1:]) == 300
+    for line in table[1:]:  # each count sits under its column's name
+        assert len(line) == len(table[0]), out
+
+
+@pytest.mark.parametrize("wrong, grid", [(3, (1, 3)), (7, (2, 4)), (30, (5, 5))])
+def test_misclassified_grid_fits_the_images_shown(tmp_path, monkeypatch, wrong, grid):
+    """misclassified.png was a 5x5 grid however few images were wrong, most of it empty (issue 23)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+    from xpnet import plots
+    saved = {}
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, path, *a, **k: (saved.__setitem__(Path(path).name, fig), real(fig, path, *a, **k))[1])
+    y_true = np.zeros(40, dtype=int)
+    y_pred = (np.arange(40) < wrong).astype(int)
+    plots.write_plots(tmp_path, [1.0, 0.5], {"epoch": [1], "accuracy": [0.5], "val_accuracy": [None]}, 2,
+                      np.zeros((40, 16)), y_true, y_pred)
+    fig = saved["misclassified.png"]
+    shown = min(wrong, 25)
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {grid}
+    assert sum(ax.axison for ax in fig.axes) == shown and len(fig.axes) - shown < grid[1]
 
 def test_parity_on_a_users_model_json(tmp_path):
     model = xpnet.Sequential([Dense(5, 8), ReLU(), Dense(8, 3)], optimizer="adam")

@@ -233,6 +233,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports flags its command does not know from the top parser ('see xpnet --help'):
+        # report them from the command's own parser, whose help lists the flags it takes
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "commands", {})
+            commands.get(getattr(parsed, "command", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .layers.activations import ACTIVATION_NAMES as ACTIVATIONS
@@ -244,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"xpnet {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p.commands = sub.choices  # name -> its parser, filled in below
 
     def common(sp, device_help="cpu, cuda or cuda:N"):
         sp.add_argument("--backend", default=None, help=f"{', '.join(NAMES)} or auto (default: $XPNET_BACKEND or auto)")

@@ -427,15 +427,21 @@ def _load_npz(path: Path):
     return out["X"], out["y"], out["X_test"], out["y_test"]
 
 
-def _csv_error(path: Path, header: list[str], text: str, skip: int | None = None) -> DataError:
-    """Find the first bad line of a CSV body that numpy could not parse (or that holds a NaN or infinite
-    cell), and describe it. skip: a column not to check (the label column, when it holds names)."""
+def _csv_error(path: Path, header: list[str], text: str, first_line: int,
+               skip: int | None = None) -> DataError:
+    """Find the first bad row of a CSV body that numpy could not parse (or that holds a NaN or infinite
+    cell), and describe it. first_line: the file's line number of the body's first line (the line after the
+    header); a row is named by the line it starts on, counting blank lines and lines inside quoted cells.
+    skip: a column not to check (the label column, when it holds names)."""
     reader = csv.reader(io.StringIO(text))
-    for lineno, row in enumerate(reader, start=2):
+    end = 0  # the body lines read so far
+    for row in reader:
+        lineno, end = first_line + end, reader.line_num
         if not row:  # numpy skips empty lines only: a line of spaces or commas is a row
             continue
         if len(row) != len(header):
-            return DataError(f"{path}, line {lineno}: {len(row)} fields but the header has {len(header)}")
+            return DataError(f"{path}, line {lineno}: {len(row)} fields but the header has {len(header)}; "
+                             f"each row needs one value per column (quote a cell that holds a comma)")
         for j, (col, value) in enumerate(zip(header, row)):
             if j == skip:
                 continue
@@ -464,11 +470,17 @@ def _load_csv(path: Path, label_column: str):
         raise DataError(f"{path}: not UTF-8 text ({exc}); is it really a CSV file?") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    first, _, body = text.partition("\n")
-    header = [h.strip() for h in next(csv.reader([first]), [])]
+    stream = io.StringIO(text)
+    reader = csv.reader(stream)  # reads line by line: what is left in `stream` after the header is the body
+    row = []
+    for row in reader:  # the header is the first line that is not blank (a quoted name may span lines)
+        if len(row) > 1 or (row and row[0].strip()):
+            break
+    header = [h.strip() for h in row]
     if not any(header):
-        raise DataError(f"{path}: empty CSV file; expected a header row naming the columns, one of them "
-                        f"{label_column!r}")
+        where = f", line {reader.line_num}: the header row names no columns" if len(row) > 1 else ": empty CSV file"
+        raise DataError(f"{path}{where}; expected a header row naming the columns, one of them {label_column!r}")
+    first_line, body = reader.line_num + 1, stream.read()
     if header.count(label_column) != 1:
         how = "appears more than once" if header.count(label_column) > 1 else "is not in the header"
         raise DataError(f"{path}: label column {label_column!r} {how}; columns are {header}; "
@@ -483,9 +495,9 @@ def _load_csv(path: Path, label_column: str):
         data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None,
                           quotechar='"')
     except ValueError:
-        return _load_csv_named_labels(path, header, body, j)
+        return _load_csv_named_labels(path, header, body, j, first_line)
     if data.shape[1] != len(header) or not np.isfinite(data).all():
-        raise _csv_error(path, header, body)
+        raise _csv_error(path, header, body, first_line)
     y = data[:, j]
     X = np.delete(data, j, axis=1)
     if (y == np.round(y)).all() and (np.abs(y) < 2**53).all():
@@ -493,26 +505,27 @@ def _load_csv(path: Path, label_column: str):
     return X, y, None, None
 
 
-def _load_csv_named_labels(path: Path, header: list[str], body: str, j: int):
-    """A CSV whose label column (index j) holds names ("setosa", ...): numeric features, str labels."""
+def _load_csv_named_labels(path: Path, header: list[str], body: str, j: int, first_line: int):
+    """A CSV whose label column (index j) holds names ("setosa", ...): numeric features, str labels.
+    Or numpy could not read a numeric CSV: then _csv_error names the first bad row."""
     rows = [row for row in csv.reader(io.StringIO(body)) if row]
-    if any(len(row) != len(header) for row in rows):
-        raise _csv_error(path, header, body)
-    y = np.asarray([row[j].strip() for row in rows])
+    y = np.asarray([row[j].strip() for row in rows if len(row) > j])
     try:
         y.astype(np.float64)
     except ValueError:
         pass
-    else:  # the labels are numbers: the bad cell is a feature
-        raise _csv_error(path, header, body)
+    else:  # the labels are numbers: the bad cell is a feature, or a row is ragged
+        raise _csv_error(path, header, body, first_line)
+    if any(len(row) != len(header) for row in rows):  # names: not checked as numbers (skip=j)
+        raise _csv_error(path, header, body, first_line, skip=j)
     width = len(header)
     try:
         X = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"',
                        usecols=[k for k in range(width) if k != j])
     except ValueError:
-        raise _csv_error(path, header, body, skip=j) from None
+        raise _csv_error(path, header, body, first_line, skip=j) from None
     if len(X) != len(y) or not np.isfinite(X).all():
-        raise _csv_error(path, header, body, skip=j)
+        raise _csv_error(path, header, body, first_line, skip=j)
     return X, y, None, None
 
 

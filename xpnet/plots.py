@@ -48,8 +48,9 @@ def write_filters(folder, weight) -> Path:
 def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: int, X_images=None, y_true=None,
                 y_pred=None, names: dict | None = None) -> list[Path]:
     """cost.png (per minibatch, and the per-epoch average), accuracy.png (train / validation per epoch),
-    misclassified.png (a 5x5 grid of misclassified images titled true/predicted; `names` maps a label's
-    str to its class name, e.g. Fashion-MNIST's). Returns the paths."""
+    misclassified.png (the first 25 misclassified images titled true/predicted, in rows of up to 5 and no
+    more rows than they need; `names` maps a label's str to its class name, e.g. Fashion-MNIST's). Returns the
+    paths."""
     name = (lambda v: names.get(str(v), str(v))) if names else str  # noqa: E731
     plt = _pyplot()
     folder = Path(folder)
@@ -95,7 +96,10 @@ def write_plots(folder, batch_losses: list, history: dict, batches_per_epoch: in
         side = int(round(math.sqrt(X_images.shape[1]))) if X_images.ndim == 2 else 0
         wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:25]
         if side and side * side == X_images.shape[1] and wrong.size:
-            fig, axes = plt.subplots(5, 5, sharex=True, sharey=True, figsize=(7, 7.5))
+            rows = math.ceil(wrong.size / 5)  # up to 5 columns, the grid as small as the images shown
+            cols = math.ceil(wrong.size / rows)
+            fig, axes = plt.subplots(rows, cols, sharex=True, sharey=True, figsize=(1.4 * cols, 1.5 * rows),
+                                     squeeze=False)
             for k, ax in enumerate(axes.ravel()):
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -364,15 +364,15 @@ def run_train(args) -> dict:
             model.epochs = cfg["epochs"]
         model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
                   **({} if comm is None else {"distributed": comm}))
-    except TrainingInterrupted:
+    except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
         if rank == 0:  # every rank stopped after the same step; one writes
             checkpointer.save(model, path)
             name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
             launch = "" if comm is None else f"mpiexec -n {comm.size} "
-            print(f"\nxpnet train: {name} received; saved the state after epoch {model.state.epoch + 1}, step "
-                  f"{model.state.batch} to {path}\nresume with: {launch}{_resume_command(path, args)}",
+            print(f"\nxpnet train: {name} received; saved the state {stopped.where} to {path}\n"
+                  f"resume with: {launch}{_resume_command(path, args)}",
                   file=sys.stderr)
         raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
     finally:
@@ -477,13 +477,20 @@ def run_evaluate(args) -> dict:
     if not args.quiet:
         print(f"{dataset}: n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
         print("confusion matrix (rows: true, columns: predicted):")
-        w = min(max(len(n) for n in names), 14)
-        print(" " * (w + 1) + " ".join(f"{i:>6d}" for i in range(k)))
-        for i, row in enumerate(cm):
-            print(f"{names[i][:w]:>{w}} " + " ".join(f"{v:6d}" for v in row) + f"  {i}")
+        print("\n".join(confusion_table(cm, names)))
     return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "classes": [c.item() for c in model.classes_],
             "class_names": names, "confusion_matrix": cm.tolist()}
 
+
+
+def confusion_table(cm, names) -> list[str]:
+    """The confusion matrix's lines: a header of the class names (at most 14 characters), then one row per
+    true class, its name and its counts, each count right-aligned under its column's name."""
+    shown = [str(n)[:14] for n in names]
+    w = max(len(n) for n in shown)
+    cw = max(5, w, len(str(int(cm.max(initial=0)))))
+    return [" " * w + "".join(f" {n:>{cw}}" for n in shown)] + [
+        f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]
 
 def run_predict(args) -> dict:
     from .predict_inputs import read_inputs

@@ -116,7 +116,15 @@ def _count_correct(model, preds: list, labels, order_d, r0: int, r1: int):
 
 class TrainingInterrupted(Exception):
     """Training stopped between two steps at the user's request (model.stop_requested); the model holds
-    the state after the last finished step, ready to save and resume."""
+    the state after the last finished step, ready to save and resume. epoch (from 1), step (from 1) and
+    steps (the epoch's) say where; `where` in words: 'in epoch 3, after step 610 of 625', or 'after the
+    last step of epoch 3 (625 of 625)' (the epoch's figures are then computed on resuming)."""
+
+    def __init__(self, epoch: int, step: int, steps: int):
+        self.epoch, self.step, self.steps = epoch, step, steps
+        self.where = (f"after the last step of epoch {epoch} ({step} of {steps})" if step == steps else
+                      f"in epoch {epoch}, after step {step} of {steps}")
+        super().__init__(f"stopped {self.where}")
 
 
 def fit(model, X, y, **kwargs) -> dict:
@@ -204,6 +212,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     bounds = batch_bounds(n, batch_size, minibatches)
     if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < bounds[0][1] - bounds[0][0]:
         bounds = bounds[:-1]
+    _check_accumulate(accumulate, bounds[0][1] - bounds[0][0], 1 if dp is None else dp.size)
 
     callbacks = list(callbacks)
     if early_stopping:
@@ -268,7 +277,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                     hook(model, i + 1, len(bounds))
                 if stop:  # every rank saw the same flag: all stop after this step
                     st.stop_requested, st.partial_correct = True, correct
-                    raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
+                    raise TrainingInterrupted(epoch + 1, i + 1, len(bounds))
                 continue
             if compiled is not None:  # one compiled call: gather, forward, backward, update, argmax
                 value, pred = _compiled_step(model, compiled, Xd, Yd, order_d[s:e], accumulate)
@@ -288,7 +297,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             if st.stop_requested:
                 st.partial_correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0],
                                                               bounds[i][1])
-                raise TrainingInterrupted(f"stopped at epoch {epoch + 1}, step {i + 1}")
+                raise TrainingInterrupted(epoch + 1, i + 1, len(bounds))
         if preds:
             correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0], bounds[-1][1])
         host = bk.to_numpy(xp.stack(losses + [_scalar(model, correct)]))
@@ -321,6 +330,17 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         getattr(cb, "on_train_end", lambda m: None)(model)
     return history
 
+
+
+def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
+    """accumulate=k splits the rows one process computes of a minibatch (all `batch` of them, or with
+    `ranks` data-parallel ranks its shard, at most ceil(batch / ranks)) into k micro-batches: refused when
+    that leaves a micro-batch without a sample (the split would quietly make one-sample micro-batches)."""
+    rows = -(-batch // ranks)
+    what = (f"a minibatch of {batch} samples is split" if ranks == 1 else
+            f"each of {ranks} ranks splits its {rows} of a minibatch's {batch} samples")
+    check("accumulate", accumulate, Interval(int, 1, rows),
+          hint=f"{what} into micro-batches of one sample or more: lower it, or raise the batch size")
 
 def _note_world_size(settings: dict, dp) -> None:
     """Resuming on another number of ranks than the run had: the same run up to summation order, not bit
