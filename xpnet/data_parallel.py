@@ -81,8 +81,9 @@ class DataParallel:
             value, z, grads = model.value_and_grads(xb, yb, noise=part, accumulate=accumulate, denom=n,
                                                     penalty=False)
             correct = xp.sum(xp.astype(xp.argmax(z, axis=1) == bk.take(labels, local), model.dtype))
-        else:  # more ranks than rows: this rank adds nothing
-            value = correct = xp.zeros((), dtype=model.dtype)
+        else:  # more ranks than rows: this rank adds nothing (made on the model's device: without device=, torch
+            # would put it on its default device, the CPU, and the all-reduce's concat would mix devices)
+            value = correct = xp.zeros((), dtype=model.dtype, device=bk.native_device)
             grads = {k: xp.zeros_like(p) for k, p in params.items()}
         flag = bk.asarray([1.0 if stop else 0.0], dtype=model.dtype)
         t1 = self._now()
