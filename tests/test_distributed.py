@@ -153,6 +153,36 @@ def test_a_cupy_without_nccl_falls_back_to_host_staging(monkeypatch, nccl_module
         _RankZeroOfTwo(nccl=True).path(bk, flat)
 
 
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_the_step_timer_waits_for_the_steps_outputs(monkeypatch, name):
+    """DataParallel's timer (benchmarks/step_split.py) read the clock after bk.synchronize(), which waits for
+    nothing on JAX (asynchronous dispatch, no device-wide wait): each mark now blocks on what the step computed
+    so far (bk.block: JAX's block_until_ready on the arrays; synchronize() on the others)."""
+    import xpnet
+    from xpnet.data_parallel import DataParallel
+    from xpnet.parity import default_model, default_problem
+    pytest.importorskip(name)
+    model = default_model(xpnet.backend(name), "float32")
+    blocked = []
+    original = model.bk.block
+
+    def spy(a):
+        blocked.append(a)
+        return original(a)
+
+    monkeypatch.setattr(model.bk, "block", spy)
+    X, y = default_problem(n=32)
+    Xd = model.as_input(X)
+    Yd, Ld = model.as_targets(y, 32)
+    dp = DataParallel(model, _RankZeroOfTwo())
+    dp.timer = []
+    value, correct, _, grads = dp.step(Xd, Yd, Ld, model.bk.asarray(np.arange(16)))
+    assert len(dp.timer) == 1 and len(blocked) == 4
+    leaves = [id(x) for tree in blocked for part in tree for x in (part.values() if isinstance(part, dict) else [part])]
+    assert {id(value), *map(id, grads.values()), *map(id, model.state.params.values())} <= set(leaves)
+    assert original({"a": [value]}) == {"a": [value]}  # a tree of arrays: blocked and returned as it came
+
+
 def test_compile_with_distributed_is_refused_in_one_line(capsys):
     assert main(["train", "--distributed", "--compile", "--epochs", "1"]) == 2
     err = capsys.readouterr().err

@@ -269,10 +269,11 @@ class Backend(abc.ABC):
         return None
 
     def synchronize(self) -> None:
-        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
+        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library; a
+        no-op on JAX too, which has no device-wide wait: time with block(outputs) instead)."""
 
     def block(self, a):
-        """Wait until array `a` is computed."""
+        """Wait until array `a` (or every array in a tuple, list or dict of them) is computed; returns `a`."""
         self.synchronize()
         return a
 
