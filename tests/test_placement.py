@@ -63,15 +63,17 @@ def _model(dtype="float32", batchnorm=True):
     layers = [xpnet.Dense(64, 16), *([xpnet.BatchNorm()] if batchnorm else []), xpnet.ReLU(), xpnet.Dropout(0.2),
               xpnet.Dropout(0.1, host_rng=False), xpnet.Dense(16, 10)]
     return xpnet.Sequential(layers, optimizer=xpnet.SGD(0.01, momentum=0.9), l1=1e-4, l2=1e-3, backend="torch",
-                            dtype=dtype, seed=0)
+                            dtype=dtype, seed=0, preprocessing="standardize")
 
 
 def test_torch_arrays_are_made_on_the_models_device_not_the_default_one(torch_default_meta, digits, tmp_path):
-    """fit (validation, accumulation, both Dropout generators, BatchNorm), predict, evaluate, a checkpoint's resume,
+    """fit (input scaling, validation, early stopping, accumulation, both Dropout generators, BatchNorm), predict,
+    evaluate, a checkpoint's resume,
     parity, data-parallel fit and steps with an empty shard, and distributed parity, on torch CPU under a "meta"
     default device: any array made without device= is a meta tensor and fails."""
     X, y, Xt, yt = digits
-    options = dict(epochs=2, batch_size=32, validation_split=0.25, accumulate=2)
+    options = dict(epochs=2, batch_size=32, validation_split=0.25, accumulate=2,
+                   early_stopping=xpnet.EarlyStopping(patience=1, min_delta=10.0))  # stops, restores the best
     m = _model()
     m.fit(X, y, **options)
     with warnings.catch_warnings():
