@@ -81,13 +81,30 @@ def test_dtype_names():
         bk.dtype("float16")
 
 
-def test_with_backend_nests_and_leaves_nothing_behind(xpnet_backend):
+@pytest.fixture
+def stray_default_device(xpnet_backend):
+    """For torch: its default device set to "meta" for the test, so that an array made without device= (which
+    torch puts on the default device, the CPU even for a model on a GPU) is not the backend's."""
+    if xpnet_backend.name != "torch":
+        yield
+        return
+    import torch
+    previous = torch.get_default_device()
+    torch.set_default_device("meta")
+    yield
+    torch.set_default_device(None if previous.type == "cpu" else previous)
+
+
+def test_with_backend_nests_and_leaves_nothing_behind(xpnet_backend, stray_default_device):
+    """Arrays made inside the block as the core makes them: device= for torch and JAX (`with bk:` does not move
+    torch's default device: `torch.cuda.device(i)` leaves it on the CPU) and the current device for CuPy (whose
+    array-api-compat zeros does not pass device= on)."""
     bk = xpnet_backend
     with bk as entered:
         assert entered is bk
         with bk:
-            a = bk.xp.zeros(3)
-        b = bk.xp.ones(2)
+            a = bk.xp.zeros(3, device=bk.native_device)
+        b = bk.xp.ones(2, device=bk.native_device)
     assert bk.owns(a) and bk.owns(b)
     with pytest.raises(KeyError), bk:
         raise KeyError("an error inside the block propagates")
@@ -242,16 +259,29 @@ def test_torch_cuda_transfer_pins_and_does_not_block(monkeypatch):
 
 
 def test_native_rng_is_seeded_and_its_state_round_trips(xpnet_backend):
+    _check_native_rng(xpnet_backend)
+
+
+def test_native_rng_check_on_cupy_with_the_fake(fake_cupy):
+    """CuPy's generator (curand) cannot export its state: the check stops at the documented refusal."""
+    _check_native_rng(Backend("cupy", "cuda:0"))
+
+
+def _check_native_rng(bk):
     """Same seed, same draws; a state saved (through JSON, as a checkpoint would) and restored into a
-    generator seeded otherwise continues the same stream."""
+    generator seeded otherwise continues the same stream. A backend whose generator cannot be saved
+    (native_rng_restorable False: CuPy) refuses to give its state, by design."""
     import json
-    bk = xpnet_backend
     f32 = bk.dtype("float32")
     draw = lambda rng: bk.to_numpy(rng.uniform((64,), f32))  # noqa: E731
     assert np.array_equal(draw(bk.make_native_rng(7)), draw(bk.make_native_rng(7)))
     assert not np.array_equal(draw(bk.make_native_rng(7)), draw(bk.make_native_rng(8)))
     rng = bk.make_native_rng(7)
     draw(rng)
+    if not bk.native_rng_restorable:
+        with pytest.raises(BackendError, match="cannot export it"):
+            rng.state()
+        return
     saved = json.loads(json.dumps(rng.state()))
     expected = [draw(rng), draw(rng)]
     other = bk.make_native_rng(123)

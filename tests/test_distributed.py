@@ -96,6 +96,93 @@ def test_a_layer_with_batch_statistics_is_refused_before_any_launch():
         model.fit(X, y, epochs=1, distributed=True)
 
 
+class _RankZeroOfTwo:
+    """What Communicator's NCCL set-up needs of MPI, in one process as rank 0 of 2: the other rank is taken to
+    answer alike (its share of a sum equal to this one's)."""
+
+    def __new__(cls, nccl=None):
+        from xpnet.distributed import Communicator
+
+        class RankZero(Communicator):
+            def __init__(self):
+                self.rank, self.size, self.local_rank, self.local_size = 0, 2, 0, 2
+                self.nccl, self._nccl, self.peers, self.broadcasts = nccl, {}, [(0, "a"), (1, "b")], []
+
+            def allgather(self, obj):
+                return [obj, obj if not isinstance(obj, tuple) else ("b", obj[1])]  # (host, device): other host
+
+            def bcast(self, obj, root=0):
+                self.broadcasts.append(obj)
+                return obj
+
+            def _sum(self, host):
+                host *= 2
+
+        return RankZero()
+
+
+@pytest.mark.parametrize("nccl_module", ["no NCCL", "unique id fails"])
+def test_a_cupy_without_nccl_falls_back_to_host_staging(monkeypatch, nccl_module):
+    """CuPy built without NCCL still imports cupy.cuda.nccl (it sets `available = False` and defines nothing
+    else): rank 0 then raised AttributeError at get_unique_id() while the other ranks waited in the broadcast.
+    Now every rank sees the same reason and all-reduces through the host; an error making the unique id on rank
+    0 is broadcast too. A stand-in module, and a NumPy backend that claims its arrays are on a GPU."""
+    import types
+    import xpnet
+    from xpnet.distributed import DistributedError
+    nccl = types.ModuleType("cupy.cuda.nccl")
+    nccl.available = nccl_module != "no NCCL"
+    if nccl.available:
+        def get_unique_id():
+            raise RuntimeError("NCCL_ERROR_SYSTEM_ERROR")
+        nccl.get_unique_id, nccl.NcclCommunicator = get_unique_id, object
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.ModuleType("cupy.cuda")
+    cupy.cuda.nccl = nccl
+    for name, mod in (("cupy", cupy), ("cupy.cuda", cupy.cuda), ("cupy.cuda.nccl", nccl)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    bk = xpnet.backend("numpy")
+    monkeypatch.setattr(bk, "cuda_pointers", lambda a: (a.ctypes.data, 0))
+    comm = _RankZeroOfTwo()
+    flat = np.arange(4.0)
+    assert comm.path(bk, flat) == "mpi-staged"
+    assert np.array_equal(comm.allreduce_(flat, bk), 2 * np.arange(4.0))
+    want = "cupy.cuda.nccl.available is False" if nccl_module == "no NCCL" else "NCCL_ERROR_SYSTEM_ERROR"
+    assert want in comm.nccl_reason(bk)
+    with pytest.raises(DistributedError, match=f"nccl=True but NCCL cannot be used: .*{want}"):
+        _RankZeroOfTwo(nccl=True).path(bk, flat)
+
+
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_the_step_timer_waits_for_the_steps_outputs(monkeypatch, name):
+    """DataParallel's timer (benchmarks/step_split.py) read the clock after bk.synchronize(), which waits for
+    nothing on JAX (asynchronous dispatch, no device-wide wait): each mark now blocks on what the step computed
+    so far (bk.block: JAX's block_until_ready on the arrays; synchronize() on the others)."""
+    import xpnet
+    from xpnet.data_parallel import DataParallel
+    from xpnet.parity import default_model, default_problem
+    pytest.importorskip(name)
+    model = default_model(xpnet.backend(name), "float32")
+    blocked = []
+    original = model.bk.block
+
+    def spy(a):
+        blocked.append(a)
+        return original(a)
+
+    monkeypatch.setattr(model.bk, "block", spy)
+    X, y = default_problem(n=32)
+    Xd = model.as_input(X)
+    Yd, Ld = model.as_targets(y, 32)
+    dp = DataParallel(model, _RankZeroOfTwo())
+    dp.timer = []
+    value, correct, _, grads = dp.step(Xd, Yd, Ld, model.bk.asarray(np.arange(16)))
+    assert len(dp.timer) == 1 and len(blocked) == 4
+    leaves = [id(x) for tree in blocked for part in tree for x in (part.values() if isinstance(part, dict) else [part])]
+    assert {id(value), *map(id, grads.values()), *map(id, model.state.params.values())} <= set(leaves)
+    assert original({"a": [value]}) == {"a": [value]}  # a tree of arrays: blocked and returned as it came
+
+
 def test_compile_with_distributed_is_refused_in_one_line(capsys):
     assert main(["train", "--distributed", "--compile", "--epochs", "1"]) == 2
     err = capsys.readouterr().err

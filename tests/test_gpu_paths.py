@@ -161,6 +161,21 @@ def test_backend_generator_state_is_checkpointed(xpnet_backend, digits, tmp_path
         assert np.array_equal(xpnet.to_numpy(again.parameters()[k]), xpnet.to_numpy(v)), k
 
 
+def test_a_generator_that_cannot_be_saved_does_not_replay_its_masks_after_a_resume(monkeypatch, digits, tmp_path):
+    """CuPy's generator (curand) cannot export its state (native_rng_restorable False, imitated here on NumPy): a
+    resumed run reseeded it from the model's seed and silently drew the masks of step 0 again. Now the checkpoint
+    says a generator was in use, the load warns, and the new stream is seeded from the seed and the update count."""
+    from xpnet.backend._numpy import NumpyBackend
+    monkeypatch.setattr(NumpyBackend, "native_rng_restorable", False)
+    X, y = digits[0][:64], digits[1][:64]
+    first_masks = xpnet.to_numpy(_native_dropout_model("numpy", 3).draw_noise(32)[2])
+    part = _native_dropout_model("numpy", 3).fit(X, y, epochs=1, batch_size=32)
+    with pytest.warns(UserWarning, match=r"state cannot be saved; resumed, .* update count 2"):
+        again = xpnet.load(part.save(tmp_path / "m.safetensors"))
+    assert not np.array_equal(xpnet.to_numpy(again.draw_noise(32)[2]), first_masks)
+    again.fit(X, y, epochs=2, batch_size=32, resume=True)
+
+
 def test_another_libraries_generator_state_is_a_warning_not_an_error(digits, tmp_path):
     pytest.importorskip("torch")
     X, y = digits[0][:64], digits[1][:64]

@@ -48,10 +48,13 @@ def _rng_state(rng) -> dict:
 
 
 def _native_rng_state(model):
-    """The backend generator's state (Dropout(host_rng=False)), or None: not used yet, or not restorable."""
+    """The backend generator's state (Dropout(host_rng=False)), or None when not used yet; {"generator": kind,
+    "state": None} when used but the library cannot export it (CuPy's curand), so a resume knows."""
     rng = model.state.native_rng
-    if rng is None or not model.bk.native_rng_restorable:
+    if rng is None:
         return None
+    if not model.bk.native_rng_restorable:
+        return {"generator": model.bk._generator_kind(), "state": None}
     return rng.state()
 
 
@@ -220,7 +223,17 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
         elif key.startswith("layer_state/"):
             st.layer_state[key[len("layer_state/"):]] = put(v)
     native = saved.get("native_rng")
-    if native is not None:  # (made before the host RNG is restored: making it may draw a seed from it)
+    if isinstance(native, dict) and native.get("state") is None:  # used, but its library could not save it
+        # a new stream, seeded from the seed and the update count: reseeding from the seed alone would replay the
+        # masks of step 0 onwards
+        with model.bk:
+            st.native_rng = model.bk.make_native_rng([model.seed if isinstance(model.seed, int) else 0,
+                                                      int(saved["step"])])
+        warnings.warn(f"{path}: the run drew Dropout(host_rng=False) masks from {native.get('generator')}'s own "
+                      f"generator, whose state cannot be saved; resumed, they come from a new stream (seeded from the "
+                      f"seed and the update count {int(saved['step'])}), so the run is not the same bit for bit; use "
+                      f"Dropout(host_rng=True) for runs that resume exactly", stacklevel=2)
+    elif native is not None:  # (made before the host RNG is restored: making it may draw a seed from it)
         try:
             model.native_rng().set_state(native)  # continue the backend generator's stream exactly
         except BackendError:

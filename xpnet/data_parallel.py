@@ -73,7 +73,7 @@ class DataParallel:
             noise = model.draw_noise(n)
         a, b = shard(n, self.rank, self.size)
         params = model.state.params
-        t0 = self._now()
+        t0 = self._now(params)
         if b > a:
             local = idx[a:b]
             xb, yb = model.cast(bk.take(X, local)), bk.take(Y, local)
@@ -81,26 +81,29 @@ class DataParallel:
             value, z, grads = model.value_and_grads(xb, yb, noise=part, accumulate=accumulate, denom=n,
                                                     penalty=False)
             correct = xp.sum(xp.astype(xp.argmax(z, axis=1) == bk.take(labels, local), model.dtype))
-        else:  # more ranks than rows: this rank adds nothing
-            value = correct = xp.zeros((), dtype=model.dtype)
+        else:  # more ranks than rows: this rank adds nothing (made on the model's device: without device=, torch
+            # would put it on its default device, the CPU, and the all-reduce's concat would mix devices)
+            value = correct = xp.zeros((), dtype=model.dtype, device=bk.native_device)
             grads = {k: xp.zeros_like(p) for k, p in params.items()}
         flag = bk.asarray([1.0 if stop else 0.0], dtype=model.dtype)
-        t1 = self._now()
+        t1 = self._now(value, correct, grads, flag)
         value, correct, flag, grads = self._allreduce(grads, value, correct, flag)
-        t2 = self._now()
+        t2 = self._now(value, correct, grads, flag)
         value, grads = model.add_penalty(value, grads)
         if apply:
             model.apply_gradients(grads)
         stop = bool(bk.to_numpy(flag)[0] > 0)
         if self.timer is not None:
-            self.timer.append((t1 - t0, t2 - t1, self._now() - t2))
+            self.timer.append((t1 - t0, t2 - t1, self._now(value, grads, model.state.params) - t2))
         return value, correct, stop, grads
 
-    def _now(self) -> float:
-        """perf_counter after the device's queued work (only while timing: it synchronises a GPU)."""
+    def _now(self, *outputs) -> float:
+        """perf_counter once `outputs` (arrays, or dicts of them: what the step has computed so far) are computed
+        (only while timing: it waits). bk.block: a GPU library synchronises its device; JAX, whose synchronize() has
+        nothing to wait on (no device-wide barrier), blocks until these arrays are ready."""
         if self.timer is None:
             return 0.0
-        self.model.bk.synchronize()
+        self.model.bk.block(outputs)
         return time.perf_counter()
 
     def _allreduce(self, grads, value, correct, flag):

@@ -10,7 +10,8 @@ Paths of `Communicator.allreduce_` (a sum over ranks of one flat array, the resu
   memory): MPI all-reduces that memory in place; packing the gradients into the flat array was the one copy.
 - "mpi-staged": any other array (JAX, whose arrays are immutable; CUDA arrays without NCCL): copied to a
   host buffer, all-reduced, copied back.
-- "nccl": a CUDA array of CuPy or torch when cupy.cuda.nccl is importable and every rank has its own GPU:
+- "nccl": a CUDA array of CuPy or torch when cupy.cuda.nccl imports with NCCL in it (a CuPy built without NCCL
+  still imports the module, with available = False) and every rank has its own GPU:
   NCCL all-reduces it in place on the library's current stream. NCCL refuses two ranks on one GPU, so
   ranks sharing a GPU use "mpi-staged" (and XPNET_NCCL=0 forces it).
 """
@@ -220,8 +221,12 @@ class Communicator:
             reason = "NCCL turned off (nccl=False or XPNET_NCCL=0)"
         try:
             from cupy.cuda import nccl
-        except Exception as exc:  # noqa: BLE001 (no CuPy, or a CuPy without NCCL)
+        except Exception as exc:  # noqa: BLE001 (no CuPy, or a broken one)
             nccl, reason = None, reason or f"cupy.cuda.nccl is not available ({type(exc).__name__})"
+        else:
+            if not getattr(nccl, "available", True) or not hasattr(nccl, "get_unique_id"):
+                # a CuPy without NCCL: cupy/cuda/nccl.py still imports, sets available = False, defines nothing else
+                nccl, reason = None, reason or "this CuPy has no NCCL (cupy.cuda.nccl.available is False)"
         places = self.allgather((socket.gethostname(), bk.device))
         if reason is None and len(set(places)) < len(places):
             reason = "two ranks share a GPU, which NCCL refuses"
@@ -231,7 +236,18 @@ class Communicator:
                 raise DistributedError(f"nccl=True but NCCL cannot be used: {next(r for r in reasons if r)}")
             self._nccl[bk.device] = next(r for r in reasons if r)
             return None
-        uid = self.bcast(nccl.get_unique_id() if self.rank == 0 else None)
+        uid, failed = None, None
+        if self.rank == 0:  # an error here must reach the other ranks, which wait in the broadcast
+            try:
+                uid = nccl.get_unique_id()
+            except Exception as exc:  # noqa: BLE001
+                failed = f"rank 0 could not make NCCL's unique id ({type(exc).__name__}: {exc})"
+        uid, failed = self.bcast((uid, failed))
+        if failed is not None:
+            if self.nccl:
+                raise DistributedError(f"nccl=True but NCCL cannot be used: {failed}")
+            self._nccl[bk.device] = failed
+            return None
         with bk:
             self._nccl[bk.device] = (nccl, nccl.NcclCommunicator(self.size, uid, self.rank))
         return self._nccl[bk.device]

@@ -88,6 +88,6 @@ def _row(comm, bk, dtype, optimizer, X, y, batches) -> dict:
         dp_free.step(Xd, Yd, Ld, idx_d)
     final = ref.state.params
     free_rel = max(rel_diff(to_np(free.state.params[k]), to_np(final[k]))[1] for k in final)
-    path = comm.path(bk, xp.zeros((4,), dtype=ref.dtype))
+    path = comm.path(bk, xp.zeros((4,), dtype=ref.dtype, device=bk.native_device))  # on the device the run used
     return {"backend": bk.name, "device": bk.device, "dtype": dtype, "path": path, "lockstep_abs": worst_abs,
             "lockstep_rel": worst_rel, "free_rel": free_rel, "lockstep_rel_per_parameter": per_param}

@@ -8,6 +8,9 @@ test once per installed backend (GPU cases skipped with a reason when no GPU), a
 """
 from __future__ import annotations
 
+import functools
+import os
+
 import pytest
 
 from .backend import Backend, BackendError, describe, set_array_api_strict_version
@@ -31,7 +34,12 @@ def case_id(case) -> str:
     return f"{name}-{device}" + (f"-{version}" if version else "")
 
 
+@functools.lru_cache(maxsize=None)
 def _skip_reason(name: str, device: str) -> str | None:
+    """Why case (name, device) cannot run here (None: it can). Imports the library and asks for its GPUs, once per
+    process; JAX is told first not to preallocate GPU memory for it (XLA_PYTHON_CLIENT_PREALLOCATE, unless set)."""
+    if name == "jax":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     row = describe(name)
     if row["version"] is None:
         return row["reason"]
@@ -41,7 +49,8 @@ def _skip_reason(name: str, device: str) -> str | None:
 
 
 def backend_params(cpu_only: bool = False) -> list:
-    """pytest.param for each case in CASES, marked skip (with the reason) when unusable here."""
+    """pytest.param for each case in CASES, marked skip (with the reason) when unusable here (this probes every
+    library: the xpnet_backend fixture does not call it, it skips when a case is first used)."""
     params = []
     for case in CASES:
         if cpu_only and case[1] != "cpu":
@@ -54,10 +63,20 @@ def backend_params(cpu_only: bool = False) -> list:
     return params
 
 
-@pytest.fixture(params=backend_params())
+def _case_param(case):
+    """pytest.param for a case, marked gpu for a CUDA one; whether it can run here is asked only when it is used."""
+    return pytest.param(case, id=case_id(case), marks=[pytest.mark.gpu] if case[1] == "cuda" else [])
+
+
+# The parameters are the cases alone, so importing this plugin (in every pytest run where xpnet is installed)
+# imports no array library; a case's library is imported, and a GPU asked for, when a test first uses the case.
+@pytest.fixture(params=[_case_param(case) for case in CASES])
 def xpnet_backend(request) -> Backend:
-    """An xpnet Backend, once per installed backend and device."""
+    """An xpnet Backend, once per installed backend and device (skipped, with the reason, where unusable)."""
     name, device, version = request.param
+    reason = _skip_reason(name, device)
+    if reason:
+        pytest.skip(reason)
     if version:
         previous = set_array_api_strict_version(version)
         request.addfinalizer(lambda: set_array_api_strict_version(previous))

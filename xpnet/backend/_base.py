@@ -96,7 +96,10 @@ class Backend(abc.ABC):
     themselves, so they are right outside the block too. For torch on CUDA the block sets
     torch.cuda's current device (harmless: torch ops follow their tensors), for JAX the default device
     (`jax.default_device`, where arrays made without device= go); for NumPy and array_api_strict it
-    does nothing.
+    does nothing. The block does not move torch's *default* device (where torch puts an array made
+    without device=: the CPU unless `torch.set_default_device` says otherwise; entering `torch.device(...)`
+    would, at the cost of a Python mode on every torch call), so every array the library makes from
+    scratch passes device= too (tests/test_placement.py checks it under a "meta" default device).
     """
 
     name = ""        # the key of TABLE
@@ -266,10 +269,11 @@ class Backend(abc.ABC):
         return None
 
     def synchronize(self) -> None:
-        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library)."""
+        """Wait for queued device work, for honest timing (nothing to wait for on a synchronous CPU library; a
+        no-op on JAX too, which has no device-wide wait: time with block(outputs) instead)."""
 
     def block(self, a):
-        """Wait until array `a` is computed."""
+        """Wait until array `a` (or every array in a tuple, list or dict of them) is computed; returns `a`."""
         self.synchronize()
         return a
 

@@ -72,9 +72,9 @@ class JaxBackend(Backend):
         return isinstance(exc, kinds)
 
     def block(self, a):
-        """Wait until array `a` is computed (JAX dispatches asynchronously, even on the CPU)."""
-        a.block_until_ready()
-        return a
+        """Wait until array `a` (or every array in a tuple, list or dict of them) is computed: JAX dispatches
+        asynchronously, even on the CPU, and has no device-wide wait, so synchronize() cannot stand in for this."""
+        return self._mod.block_until_ready(a)
 
     def _new_generator(self, seed):
         # the key on this device, so split and uniform run here (PRNGKey alone puts it on the default one)

@@ -113,7 +113,7 @@ class TorchBackend(Backend):
         if isinstance(host, np.ndarray):  # one pass: cast straight into the buffer, any strides, read-only ok
             if dtype is None:
                 dtype = torch.from_numpy(np.empty(0, dtype=host.dtype)).dtype
-            buf = torch.empty(host.shape, dtype=dtype, pin_memory=pin)
+            buf = torch.empty(host.shape, dtype=dtype, device="cpu", pin_memory=pin)  # not torch's default device
             np.copyto(buf.numpy(), host, casting="unsafe")
             return buf
         cpu = torch.asarray(host, dtype=dtype, device="cpu")  # lists, scalars: asarray's dtype rules
@@ -135,5 +135,5 @@ class TorchBackend(Backend):
 
     def _generator_from_state(self, data):
         g = self._mod.Generator(device=self.native_device)
-        g.set_state(self._mod.tensor(data, dtype=self._mod.uint8))
+        g.set_state(self._mod.tensor(data, dtype=self._mod.uint8, device="cpu"))  # a CPU ByteTensor, for CUDA too
         return g
