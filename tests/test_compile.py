@@ -147,3 +147,29 @@ def test_gradcheck_works_on_a_compiled_model(digits):
         warnings.simplefilter("ignore", UserWarning)
         report = xpnet.gradcheck(make(True), X, y)
     assert report["passed"] and report["overall_relative_error"] <= 1e-7
+
+
+def test_torch_scalar_args_are_filled_on_the_device_without_a_host_copy(monkeypatch):
+    """The compiled step's host floats (learning rate, Adam's bias corrections) become 0-d float64 tensors made
+    with torch.full, a fill kernel; torch.tensor(v, device='cuda') copies from pageable host memory and waits for
+    the GPU (pytorch#120996), a sync per scalar per step. On the CPU the call itself is what can be checked."""
+    torch = pytest.importorskip("torch")
+    from xpnet.backend import backend
+    bk = backend("torch")
+    made = []
+    real_full = torch.full
+
+    def full(*args, **kw):
+        made.append(kw.get("device"))
+        return real_full(*args, **kw)
+
+    def tensor(*args, **kw):
+        raise AssertionError(f"torch.tensor{args} {kw} in scalar_args: a blocking host-to-device copy on CUDA")
+
+    monkeypatch.setattr(torch, "full", full)
+    monkeypatch.setattr(torch, "tensor", tensor)
+    hyper = xpnet.Adam(1e-3).hyper(1e-3, 3)
+    got = bk.scalar_args(hyper)
+    assert set(got) == set(hyper) and made == [bk.native_device] * len(hyper)
+    for k, v in got.items():
+        assert v.shape == () and v.dtype == torch.float64 and v.device == bk.native_device and float(v) == hyper[k]

@@ -68,7 +68,12 @@ class TorchBackend(Backend):
         return step
 
     def scalar_args(self, scalars: dict) -> dict:
-        return {k: self._mod.tensor(v, dtype=self._mod.float64, device=self.native_device) for k, v in scalars.items()}
+        """Each host float as a 0-d float64 tensor on the device, made with torch.full: a fill kernel queued on
+        the stream. torch.tensor(v, device='cuda') builds the value on the CPU and copies it from pageable
+        memory, which waits for the GPU (pytorch#120996): a sync per scalar per step (four with Adam), which
+        would undo what a compiled step and its CUDA graph save."""
+        full, f64, dev = self._mod.full, self._mod.float64, self.native_device
+        return {k: full((), v, dtype=f64, device=dev) for k, v in scalars.items()}
 
     def is_trace_error(self, exc: BaseException) -> bool:
         return type(exc).__module__.startswith("torch._dynamo") and "Unsupported" in type(exc).__name__
