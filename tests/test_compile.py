@@ -173,3 +173,34 @@ def test_torch_scalar_args_are_filled_on_the_device_without_a_host_copy(monkeypa
     assert set(got) == set(hyper) and made == [bk.native_device] * len(hyper)
     for k, v in got.items():
         assert v.shape == () and v.dtype == torch.float64 and v.device == bk.native_device and float(v) == hyper[k]
+
+
+def test_torch_compiled_step_takes_the_minibatch_not_the_data(digits, monkeypatch):
+    """Under CUDA graphs (torch.compile mode reduce-overhead) every input that is not static is copied into the
+    graph's buffers on each replay (torch/_inductor/cudagraph_trees.py: torch._foreach_copy_ over
+    non_static_input_idx): the torch step must be given the gathered minibatch, not the device-resident data
+    set. What the step is called with is checked here with the step run uncompiled."""
+    pytest.importorskip("torch")
+    from xpnet.backend._torch import TorchBackend
+    calls = []
+
+    def spy_compile(self, fn, donate_argnums=(), static_argnums=(), on_trace=None):
+        def step(*args):
+            calls.append([tuple(a.shape) if hasattr(a, "shape") else a for a in args[2:5]])
+            return fn(*args)
+        return step
+
+    monkeypatch.setattr(TorchBackend, "compile", spy_compile)
+    X, y = digits[0][:200], digits[1][:200]
+
+    def tmake(compile):
+        return xpnet.Sequential([xpnet.Dense(64, 16), xpnet.Tanh(), xpnet.Dense(16, 10)], optimizer=xpnet.Adam(3e-3),
+                                backend="torch", dtype="float64", seed=0, compile=compile)
+
+    model = tmake(True).fit(X, y, epochs=1, batch_size=64)
+    assert calls == [[(64, 64), (64, 10), None]] * 3 + [[(8, 64), (8, 10), None]], calls
+    assert worst(model, tmake(False).fit(X, y, epochs=1, batch_size=64)) <= 1e-12
+    calls.clear()
+    xpnet.parity(lambda bk, dtype: tmake(False), X[:40], y[:40], backends=["torch"], steps=2, batch_size=16,
+                 compile=True)
+    assert calls and all(c == [(16, 64), (16, 10), None] for c in calls), calls

@@ -36,6 +36,12 @@ class TorchBackend(Backend):
     #: torch.compile's mode: "default" (inductor) on the CPU; "reduce-overhead" (CUDA graphs) is for GPUs. Set
     #: it on a backend before the model's first compiled step (benchmarks/run.py --torch-compile-mode).
     compile_mode = "default"
+    #: the compiled step takes the gathered minibatch, not the data: under CUDA graphs (mode "reduce-overhead")
+    #: each replay copies every non-static input into the graph's buffers (torch/_inductor/cudagraph_trees.py,
+    #: CUDAGraphNode._copy_inputs_and_remove_from_src: torch._foreach_copy_ over non_static_input_idx), which for
+    #: the device-resident X and Y would be the whole data set per step. The same on the CPU, so that the CPU
+    #: tests run the GPU's path.
+    gathers_in_step = False
 
     def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
         """torch.compile (inductor, with compile_mode's options), without dynamic shapes: each new minibatch
