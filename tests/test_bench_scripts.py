@@ -72,3 +72,25 @@ def test_carried_wheels_keep_their_libraries(tmp_path):
     package, lib = done.stdout.split()
     assert package.startswith(str(tmp_path / "site"))
     assert (Path(lib) / "libfakempi.so.12").is_file()
+
+
+def test_gpu_check_sections_fit_its_budget_and_test_the_gpu_paths(tmp_path):
+    """gpu_check.sh's dry run (GPU_CHECK_DRY_RUN=1: the plan, nothing run): its section limits, with the seconds
+    each may take to be killed and the set-up, add up to at most its budget, itself under 6 minutes; the
+    compiled-parity smoke runs before the tests, the GPU-path tests are among them, and torch.compile's benchmark
+    row has a section of its own."""
+    done = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "GPU_CHECK_DRY_RUN": "1"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    sections = re.findall(r"^== ([\w:-]+) \(limit (\d+) s\)(?:: (.*))?$", out, re.M)
+    names = [n for n, _, _ in sections]
+    assert names == ["probe", "backends", "compiled-smoke", "gpu-tests", "parity", "benchmarks", "bench-cnn",
+                     "bench-torch-compile", "bench-jax-jit", "book2015:cupy-float32"], out
+    head = re.search(r"with (\d+) s each to be killed and (\d+) s of set-up: (\d+) s of the budget's (\d+) s", out)
+    kill, setup, total, budget = map(int, head.groups())
+    assert total == setup + sum(int(limit) + kill for _, limit, _ in sections) <= budget <= 360, out
+    commands = {n: c for n, _, c in sections}
+    assert "tests/test_gpu_paths.py" in commands["gpu-tests"]
+    assert "--frameworks xpnet-torch-compile --torch-compile-mode reduce-overhead" in commands["bench-torch-compile"]
+    assert "torch-compile" not in commands["bench-jax-jit"]
