@@ -229,6 +229,9 @@ def run_jax_jit(case, dtype, X, y, epochs, device):
     import numpy as np
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    # full float32 products, as xpnet's JAX backend pins while it works (JaxBackend.matmul_precision) and as the
+    # torch rows run: JAX's default uses TF32 on GPUs that have it
+    jax.config.update("jax_default_matmul_precision", "highest")
     kind, _, index = device.partition(":")
     dev = jax.devices("cpu" if kind == "cpu" else "gpu")[int(index or 0)]
     book = case.book_args

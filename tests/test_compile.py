@@ -147,3 +147,60 @@ def test_gradcheck_works_on_a_compiled_model(digits):
         warnings.simplefilter("ignore", UserWarning)
         report = xpnet.gradcheck(make(True), X, y)
     assert report["passed"] and report["overall_relative_error"] <= 1e-7
+
+
+def test_torch_scalar_args_are_filled_on_the_device_without_a_host_copy(monkeypatch):
+    """The compiled step's host floats (learning rate, Adam's bias corrections) become 0-d float64 tensors made
+    with torch.full, a fill kernel; torch.tensor(v, device='cuda') copies from pageable host memory and waits for
+    the GPU (pytorch#120996), a sync per scalar per step. On the CPU the call itself is what can be checked."""
+    torch = pytest.importorskip("torch")
+    from xpnet.backend import backend
+    bk = backend("torch")
+    made = []
+    real_full = torch.full
+
+    def full(*args, **kw):
+        made.append(kw.get("device"))
+        return real_full(*args, **kw)
+
+    def tensor(*args, **kw):
+        raise AssertionError(f"torch.tensor{args} {kw} in scalar_args: a blocking host-to-device copy on CUDA")
+
+    monkeypatch.setattr(torch, "full", full)
+    monkeypatch.setattr(torch, "tensor", tensor)
+    hyper = xpnet.Adam(1e-3).hyper(1e-3, 3)
+    got = bk.scalar_args(hyper)
+    assert set(got) == set(hyper) and made == [bk.native_device] * len(hyper)
+    for k, v in got.items():
+        assert v.shape == () and v.dtype == torch.float64 and v.device == bk.native_device and float(v) == hyper[k]
+
+
+def test_torch_compiled_step_takes_the_minibatch_not_the_data(digits, monkeypatch):
+    """Under CUDA graphs (torch.compile mode reduce-overhead) every input that is not static is copied into the
+    graph's buffers on each replay (torch/_inductor/cudagraph_trees.py: torch._foreach_copy_ over
+    non_static_input_idx): the torch step must be given the gathered minibatch, not the device-resident data
+    set. What the step is called with is checked here with the step run uncompiled."""
+    pytest.importorskip("torch")
+    from xpnet.backend._torch import TorchBackend
+    calls = []
+
+    def spy_compile(self, fn, donate_argnums=(), static_argnums=(), on_trace=None):
+        def step(*args):
+            calls.append([tuple(a.shape) if hasattr(a, "shape") else a for a in args[2:5]])
+            return fn(*args)
+        return step
+
+    monkeypatch.setattr(TorchBackend, "compile", spy_compile)
+    X, y = digits[0][:200], digits[1][:200]
+
+    def tmake(compile):
+        return xpnet.Sequential([xpnet.Dense(64, 16), xpnet.Tanh(), xpnet.Dense(16, 10)], optimizer=xpnet.Adam(3e-3),
+                                backend="torch", dtype="float64", seed=0, compile=compile)
+
+    model = tmake(True).fit(X, y, epochs=1, batch_size=64)
+    assert calls == [[(64, 64), (64, 10), None]] * 3 + [[(8, 64), (8, 10), None]], calls
+    assert worst(model, tmake(False).fit(X, y, epochs=1, batch_size=64)) <= 1e-12
+    calls.clear()
+    xpnet.parity(lambda bk, dtype: tmake(False), X[:40], y[:40], backends=["torch"], steps=2, batch_size=16,
+                 compile=True)
+    assert calls and all(c == [(16, 64), (16, 10), None] for c in calls), calls

@@ -71,6 +71,25 @@ def test_distributed_without_a_launcher_says_how_to_launch(capsys):
     assert err.count("\n") == 1 and "not started by an MPI launcher" in err and "mpiexec -n 2 xpnet train" in err
 
 
+def test_an_mpi4py_that_cannot_load_its_library_says_what_to_do(tmp_path, monkeypatch, capsys):
+    """mpi4py without its MPI library (MPICH installed with pip install --target drops lib/libmpi.so.12) raises
+    RuntimeError('cannot load MPI library\n<each dlopen error>') on import, not ImportError: one line, no traceback."""
+    stand_in = tmp_path / "mpi4py"
+    stand_in.mkdir()
+    (stand_in / "__init__.py").write_text("")
+    (stand_in / "MPI.py").write_text('raise RuntimeError("cannot load MPI library\\nlibmpi.so.12: cannot open shared '
+                                     'object file: No such file or directory\\nlibmpi.so.40: cannot open")\n')
+    for name in [m for m in sys.modules if m == "mpi4py" or m.startswith("mpi4py.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PMI_RANK", "0")  # as if started by mpiexec
+    assert main(["train", "--distributed", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert ("mpi4py is installed but cannot load MPI library: libmpi.so.12: cannot open shared object file" in err
+            and "MPI4PY_LIBMPI=" in err and 'pip install "xpnet[mpi]"' in err), err
+
+
 def test_distributed_fit_without_a_launcher_is_refused():
     import xpnet
     from xpnet.errors import InputError

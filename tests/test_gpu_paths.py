@@ -211,3 +211,44 @@ def test_a_state_of_the_wrong_kind_is_refused_clearly():
     rng = bk.make_native_rng(1)
     with pytest.raises(BackendError, match="expected a native RNG state"):
         rng.set_state({"generator": "something-else", "state": 1})
+
+
+@xpnet.register("tests.PrecisionSpy.v1")
+class PrecisionSpy(xpnet.Layer):
+    """Identity that records JAX's default matmul precision whenever it runs on JAX arrays (or is traced into a
+    compiled step)."""
+
+    elementwise = True
+    seen: list = []
+
+    def __init__(self):
+        pass
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None):
+        import jax
+        if isinstance(x, jax.Array):  # not parity's NumPy reference
+            PrecisionSpy.seen.append(jax.config.jax_default_matmul_precision)
+        return x, lambda dy: (dy, {})
+
+
+def test_jax_float32_products_are_pinned_to_full_precision(digits):
+    """JAX's default precision computes float32 products in TF32 on GPUs that have it (A100, H100), unlike
+    torch and CuPy as xpnet runs them: the JAX backend pins 'highest' for the model's work (fit eager and
+    compiled, predict, parity), where it promises the same results as the other backends."""
+    jax = pytest.importorskip("jax")
+    X, y, Xt, _ = digits
+
+    def make(bk="jax", dtype="float32", compile=False):
+        return xpnet.Sequential([xpnet.Dense(64, 8), PrecisionSpy(), xpnet.Dense(8, 10)], backend=bk, dtype=dtype,
+                                seed=0, compile=compile)
+
+    PrecisionSpy.seen = []
+    make().fit(X[:64], y[:64], epochs=1, batch_size=32).predict(Xt[:5])
+    make(compile=True).fit(X[:64], y[:64], epochs=1, batch_size=32)
+    xpnet.parity(make, X[:40], y[:40], backends=["jax"], dtypes=["float32"], steps=2, compile=True)
+    assert len(PrecisionSpy.seen) >= 8 and set(PrecisionSpy.seen) == {"highest"}, PrecisionSpy.seen
+    bk = make().bk
+    a = bk.xp.ones((2, 2), dtype=bk.xp.float32)
+    with bk:
+        assert "Precision.HIGHEST" in str(jax.make_jaxpr(bk.xp.matmul)(a, a))
+    assert jax.config.jax_default_matmul_precision is None  # only while the backend is active

@@ -62,6 +62,13 @@ def _mpi():
     except ImportError as exc:
         raise InputError(f'--distributed / distributed=True needs mpi4py and an MPI library ({exc}); install them '
                          f'with pip install "xpnet[mpi]" (mpi4py and MPICH wheels, no system MPI needed)') from None
+    except RuntimeError as exc:  # mpi4py is there but dlopen found no libmpi (mpi4py/_mpiabi.py _dlopen_libmpi)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        tried = f": {lines[1][:160]}" if len(lines) > 1 else ""
+        raise InputError(f"--distributed / distributed=True: mpi4py is installed but {lines[0]}{tried}; install MPICH "
+                         f'into the same environment (pip install "xpnet[mpi]"; not pip install --target, which '
+                         f"drops the wheel's lib/libmpi.so.12), or point the loader at your MPI: "
+                         f"MPI4PY_LIBMPI=/path/to/libmpi.so or LD_LIBRARY_PATH=/path/to/mpi/lib") from None
     return MPI
 
 

@@ -377,12 +377,16 @@ class Sequential(Configurable):
             params, opt_state, loss, predictions, layer_state = step(..., accumulate, layer_state)  # with state
 
         `hyper` (optimizer.hyper(lr, t): host floats) and `noise` (draw_noise) are arguments, so a new learning
-        rate or step count does not retrace; a new minibatch size (the last short one) traces once more."""
+        rate or step count does not retrace; a new minibatch size (the last short one) traces once more.
+        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's)."""
         if self._compiled_step is None:
             xp, opt = self.xp, self.optimizer
 
             def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None):
-                xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
+                if idx is None:
+                    xb, yb = self.cast(X), Y
+                else:
+                    xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
                 value, z, grads, new_state = self.value_and_grads(xb, yb, params=params, noise=noise,
                                                                   accumulate=accumulate, layer_state=layer_state or {},
                                                                   with_state=True)
@@ -397,6 +401,14 @@ class Sequential(Configurable):
             # accumulate is a Python int that shapes the trace (static)
             self._compiled_step = self.bk.compile(step, donate_argnums=(0, 1), static_argnums=(7,), on_trace=traced)
         return self._compiled_step
+
+    def step_inputs(self, X, Y, idx) -> tuple:
+        """(X, Y, idx) for the compiled step from the device-resident data and a minibatch's device indices:
+        as given where the backend gathers inside its compiled step (JAX), else the minibatch gathered here and
+        idx None (torch: a CUDA graph would copy whole non-static inputs on every replay)."""
+        if self.bk.gathers_in_step:
+            return X, Y, idx
+        return self.bk.take(X, idx), self.bk.take(Y, idx), None
 
     def train_step(self, x, y, noise=None, accumulate: int = 1):
         """One optimizer step on a minibatch (noise drawn here when not given); returns (loss, logits) as

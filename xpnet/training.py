@@ -360,12 +360,13 @@ def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
     st = model.state
     noise = model.draw_noise(idx.shape[0])
     hyper = model.bk.scalar_args(model.optimizer.hyper(st.lr, st.step + 1))
+    Xs, Ys, idx = model.step_inputs(Xd, Yd, idx)
     try:
         if model.has_layer_state:
-            st.params, st.opt_state, value, pred, st.layer_state = compiled(st.params, st.opt_state, Xd, Yd, idx, noise,
+            st.params, st.opt_state, value, pred, st.layer_state = compiled(st.params, st.opt_state, Xs, Ys, idx, noise,
                                                                             hyper, accumulate, st.layer_state)
         else:
-            st.params, st.opt_state, value, pred = compiled(st.params, st.opt_state, Xd, Yd, idx, noise, hyper,
+            st.params, st.opt_state, value, pred = compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper,
                                                             accumulate)
     except Exception as exc:
         if not model.bk.is_trace_error(exc):

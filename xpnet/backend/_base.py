@@ -213,6 +213,10 @@ class Backend(abc.ABC):
 
     #: whether compile() traces a function into one compiled call (jax.jit); see COMPILERS
     compiles = False
+    #: whether the compiled training step takes the whole device-resident data and the minibatch's indices and
+    #: gathers inside (jax.jit: the data is passed by reference), or takes the gathered minibatch (torch: a CUDA
+    #: graph copies every input that is not static into its own buffers on each replay)
+    gathers_in_step = True
 
     def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
         """fn traced and compiled into one call for this backend's device (arguments that are arrays, or

@@ -1,6 +1,7 @@
 """JAX, on the CPU or a CUDA GPU: immutable arrays, asynchronous dispatch, explicit random keys."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 
@@ -36,10 +37,28 @@ class JaxBackend(Backend):
     def _on_device(self, a) -> bool:
         return self.native_device in a.devices()
 
+    #: float32 matrix products and convolutions at full float32 precision (jax.default_matmul_precision) while
+    #: the backend is active: JAX's default precision uses TF32 on GPUs that have it (A100, H100: 10 mantissa
+    #: bits, jax.lax.Precision's docstring), which torch (allow_tf32 False) and CuPy (CUPY_TF32 unset) do not,
+    #: and which float32 parity's tolerance does not allow. None: JAX's default (faster on such GPUs, TF32).
+    #: No effect on the CPU or on float64.
+    matmul_precision: str | None = "highest"
+
     def activate(self):
         """jax.default_device: arrays made without device= (and computations on uncommitted ones) go to
-        this backend's device, which is not JAX's default when it is cuda:1, or the CPU beside a GPU."""
-        return self._mod.default_device(self.native_device)
+        this backend's device, which is not JAX's default when it is cuda:1, or the CPU beside a GPU; and
+        jax.default_matmul_precision(matmul_precision), traced into every step compiled while active."""
+        return self._active(self._mod, self.native_device, self.matmul_precision)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _active(jax, device, precision):
+        with jax.default_device(device):
+            if precision is None:
+                yield
+            else:
+                with jax.default_matmul_precision(precision):
+                    yield
 
     def dtype(self, name: str):
         """As Backend.dtype, and enables JAX's x64 mode when float64 is asked for."""

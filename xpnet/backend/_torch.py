@@ -36,6 +36,12 @@ class TorchBackend(Backend):
     #: torch.compile's mode: "default" (inductor) on the CPU; "reduce-overhead" (CUDA graphs) is for GPUs. Set
     #: it on a backend before the model's first compiled step (benchmarks/run.py --torch-compile-mode).
     compile_mode = "default"
+    #: the compiled step takes the gathered minibatch, not the data: under CUDA graphs (mode "reduce-overhead")
+    #: each replay copies every non-static input into the graph's buffers (torch/_inductor/cudagraph_trees.py,
+    #: CUDAGraphNode._copy_inputs_and_remove_from_src: torch._foreach_copy_ over non_static_input_idx), which for
+    #: the device-resident X and Y would be the whole data set per step. The same on the CPU, so that the CPU
+    #: tests run the GPU's path.
+    gathers_in_step = False
 
     def compile(self, fn, donate_argnums: tuple = (), static_argnums: tuple = (), on_trace=None):
         """torch.compile (inductor, with compile_mode's options), without dynamic shapes: each new minibatch
@@ -68,7 +74,12 @@ class TorchBackend(Backend):
         return step
 
     def scalar_args(self, scalars: dict) -> dict:
-        return {k: self._mod.tensor(v, dtype=self._mod.float64, device=self.native_device) for k, v in scalars.items()}
+        """Each host float as a 0-d float64 tensor on the device, made with torch.full: a fill kernel queued on
+        the stream. torch.tensor(v, device='cuda') builds the value on the CPU and copies it from pageable
+        memory, which waits for the GPU (pytorch#120996): a sync per scalar per step (four with Adam), which
+        would undo what a compiled step and its CUDA graph save."""
+        full, f64, dev = self._mod.full, self._mod.float64, self.native_device
+        return {k: full((), v, dtype=f64, device=dev) for k, v in scalars.items()}
 
     def is_trace_error(self, exc: BaseException) -> bool:
         return type(exc).__module__.startswith("torch._dynamo") and "Unsupported" in type(exc).__name__
