@@ -51,6 +51,24 @@ def _infer_input_shape(layers) -> tuple | None:
     return None
 
 
+def _as_layer(layer, i: int):
+    """A layer instance from a layer, a registry name of one that needs no arguments ("relu", "Flatten") or a
+    {"class", "config"} spec; anything else is refused in one line."""
+    from .layers.base import Layer
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, (str, dict)):
+        try:
+            layer = resolve(layer, "layer")
+        except TypeError as exc:  # a name whose class needs arguments ("Dense")
+            raise InputError(f"layers[{i}] {layer!r}: a layer given by name is built with no arguments, and this "
+                             f"one needs some ({exc}); pass an instance, e.g. xpnet.Dense(100, 10)") from None
+        if isinstance(layer, Layer):
+            return layer
+    raise InputError(f"layers[{i}] is {type(layer).__name__} {layer!r:.60}, not a layer; pass a layer instance "
+                     f"(xpnet.Dense(784, 100), xpnet.ReLU()) or a registered layer's name (\"relu\", \"Flatten\")")
+
+
 def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
     """(start, stop) of k micro-batches of n rows, split as numpy.array_split does (at most n of them)."""
     return batch_bounds(n, minibatches=min(k, n))
@@ -74,7 +92,10 @@ class Sequential(Configurable):
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None):
-        self.layers = list(layers)
+        if isinstance(layers, (str, dict)) or not hasattr(layers, "__iter__"):
+            raise InputError(f"layers must be a list of layers, e.g. [Dense(784, 100), \"relu\", Dense(100, 10)], "
+                             f"got {type(layers).__name__} {layers!r:.60}")
+        self.layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
         if not self.layers:
             raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
         self.bk = select_backend(backend, device)
@@ -292,8 +313,28 @@ class Sequential(Configurable):
 
     def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None):
         """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs); no gradients."""
+        self.check_targets(x, y, "objective")
         z, _ = self.forward(x, training, params, noise)
         return self.loss(z, y)[0] + self.penalty_cost(params)
+
+    def check_targets(self, x, y, owner: str = "value_and_grads") -> None:
+        """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes:
+        (batch, outputs) floating rows (one-hot for class labels), made from labels by `as_targets`. Class
+        labels (batch,) would broadcast against the logits (a wrong loss when batch == outputs); refused in one
+        line. Shapes and dtypes only: nothing is read from the device (safe inside a compiled step)."""
+        shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
+        want = (int(x.shape[0]), self.n_outputs)
+        if shape is not None and tuple(shape) == want and "float" in str(dtype):
+            return
+        if shape is None:
+            got = f"a {type(y).__name__}"
+        elif len(shape) == 1 and "float" not in str(dtype):
+            got = f"class labels of shape {tuple(shape)} ({dtype})"
+        else:
+            got = f"shape {tuple(shape)} ({dtype})"
+        raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
+                         f"rows for class labels), got {got}; make them from labels with "
+                         f"yb, _ = model.as_targets(labels, len(labels))")
 
     def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
@@ -316,6 +357,7 @@ class Sequential(Configurable):
         with_state=True the result is (value, logits, grads, new layer_state) (each micro-batch of accumulate=k
         updates the statistics in turn, as k forwards do in PyTorch); `apply_gradients(grads, layer_state)`
         stores it. train_step does both."""
+        self.check_targets(x, y, "value_and_grads")
         params = self.state.params if params is None else params
         layer_state = self.state.layer_state if layer_state is None else layer_state
         if accumulate == 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .init import check_seed
 from .cnn import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
 from .mlp import mlp_specs
 from .datasets import CLASS_NAMES, class_mapping_note
@@ -295,6 +296,7 @@ def run_train(args) -> dict:
                              f"xpnet.load(path).fit(X, y, resume=True)")
         check_resume_flags(args, saved_meta["cli"])
     cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
+    check_seed("seed", cfg["seed"])
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)

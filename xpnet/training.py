@@ -167,6 +167,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         check("early_stopping", early_stopping, POSITIVE_INT, hint="the patience in epochs")
     if validation_split and validation_data is not None:
         raise InputError("give validation_split or validation_data, not both")
+    callbacks = check_callbacks(callbacks)
     st = model.state
     if resume is not None and resume is not False and resume is not True and resume is not st:
         raise InputError("resume= takes True (continue this model's own state, e.g. after xpnet.load); "
@@ -205,7 +206,6 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < bounds[0][1] - bounds[0][0]:
         bounds = bounds[:-1]
 
-    callbacks = list(callbacks)
     if early_stopping:
         callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
     for cb in callbacks:
@@ -320,6 +320,29 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     for cb in callbacks:
         getattr(cb, "on_train_end", lambda m: None)(model)
     return history
+
+
+CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
+def check_callbacks(callbacks) -> list:
+    """fit's callbacks as a list: each an object with at least one of CALLBACK_HOOKS, or a function called as
+    on_epoch_end(model, logs). Anything else (a name such as "tensorboard", an object with no hook) would be
+    ignored silently, so it is refused in one line."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") \
+            or any(hasattr(callbacks, h) for h in CALLBACK_HOOKS):
+        callbacks = [callbacks]  # one callback given alone: checked below like any other
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, (str, bytes)) or not (callable(cb) or any(hasattr(cb, h) for h in CALLBACK_HOOKS)):
+            what = f"the name {cb!r} (xpnet has no callbacks by name)" if isinstance(cb, (str, bytes)) else \
+                f"{type(cb).__name__} {cb!r:.40}, which has none of the hooks"
+            raise InputError(f"callbacks[{i}] is {what}; pass objects with any of "
+                             f"{', '.join(CALLBACK_HOOKS)}(model, ...) methods, or a function f(model, logs) called "
+                             f"after every epoch (xpnet.training.EarlyStopping is one)")
+    return callbacks
 
 
 def _note_world_size(settings: dict, dp) -> None:

@@ -1,0 +1,142 @@
+"""What a new user met in their first hour (issue 23, items 2, 3, 4, 6, 7): wrong answers with no warning,
+checkpoints that forgot where their data was, tracebacks instead of one line, silence on long work, and
+the command line and Python disagreeing on input shapes. The CLI runs in-process (xpnet.cli.main) on tiny
+data."""
+import contextlib
+import gzip
+import io
+import json
+import re
+import struct
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.cli import main
+from xpnet.datasets import FILES, load_digits
+
+
+def run(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def one_line_error(rc, err, *parts):
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, err
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory):
+    """An iris-like CSV (4 features, names in a 'species' column) and a model trained on it from the CLI."""
+    d = tmp_path_factory.mktemp("iris")
+    rng = np.random.default_rng(0)
+    names = ["setosa", "versicolor", "virginica"]
+    rows = ["a,b,c,d,species"] + [",".join(f"{v:.3f}" for v in rng.normal(i % 3, 0.3, 4)) + f",{names[i % 3]}"
+                                  for i in range(60)]
+    (d / "iris.csv").write_text("\n".join(rows) + "\n")
+    ck = d / "iris.safetensors"
+    rc, out, err = run("train", "--dataset", d / "iris.csv", "--label-column", "species", "--epochs", "2",
+                       "--hidden", "8", "--checkpoint", ck, "--quiet", "--backend", "numpy")
+    assert rc == 0, err
+    return d, ck
+
+
+# item 2: wrong answers with no warning ----------------------------------------------------------------
+def test_an_image_for_a_table_model_is_refused(iris, tmp_path):
+    """The 4 features of an iris model are no 2x2 image: `predict digit.png` printed 'virginica (p = 1.000)'."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+    d, ck = iris
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "digit.png")
+    one_line_error(rc, err, "digit.png", "trained on a table", "4 features")
+    assert out == ""
+
+
+def test_a_table_for_an_image_model_is_refused(tmp_path):
+    """The reverse: a CSV whose header names features (a table) for a model trained on images is refused,
+    even when its width happens to be the image's pixel count; a CSV of pixel rows (no header) is accepted."""
+    ck = tmp_path / "digits.safetensors"
+    assert run("train", "--epochs", "1", "--hidden", "8", "--checkpoint", ck, "--quiet", "--backend", "numpy")[0] == 0
+    X = load_digits()[2][:3]
+    (tmp_path / "table.csv").write_text(",".join(f"f{i}" for i in range(64)) + "\n" +
+                                        "\n".join(",".join(map(str, r)) for r in X) + "\n")
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "table.csv")
+    one_line_error(rc, err, "table.csv", "trained on images")
+    (tmp_path / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in X) + "\n")
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "pixels.csv", "--quiet", "--json")
+    assert rc == 0 and len(json.loads(out.splitlines()[-1])["predictions"]) == 3, err
+
+
+@pytest.mark.parametrize("batch", [10, 7])
+def test_value_and_grads_refuses_labels_as_targets(batch):
+    """Integer labels y[:10] gave a wrong loss (128.29 instead of 2.27) when the batch equalled the outputs,
+    and a raw TypeError from losses.py at other sizes: now one line saying how targets are made."""
+    X, y, _, _ = load_digits()
+    model = xpnet.Sequential([xpnet.Dense(64, 10)], backend="numpy", seed=0)
+    xb = model.as_input(X[:batch] / 16)
+    for call in (lambda t: model.value_and_grads(xb, t), lambda t: model.train_step(xb, t),
+                 lambda t: model.objective(xb, t)):
+        with pytest.raises(xpnet.InputError, match=r"y must be targets of shape \(batch, outputs\) = "
+                                                   rf"\({batch}, 10\).*model.as_targets\(labels, len\(labels\)\)"):
+            call(y[:batch])
+    with pytest.raises(xpnet.InputError, match=r"got shape \(\d+, 10\) \(int64\)"):
+        model.value_and_grads(xb, np.eye(10, dtype=np.int64)[y[:batch]])
+    yb, _ = model.as_targets(y[:batch], batch)  # the README's way: labels -> one-hot targets
+    loss = float(model.value_and_grads(xb, yb)[0])
+    assert 1.0 < loss < 5.0  # about log(10) from the initial weights
+
+
+@pytest.mark.parametrize("callbacks, message", [
+    (["tensorboard"], r"callbacks\[0\] is the name 'tensorboard' \(xpnet has no callbacks by name\)"),
+    ("tensorboard", r"callbacks\[0\] is the name 'tensorboard'"),
+    ([object()], r"callbacks\[0\] is object .*which has none of the hooks"),
+])
+def test_unknown_callbacks_are_refused(callbacks, message):
+    X, y, _, _ = load_digits()
+    model = xpnet.Sequential([xpnet.Dense(64, 10)], backend="numpy", seed=0)
+    with pytest.raises(xpnet.InputError, match=message):
+        model.fit(X[:40], y[:40], epochs=1, callbacks=callbacks)
+    seen = []
+    model.fit(X[:40], y[:40], epochs=2, callbacks=[lambda m, logs: seen.append(logs["epoch"])])
+    assert seen == [1, 2]
+
+
+# item 4: tracebacks instead of one line --------------------------------------------------------------
+def test_negative_seed_is_one_line():
+    rc, out, err = run("train", "--seed", "-3", "--epochs", "1", "--quiet")
+    one_line_error(rc, err, "--seed -3: must be a non-negative integer")
+    with pytest.raises(xpnet.InputError, match=r"seed=-3: must be a non-negative integer"):
+        xpnet.Sequential([xpnet.Dense(4, 2)], seed=-3)
+    with pytest.raises(xpnet.InputError, match=r"random_state=-1: must be a non-negative integer"):
+        xpnet.NeuralNetMLP(n_output=2, n_features=4, random_state=-1)
+
+
+def test_layers_by_registry_name():
+    """Sequential(["relu"]) raised AttributeError: names of layers that need no arguments are accepted, the
+    rest refused in one line that says how."""
+    by_name = xpnet.Sequential([xpnet.Dense(4, 8), "relu", xpnet.Dense(8, 3), "softmax"], seed=0, backend="numpy")
+    assert [type(layer).__name__ for layer in by_name.layers] == ["Dense", "ReLU", "Dense", "Softmax"]
+    by_class = xpnet.Sequential([xpnet.Dense(4, 8), xpnet.ReLU(), xpnet.Dense(8, 3), xpnet.Softmax()], seed=0,
+                                backend="numpy")
+    X = np.random.default_rng(0).standard_normal((5, 4))
+    np.testing.assert_array_equal(by_name.predict_proba(X), by_class.predict_proba(X))
+    with pytest.raises(xpnet.InputError, match="does not say its input size"):
+        xpnet.Sequential(["relu"])
+    with pytest.raises(xpnet.InputError, match=r"layers\[0\] 'Dense': a layer given by name is built with no "
+                                               r"arguments.*pass an instance"):
+        xpnet.Sequential(["Dense"])
+    with pytest.raises(xpnet.InputError, match=r"layers\[1\] is int 3, not a layer"):
+        xpnet.Sequential([xpnet.Dense(4, 2), 3])
+    with pytest.raises(xpnet.InputError, match="unknown layer 'rleu'; choose one of"):
+        xpnet.Sequential([xpnet.Dense(4, 2), "rleu"])
+    with pytest.raises(xpnet.InputError, match="layers must be a list of layers"):
+        xpnet.Sequential("relu")
