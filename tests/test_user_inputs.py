@@ -140,3 +140,64 @@ def test_layers_by_registry_name():
         xpnet.Sequential([xpnet.Dense(4, 2), "rleu"])
     with pytest.raises(xpnet.InputError, match="layers must be a list of layers"):
         xpnet.Sequential("relu")
+
+
+# item 7: the command line and Python agree on shapes -------------------------------------------------
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    from xpnet.cnn import lenet5_layers
+    from xpnet.registry import model_from_config
+    model = model_from_config({"class": "Sequential", "config": {"layers": lenet5_layers(), "seed": 0,
+                                                                  "input_shape": [1, 28, 28]}}, "numpy")
+    ck = model.save(tmp_path_factory.mktemp("lenet") / "lenet.safetensors")
+    return model, ck
+
+
+@pytest.mark.parametrize("shape", [(3, 784), (3, 28, 28), (3, 1, 28, 28), (28, 28), (784,), (1, 28, 28)])
+def test_predict_shapes_accepted_alike(lenet, tmp_path, shape):
+    """Flat rows, (n, H, W) and one sample: `xpnet predict` accepted flat (n, 784) arrays for LeNet-5 and
+    model.predict refused them; a single (28, 28) sample was refused by both."""
+    model, ck = lenet
+    X = np.random.default_rng(1).random((3, 1, 28, 28))
+    n = 3 if len(shape) > 1 and shape[0] == 3 else 1
+    want = model.predict(X[:n]).tolist()
+    data = X[:n].reshape(shape)
+    assert model.predict(data).tolist() == want
+    np.testing.assert_array_equal(model.predict_proba(data), model.predict_proba(X[:n]))
+    assert model.score(data, want) == 1.0 and model.evaluate(data, want)[1] == 1.0
+    np.save(tmp_path / "x.npy", data)
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "x.npy", "--json", "--quiet")
+    assert rc == 0, err
+    assert json.loads(out.splitlines()[-1])["predictions"] == want
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((3, 28, 28, 1), r"has samples of shape \(28, 28, 1\) but the model expects \(1, 28, 28\) \(channels last\?"),
+    ((3, 2, 392), r"must be 4-D \(samples, 1, 28, 28\), got shape \(3, 2, 392\)"),
+    ((3, 783), r"must be 4-D \(samples, 1, 28, 28\), got shape \(3, 783\)"),
+])
+def test_predict_shapes_refused_alike(lenet, tmp_path, shape, message):
+    model, ck = lenet
+    data = np.zeros(shape)
+    with pytest.raises(xpnet.InputError, match="X " + message):
+        model.predict(data)
+    np.save(tmp_path / "x.npy", data)
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "x.npy")
+    one_line_error(rc, err)
+    assert re.search("x.npy " + message, err), err
+
+
+def test_one_sample_of_a_table_model_alike(iris, tmp_path):
+    d, ck = iris
+    model = xpnet.load(ck)
+    row = np.array([0.1, 0.2, 0.3, 0.4])
+    assert model.predict(row).tolist() == model.predict(row[None]).tolist()
+    np.save(tmp_path / "row.npy", row)
+    rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "row.npy", "--json", "--quiet")
+    assert rc == 0 and json.loads(out.splitlines()[-1])["predictions"] == model.predict(row).tolist(), err
+    for bad in (np.zeros((2, 5)), np.zeros((2, 2, 2))):
+        with pytest.raises(xpnet.InputError) as lib:
+            model.predict(bad)
+        np.save(tmp_path / "bad.npy", bad)
+        rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "bad.npy")
+        one_line_error(rc, err, str(lib.value).replace("X ", "", 1))

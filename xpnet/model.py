@@ -30,7 +30,7 @@ from .schedules import Constant
 from .state import TrainState
 from .training import batch_bounds
 from .training import fit as _fit
-from .validation import check_labels, check_X, foreign_array_error
+from .validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
 # its largest per-batch array within about a last-level cache
@@ -471,6 +471,15 @@ class Sequential(Configurable):
             return self.bk.asarray(host)
         return self.bk.asarray(host, dtype=self.dtype)
 
+    def as_samples(self, X):
+        """Inputs to predict, predict_proba, score or evaluate as (samples, *input_shape): flat rows, (n, H, W)
+        for a one-channel model, and one sample are viewed so (`xpnet.validation.sample_shape`, the rule
+        `xpnet predict` follows); anything else is left for `as_input`'s checks to refuse."""
+        if not is_host(X) and self.bk.owns(X):
+            new = sample_shape(X.shape, self.input_shape)
+            return X if new is None else self.xp.reshape(X, new)
+        return X if _is_foreign(X) else host_samples(X, self.input_shape)
+
     def cast(self, x):
         """x in the model's dtype (a no-op when it already is)."""
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
@@ -598,7 +607,7 @@ class Sequential(Configurable):
         """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
         (host NumPy when classes_ are not 0..outputs-1). batch_size: samples per forward (default
         `inference_batch_size()`)."""
-        idx = self._outputs(self.prepare(X), False, batch_size, "predict")
+        idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict")
         if self._classes is None:
             return idx
         return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
@@ -606,11 +615,11 @@ class Sequential(Configurable):
     def predict_proba(self, X, batch_size: int | None = None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
         of `classes_`."""
-        return self._outputs(self.prepare(X), True, batch_size, "predict_proba")
+        return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba")
 
     def score(self, X, y) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y."""
-        pred = self.bk.to_numpy(self._outputs(self.prepare(X), False, None, "score"))
+        pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score"))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
@@ -619,7 +628,7 @@ class Sequential(Configurable):
         from .training import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         with self.bk:
-            Xd = self.as_input(self.prepare(X), keep_integers=True)
+            Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
             Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
             return evaluate(self, Xd, Yd, batch_size)
 

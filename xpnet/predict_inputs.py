@@ -15,6 +15,7 @@ import numpy as np
 from .datasets import DataError, load_array_file
 from .errors import InputError
 from .files import no_unpickling
+from .validation import check_X, host_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -37,23 +38,13 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
 
 
 def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
-    """X -> (samples, *input_shape): flat rows, image stacks and single samples reshaped when the sizes agree."""
-    size = math.prod(input_shape)
+    """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.validation.sample_shape: flat
+    rows, (n, H, W) for one channel, one sample); other shapes are refused with model.predict's message."""
     if X.dtype.kind not in "biuf":
         raise InputError(f"{path}: holds {X.dtype} values; expected numbers")
-    if one or X.ndim == 0 or (X.ndim == len(input_shape) and tuple(X.shape) == input_shape) or (
-            X.ndim == 1 and X.size == size):
-        X = X.reshape(1, *X.shape)  # one sample
-    if X.ndim >= 2 and math.prod(X.shape[1:]) == size:
-        return X.reshape(X.shape[0], *input_shape)
-    want = "x".join(map(str, input_shape))
-    got = "x".join(map(str, X.shape[1:])) if X.ndim >= 2 else str(X.size)
-    hint = ""
-    if len(input_shape) == 3 and X.ndim == 4 and tuple(X.shape[1:]) == (*input_shape[1:], input_shape[0]):
-        hint = "; channels last? transpose it with X.transpose(0, 3, 1, 2)"
-    if len(input_shape) == 1:
-        raise InputError(f"{path}: has {got} features per sample; the model expects {size}")
-    raise InputError(f"{path}: samples of {got} values; the model takes {want} ({size} features) per sample{hint}")
+    if one and X.ndim == len(input_shape):
+        X = X.reshape(1, *X.shape)
+    return check_X(host_samples(X, input_shape), input_shape, str(path))
 
 
 def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str):
