@@ -62,18 +62,19 @@ def test_an_image_for_a_table_model_is_refused(iris, tmp_path):
 
 
 def test_a_table_for_an_image_model_is_refused(tmp_path):
-    """The reverse: a CSV whose header names features (a table) for a model trained on images is refused,
-    even when its width happens to be the image's pixel count; a CSV of pixel rows (no header) is accepted."""
+    """The reverse: a table (here 4 named features) for a model trained on images is refused in one line that
+    says so; the images' pixels as rows, with or without a header, are accepted."""
     ck = tmp_path / "digits.safetensors"
     assert run("train", "--epochs", "1", "--hidden", "8", "--checkpoint", ck, "--quiet", "--backend", "numpy")[0] == 0
-    X = load_digits()[2][:3]
-    (tmp_path / "table.csv").write_text(",".join(f"f{i}" for i in range(64)) + "\n" +
-                                        "\n".join(",".join(map(str, r)) for r in X) + "\n")
+    (tmp_path / "table.csv").write_text("a,b,c,d\n1,2,3,4\n5,6,7,8\n")
     rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "table.csv")
-    one_line_error(rc, err, "table.csv", "trained on images")
-    (tmp_path / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in X) + "\n")
+    one_line_error(rc, err, "table.csv has 4 features but the model expects 64",
+                   "the model was trained on images (digits): pass images, or their pixels (64 values, 8x8 per sample)")
+    X = load_digits()[2][:3]
+    (tmp_path / "pixels.csv").write_text(",".join(f"pixel{i}" for i in range(64)) + "\n" +
+                                         "\n".join(",".join(map(str, r)) for r in X) + "\n")
     rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "pixels.csv", "--quiet", "--json")
-    assert rc == 0 and len(json.loads(out.splitlines()[-1])["predictions"]) == 3, err
+    assert rc == 0 and json.loads(out.splitlines()[-1])["predictions"] == xpnet.load(ck).predict(X).tolist(), err
 
 
 @pytest.mark.parametrize("batch", [10, 7])
@@ -201,3 +202,64 @@ def test_one_sample_of_a_table_model_alike(iris, tmp_path):
         np.save(tmp_path / "bad.npy", bad)
         rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "bad.npy")
         one_line_error(rc, err, str(lib.value).replace("X ", "", 1))
+
+
+# item 3: checkpoints remember where the data was --------------------------------------------------------
+def fake_mnist(folder, n_train=32, n_test=16):
+    """The four IDX files of a tiny MNIST-like set of 28x28 images (gzipped)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = (rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10,
+              rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10)
+    for name, a in zip(FILES, arrays):
+        a = np.asarray(a, dtype=np.uint8)
+        header = struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
+        (folder / name).write_bytes(gzip.compress(header + a.tobytes()))
+    return folder
+
+
+def test_evaluate_finds_the_data_dir_it_was_trained_from(tmp_path, monkeypatch):
+    """`xpnet evaluate --checkpoint lenet5.safetensors` (the README's example) looked for MNIST in the default
+    folder (and downloaded it) although the run was trained from --data-dir."""
+    data = fake_mnist(tmp_path / "my-mnist")
+    monkeypatch.setenv("XPNET_DATA", str(tmp_path / "empty"))
+    ck = tmp_path / "lenet5.safetensors"
+    rc, out, err = run("train", "--preset", "lenet5", "--data-dir", data, "--epochs", "1", "--offline",
+                       "--checkpoint", ck, "--quiet", "--backend", "numpy")
+    assert rc == 0, err
+    rc, out, err = run("evaluate", "--checkpoint", ck, "--offline", "--backend", "numpy")
+    assert rc == 0, err
+    assert out.startswith("mnist (test split): n 16  accuracy")
+    rc, out, err = run("evaluate", "--checkpoint", ck, "--offline", "--data-dir", tmp_path / "empty")
+    one_line_error(rc, err, "not found")  # a --data-dir given still wins
+
+
+def test_csv_runs_remember_file_and_label_column(iris, tmp_path, monkeypatch):
+    """A CSV model trained with --label-column species failed in predict, evaluate and resume until the flag
+    was given again; evaluate scored the training file without saying so; a relative --dataset path was
+    lost once the command ran elsewhere."""
+    d, ck = iris
+    rc, out, err = run("predict", "--checkpoint", ck, d / "iris.csv")
+    assert rc == 0 and "accuracy" in out.splitlines()[-1] and "against the label column (60 samples)" in out, err
+    monkeypatch.chdir(d)
+    rel = tmp_path / "rel.safetensors"
+    rc, out, err = run("train", "--dataset", "iris.csv", "--label-column", "species", "--epochs", "1", "--hidden",
+                       "8", "--checkpoint", rel, "--quiet", "--backend", "numpy")
+    assert rc == 0, err
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run("evaluate", "--checkpoint", rel)
+    assert rc == 0, err
+    assert out.startswith(f"{d / 'iris.csv'} (training data: it has no test split): n 60  accuracy"), out
+    result = json.loads(run("evaluate", "--checkpoint", rel, "--json")[1].splitlines()[-1])
+    assert result["split"] == "train" and result["n"] == 60
+    monkeypatch.chdir(d)
+    rc, out, err = run("train", "--dataset", "iris.csv", "--epochs", "2", "--checkpoint", rel, "--resume", rel,
+                       "--quiet", "--json")
+    assert rc == 0 and json.loads(out.splitlines()[-1])["epochs"] == 2, err
+
+
+def test_checkpoints_of_release_0_1_0_still_evaluate():
+    from pathlib import Path
+    fixture = Path(__file__).parent / "fixtures" / "v0.1.0-digits-adam.safetensors"
+    rc, out, err = run("evaluate", "--checkpoint", fixture, "--backend", "numpy")
+    assert rc == 0 and re.match(r"digits \(test split\): n 359  accuracy 0\.9\d+", out), (out, err)

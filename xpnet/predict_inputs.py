@@ -8,6 +8,7 @@ Every input becomes (samples, *input_shape) host data, raw: the model applies it
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,30 @@ from .validation import check_X, host_samples
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
-def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label"):
+def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None)):
     """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
-    Labels come back only when every file has them (a .csv label column, an .npz y)."""
+    Labels come back only when every file has them (a .csv label column, an .npz y).
+
+    trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
+    image for a model trained on a table is refused (it was resized into the table's features), and so is an
+    unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
+    trained on images says so."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
     blocks, sources, labels = [], [], []
     for path in paths:
-        X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column)
+        try:
+            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on)
+        except InputError as exc:
+            kind, dataset = trained_on
+            if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
+                    not re.search(r"must be \d-D|model expects", str(exc)):  # check_X's shape refusals
+                raise
+            side = "x".join(map(str, input_shape[-2:])) if len(input_shape) == 3 else _square(input_shape)
+            raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
+                             f"images, or their pixels ({math.prod(input_shape)} values{f', {side}' if side else ''} per "
+                             f"sample) as rows") from None
         blocks.append(X)
         sources += [(str(path), None if single else i) for i in range(len(X))]
         labels.append(y)
@@ -47,7 +63,13 @@ def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
     return check_X(host_samples(X, input_shape), input_shape, str(path))
 
 
-def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str):
+def _square(input_shape) -> str:
+    size = math.prod(input_shape)
+    side = math.isqrt(size)
+    return f"{side}x{side}" if side * side == size else ""
+
+
+def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None)):
     """(X, y or None, single sample?) of one file."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -66,7 +88,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str):
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape, invert), None, True
+        return _read_image(path, input_shape, invert, trained_on), None, True
     raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
@@ -120,7 +142,13 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     return _fit_shape(path, X, input_shape, False), None, False
 
 
-def _read_image(path: Path, input_shape: tuple, invert: str) -> np.ndarray:
+def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None)) -> np.ndarray:
+    size = math.prod(input_shape)
+    kind, dataset = trained_on
+    if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
+        why = f"was trained on a table ({dataset})" if kind == "table" else "takes a table"
+        raise InputError(f"{path}: an image, but the model {why} of {size} features per sample, not on images; pass "
+                         f"its features as .csv, .npy or .npz rows")
     try:
         from PIL import Image
     except ImportError:

@@ -299,7 +299,9 @@ def run_train(args) -> dict:
     check_seed("seed", cfg["seed"])
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
+    data_dir, label_column = data_settings(args, saved_meta["cli"] if saved_meta else {})
+    X, y, X_test, y_test = load_dataset(cfg["dataset"], data_dir, label_column, download=not args.offline)
+    kind = input_kind(cfg["dataset"], X)
     image_shape = image_input(cfg, saved_model)
     if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
         X = as_images(X, image_shape or None, cfg["dataset"])
@@ -307,12 +309,12 @@ def run_train(args) -> dict:
     flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
     if saved_model is None:
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
-                                            args.label_column)
+                                            label_column)
     elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], saved_model.n_outputs,
-                                            args.label_column)
+                                            label_column)
     else:
-        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, args.label_column,
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, label_column,
                                             known=saved_model.classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
@@ -337,7 +339,10 @@ def run_train(args) -> dict:
                          f"checkpoint is inconsistent, start a new run")
     if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
         model.preprocessing = Scaler("raw")
-    cli_cfg = {k: v for k, v in cfg.items()}
+    # where the data came from travels with the run, so evaluate and predict find it again (run options, not
+    # compared on resume: --data-dir may change)
+    cli_cfg = dict(cfg, **data_record(cfg["dataset"], data_dir, label_column),
+                   inputs="images" if image_shape is not None else kind)
     checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
     callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
@@ -409,6 +414,52 @@ def run_train(args) -> dict:
             **({} if comm is None else {"rank": rank, "world_size": comm.size})}
 
 
+FILE_DATASETS = (".npz", ".csv")
+
+
+def data_settings(args, saved: dict) -> tuple:
+    """(data_dir, label_column) of a command: its flags, else what the checkpoint's run recorded (saved: the
+    checkpoint's `cli` settings, {} for a new run), else the defaults (None: $XPNET_DATA or the cache; "label")."""
+    data_dir = getattr(args, "data_dir", None) or saved.get("data_dir")
+    return data_dir, getattr(args, "label_column", None) or saved.get("label_column") or "label"
+
+
+def data_record(dataset: str, data_dir, label_column: str) -> dict:
+    """What a checkpoint records of where its data was: the IDX folder (absolute; the default one resolved
+    now) for mnist and fashion-mnist, the file's absolute path for a .npz or .csv, and the label column."""
+    from .datasets import default_data_dir
+    record = {"label_column": label_column}
+    if dataset in ("mnist", "fashion-mnist"):
+        record["data_dir"] = str(Path(data_dir or default_data_dir()).expanduser().resolve())
+    elif str(dataset).endswith(FILE_DATASETS):
+        record["dataset_file"] = str(Path(dataset).expanduser().resolve())
+    return record
+
+
+def input_kind(dataset: str, X=None):
+    """What a dataset's samples are: "images" (digits, MNIST, Fashion-MNIST, an .npz of (N, H, W) or
+    (N, C, H, W) arrays), "table" (a .csv, a 2-D .npz) or None (unknown)."""
+    if dataset in ("digits", "mnist", "fashion-mnist"):
+        return "images"
+    if str(dataset).endswith(".csv"):
+        return "table"
+    if str(dataset).endswith(".npz") and X is not None:
+        return "images" if np.ndim(X) >= 3 else "table"
+    return None
+
+
+def model_inputs(model):
+    """(kind, dataset) of what a checkpoint's model was trained on: kind "images", "table" or None (unknown:
+    a model saved from Python, or a checkpoint that recorded nothing)."""
+    cli = (getattr(model, "checkpoint_meta_", None) or {}).get("cli") or {}
+    if len(model.input_shape) == 3:
+        return "images", cli.get("dataset")
+    if "inputs" in cli:
+        return cli["inputs"], cli.get("dataset")
+    dataset = cli.get("dataset")
+    return (None if dataset is None or str(dataset).endswith(".npz") else input_kind(dataset)), dataset
+
+
 def image_input(cfg: dict, saved_model=None):
     """None for a model taking flat rows; for one taking images, their (C, H, W), or () when only the data can
     say (a --model file without input_shape)."""
@@ -462,10 +513,15 @@ def label_names(model, by_label: bool = False):
 
 def run_evaluate(args) -> dict:
     model = _load_for_inference(args)
-    dataset = args.dataset or (model.checkpoint_meta_.get("cli") or {}).get("dataset")
+    saved = (model.checkpoint_meta_ or {}).get("cli") or {}
+    dataset = args.dataset or saved.get("dataset")
     if not dataset:
         raise InputError("name the data to evaluate on with --dataset")
-    X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
+    if not args.dataset and saved.get("dataset_file"):
+        dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
+    data_dir, label_column = data_settings(args, saved)
+    X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
+    split = "test split" if X_test is not None else "training data: it has no test split"
     if X_test is not None:
         X, y = X_test, y_test
     X = model_input(model, X, dataset)
@@ -477,20 +533,23 @@ def run_evaluate(args) -> dict:
     np.add.at(cm, (truth, pred), 1)
     names = model.class_names_
     if not args.quiet:
-        print(f"{dataset}: n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
         print("confusion matrix (rows: true, columns: predicted):")
         w = min(max(len(n) for n in names), 14)
         print(" " * (w + 1) + " ".join(f"{i:>6d}" for i in range(k)))
         for i, row in enumerate(cm):
             print(f"{names[i][:w]:>{w}} " + " ".join(f"{v:6d}" for v in row) + f"  {i}")
-    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "classes": [c.item() for c in model.classes_],
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
             "class_names": names, "confusion_matrix": cm.tolist()}
 
 
 def run_predict(args) -> dict:
     from .predict_inputs import read_inputs
     model = _load_for_inference(args)
-    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, args.label_column)
+    _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
+    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
+                                trained_on=model_inputs(model))
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     idx = proba.argmax(axis=1)
     classes, names = model.classes_, model.class_names_
