@@ -586,12 +586,13 @@ class Sequential(Configurable):
               hint=f"samples per inference batch; leave it out for the model's default ({self.inference_batch_size()})")
         return int(batch_size)
 
-    def _outputs(self, X, proba: bool, batch_size, owner: str):
+    def _outputs(self, X, proba: bool, batch_size, owner: str, progress=None):
         batch_size = self._batch_arg(batch_size, owner)
+        _check_progress(progress, owner)
         with self.bk:
-            return self._outputs_on_device(X, proba, batch_size)
+            return self._outputs_on_device(X, proba, batch_size, progress)
 
-    def _outputs_on_device(self, X, proba: bool, batch_size: int):
+    def _outputs_on_device(self, X, proba: bool, batch_size: int, progress=None):
         xp = self.xp
         host = is_host(X) or not self.bk.owns(X)
         Xd = self.as_input(X, keep_integers=True)
@@ -600,37 +601,42 @@ class Sequential(Configurable):
         for s in range(0, n, batch_size):
             z, _ = self.forward(self.cast(Xd[s:min(s + batch_size, n), ...]))
             chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=1))
+            if progress is not None:
+                progress(min(s + batch_size, n) - s)
         out = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
         return self.bk.to_numpy(out) if host else out
 
-    def predict(self, X, batch_size: int | None = None):
+    def predict(self, X, batch_size: int | None = None, progress=None):
         """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
         (host NumPy when classes_ are not 0..outputs-1). batch_size: samples per forward (default
-        `inference_batch_size()`)."""
-        idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict")
+        `inference_batch_size()`). progress: called with the number of samples after each batch (a tqdm
+        bar's `update`, as `xpnet train` and `evaluate` use on a terminal); the same for predict_proba, score
+        and evaluate."""
+        idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
         return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
 
-    def predict_proba(self, X, batch_size: int | None = None):
+    def predict_proba(self, X, batch_size: int | None = None, progress=None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
         of `classes_`."""
-        return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba")
+        return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
 
-    def score(self, X, y) -> float:
+    def score(self, X, y, progress=None) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y."""
-        pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score"))
+        pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score", progress))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
-    def evaluate(self, X, y, batch_size: int | None = None) -> tuple[float, float]:
+    def evaluate(self, X, y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
         from .training import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
+        _check_progress(progress, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
             Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
-            return evaluate(self, Xd, Yd, batch_size)
+            return evaluate(self, Xd, Yd, batch_size, progress)
 
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
@@ -695,6 +701,12 @@ class Sequential(Configurable):
     @property
     def rng(self):
         return self.state.rng
+
+
+def _check_progress(progress, owner: str) -> None:
+    if progress is not None and not callable(progress):
+        raise InputError(f"{owner}(progress={progress!r:.40}): must be a function called with the number of samples "
+                         f"done after each batch (e.g. a tqdm bar's update), or None")
 
 
 def _is_foreign(a) -> bool:

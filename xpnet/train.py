@@ -1,6 +1,7 @@
 """`xpnet train`, `evaluate` and `predict`: datasets, presets, checkpoints, resume, signals, progress, plots."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import shlex
@@ -236,6 +237,20 @@ class Progress:
         print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
 
 
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, bar: bool):
+    """A long inference pass's progress, as training shows its epochs: on a terminal (bar) a tqdm bar
+    counting samples, whose `update` the model's predict/score/evaluate call after each batch (yielded;
+    None without a bar). The bar is cleared when done: the figures follow on stdout."""
+    if not bar or total <= 0:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+              leave=False) as t:
+        yield t.update
+
+
 class Checkpointer:
     """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
     writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
@@ -280,6 +295,7 @@ def _distributed(args):
 
 
 def run_train(args) -> dict:
+    started = time.perf_counter()
     from .checkpoint import fingerprint, load
     from .training import TrainingInterrupted
     from .datasets import check_dataset
@@ -386,15 +402,23 @@ def run_train(args) -> dict:
         for s, h in old.items():
             signal.signal(s, h)
     seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()  # scoring: one inference pass over the training data, one over the test split
     n_train = len(X) - int(round(len(X) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(X)
-    train_acc = model.score(X[:n_train], y[:n_train])
-    test_acc = None if X_test is None else model.score(X_test, y_test)
+    with progress_bar(n_train, "train accuracy", bar) as update:
+        train_acc = model.score(X[:n_train], y[:n_train], progress=update)
+    test_pred = test_acc = None
+    if X_test is not None:
+        with progress_bar(len(X_test), "test accuracy", bar) as update:
+            test_pred = np.asarray(model.predict(X_test, progress=update))
+        test_acc = float(np.mean(model.encode_labels(test_pred, len(test_pred)) ==
+                                 model.encode_labels(y_test, len(y_test))))  # == model.score(X_test, y_test)
+    scoring = time.perf_counter() - t1
     history = model.history_
     if args.history and rank == 0:
         write_history(args.history, history)
     if args.plot and rank == 0:
         from .plots import write_plots
-        pred = None if X_test is None else np.asarray(model.predict(X_test))
+        pred = test_pred
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
                             names=label_names(model, by_label=True))
@@ -404,11 +428,13 @@ def run_train(args) -> dict:
             paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
         if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
+    total = time.perf_counter() - started
     if not quiet:
         print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
-              f"  ({seconds:.1f} s)", flush=True)
+              f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
     return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
-            "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
+            "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
+            "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             **({} if comm is None else {"rank": rank, "world_size": comm.size})}
@@ -525,9 +551,12 @@ def run_evaluate(args) -> dict:
     if X_test is not None:
         X, y = X_test, y_test
     X = model_input(model, X, dataset)
-    loss, accuracy = model.evaluate(X, y)
+    bar = not args.quiet and sys.stderr.isatty()
+    with progress_bar(len(y), "loss and accuracy", bar) as update:
+        loss, accuracy = model.evaluate(X, y, progress=update)
     truth = model.encode_labels(y, len(y))
-    pred = model.encode_labels(np.asarray(model.predict(X)), len(y))
+    with progress_bar(len(y), "confusion matrix", bar) as update:
+        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
     k = model.n_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (truth, pred), 1)
@@ -550,7 +579,8 @@ def run_predict(args) -> dict:
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
     X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
                                 trained_on=model_inputs(model))
-    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
     idx = proba.argmax(axis=1)
     classes, names = model.classes_, model.class_names_
     labels = [classes[i].item() for i in idx]

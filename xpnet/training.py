@@ -79,15 +79,16 @@ class EarlyStopping:
             model.set_parameters(self.best_params)
 
 
-def evaluate(model, X, Y, batch_size: int | None = None) -> tuple[float, float]:
+def evaluate(model, X, Y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs).
-    batch_size: default the model's `inference_batch_size()`."""
+    batch_size: default the model's `inference_batch_size()`. progress: called with the number of samples
+    after each batch."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
     with model.bk:
-        return _evaluate(model, X, Y, batch_size)
+        return _evaluate(model, X, Y, batch_size, progress)
 
 
-def _evaluate(model, X, Y, batch_size: int) -> tuple[float, float]:
+def _evaluate(model, X, Y, batch_size: int, progress=None) -> tuple[float, float]:
     xp, n = model.xp, X.shape[0]
     total, correct = 0.0, 0.0
     for s in range(0, n, batch_size):
@@ -97,6 +98,8 @@ def _evaluate(model, X, Y, batch_size: int) -> tuple[float, float]:
         value = model.loss(z, yb)[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
         correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+        if progress is not None:
+            progress(e - s)
     vals = model.bk.to_numpy(xp.stack([_scalar(model, total), _scalar(model, correct)]))
     return float(vals[0]) / n, float(vals[1]) / n
 
