@@ -94,8 +94,7 @@ def check_seed(name: str, seed) -> None:
     import numbers
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed < 0:
         from .errors import InputError
-        raise InputError(f"{name}={seed}: must be a non-negative integer (or None for a fresh seed); "
-                         f"try {name}={-seed}")
+        raise InputError(f"{name}={seed}: must be a non-negative integer (or None for a fresh seed), e.g. {-seed}")
 
 
 def rng_kind(rng) -> str:
