@@ -59,6 +59,10 @@ def test_an_image_for_a_table_model_is_refused(iris, tmp_path):
     rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "digit.png")
     one_line_error(rc, err, "digit.png", "trained on a table", "4 features")
     assert out == ""
+    # saved from Python, with no record of its data: 4 features are no image either
+    bare = xpnet.Sequential([xpnet.Dense(4, 3)], backend="numpy", seed=0).save(tmp_path / "bare.safetensors")
+    rc, out, err = run("predict", "--checkpoint", bare, tmp_path / "digit.png")
+    one_line_error(rc, err, "digit.png: an image, but the model takes a table of 4 features per sample")
 
 
 def test_a_table_for_an_image_model_is_refused(tmp_path):
@@ -170,6 +174,21 @@ def test_predict_shapes_accepted_alike(lenet, tmp_path, shape):
     rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "x.npy", "--json", "--quiet")
     assert rc == 0, err
     assert json.loads(out.splitlines()[-1])["predictions"] == want
+
+
+def test_device_arrays_take_the_same_shapes(xpnet_backend):
+    """The rule holds for the backend's own arrays too (reshaped on the device)."""
+    model = xpnet.Sequential([xpnet.Flatten(), xpnet.Dense(10)], input_shape=(1, 4, 4), backend=xpnet_backend,
+                             dtype="float64", seed=0)
+    X = np.random.default_rng(0).random((3, 1, 4, 4))
+    want = np.asarray(model.predict_proba(X))
+    for shape in ((3, 16), (3, 4, 4)):
+        got = model.predict_proba(xpnet_backend.asarray(X.reshape(shape), dtype=model.dtype))
+        np.testing.assert_allclose(xpnet_backend.to_numpy(got), want, rtol=1e-12)
+    one = model.predict_proba(xpnet_backend.asarray(X[0, 0], dtype=model.dtype))
+    np.testing.assert_allclose(xpnet_backend.to_numpy(one), want[:1], rtol=1e-12)
+    with pytest.raises(xpnet.InputError, match=r"X must (be 4-D|have shape) \(samples, 1, 4, 4\), got (shape )?\(3, 2, 8\)"):
+        model.predict(xpnet_backend.asarray(X.reshape(3, 2, 8), dtype=model.dtype))
 
 
 @pytest.mark.parametrize("shape, message", [
