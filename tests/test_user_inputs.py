@@ -271,10 +271,12 @@ def test_csv_runs_remember_file_and_label_column(iris, tmp_path, monkeypatch):
     assert out.startswith(f"{d / 'iris.csv'} (training data: it has no test split): n 60  accuracy"), out
     result = json.loads(run("evaluate", "--checkpoint", rel, "--json")[1].splitlines()[-1])
     assert result["split"] == "train" and result["n"] == 60
+    rc, out, err = run("train", "--epochs", "2", "--checkpoint", rel, "--resume", rel, "--quiet", "--json")
+    assert rc == 0 and json.loads(out.splitlines()[-1])["epochs"] == 2, err  # from another folder, no flags
     monkeypatch.chdir(d)
-    rc, out, err = run("train", "--dataset", "iris.csv", "--epochs", "2", "--checkpoint", rel, "--resume", rel,
+    rc, out, err = run("train", "--dataset", "iris.csv", "--epochs", "3", "--checkpoint", rel, "--resume", rel,
                        "--quiet", "--json")
-    assert rc == 0 and json.loads(out.splitlines()[-1])["epochs"] == 2, err
+    assert rc == 0 and json.loads(out.splitlines()[-1])["epochs"] == 3, err
 
 
 def test_checkpoints_of_release_0_1_0_still_evaluate():

@@ -316,7 +316,10 @@ def run_train(args) -> dict:
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
     data_dir, label_column = data_settings(args, saved_meta["cli"] if saved_meta else {})
-    X, y, X_test, y_test = load_dataset(cfg["dataset"], data_dir, label_column, download=not args.offline)
+    source = cfg["dataset"]  # a resumed run's file, wherever this command runs (unless --dataset names one)
+    if saved_meta and not args.dataset and saved_meta["cli"].get("dataset_file") and not Path(source).is_file():
+        source = saved_meta["cli"]["dataset_file"]
+    X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
     kind = input_kind(cfg["dataset"], X)
     image_shape = image_input(cfg, saved_model)
     if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
@@ -357,7 +360,7 @@ def run_train(args) -> dict:
         model.preprocessing = Scaler("raw")
     # where the data came from travels with the run, so evaluate and predict find it again (run options, not
     # compared on resume: --data-dir may change)
-    cli_cfg = dict(cfg, **data_record(cfg["dataset"], data_dir, label_column),
+    cli_cfg = dict(cfg, **data_record(source, data_dir, label_column),
                    inputs="images" if image_shape is not None else kind)
     checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
