@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
     sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
-    sp.add_argument("--label-column", default="label", help="label column of a .csv dataset")
+    sp.add_argument("--label-column", default=None, help="label column of a .csv dataset (default label; a resumed "
+                    "run's own)")
     sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
                     "0..N-1 (default: max label + 1, refused when more than half would get no training sample)")
     sp.add_argument("--hidden", type=_ints, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
@@ -360,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true")
         if name == "evaluate":
             sp.add_argument("--dataset", default=None, help="default: the dataset it was trained on (its test split)")
-            sp.add_argument("--data-dir", default=None)
-            sp.add_argument("--label-column", default="label")
+            sp.add_argument("--data-dir", default=None, help="default: where the data was when it was trained")
+            sp.add_argument("--label-column", default=None, help="default: the one it was trained with")
             sp.add_argument("--offline", action="store_true")
             sp.set_defaults(func=cmd_evaluate)
         else:
@@ -370,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "jpg, ...); several at once")
             sp.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                             help="invert an image's gray levels (auto: when its background is light, as on paper)")
-            sp.add_argument("--label-column", default="label", help="a .csv's label column, left out of the "
-                            "features and compared with the predictions (default label)")
+            sp.add_argument("--label-column", default=None, help="a .csv's label column, left out of the "
+                            "features and compared with the predictions (default: the one it was trained with)")
             sp.add_argument("--output", default=None, metavar="PATH",
                             help="write a CSV: file, index, label, class_name, one probability column per class")
             sp.set_defaults(func=cmd_predict)

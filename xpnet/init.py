@@ -80,12 +80,21 @@ def ones(*shape) -> np.ndarray:
 def host_rng(seed=None, kind: str = "Generator"):
     """The host generator for one model: weights, shuffles and dropout masks (seed None: fresh entropy).
     kind "Generator" (NumPy's default_rng) or "RandomState" (the legacy MT19937 stream the book's code uses)."""
+    check_seed("seed", seed)
     if kind == "RandomState":
         return np.random.RandomState(seed)
     if kind != "Generator":
         from .errors import InputError
         raise InputError(f"unknown host RNG kind {kind!r}; choose 'Generator' or 'RandomState'")
     return np.random.default_rng(seed)
+
+
+def check_seed(name: str, seed) -> None:
+    """A whole-number seed must be >= 0 (NumPy's generators refuse negative ones with a bare ValueError)."""
+    import numbers
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed < 0:
+        from .errors import InputError
+        raise InputError(f"{name}={seed}: must be a non-negative integer (or None for a fresh seed), e.g. {-seed}")
 
 
 def rng_kind(rng) -> str:

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .errors import InputError
+from .init import check_seed
 from .layers import Dense, Sigmoid
 from .losses import LogisticCost
 from .model import Sequential
@@ -68,6 +69,7 @@ class NeuralNetMLP(Sequential):
                  dtype="float64", compile=False):
         check("epochs", epochs, POSITIVE_INT)
         check("minibatches", minibatches, POSITIVE_INT)
+        check_seed("random_state", random_state)
         self.init_args = dict(n_output=n_output, n_features=n_features, n_hidden=n_hidden, l1=l1, l2=l2,
                               epochs=epochs, eta=eta, alpha=alpha, decrease_const=decrease_const, shuffle=shuffle,
                               minibatches=minibatches, random_state=random_state)

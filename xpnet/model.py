@@ -30,7 +30,7 @@ from .schedules import Constant
 from .state import TrainState
 from .training import batch_bounds
 from .training import fit as _fit
-from .validation import check_labels, check_X, foreign_array_error
+from .validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
 # its largest per-batch array within about a last-level cache
@@ -49,6 +49,24 @@ def _infer_input_shape(layers) -> tuple | None:
         if not layer.elementwise:
             return None
     return None
+
+
+def _as_layer(layer, i: int):
+    """A layer instance from a layer, a registry name of one that needs no arguments ("relu", "Flatten") or a
+    {"class", "config"} spec; anything else is refused in one line."""
+    from .layers.base import Layer
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, (str, dict)):
+        try:
+            layer = resolve(layer, "layer")
+        except TypeError as exc:  # a name whose class needs arguments ("Dense")
+            raise InputError(f"layers[{i}] {layer!r}: a layer given by name is built with no arguments, and this "
+                             f"one needs some ({exc}); pass an instance, e.g. xpnet.Dense(100, 10)") from None
+        if isinstance(layer, Layer):
+            return layer
+    raise InputError(f"layers[{i}] is {type(layer).__name__} {layer!r:.60}, not a layer; pass a layer instance "
+                     f"(xpnet.Dense(784, 100), xpnet.ReLU()) or a registered layer's name (\"relu\", \"Flatten\")")
 
 
 def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
@@ -74,7 +92,10 @@ class Sequential(Configurable):
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None):
-        self.layers = list(layers)
+        if isinstance(layers, (str, dict)) or not hasattr(layers, "__iter__"):
+            raise InputError(f"layers must be a list of layers, e.g. [Dense(784, 100), \"relu\", Dense(100, 10)], "
+                             f"got {type(layers).__name__} {layers!r:.60}")
+        self.layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
         if not self.layers:
             raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
         self.bk = select_backend(backend, device)
@@ -292,8 +313,28 @@ class Sequential(Configurable):
 
     def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None):
         """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs); no gradients."""
+        self.check_targets(x, y, "objective")
         z, _ = self.forward(x, training, params, noise)
         return self.loss(z, y)[0] + self.penalty_cost(params)
+
+    def check_targets(self, x, y, owner: str = "value_and_grads") -> None:
+        """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes:
+        (batch, outputs) floating rows (one-hot for class labels), made from labels by `as_targets`. Class
+        labels (batch,) would broadcast against the logits (a wrong loss when batch == outputs); refused in one
+        line. Shapes and dtypes only: nothing is read from the device (safe inside a compiled step)."""
+        shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
+        want = (int(x.shape[0]), self.n_outputs)
+        if shape is not None and tuple(shape) == want and "float" in str(dtype):
+            return
+        if shape is None:
+            got = f"a {type(y).__name__}"
+        elif len(shape) == 1 and "float" not in str(dtype):
+            got = f"class labels of shape {tuple(shape)} ({dtype})"
+        else:
+            got = f"shape {tuple(shape)} ({dtype})"
+        raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
+                         f"rows for class labels), got {got}; make them from labels with "
+                         f"yb, _ = model.as_targets(labels, len(labels))")
 
     def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
@@ -316,6 +357,7 @@ class Sequential(Configurable):
         with_state=True the result is (value, logits, grads, new layer_state) (each micro-batch of accumulate=k
         updates the statistics in turn, as k forwards do in PyTorch); `apply_gradients(grads, layer_state)`
         stores it. train_step does both."""
+        self.check_targets(x, y, "value_and_grads")
         params = self.state.params if params is None else params
         layer_state = self.state.layer_state if layer_state is None else layer_state
         if accumulate == 1:
@@ -441,6 +483,15 @@ class Sequential(Configurable):
             return self.bk.asarray(host)
         return self.bk.asarray(host, dtype=self.dtype)
 
+    def as_samples(self, X):
+        """Inputs to predict, predict_proba, score or evaluate as (samples, *input_shape): flat rows, (n, H, W)
+        for a one-channel model, and one sample are viewed so (`xpnet.validation.sample_shape`, the rule
+        `xpnet predict` follows); anything else is left for `as_input`'s checks to refuse."""
+        if not is_host(X) and self.bk.owns(X):
+            new = sample_shape(X.shape, self.input_shape)
+            return X if new is None else self.xp.reshape(X, new)
+        return X if _is_foreign(X) else host_samples(X, self.input_shape)
+
     def cast(self, x):
         """x in the model's dtype (a no-op when it already is)."""
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
@@ -547,12 +598,13 @@ class Sequential(Configurable):
               hint=f"samples per inference batch; leave it out for the model's default ({self.inference_batch_size()})")
         return int(batch_size)
 
-    def _outputs(self, X, proba: bool, batch_size, owner: str):
+    def _outputs(self, X, proba: bool, batch_size, owner: str, progress=None):
         batch_size = self._batch_arg(batch_size, owner)
+        _check_progress(progress, owner)
         with self.bk:
-            return self._outputs_on_device(X, proba, batch_size)
+            return self._outputs_on_device(X, proba, batch_size, progress)
 
-    def _outputs_on_device(self, X, proba: bool, batch_size: int):
+    def _outputs_on_device(self, X, proba: bool, batch_size: int, progress=None):
         xp = self.xp
         host = is_host(X) or not self.bk.owns(X)
         Xd = self.as_input(X, keep_integers=True)
@@ -561,37 +613,42 @@ class Sequential(Configurable):
         for s in range(0, n, batch_size):
             z, _ = self.forward(self.cast(Xd[s:min(s + batch_size, n), ...]))
             chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=1))
+            if progress is not None:
+                progress(min(s + batch_size, n) - s)
         out = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
         return self.bk.to_numpy(out) if host else out
 
-    def predict(self, X, batch_size: int | None = None):
+    def predict(self, X, batch_size: int | None = None, progress=None):
         """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
         (host NumPy when classes_ are not 0..outputs-1). batch_size: samples per forward (default
-        `inference_batch_size()`)."""
-        idx = self._outputs(self.prepare(X), False, batch_size, "predict")
+        `inference_batch_size()`). progress: called with the number of samples after each batch (a tqdm
+        bar's `update`, as `xpnet train` and `evaluate` use on a terminal); the same for predict_proba, score
+        and evaluate."""
+        idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
         return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
 
-    def predict_proba(self, X, batch_size: int | None = None):
+    def predict_proba(self, X, batch_size: int | None = None, progress=None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
         of `classes_`."""
-        return self._outputs(self.prepare(X), True, batch_size, "predict_proba")
+        return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
 
-    def score(self, X, y) -> float:
+    def score(self, X, y, progress=None) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y."""
-        pred = self.bk.to_numpy(self._outputs(self.prepare(X), False, None, "score"))
+        pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score", progress))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
-    def evaluate(self, X, y, batch_size: int | None = None) -> tuple[float, float]:
+    def evaluate(self, X, y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
         from .training import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
+        _check_progress(progress, "evaluate")
         with self.bk:
-            Xd = self.as_input(self.prepare(X), keep_integers=True)
+            Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
             Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
-            return evaluate(self, Xd, Yd, batch_size)
+            return evaluate(self, Xd, Yd, batch_size, progress)
 
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
@@ -656,6 +713,12 @@ class Sequential(Configurable):
     @property
     def rng(self):
         return self.state.rng
+
+
+def _check_progress(progress, owner: str) -> None:
+    if progress is not None and not callable(progress):
+        raise InputError(f"{owner}(progress={progress!r:.40}): must be a function called with the number of samples "
+                         f"done after each batch (e.g. a tqdm bar's update), or None")
 
 
 def _is_foreign(a) -> bool:

@@ -8,6 +8,7 @@ Every input becomes (samples, *input_shape) host data, raw: the model applies it
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,35 @@ import numpy as np
 from .datasets import DataError, load_array_file
 from .errors import InputError
 from .files import no_unpickling
+from .validation import check_X, host_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
-def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label"):
+def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None)):
     """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
-    Labels come back only when every file has them (a .csv label column, an .npz y)."""
+    Labels come back only when every file has them (a .csv label column, an .npz y).
+
+    trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
+    image for a model trained on a table is refused (it was resized into the table's features), and so is an
+    unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
+    trained on images says so."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
     blocks, sources, labels = [], [], []
     for path in paths:
-        X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column)
+        try:
+            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on)
+        except InputError as exc:
+            kind, dataset = trained_on
+            if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
+                    not re.search(r"must be \d-D|model expects", str(exc)):  # check_X's shape refusals
+                raise
+            side = "x".join(map(str, input_shape[-2:])) if len(input_shape) == 3 else _square(input_shape)
+            raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
+                             f"images, or their pixels ({math.prod(input_shape)} values{f', {side}' if side else ''} per "
+                             f"sample) as rows") from None
         blocks.append(X)
         sources += [(str(path), None if single else i) for i in range(len(X))]
         labels.append(y)
@@ -37,26 +54,22 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
 
 
 def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
-    """X -> (samples, *input_shape): flat rows, image stacks and single samples reshaped when the sizes agree."""
-    size = math.prod(input_shape)
+    """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.validation.sample_shape: flat
+    rows, (n, H, W) for one channel, one sample); other shapes are refused with model.predict's message."""
     if X.dtype.kind not in "biuf":
         raise InputError(f"{path}: holds {X.dtype} values; expected numbers")
-    if one or X.ndim == 0 or (X.ndim == len(input_shape) and tuple(X.shape) == input_shape) or (
-            X.ndim == 1 and X.size == size):
-        X = X.reshape(1, *X.shape)  # one sample
-    if X.ndim >= 2 and math.prod(X.shape[1:]) == size:
-        return X.reshape(X.shape[0], *input_shape)
-    want = "x".join(map(str, input_shape))
-    got = "x".join(map(str, X.shape[1:])) if X.ndim >= 2 else str(X.size)
-    hint = ""
-    if len(input_shape) == 3 and X.ndim == 4 and tuple(X.shape[1:]) == (*input_shape[1:], input_shape[0]):
-        hint = "; channels last? transpose it with X.transpose(0, 3, 1, 2)"
-    if len(input_shape) == 1:
-        raise InputError(f"{path}: has {got} features per sample; the model expects {size}")
-    raise InputError(f"{path}: samples of {got} values; the model takes {want} ({size} features) per sample{hint}")
+    if one and X.ndim == len(input_shape):
+        X = X.reshape(1, *X.shape)
+    return check_X(host_samples(X, input_shape), input_shape, str(path))
 
 
-def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str):
+def _square(input_shape) -> str:
+    size = math.prod(input_shape)
+    side = math.isqrt(size)
+    return f"{side}x{side}" if side * side == size else ""
+
+
+def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None)):
     """(X, y or None, single sample?) of one file."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -75,7 +88,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str):
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape, invert), None, True
+        return _read_image(path, input_shape, invert, trained_on), None, True
     raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
@@ -129,7 +142,13 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     return _fit_shape(path, X, input_shape, False), None, False
 
 
-def _read_image(path: Path, input_shape: tuple, invert: str) -> np.ndarray:
+def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None)) -> np.ndarray:
+    size = math.prod(input_shape)
+    kind, dataset = trained_on
+    if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
+        why = f"was trained on a table ({dataset})" if kind == "table" else "takes a table"
+        raise InputError(f"{path}: an image, but the model {why} of {size} features per sample, not on images; pass "
+                         f"its features as .csv, .npy or .npz rows")
     try:
         from PIL import Image
     except ImportError:

@@ -1,6 +1,7 @@
 """`xpnet train`, `evaluate` and `predict`: datasets, presets, checkpoints, resume, signals, progress, plots."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .init import check_seed
 from .cnn import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
 from .mlp import mlp_specs
 from .datasets import CLASS_NAMES, class_mapping_note
@@ -235,6 +237,20 @@ class Progress:
         print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
 
 
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, bar: bool):
+    """A long inference pass's progress, as training shows its epochs: on a terminal (bar) a tqdm bar
+    counting samples, whose `update` the model's predict/score/evaluate call after each batch (yielded;
+    None without a bar). The bar is cleared when done: the figures follow on stdout."""
+    if not bar or total <= 0:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+              leave=False) as t:
+        yield t.update
+
+
 class Checkpointer:
     """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
     writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
@@ -279,6 +295,7 @@ def _distributed(args):
 
 
 def run_train(args) -> dict:
+    started = time.perf_counter()
     from .checkpoint import fingerprint, load
     from .training import TrainingInterrupted
     from .datasets import check_dataset
@@ -295,9 +312,15 @@ def run_train(args) -> dict:
                              f"xpnet.load(path).fit(X, y, resume=True)")
         check_resume_flags(args, saved_meta["cli"])
     cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
+    check_seed("seed", cfg["seed"])
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    X, y, X_test, y_test = load_dataset(cfg["dataset"], args.data_dir, args.label_column, download=not args.offline)
+    data_dir, label_column = data_settings(args, saved_meta["cli"] if saved_meta else {})
+    source = cfg["dataset"]  # a resumed run's file, wherever this command runs (unless --dataset names one)
+    if saved_meta and not args.dataset and saved_meta["cli"].get("dataset_file") and not Path(source).is_file():
+        source = saved_meta["cli"]["dataset_file"]
+    X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
+    kind = input_kind(cfg["dataset"], X)
     image_shape = image_input(cfg, saved_model)
     if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
         X = as_images(X, image_shape or None, cfg["dataset"])
@@ -305,12 +328,12 @@ def run_train(args) -> dict:
     flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
     if saved_model is None:
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
-                                            args.label_column)
+                                            label_column)
     elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], saved_model.n_outputs,
-                                            args.label_column)
+                                            label_column)
     else:
-        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, args.label_column,
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, label_column,
                                             known=saved_model.classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
@@ -335,7 +358,10 @@ def run_train(args) -> dict:
                          f"checkpoint is inconsistent, start a new run")
     if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
         model.preprocessing = Scaler("raw")
-    cli_cfg = {k: v for k, v in cfg.items()}
+    # where the data came from travels with the run, so evaluate and predict find it again (run options, not
+    # compared on resume: --data-dir may change)
+    cli_cfg = dict(cfg, **data_record(source, data_dir, label_column),
+                   inputs="images" if image_shape is not None else kind)
     checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
     callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
@@ -379,15 +405,23 @@ def run_train(args) -> dict:
         for s, h in old.items():
             signal.signal(s, h)
     seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()  # scoring: one inference pass over the training data, one over the test split
     n_train = len(X) - int(round(len(X) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(X)
-    train_acc = model.score(X[:n_train], y[:n_train])
-    test_acc = None if X_test is None else model.score(X_test, y_test)
+    with progress_bar(n_train, "train accuracy", bar) as update:
+        train_acc = model.score(X[:n_train], y[:n_train], progress=update)
+    test_pred = test_acc = None
+    if X_test is not None:
+        with progress_bar(len(X_test), "test accuracy", bar) as update:
+            test_pred = np.asarray(model.predict(X_test, progress=update))
+        test_acc = float(np.mean(model.encode_labels(test_pred, len(test_pred)) ==
+                                 model.encode_labels(y_test, len(y_test))))  # == model.score(X_test, y_test)
+    scoring = time.perf_counter() - t1
     history = model.history_
     if args.history and rank == 0:
         write_history(args.history, history)
     if args.plot and rank == 0:
         from .plots import write_plots
-        pred = None if X_test is None else np.asarray(model.predict(X_test))
+        pred = test_pred
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
                             names=label_names(model, by_label=True))
@@ -397,14 +431,62 @@ def run_train(args) -> dict:
             paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
         if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
+    total = time.perf_counter() - started
     if not quiet:
         print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
-              f"  ({seconds:.1f} s)", flush=True)
+              f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
     return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
-            "epochs": len(history["epoch"]), "seconds": seconds, "train_accuracy": train_acc,
+            "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
+            "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+
+
+FILE_DATASETS = (".npz", ".csv")
+
+
+def data_settings(args, saved: dict) -> tuple:
+    """(data_dir, label_column) of a command: its flags, else what the checkpoint's run recorded (saved: the
+    checkpoint's `cli` settings, {} for a new run), else the defaults (None: $XPNET_DATA or the cache; "label")."""
+    data_dir = getattr(args, "data_dir", None) or saved.get("data_dir")
+    return data_dir, getattr(args, "label_column", None) or saved.get("label_column") or "label"
+
+
+def data_record(dataset: str, data_dir, label_column: str) -> dict:
+    """What a checkpoint records of where its data was: the IDX folder (absolute; the default one resolved
+    now) for mnist and fashion-mnist, the file's absolute path for a .npz or .csv, and the label column."""
+    from .datasets import default_data_dir
+    record = {"label_column": label_column}
+    if dataset in ("mnist", "fashion-mnist"):
+        record["data_dir"] = str(Path(data_dir or default_data_dir()).expanduser().resolve())
+    elif str(dataset).endswith(FILE_DATASETS):
+        record["dataset_file"] = str(Path(dataset).expanduser().resolve())
+    return record
+
+
+def input_kind(dataset: str, X=None):
+    """What a dataset's samples are: "images" (digits, MNIST, Fashion-MNIST, an .npz of (N, H, W) or
+    (N, C, H, W) arrays), "table" (a .csv, a 2-D .npz) or None (unknown)."""
+    if dataset in ("digits", "mnist", "fashion-mnist"):
+        return "images"
+    if str(dataset).endswith(".csv"):
+        return "table"
+    if str(dataset).endswith(".npz") and X is not None:
+        return "images" if np.ndim(X) >= 3 else "table"
+    return None
+
+
+def model_inputs(model):
+    """(kind, dataset) of what a checkpoint's model was trained on: kind "images", "table" or None (unknown:
+    a model saved from Python, or a checkpoint that recorded nothing)."""
+    cli = (getattr(model, "checkpoint_meta_", None) or {}).get("cli") or {}
+    if len(model.input_shape) == 3:
+        return "images", cli.get("dataset")
+    if "inputs" in cli:
+        return cli["inputs"], cli.get("dataset")
+    dataset = cli.get("dataset")
+    return (None if dataset is None or str(dataset).endswith(".npz") else input_kind(dataset)), dataset
 
 
 def image_input(cfg: dict, saved_model=None):
@@ -460,25 +542,34 @@ def label_names(model, by_label: bool = False):
 
 def run_evaluate(args) -> dict:
     model = _load_for_inference(args)
-    dataset = args.dataset or (model.checkpoint_meta_.get("cli") or {}).get("dataset")
+    saved = (model.checkpoint_meta_ or {}).get("cli") or {}
+    dataset = args.dataset or saved.get("dataset")
     if not dataset:
         raise InputError("name the data to evaluate on with --dataset")
-    X, y, X_test, y_test = load_dataset(dataset, args.data_dir, args.label_column, download=not args.offline)
+    if not args.dataset and saved.get("dataset_file"):
+        dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
+    data_dir, label_column = data_settings(args, saved)
+    X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
+    split = "test split" if X_test is not None else "training data: it has no test split"
     if X_test is not None:
         X, y = X_test, y_test
     X = model_input(model, X, dataset)
-    loss, accuracy = model.evaluate(X, y)
+    bar = not args.quiet and sys.stderr.isatty()
+    with progress_bar(len(y), "loss and accuracy", bar) as update:
+        loss, accuracy = model.evaluate(X, y, progress=update)
     truth = model.encode_labels(y, len(y))
-    pred = model.encode_labels(np.asarray(model.predict(X)), len(y))
+    with progress_bar(len(y), "confusion matrix", bar) as update:
+        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
     k = model.n_outputs
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (truth, pred), 1)
     names = model.class_names_
     if not args.quiet:
-        print(f"{dataset}: n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
         print("confusion matrix (rows: true, columns: predicted):")
         print("\n".join(confusion_table(cm, names)))
-    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "classes": [c.item() for c in model.classes_],
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
             "class_names": names, "confusion_matrix": cm.tolist()}
 
 
@@ -495,8 +586,11 @@ def confusion_table(cm, names) -> list[str]:
 def run_predict(args) -> dict:
     from .predict_inputs import read_inputs
     model = _load_for_inference(args)
-    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, args.label_column)
-    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
+    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
+                                trained_on=model_inputs(model))
+    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
     idx = proba.argmax(axis=1)
     classes, names = model.classes_, model.class_names_
     labels = [classes[i].item() for i in idx]

@@ -79,15 +79,16 @@ class EarlyStopping:
             model.set_parameters(self.best_params)
 
 
-def evaluate(model, X, Y, batch_size: int | None = None) -> tuple[float, float]:
+def evaluate(model, X, Y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs).
-    batch_size: default the model's `inference_batch_size()`."""
+    batch_size: default the model's `inference_batch_size()`. progress: called with the number of samples
+    after each batch."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
     with model.bk:
-        return _evaluate(model, X, Y, batch_size)
+        return _evaluate(model, X, Y, batch_size, progress)
 
 
-def _evaluate(model, X, Y, batch_size: int) -> tuple[float, float]:
+def _evaluate(model, X, Y, batch_size: int, progress=None) -> tuple[float, float]:
     xp, n = model.xp, X.shape[0]
     total, correct = 0.0, 0.0
     for s in range(0, n, batch_size):
@@ -97,6 +98,8 @@ def _evaluate(model, X, Y, batch_size: int) -> tuple[float, float]:
         value = model.loss(z, yb)[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
         correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+        if progress is not None:
+            progress(e - s)
     vals = model.bk.to_numpy(xp.stack([_scalar(model, total), _scalar(model, correct)]))
     return float(vals[0]) / n, float(vals[1]) / n
 
@@ -175,6 +178,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         check("early_stopping", early_stopping, POSITIVE_INT, hint="the patience in epochs")
     if validation_split and validation_data is not None:
         raise InputError("give validation_split or validation_data, not both")
+    callbacks = check_callbacks(callbacks)
     st = model.state
     if resume is not None and resume is not False and resume is not True and resume is not st:
         raise InputError("resume= takes True (continue this model's own state, e.g. after xpnet.load); "
@@ -214,7 +218,6 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         bounds = bounds[:-1]
     _check_accumulate(accumulate, bounds[0][1] - bounds[0][0], 1 if dp is None else dp.size)
 
-    callbacks = list(callbacks)
     if early_stopping:
         callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
     for cb in callbacks:
@@ -341,6 +344,29 @@ def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
             f"each of {ranks} ranks splits its {rows} of a minibatch's {batch} samples")
     check("accumulate", accumulate, Interval(int, 1, rows),
           hint=f"{what} into micro-batches of one sample or more: lower it, or raise the batch size")
+
+CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
+def check_callbacks(callbacks) -> list:
+    """fit's callbacks as a list: each an object with at least one of CALLBACK_HOOKS, or a function called as
+    on_epoch_end(model, logs). Anything else (a name such as "tensorboard", an object with no hook) would be
+    ignored silently, so it is refused in one line."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") \
+            or any(hasattr(callbacks, h) for h in CALLBACK_HOOKS):
+        callbacks = [callbacks]  # one callback given alone: checked below like any other
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, (str, bytes)) or not (callable(cb) or any(hasattr(cb, h) for h in CALLBACK_HOOKS)):
+            what = f"the name {cb!r} (xpnet has no callbacks by name)" if isinstance(cb, (str, bytes)) else \
+                f"{type(cb).__name__} {cb!r:.40}, which has none of the hooks"
+            raise InputError(f"callbacks[{i}] is {what}; pass objects with any of "
+                             f"{', '.join(CALLBACK_HOOKS)}(model, ...) methods, or a function f(model, logs) called "
+                             f"after every epoch (xpnet.training.EarlyStopping is one)")
+    return callbacks
+
 
 def _note_world_size(settings: dict, dp) -> None:
     """Resuming on another number of ranks than the run had: the same run up to summation order, not bit

@@ -51,6 +51,36 @@ def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:
     return arr
 
 
+def sample_shape(shape, input_shape, one: bool = True) -> tuple | None:
+    """The shape to view inputs of `shape` as (samples, *input_shape), or None to take them as they are (right
+    already, or refused by check_X). The same rule for `model.predict` (and predict_proba, score, evaluate)
+    and `xpnet predict`: flat rows (n, prod(input_shape)); (n, H, W) for a one-channel (1, H, W) model; and
+    with `one`, a single sample as input_shape, as (H, W) for one channel, or flat (prod(input_shape),)."""
+    shape, want = tuple(int(v) for v in shape), tuple(int(v) for v in input_shape)
+    size = int(np.prod(want))
+    if len(shape) == len(want) + 1 and shape[1:] == want:
+        return None
+    if len(want) > 1 and len(shape) == 2 and shape[1] == size:
+        return (shape[0], *want)
+    if len(want) == 3 and want[0] == 1 and len(shape) == 3 and shape[1:] == want[1:]:
+        return (shape[0], *want)
+    if one and (shape == want or (len(want) == 3 and want[0] == 1 and shape == want[1:]) or
+                (len(shape) == 1 and shape[0] == size)):
+        return (1, *want)
+    return None
+
+
+def host_samples(X, input_shape, one: bool = True):
+    """Host inputs viewed as (samples, *input_shape) by `sample_shape`'s rule; X as it came when the rule does
+    not apply (check_X then says what is wrong)."""
+    try:
+        arr = np.asarray(X)
+    except Exception:
+        return X
+    new = sample_shape(arr.shape, input_shape, one)
+    return X if new is None else arr.reshape(new)
+
+
 def check_labels(y, n_samples: int, n_classes: int, name: str = "y", warn: bool = True) -> np.ndarray:
     """Class labels -> int64 NumPy vector of length n_samples with values in 0..n_classes-1.
     warn: a UserWarning when labels to train on hold fewer than n_classes classes (not for scoring)."""
