@@ -217,6 +217,15 @@ def compiled_extra(seconds: list[float], traces) -> dict:
 
 
 def run_jax_jit(case, dtype, X, y, epochs, device):
+    """_run_jax_jit with full float32 products, as xpnet's JAX backend pins while it works
+    (JaxBackend.matmul_precision) and as the torch rows run: JAX's default uses TF32 on GPUs that have it.
+    A context, not jax.config.update: the setting must not outlive the run (the tests call this in-process)."""
+    import jax
+    with jax.default_matmul_precision("highest"):
+        return _run_jax_jit(case, dtype, X, y, epochs, device)
+
+
+def _run_jax_jit(case, dtype, X, y, epochs, device):
     """The case written as a JAX user would: one jax.jit call per minibatch that gathers the minibatch's rows
     from device-resident data (jnp.take with the step's index slice passed in), takes jax.value_and_grad of
     the loss (+ the case's L2 penalty), applies the case's update (SGD, classical momentum or the book's
@@ -229,9 +238,6 @@ def run_jax_jit(case, dtype, X, y, epochs, device):
     import numpy as np
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    # full float32 products, as xpnet's JAX backend pins while it works (JaxBackend.matmul_precision) and as the
-    # torch rows run: JAX's default uses TF32 on GPUs that have it
-    jax.config.update("jax_default_matmul_precision", "highest")
     kind, _, index = device.partition(":")
     dev = jax.devices("cpu" if kind == "cpu" else "gpu")[int(index or 0)]
     book = case.book_args

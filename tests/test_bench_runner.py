@@ -90,6 +90,8 @@ def test_native_jax_jit_trains_as_xpnet_compiled(run, case):
     y = rng.integers(0, 10, n).astype(np.uint8)
     c = run.CASES[case]
     native = run.run_jax_jit(c, "float64", X, y, 2, "cpu")[2]
+    import jax
+    assert jax.config.jax_default_matmul_precision is None  # pinned for the run only, not left set
     xpnet_jit = run.run_xpnet(c, "jax", "float64", X, y, 2, "cpu", compile=True)[2]
     assert native["compile_traces"] == xpnet_jit["compile_traces"] == 1
     assert native["last_epoch_loss"] == pytest.approx(xpnet_jit["last_epoch_loss"], rel=1e-12)

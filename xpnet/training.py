@@ -334,7 +334,6 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     return history
 
 
-
 def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
     """accumulate=k splits the rows one process computes of a minibatch (all `batch` of them, or with
     `ranks` data-parallel ranks its shard, at most ceil(batch / ranks)) into k micro-batches: refused when
@@ -344,6 +343,7 @@ def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
             f"each of {ranks} ranks splits its {rows} of a minibatch's {batch} samples")
     check("accumulate", accumulate, Interval(int, 1, rows),
           hint=f"{what} into micro-batches of one sample or more: lower it, or raise the batch size")
+
 
 CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 
