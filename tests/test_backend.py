@@ -49,10 +49,23 @@ def test_environment_is_read_at_the_call(monkeypatch):
     ("numpy", "cuda", "runs on the CPU only"),
     ("numpy", "tpu:0", "expected 'cpu', 'cuda' or 'cuda:N'"),
     ("array_api_strict", "cuda:1", "runs on the CPU only"),
+    ("numpy", "cpu:1", r"^device 'cpu:1' does not exist: numpy sees 1 CPU device\(s\); use --device cpu$"),
 ])
 def test_clear_errors(name, device, message):
     with pytest.raises(BackendError, match=message):
         xpnet.backend(name, device)
+
+
+def test_cpu_devices_by_number():
+    """'cpu:0' is 'cpu'; 'cpu:N' names JAX's N-th CPU device (several only with XLA's forced host device
+    count, tests/jax_second_cpu_worker.py), refused in one line where there is no such device."""
+    assert xpnet.backend("numpy", "cpu:0").device == "cpu"
+    pytest.importorskip("jax")
+    import jax
+    n = len(jax.devices("cpu"))
+    with pytest.raises(BackendError, match=rf"^device 'cpu:{n}' does not exist: jax sees {n} CPU device\(s\); "
+                                           r"use --device cpu \(JAX shows more with XLA_FLAGS="):
+        xpnet.backend("jax", f"cpu:{n}")
 
 
 def test_missing_gpu_names_the_fix():

@@ -584,7 +584,7 @@ class Sequential(Configurable):
         8192 samples spill far out of the caches (fashion-cnn scored 10,000 images in 12.4 s at 8192 and 2.3 s
         at 50, the size this rule gives; docs/results.md). MLPs, whose per-sample arrays are small, keep 8192.
         On a GPU: 8192."""
-        if self.bk.device != "cpu":
+        if self.bk.kind != "cpu":
             return MAX_INFERENCE_BATCH
         values = max(max(math.prod(layer.input_shape or ()), math.prod(layer.output_shape or ()),
                          layer.scratch_per_sample()) for layer in self.layers)

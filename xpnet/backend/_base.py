@@ -66,12 +66,15 @@ def _parse_device(device: str | None) -> tuple[str, int]:
     text = str(device).strip().lower()
     if text == "cpu":
         return "cpu", 0
+    if text.startswith("cpu:") and text[4:].isdigit():
+        return "cpu", int(text[4:])
     if text == "cuda" or text == "gpu":
         return "cuda", 0
     for prefix in ("cuda:", "gpu:"):
         if text.startswith(prefix) and text[len(prefix):].isdigit():
             return "cuda", int(text[len(prefix):])
-    raise BackendError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...)")
+    raise BackendError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...), or 'cpu:N' "
+                       f"where the library has several CPU devices (JAX with --xla_force_host_platform_device_count)")
 
 
 def _seed32(seed) -> int:
@@ -136,7 +139,14 @@ class Backend(abc.ABC):
                 )
             if index >= count:
                 raise BackendError(f"device 'cuda:{index}' does not exist: {name} sees {count} GPU(s), cuda:0..cuda:{count - 1}")
-        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        elif index:
+            count = type(self).cpu_count()
+            if index >= count:
+                raise BackendError(f"device 'cpu:{index}' does not exist: {name} sees {count} CPU device(s); use "
+                                   f"--device cpu" + (" (JAX shows more with XLA_FLAGS=--xla_force_host_platform_"
+                                                      "device_count=N, set before it is imported)" if name == "jax" else ""))
+        self.kind = kind  # "cpu" or "cuda"
+        self.device = f"{kind}:{index}" if kind == "cuda" or index else "cpu"
         self._index = index
         self.native_device = self._native_device(kind, index)
         probe = self._probe()
@@ -152,6 +162,11 @@ class Backend(abc.ABC):
     def cuda_count(cls) -> int:
         """Usable CUDA devices (imports the library; may raise when it is not installed)."""
         return 0
+
+    @classmethod
+    def cpu_count(cls) -> int:
+        """CPU devices the library shows as separate devices ('cpu:N'): one, except JAX's forced host devices."""
+        return 1
 
     @classmethod
     def gpu_name(cls, index: int) -> str:

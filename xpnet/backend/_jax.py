@@ -28,8 +28,12 @@ class JaxBackend(Backend):
     def gpu_name(cls, index: int) -> str:
         return importlib.import_module("jax").devices("gpu")[index].device_kind
 
+    @classmethod
+    def cpu_count(cls) -> int:
+        return len(importlib.import_module("jax").devices("cpu"))
+
     def _native_device(self, kind: str, index: int):
-        return self._mod.devices("cpu" if kind == "cpu" else "gpu")[index if kind == "cuda" else 0]
+        return self._mod.devices("cpu" if kind == "cpu" else "gpu")[index]
 
     def _probe(self):
         return self._mod.device_put(np.empty(0, dtype=np.float32), self.native_device)
@@ -80,7 +84,7 @@ class JaxBackend(Backend):
                 on_trace()
                 return inner(*args)
 
-        return self._mod.jit(fn, donate_argnums=donate_argnums if self.device != "cpu" else (),
+        return self._mod.jit(fn, donate_argnums=donate_argnums if self.kind != "cpu" else (),
                              static_argnums=static_argnums)
 
     def is_trace_error(self, exc: BaseException) -> bool:
