@@ -1,9 +1,7 @@
 """The library and the command line agree (issue 15): a checkpoint's model applies its own preprocessing,
 labels of any kind come back through classes_, `xpnet predict` reads what `xpnet train` reads, and class
 names reach predictions, the confusion matrix and the plots. The CLI runs in-process (xpnet.cli.main)."""
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -11,21 +9,14 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.cli import main
+from fakes import run_cli
 from xpnet.datasets import load_digits
 from xpnet.layers import Dense, ReLU
 
 SCALES = ["raw", "unit", "symmetric", "standardize"]
 
 
-def run(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+run = run_cli
 
 
 def last_json(argv) -> dict:

@@ -18,28 +18,10 @@ import pytest
 import xpnet
 from xpnet.data_parallel import DataParallel
 from xpnet.datasets import load_digits
-from xpnet.distributed import Communicator
+from fakes import OneOfTwo
 from xpnet.training import evaluate
 
 HERE = Path(__file__).resolve().parent
-
-
-class OneOfTwo(Communicator):
-    """Rank 1 of 2 in one process, no MPI: the other rank's share is taken equal to this one's (the sums are
-    wrong, the placement is what is checked); with 1-row minibatches this rank's shard is empty."""
-
-    def __init__(self):
-        self.rank, self.size, self.local_rank, self.local_size = 1, 2, 1, 2
-        self.nccl, self._nccl, self.peers = False, {}, [(0, "here"), (1, "here")]
-
-    def allgather(self, obj):
-        return [obj, obj]
-
-    def check_same(self, digest, what):
-        pass
-
-    def _sum(self, host):
-        host *= 2
 
 
 @pytest.fixture

@@ -14,17 +14,11 @@ import pytest
 
 import xpnet
 from xpnet.cli import main
+from fakes import run_cli
 from xpnet.datasets import FILES, load_digits
 
 
-def run(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+run = run_cli
 
 
 def one_line_error(rc, err, *parts):
