@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.datasets import load_digits
-from xpnet.preprocessing import Scaler
+from xpnet.data.datasets import load_digits
+from xpnet.data.preprocessing import Scaler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

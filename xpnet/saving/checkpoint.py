@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .errors import InputError
+from .._version import __version__
+from ..errors import InputError
 from .files import atomic_write as _atomic_write
 from .files import looks_pickled, refuse_pickle
-from .registry import deserialize, serialize
+from ..registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 2  # 2: the model as a registry config, the TrainState; 1 (release 0.1.0) is still read
@@ -185,8 +185,8 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     training state, ready to predict or to continue with `fit(..., resume=True)` (compile=True: compiled
     training steps, where the backend compiles; a checkpoint does not say how it was trained). The model also gets
     `checkpoint_meta_` (the file's metadata) and `checkpoint_arrays_` (its extra arrays)."""
-    from .backend import BackendError
-    from .state import empty_history
+    from ..backend import BackendError
+    from ..training.state import empty_history
 
     meta, tensors = read(path)
     if dtype is None and meta.get("dtype") not in ("float32", "float64"):
@@ -256,7 +256,7 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
 def _restore_labels_and_preprocessing(model, meta: dict, path) -> None:
     """classes_, class_names_ and the fitted input scaling, as saved (checkpoints of every earlier version
     that recorded preprocessing get it applied by predict too)."""
-    from .preprocessing import Scaler
+    from ..data.preprocessing import Scaler
     classes = meta.get("classes")
     try:
         if classes is not None and classes != list(range(model.n_outputs)):

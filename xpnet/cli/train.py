@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .init import check_seed
-from .cnn import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
-from .mlp import mlp_specs
-from .datasets import CLASS_NAMES, class_mapping_note
-from .preprocessing import Scaler
-from .registry import get, model_from_config
+from ..errors import InputError
+from ..init import check_seed
+from ..models.presets import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
+from ..models.mlp import mlp_specs
+from ..data.datasets import CLASS_NAMES, class_mapping_note
+from ..data.preprocessing import Scaler
+from ..registry import get, model_from_config
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
@@ -31,7 +31,7 @@ PRESETS = {
                      momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
     "book2017": dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
                      seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
-    # convolutional networks (xpnet/cnn.py): Adam with a cosine decay of the rate to 0 over the run's epochs
+    # convolutional networks (xpnet/models/presets.py): Adam with a cosine decay of the rate to 0 over the run's epochs
     "lenet5": dict(model="lenet5", dataset="mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128, seed=1,
                    scale="unit"),
     "fashion-cnn": dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15,
@@ -46,7 +46,7 @@ CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
 
 def load_dataset(name: str, data_dir=None, label_column: str = "label", download: bool = True):
     """(X_train, y_train, X_test | None, y_test | None) as host arrays."""
-    from . import datasets
+    from ..data import datasets
     if name == "digits":
         return datasets.load_digits()
     if name in ("mnist", "fashion-mnist"):
@@ -105,8 +105,8 @@ def default_lr(optimizer: str) -> float:
 def build_model(spec: dict, backend=None, device=None, **options):
     """model_from_config(spec); an allocation failure (a --classes or --hidden too large for the memory)
     becomes one OutOfMemory line saying what to lower."""
-    from .backend import is_out_of_memory
-    from .training import OutOfMemory
+    from ..backend import is_out_of_memory
+    from ..training.loop import OutOfMemory
     try:
         return model_from_config(spec, backend, device, **options)
     except Exception as exc:
@@ -228,7 +228,7 @@ class Progress:
         self.done = now
 
     def on_epoch_end(self, model, logs):
-        from .training import epoch_figures, epoch_line
+        from ..training.loop import epoch_figures, epoch_line
         if self.tqdm is not None:
             self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
             self.tqdm.close()
@@ -259,7 +259,7 @@ class Checkpointer:
         self.path, self.extra, self.arrays, self.writer = path, extra, arrays, writer
 
     def save(self, model, path=None):
-        from .checkpoint import save
+        from ..saving.checkpoint import save
         return save(model, path or self.path, extra=self.extra, arrays=self.arrays)
 
     def on_epoch_end(self, model, logs):
@@ -288,7 +288,7 @@ def _distributed(args):
     if args.compile:
         raise InputError("--compile cannot be combined with --distributed: the compiled step fuses backward and "
                          "update, leaving no place for the all-reduce between them; drop --compile")
-    from .distributed import Communicator
+    from ..distributed.communicator import Communicator
     comm = Communicator()
     args.device = comm.device_for(args.backend, args.device)
     return comm
@@ -296,9 +296,9 @@ def _distributed(args):
 
 def run_train(args) -> dict:
     started = time.perf_counter()
-    from .checkpoint import fingerprint, load
-    from .training import TrainingInterrupted
-    from .datasets import check_dataset
+    from ..saving.checkpoint import fingerprint, load
+    from ..training.loop import TrainingInterrupted
+    from ..data.datasets import check_dataset
 
     comm = _distributed(args)
     rank = 0 if comm is None else comm.rank
@@ -420,14 +420,14 @@ def run_train(args) -> dict:
     if args.history and rank == 0:
         write_history(args.history, history)
     if args.plot and rank == 0:
-        from .plots import write_plots
+        from ..tools.plots import write_plots
         pred = test_pred
         nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
         paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
                             names=label_names(model, by_label=True))
         first = model.layers[0]
         if getattr(first, "registered_name", "") == "Conv2D.v1":
-            from .plots import write_filters
+            from ..tools.plots import write_filters
             paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
         if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
@@ -456,7 +456,7 @@ def data_settings(args, saved: dict) -> tuple:
 def data_record(dataset: str, data_dir, label_column: str) -> dict:
     """What a checkpoint records of where its data was: the IDX folder (absolute; the default one resolved
     now) for mnist and fashion-mnist, the file's absolute path for a .npz or .csv, and the label column."""
-    from .datasets import default_data_dir
+    from ..data.datasets import default_data_dir
     record = {"label_column": label_column}
     if dataset in ("mnist", "fashion-mnist"):
         record["data_dir"] = str(Path(data_dir or default_data_dir()).expanduser().resolve())
@@ -515,7 +515,7 @@ def model_input(model, X, source: str, name: str = "X"):
 
 
 def write_history(path, history: dict) -> None:
-    from .training import HISTORY_KEYS
+    from ..training.loop import HISTORY_KEYS
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -526,7 +526,7 @@ def write_history(path, history: dict) -> None:
 
 def _load_for_inference(args):
     """The checkpoint's model; it applies its own preprocessing (model.preprocessing) to raw inputs."""
-    from .checkpoint import load
+    from ..saving.checkpoint import load
     return load(args.checkpoint, backend=args.backend, device=args.device)
 
 
@@ -584,7 +584,7 @@ def confusion_table(cm, names) -> list[str]:
         f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]
 
 def run_predict(args) -> dict:
-    from .predict_inputs import read_inputs
+    from ..data.predict_inputs import read_inputs
     model = _load_for_inference(args)
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
     X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
@@ -619,7 +619,7 @@ def run_predict(args) -> dict:
 
 def write_predictions(path, rows: list[dict], names: list[str]) -> None:
     """A CSV of predictions: file, index, label, class_name, then one probability column per class."""
-    from .files import atomic_write_text
+    from ..saving.files import atomic_write_text
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])

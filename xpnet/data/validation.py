@@ -5,8 +5,8 @@ import warnings
 
 import numpy as np
 
-from .backend import library_of
-from .errors import InputError  # noqa: F401  (re-exported: xpnet.validation.InputError)
+from ..backend import library_of
+from ..errors import InputError  # noqa: F401  (re-exported: xpnet.data.validation.InputError)
 
 
 def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Run under a launcher (`mpiexec -n 2 xpnet parity --distributed`). On every rank, for each backend and
 dtype, the one-process run (value_and_grads + apply_gradients on the whole minibatch) is the reference,
-and the same backend and dtype trained by all ranks together (xpnet.data_parallel) is compared with it,
+and the same backend and dtype trained by all ranks together (xpnet.distributed.data_parallel) is compared with it,
 with parity's metric max|a - b| / max|b| per tensor:
 - lockstep: the reference's state in, one distributed step; loss, gradients (summed, penalty added) and
   updated parameters compared;
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import GPU_CAPABLE
-from .backend import backend as select_backend
+from ..backend import GPU_CAPABLE
+from ..backend import backend as select_backend
 from .data_parallel import DataParallel, shard
-from .params import POSITIVE_INT, check
-from .parity import default_model, default_problem, parity_batches, rel_diff
+from ..params import POSITIVE_INT, check
+from ..tools.parity import default_model, default_problem, parity_batches, rel_diff
 
 # the bounds: float64 lockstep and free-running after 100 steps, float32 lockstep (free-running float32 is
 # reported, not judged)

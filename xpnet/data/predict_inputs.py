@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import DataError, load_array_file
-from .errors import InputError
-from .files import no_unpickling
+from ..errors import InputError
+from ..saving.files import no_unpickling
 from .validation import check_X, host_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -54,7 +54,7 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
 
 
 def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
-    """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.validation.sample_shape: flat
+    """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.data.validation.sample_shape: flat
     rows, (n, H, W) for one channel, one sample); other shapes are refused with model.predict's message."""
     if X.dtype.kind not in "biuf":
         raise InputError(f"{path}: holds {X.dtype} values; expected numbers")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .registry import load_config
+from ..errors import InputError
+from ..registry import load_config
 
 #: layer classes whose input is (C, H, W) images: a model starting with one takes NCHW input
 IMAGE_LAYERS = ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D")

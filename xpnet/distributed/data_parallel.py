@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def shard(n: int, rank: int, size: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 NEVER_UNPICKLES = "xpnet never unpickles files (loading a pickle can run any code)"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .labels import as_label_array, distinct, is_names, shown
-from .errors import InputError
-from .files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
+from ..errors import InputError
+from ..saving.files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
 
 
 # Display names of the classes of the datasets that have them (labels stay 0..9).
@@ -628,7 +628,7 @@ def _int(v) -> int | float:
 def check_dataset(X, y, X_test=None, y_test=None, source: str = "the dataset", classes: int | None = None,
                   label_column: str = "label", known=None) -> tuple[int, np.ndarray | None]:
     """Check a dataset before any training step and return (outputs, classes_): the number of outputs and the
-    label of each (one rule, xpnet.labels; README "The label rule"); classes_ None means 0..outputs-1 (not
+    label of each (one rule, xpnet.data.labels; README "The label rule"); classes_ None means 0..outputs-1 (not
     materialized: --classes may be 2**31 - 1).
 
     X, X_test: 2-D (samples, features) of bool, integer or float numbers, at least one sample and one

@@ -11,16 +11,16 @@ import warnings
 
 import numpy as np
 
-from .errors import InputError
-from .init import check_seed
-from .layers import Dense, Sigmoid
-from .losses import LogisticCost
-from .model import Sequential
-from .optimizers import BookSGD
-from .params import POSITIVE_INT, check
-from .penalties import Penalty
-from .registry import get, register
-from .schedules import BookDecay
+from ..errors import InputError
+from ..init import check_seed
+from ..layers import Dense, Sigmoid
+from ..losses import LogisticCost
+from .sequential import Sequential
+from ..optimizers import BookSGD
+from ..params import POSITIVE_INT, check
+from ..penalties import Penalty
+from ..registry import get, register
+from ..schedules import BookDecay
 
 
 def mlp_specs(sizes, activation="relu", init: str | None = None, output_init: str = "glorot_uniform",

@@ -14,23 +14,23 @@ import math
 from numbers import Integral
 import warnings
 
-from .backend import backend as select_backend
-from .backend import is_host
-from .checkpoint import save as save_checkpoint
-from .errors import InputError
-from .init import host_rng, rng_kind
-from .labels import as_label_array, check_classes, encode, identity_classes, infer_classes
-from .losses import Loss
-from .optimizers import Optimizer
-from .params import Interval, check
-from .penalties import Penalty
-from .preprocessing import as_scaler
-from .registry import Configurable, deserialize, register, resolve, serialize
-from .schedules import Constant
-from .state import TrainState
-from .training import batch_bounds
-from .training import fit as _fit
-from .validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
+from ..backend import backend as select_backend
+from ..backend import is_host
+from ..saving.checkpoint import save as save_checkpoint
+from ..errors import InputError
+from ..init import host_rng, rng_kind
+from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
+from ..losses import Loss
+from ..optimizers import Optimizer
+from ..params import Interval, check
+from ..penalties import Penalty
+from ..data.preprocessing import as_scaler
+from ..registry import Configurable, deserialize, register, resolve, serialize
+from ..schedules import Constant
+from ..training.state import TrainState
+from ..training.loop import batch_bounds
+from ..training.loop import fit as _fit
+from ..data.validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
 # its largest per-batch array within about a last-level cache
@@ -54,7 +54,7 @@ def _infer_input_shape(layers) -> tuple | None:
 def _as_layer(layer, i: int):
     """A layer instance from a layer, a registry name of one that needs no arguments ("relu", "Flatten") or a
     {"class", "config"} spec; anything else is refused in one line."""
-    from .layers.base import Layer
+    from ..layers.base import Layer
     if isinstance(layer, Layer):
         return layer
     if isinstance(layer, (str, dict)):
@@ -84,8 +84,8 @@ class Sequential(Configurable):
 
     preprocessing: None (inputs used as given), or an input scaling fitted on the first `fit`'s X and
     saved with the model: "unit" ([0, 1]), "symmetric" ([-1, 1]), "standardize" (per feature), "raw", or
-    an `xpnet.preprocessing.Scaler`. `predict`, `predict_proba`, `score`, `evaluate` and `fit` then take
-    raw data. `classes_`: the label of each output (see xpnet.labels); `class_names_`: their display names."""
+    an `xpnet.data.preprocessing.Scaler`. `predict`, `predict_proba`, `score`, `evaluate` and `fit` then take
+    raw data. `classes_`: the label of each output (see xpnet.data.labels); `class_names_`: their display names."""
 
     kind = "model"
 
@@ -485,7 +485,7 @@ class Sequential(Configurable):
 
     def as_samples(self, X):
         """Inputs to predict, predict_proba, score or evaluate as (samples, *input_shape): flat rows, (n, H, W)
-        for a one-channel model, and one sample are viewed so (`xpnet.validation.sample_shape`, the rule
+        for a one-channel model, and one sample are viewed so (`xpnet.data.validation.sample_shape`, the rule
         `xpnet predict` follows); anything else is left for `as_input`'s checks to refuse."""
         if not is_host(X) and self.bk.owns(X):
             new = sample_shape(X.shape, self.input_shape)
@@ -642,7 +642,7 @@ class Sequential(Configurable):
 
     def evaluate(self, X, y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
-        from .training import evaluate
+        from ..training.loop import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         _check_progress(progress, "evaluate")
         with self.bk:
@@ -651,14 +651,14 @@ class Sequential(Configurable):
             return evaluate(self, Xd, Yd, batch_size, progress)
 
     def save(self, path, **extra):
-        """One safetensors checkpoint (see xpnet.checkpoint); xpnet.load(path, backend=, device=) reads it."""
+        """One safetensors checkpoint (see xpnet.saving.checkpoint); xpnet.load(path, backend=, device=) reads it."""
         return save_checkpoint(self, path, extra=extra or None)
 
     def to_onnx(self, path, **options) -> dict:
         """Write the model as an ONNX file: raw input (batch, *input_shape) float32 -> `probabilities`,
         `label` (and `logits` with logits=True), the input scaling inside. Options: opset, batch,
         preprocessing, logits (see xpnet.export.onnx.export; needs the xpnet[onnx] extra)."""
-        from .export.onnx import export
+        from ..export.onnx import export
         return export(self, path, **options)
 
     def fit(self, X, y, classes=None, **kwargs) -> "Sequential":
