@@ -1,0 +1,4 @@
+"""Moved to xpnet.models.sequential (xpnet/_moved.py): this old path warns and goes in the next release."""
+from ._moved import moved
+
+moved(__name__)
