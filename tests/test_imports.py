@@ -226,3 +226,15 @@ def test_backend_gradcheck_parity_are_modules_and_callable():
     assert xpnet.gradcheck(model, X, y) == xpnet.gradcheck.gradcheck(model, X, y)
     report = xpnet.parity(backends=["numpy"], steps=2)
     assert report["passed"] and report["steps"] == 2 and report["results"][0]["backend"] == "numpy"
+
+
+def test_the_library_imports_neither_the_command_line_nor_the_tools():
+    """cli/ sits on top: only `python -m xpnet` (__main__) imports it. tools/ works on a model from outside:
+    nothing of a training step (models/, training/, layers/, saving/, data/, the core) imports it; only the
+    package's public names (xpnet.gradcheck, xpnet.parity), the command line and distributed/parity.py do."""
+    graph = import_graph()
+    assert "xpnet.cli.app" in graph and "xpnet.tools.parity" in graph
+    users = lambda part: {m for m, deps in graph.items()
+                          if not m.startswith(part) and any(d == part or d.startswith(part + ".") for d in deps)}
+    assert users("xpnet.cli") == {"xpnet.__main__"}
+    assert users("xpnet.tools") <= {"xpnet", "xpnet.cli.train", "xpnet.cli.app", "xpnet.distributed.parity"}
