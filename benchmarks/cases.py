@@ -34,7 +34,7 @@ class Case:
     book: bool = False                # case D: the book's NeuralNetMLP (l2, look-back momentum, decay)
     gpu_only: bool = False
     book_args: dict = field(default_factory=dict)
-    conv: bool = False                # case F: LeNet-5 (xpnet.cnn.lenet5_layers) on (N, 1, 28, 28); sizes: its dense part
+    conv: bool = False                # case F: LeNet-5 (xpnet.models.presets.lenet5_layers) on (N, 1, 28, 28); sizes: its dense part
 
     @property
     def layers(self) -> list[tuple[int, int]]:
@@ -78,7 +78,10 @@ class Case:
         rng = self.host_rng() if rng is None else rng
         if self.conv:  # xpnet's own draws for LeNet-5 (conv weights (O, C, k, k))
             import xpnet
-            from xpnet.cnn import lenet5_layers
+            try:
+                from xpnet.models.presets import lenet5_layers
+            except ImportError:  # a baseline checkout from before xpnet/models/ (--baseline-ref)
+                from xpnet.cnn import lenet5_layers
             model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], rng=rng,
                                      input_shape=(1, 28, 28), dtype="float64")
             p = {k: xpnet.to_numpy(v) for k, v in model.parameters().items()}

@@ -4,7 +4,7 @@
     python benchmarks/cnn_accuracy.py --preset fashion-cnn --seed 1 --backend numpy
 
 The run is `xpnet train --preset PRESET --seed SEED` (the same model config, scaling, seed, shuffles and
-updates: xpnet.train's model_spec and Scaler), with the test set scored after every epoch for the record only
+updates: xpnet.cli.train's model_spec and Scaler), with the test set scored after every epoch for the record only
 (nothing is selected on it: the reported figure is the last epoch's). One JSON line per epoch goes to --out
 as the run goes (epoch, loss, train accuracy, test accuracy, seconds of training), and a last line with the
 totals, so a run cut short leaves its epochs readable.
@@ -22,11 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xpnet.cnn import as_images  # noqa: E402
-from xpnet.datasets import load_mnist  # noqa: E402
-from xpnet.preprocessing import Scaler  # noqa: E402
+from xpnet.models.presets import as_images  # noqa: E402
+from xpnet.data.datasets import load_mnist  # noqa: E402
+from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
-from xpnet.train import DEFAULTS, PRESETS, model_spec  # noqa: E402
+from xpnet.cli.train import DEFAULTS, PRESETS, model_spec  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import xpnet  # noqa: E402
-from xpnet.cnn import lenet5_layers  # noqa: E402
+from xpnet.models.presets import lenet5_layers  # noqa: E402
 from xpnet.layers import _patches, conv  # noqa: E402
 
 

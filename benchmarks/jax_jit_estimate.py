@@ -25,7 +25,7 @@ def main():
     import jax.numpy as jnp
 
     import xpnet
-    from xpnet.datasets import load_mnist
+    from xpnet.data.datasets import load_mnist
     X, y, _, _ = load_mnist("mnist", a.data_dir, download=False)
     X = (X / np.float32(255)).astype(np.float32)
     y = y.astype(np.int64)

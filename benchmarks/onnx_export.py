@@ -53,13 +53,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(HERE))
 
 import xpnet  # noqa: E402
-from xpnet.preprocessing import Scaler  # noqa: E402
+from xpnet.data.preprocessing import Scaler  # noqa: E402
 
 from run import cpu_model, versions  # noqa: E402
 
 
 def train_models(data_dir, epochs: int, n_train: int):
-    from xpnet.datasets import load_mnist
+    from xpnet.data.datasets import load_mnist
     X, y, X_test, y_test = load_mnist("mnist", data_dir, download=False)
     X, y = X[:n_train].astype(np.float64), y[:n_train].astype(np.int64)
     models = {}
@@ -72,7 +72,7 @@ def train_models(data_dir, epochs: int, n_train: int):
         "lr": 0.1, "momentum": 0.9}}, dtype="float32", seed=1, preprocessing="unit")
     mlp.fit(X, y, epochs=epochs, batch_size=32, verbose=False)
     models["default-mlp"] = mlp
-    from xpnet.cnn import cnn_spec
+    from xpnet.models.presets import cnn_spec
     spec = cnn_spec("lenet5", 10, {"loss": "softmax_cross_entropy", "optimizer": "adam", "lr": 0.002, "epochs": epochs,
                                    "l1": 0.0, "l2": 0.0, "dtype": "float32", "seed": 1})  # the lenet5 preset's model
     lenet = xpnet.model_from_config(spec, "numpy")
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         args.epochs, args.repeats, args.seconds, args.test_images = 1, 3, 0.05, 1000
     import onnx
     import onnxruntime as ort
-    from xpnet.checkpoint import save
+    from xpnet.saving.checkpoint import save
     from xpnet.export.onnx import build, export_checkpoint
 
     load_before = os.getloadavg()[0]

@@ -174,8 +174,11 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
     else:
         act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
         layers, shape = [], {}
-        if case.conv:  # LeNet-5 as the lenet5 preset builds it (xpnet.cnn; Conv2D and MaxPool2D since 0.2)
-            from xpnet.cnn import lenet5_layers
+        if case.conv:  # LeNet-5 as the lenet5 preset builds it (xpnet.models.presets; Conv2D and MaxPool2D since 0.2)
+            try:
+                from xpnet.models.presets import lenet5_layers
+            except ImportError:  # a baseline checkout from before xpnet/models/ (--baseline-ref)
+                from xpnet.cnn import lenet5_layers
             layers, shape = [xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], {"input_shape": (1, 28, 28)}
         for i, (k, o) in enumerate([] if case.conv else case.layers):
             layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])

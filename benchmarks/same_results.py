@@ -21,7 +21,10 @@ WORKER = r"""
 import hashlib, json, sys
 import numpy as np
 import xpnet
-from xpnet.datasets import load_mnist
+try:
+    from xpnet.data.datasets import load_mnist
+except ImportError:  # a baseline checkout from before xpnet/data/ (0.1.0)
+    from xpnet.datasets import load_mnist
 epochs, data_dir = int(sys.argv[1]), sys.argv[2]
 X, y, Xt, yt = load_mnist("mnist", data_dir, download=False)
 nn = xpnet.NeuralNetMLP(n_output=10, n_features=784, n_hidden=50, l2=0.1, l1=0.0, epochs=epochs, eta=0.001,

@@ -30,9 +30,9 @@ def worker(args) -> None:
 
     import xpnet
     from cases import CASES, load_data
-    from xpnet.data_parallel import DataParallel
+    from xpnet.distributed.data_parallel import DataParallel
     from xpnet.distributed import Communicator
-    from xpnet.mlp import mlp_layers
+    from xpnet.models.mlp import mlp_layers
 
     case = CASES[args.case]
     comm = Communicator()

@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 
 import xpnet
-from xpnet.datasets import load_mnist
+from xpnet.data.datasets import load_mnist
 
 p = argparse.ArgumentParser()
 p.add_argument("--data-dir", default=None)

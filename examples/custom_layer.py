@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 import xpnet
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.namespace import namespace
 
 

@@ -5,7 +5,7 @@
 import argparse
 
 import xpnet
-from xpnet.datasets import load_mnist
+from xpnet.data.datasets import load_mnist
 
 p = argparse.ArgumentParser()
 p.add_argument("--data-dir", default=None)

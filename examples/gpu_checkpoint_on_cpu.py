@@ -8,7 +8,7 @@ import numpy as np
 
 import xpnet
 from xpnet.backend import describe
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 
 p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=10)

@@ -8,7 +8,7 @@ import numpy as np
 
 import xpnet
 from xpnet.backend import NAMES, describe
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.parity import rel_diff
 
 p = argparse.ArgumentParser()

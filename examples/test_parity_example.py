@@ -2,7 +2,7 @@
 import numpy as np
 
 import xpnet
-from xpnet.testing import assert_parity, xpnet_backend  # noqa: F401  (the fixture)
+from xpnet.tools.testing import assert_parity, xpnet_backend  # noqa: F401  (the fixture)
 
 
 def my_model(bk, dtype):

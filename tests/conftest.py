@@ -1,4 +1,4 @@
-"""Shared fixtures: `xpnet_backend` runs a test once per backend (see xpnet.testing).
+"""Shared fixtures: `xpnet_backend` runs a test once per backend (see xpnet.tools.testing).
 
 With XPNET_REQUIRE_BACKENDS=numpy,torch,... (set by .ci/run) the session fails when any named
 backend had no passing test, so a broken install cannot pass by skipping everything.
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.testing import xpnet_backend  # noqa: F401  (the fixture)
+from xpnet.tools.testing import xpnet_backend  # noqa: F401  (the fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"

@@ -16,8 +16,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import xpnet  # noqa: E402
-from xpnet.data_parallel import DataParallel  # noqa: E402
-from xpnet.datasets import load_digits  # noqa: E402
+from xpnet.distributed.data_parallel import DataParallel  # noqa: E402
+from xpnet.data.datasets import load_digits  # noqa: E402
 from fakes import OneOfTwo  # noqa: E402
 
 

@@ -192,7 +192,7 @@ def test_labels_that_are_not_0_to_k_map_through_classes(tmp_path, data, classes)
     assert rc == 0 and err == "", err
     model = xpnet.load(ck)
     assert [c.item() for c in model.classes_] == classes and model.n_outputs == len(classes)
-    Xr, yr = xpnet.datasets.load_array_file(path, label_column)[:2]
+    Xr, yr = xpnet.data.datasets.load_array_file(path, label_column)[:2]
     pred = model.predict(Xr)
     assert set(pred.tolist()) <= set(classes) and model.score(Xr, yr) == np.mean(pred == yr)
     if isinstance(data, str):

@@ -14,7 +14,7 @@ from xpnet.parity import rel_diff
 
 @pytest.fixture(scope="module")
 def data(mnist_dir):
-    from xpnet.datasets import load_idx_pair
+    from xpnet.data.datasets import load_idx_pair
     X, y = load_idx_pair(mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz")
     return X[:3000].astype(np.float64), y[:3000].astype(np.int64)  # raw pixels 0-255, as the book
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.checkpoint import FORMAT_VERSION, read
-from xpnet.datasets import load_digits
+from xpnet.saving.checkpoint import FORMAT_VERSION, read
+from xpnet.data.datasets import load_digits
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_checkpoint_history_evaluate_predict(tmp_path):
     assert set(ev) >= {"accuracy", "loss", "n", "confusion_matrix", "classes", "class_names"} and ev["n"] == 359
     assert ev["accuracy"] == pytest.approx(result["test_accuracy"])
     assert np.asarray(ev["confusion_matrix"]).sum() == 359
-    from xpnet.datasets import load_digits
+    from xpnet.data.datasets import load_digits
     X_test = load_digits()[2]
     np.save(tmp_path / "x.npy", X_test[:5])
     pr = last_json(cli("predict", "--checkpoint", ck, tmp_path / "x.npy", "--json"))
@@ -51,7 +51,7 @@ def test_predict_an_image(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     ck = tmp_path / "m.safetensors"
     last_json(cli("train", "--epochs", "20", "--checkpoint", ck, "--quiet", "--json"))
-    from xpnet.datasets import load_digits
+    from xpnet.data.datasets import load_digits
     X, y, X_test, y_test = load_digits()
     right = []
     for i in range(10):
@@ -103,7 +103,7 @@ def test_signal_saves_and_resume_is_exact(tmp_path, sig, code):
 def test_the_interrupt_message_names_the_epoch_it_stopped_in(tmp_path, monkeypatch, capsys, stop_at, where):
     """A SIGINT inside epoch 2 said 'saved the state after epoch 2, step 3' (issue 23); in-process, the signal
     sent from the progress callback after step `stop_at` of epoch 2 (digits: 1438 rows, batch 32, 45 steps)."""
-    from xpnet import train
+    from xpnet.cli import train
     from xpnet.cli import main
 
     def on_batch_end(self, model, step, total):
@@ -119,13 +119,13 @@ def test_the_interrupt_message_names_the_epoch_it_stopped_in(tmp_path, monkeypat
     assert err.splitlines()[-1].startswith("resume with: xpnet train ") and ck.exists()
 
 def parse(*args):
-    from xpnet.cli import build_parser
+    from xpnet.cli.app import build_parser
     return build_parser().parse_args(["train", *map(str, args)])
 
 
 def test_resume_accepts_the_original_command_and_names_a_changed_flag():
     from xpnet import InputError
-    from xpnet.train import check_resume_flags, resolve_config
+    from xpnet.cli.train import check_resume_flags, resolve_config
     original = ["--preset", "book2017", "--data-dir", "D", "--checkpoint", "c.st"]
     saved = resolve_config(parse(*original))  # what a checkpoint of that run records
     check_resume_flags(parse(*original, "--resume", "c.st"), saved)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.cnn import as_images
+from xpnet.models.presets import as_images
 from xpnet.errors import InputError
-from xpnet.train import DEFAULTS, PRESETS, model_spec
+from xpnet.cli.train import DEFAULTS, PRESETS, model_spec
 
 from test_cli_train import cli, last_json
 
@@ -26,7 +26,7 @@ TINY = {"class": "Sequential", "config": {"layers": [
 @pytest.fixture(scope="module")
 def digits_images(tmp_path_factory):
     """The embedded 8x8 digits as (N, 8, 8) images in an .npz, and a tiny CNN as a model file."""
-    from xpnet.datasets import load_digits
+    from xpnet.data.datasets import load_digits
     X, y, Xt, yt = load_digits()
     folder = tmp_path_factory.mktemp("cnn")
     np.savez(folder / "digits.npz", X=X.reshape(-1, 8, 8), y=y, X_test=Xt.reshape(-1, 8, 8), y_test=yt)

@@ -1,12 +1,13 @@
-"""Checkpoints written by release 0.1.0 (format 1, tests/fixtures/) still load and predict identically."""
+"""Checkpoints written by release 0.1.0 (format 1, tests/fixtures/) and by 0.2.0.dev0 before issue 25 moved the
+modules into folders (format 2) still load and predict identically."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.datasets import load_digits
-from xpnet.preprocessing import Scaler
+from xpnet.data.datasets import load_digits
+from xpnet.data.preprocessing import Scaler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -64,3 +65,17 @@ def test_old_checkpoint_saves_in_the_new_format(tmp_path, expected):
     assert again.checkpoint_meta_["format_version"] == 2
     np.testing.assert_array_equal(again.w1, expected["neuralnetmlp/w1"])
     assert again.eta == nn.eta and again.state.step == nn.state.step
+
+
+def test_format_2_checkpoint_written_before_the_move():
+    """Written by the code before the modules moved into folders (tests/fixtures/make_premove_fixture.py, commit
+    5e99dc0): a CNN with BatchNorm's running statistics, Dropout, a standardizing scaler and named classes. A
+    checkpoint names registry entries ("Conv2D.v1"), never module paths, so it loads and predicts as it did."""
+    model = xpnet.load(FIXTURES / "v0.2.0.dev0-premove-cnn.safetensors")
+    assert model.checkpoint_meta_["format_version"] == 2 and model.dtype_name == "float64"
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "BatchNorm", "ReLU", "MaxPool2D", "Flatten",
+                                                                 "Dropout", "Dense"]
+    want = dict(np.load(FIXTURES / "v0.2.0.dev0-premove-expected.npz"))
+    Xq = load_digits()[2].reshape(-1, 1, 8, 8)
+    assert_matches_stored(np.asarray(model.predict(Xq)).astype(str), model.predict_proba(Xq), want["pred"],
+                          want["proba"], model.dtype_name)

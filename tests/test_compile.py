@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.parity import rel_diff
 
 pytest.importorskip("jax")

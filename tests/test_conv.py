@@ -296,8 +296,8 @@ def test_default_inference_batch_keeps_the_largest_array_within_the_budget():
     """predict/evaluate's default batch on the CPU: LeNet-5's largest per-sample array is conv1's columns
     (25·28·28 values), so 32 MiB holds 427 float32 samples and 213 float64; an MLP keeps 8192. The labels do
     not depend on it; a bad batch_size is one clear error."""
-    from xpnet.model import INFERENCE_BATCH_BYTES, MAX_INFERENCE_BATCH
-    from xpnet.cnn import lenet5_layers
+    from xpnet.models.sequential import INFERENCE_BATCH_BYTES, MAX_INFERENCE_BATCH
+    from xpnet.models.presets import lenet5_layers
     for dtype, itemsize in (("float32", 4), ("float64", 8)):
         model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in lenet5_layers(10)], backend="numpy",
                                  seed=0, input_shape=(1, 28, 28), dtype=dtype)

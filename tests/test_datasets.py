@@ -1,4 +1,4 @@
-"""xpnet.datasets: IDX reading and validation, finding and downloading (against a local HTTP server), digits,
+"""xpnet.data.datasets: IDX reading and validation, finding and downloading (against a local HTTP server), digits,
 .npz / .csv readers, and the real MNIST files when ../shared/data/mnist holds them. Never touches the network."""
 import functools
 import gzip
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet import datasets
-from xpnet.datasets import DataError
+from xpnet.data import datasets
+from xpnet.data.datasets import DataError
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

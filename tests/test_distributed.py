@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (xpnet.distributed, xpnet.data_parallel): N ranks started by MPICH's mpiexec
+"""Data-parallel training over MPI (xpnet.distributed, xpnet.distributed.data_parallel): N ranks started by MPICH's mpiexec
 from here, each with one BLAS thread and a timeout, against one process; stop on a signal, resume, faults.
 
 Each multi-process test starts one or two launches of 2-3 ranks on the embedded digits or parity's small
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from xpnet.cli import main
-from xpnet.data_parallel import shard
+from xpnet.distributed.data_parallel import shard
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -178,7 +178,7 @@ def test_the_step_timer_waits_for_the_steps_outputs(monkeypatch, name):
     nothing on JAX (asynchronous dispatch, no device-wide wait): each mark now blocks on what the step computed
     so far (bk.block: JAX's block_until_ready on the arrays; synchronize() on the others)."""
     import xpnet
-    from xpnet.data_parallel import DataParallel
+    from xpnet.distributed.data_parallel import DataParallel
     from xpnet.parity import default_model, default_problem
     pytest.importorskip(name)
     model = default_model(xpnet.backend(name), "float32")
@@ -253,7 +253,7 @@ def test_a_signal_stops_every_rank_after_the_same_step_saves_once_and_resumes(tm
     gradient all-reduce, so both ranks stop after the same step; rank 0 writes the checkpoint (the rank count
     recorded). Resumed on 2 ranks the run ends bit-identical to an uninterrupted 2-rank run; resumed on one
     process, equal within the lockstep tolerance."""
-    from xpnet.checkpoint import read
+    from xpnet.saving.checkpoint import read
     epochs = 8
     full = tmp_path / "full.safetensors"
     last_json(mpirun(2, "-m", "xpnet", *_train_args(tmp_path, epochs), "--checkpoint", full, "--json", timeout=120))
@@ -325,7 +325,7 @@ def test_a_killed_rank_ends_the_run_and_is_named(tmp_path):
 
 @needs_mpi
 def test_ranks_with_other_configuration_or_data_are_refused_before_the_first_step(tmp_path):
-    from xpnet.datasets import load_digits
+    from xpnet.data.datasets import load_digits
     X, y, _, _ = load_digits()
     np.savez(tmp_path / "a.npz", X=X, y=y)
     X2 = X.copy()

@@ -11,7 +11,7 @@ import pytest
 
 import xpnet
 from xpnet.backend import BackendError
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.namespace import namespace
 
 

@@ -11,29 +11,29 @@ ARRAY_LIBS = {"cupy", "cupyx", "torch", "jax", "jaxlib", "array_api_strict"}
 HOST_NUMPY = {
     "backend/*": "the backend package itself",
     "init.py": "weights drawn from the host RNG",
-    "mlp.py": "the book's private RandomState and its float64 weight copies",
-    "validation.py": "checks of host input data",
-    "gradcheck.py": "host perturbations and norms",
-    "parity.py": "host comparison of results and the host batch order",
-    "datasets.py": "reading files",
-    "train.py": "host scaling of loaded data",
-    "cli.py": "host data for the CLI's small problems",
-    "checkpoint.py": "reading and writing checkpoint files",
-    "preprocessing.py": "host scaling of loaded data",
-    "plots.py": "host arrays for matplotlib",
-    "labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
-    "predict_inputs.py": "reading input files",
+    "models/mlp.py": "the book's private RandomState and its float64 weight copies",
+    "data/validation.py": "checks of host input data",
+    "tools/gradcheck.py": "host perturbations and norms",
+    "tools/parity.py": "host comparison of results and the host batch order",
+    "data/datasets.py": "reading files",
+    "cli/train.py": "host scaling of loaded data",
+    "cli/app.py": "host data for the CLI's small problems",
+    "saving/checkpoint.py": "reading and writing checkpoint files",
+    "data/preprocessing.py": "host scaling of loaded data",
+    "tools/plots.py": "host arrays for matplotlib",
+    "data/labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
+    "data/predict_inputs.py": "reading input files",
     "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
     "export/onnx_layers.py": "BatchNorm's running statistics as host float32 constants of the graph",
-    "distributed.py": "host buffers of the MPI all-reduce",
-    "parity_distributed.py": "host comparison of results",
-    "cnn.py": "host image arrays brought to (N, C, H, W)",
+    "distributed/communicator.py": "host buffers of the MPI all-reduce",
+    "distributed/parity.py": "host comparison of results",
+    "models/presets.py": "host image arrays brought to (N, C, H, W)",
 }
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
 COMMUNICATION_LIBS = {"mpi4py", "cupy"}
-COMMUNICATION_MODULE = "distributed.py"
-MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "model.py", "training.py", "state.py",
-                "data_parallel.py",
+COMMUNICATION_MODULE = "distributed/communicator.py"
+MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "models/sequential.py",
+                "training/loop.py", "training/state.py", "distributed/data_parallel.py",
                 "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
 
@@ -170,7 +170,7 @@ def find_cycle(graph: dict) -> list | None:
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert "xpnet.model" in graph and "xpnet.layers.dense" in graph and "xpnet.checkpoint" in graph
+    assert "xpnet.models.sequential" in graph and "xpnet.layers.dense" in graph and "xpnet.saving.checkpoint" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -226,3 +226,15 @@ def test_backend_gradcheck_parity_are_modules_and_callable():
     assert xpnet.gradcheck(model, X, y) == xpnet.gradcheck.gradcheck(model, X, y)
     report = xpnet.parity(backends=["numpy"], steps=2)
     assert report["passed"] and report["steps"] == 2 and report["results"][0]["backend"] == "numpy"
+
+
+def test_the_library_imports_neither_the_command_line_nor_the_tools():
+    """cli/ sits on top: only `python -m xpnet` (__main__) imports it. tools/ works on a model from outside:
+    nothing of a training step (models/, training/, layers/, saving/, data/, the core) imports it; only the
+    package's public names (xpnet.gradcheck, xpnet.parity), the command line and distributed/parity.py do."""
+    graph = import_graph()
+    assert "xpnet.cli.app" in graph and "xpnet.tools.parity" in graph
+    users = lambda part: {m for m, deps in graph.items()
+                          if not m.startswith(part) and any(d == part or d.startswith(part + ".") for d in deps)}
+    assert users("xpnet.cli") == {"xpnet.__main__"}
+    assert users("xpnet.tools") <= {"xpnet", "xpnet.cli.train", "xpnet.cli.app", "xpnet.distributed.parity"}

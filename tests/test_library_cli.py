@@ -10,7 +10,7 @@ import pytest
 
 import xpnet
 from fakes import run_cli
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.layers import Dense, ReLU
 
 SCALES = ["raw", "unit", "symmetric", "standardize"]
@@ -155,11 +155,11 @@ def test_fashion_names_in_predictions_and_confusion(tmp_path, mnist_dir):
     assert model.classes_.tolist() == list(range(10))
     rc, out, err = run("evaluate", "--checkpoint", ck, "--data-dir", fashion, "--offline")
     assert rc == 0 and "Ankle boot" in out and "Trouser" in out, err
-    X = xpnet.datasets.load_mnist("fashion-mnist", fashion, download=False)[2][:3]
+    X = xpnet.data.datasets.load_mnist("fashion-mnist", fashion, download=False)[2][:3]
     np.save(tmp_path / "x.npy", X)
     rc, out, err = run("predict", "--checkpoint", ck, tmp_path / "x.npy")
     assert rc == 0 and any(f"({n})" in out for n in model.class_names_), out
-    from xpnet.train import label_names
+    from xpnet.cli.train import label_names
     assert label_names(model, by_label=True)["9"] == "Ankle boot"
 
 
@@ -168,7 +168,7 @@ def test_plot_titles_use_class_names(tmp_path, monkeypatch):
     import matplotlib
     import matplotlib.axes
     matplotlib.use("Agg")
-    from xpnet import plots
+    from xpnet.tools import plots
     titles = []
     real = matplotlib.axes.Axes.set_title
     monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda ax, t, *a, **k: (titles.append(t), real(ax, t, *a, **k))[1])
@@ -204,7 +204,7 @@ def test_misclassified_grid_fits_the_images_shown(tmp_path, monkeypatch, wrong, 
     """misclassified.png was a 5x5 grid however few images were wrong, most of it empty (issue 23)."""
     pytest.importorskip("matplotlib")
     import matplotlib.figure
-    from xpnet import plots
+    from xpnet.tools import plots
     saved = {}
     real = matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig",

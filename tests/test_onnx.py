@@ -17,7 +17,7 @@ from xpnet.cli import main
 from xpnet.errors import InputError
 from xpnet.layers import Identity
 from xpnet.layers.activations import ACTIVATION_NAMES
-from xpnet.preprocessing import SCALES, Scaler
+from xpnet.data.preprocessing import SCALES, Scaler
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -165,7 +165,7 @@ def test_float64_checkpoint_and_metadata(tmp_path):
     Xs = scaler.transform(X, "float64")
     model.fit(Xs, y, epochs=3, batch_size=20, verbose=False)
     meta, arrays = scaler.to_meta()
-    from xpnet.checkpoint import save
+    from xpnet.saving.checkpoint import save
     ckpt = save(model, tmp_path / "m.safetensors", extra={"preprocessing": meta}, arrays=arrays)
     info = export_checkpoint(ckpt, tmp_path / "m.onnx")
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
@@ -269,7 +269,7 @@ def test_cli_export_of_a_train_checkpoint_matches_predict(tmp_path, capsys):
     probabilities and labels for the same .npy file."""
     ckpt, onnx_path, inputs = tmp_path / "d.safetensors", tmp_path / "d.onnx", tmp_path / "x.npy"
     assert main(["train", "--epochs", "2", "--quiet", "--hidden", "16", "--checkpoint", str(ckpt)]) == 0
-    from xpnet.train import load_dataset
+    from xpnet.cli.train import load_dataset
     X = load_dataset("digits")[2][:50]
     np.save(inputs, X)
     capsys.readouterr()

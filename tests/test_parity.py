@@ -4,7 +4,7 @@ import pytest
 
 import xpnet
 from xpnet.parity import TOLERANCES, default_model, default_problem, rel_diff
-from xpnet.testing import CASES, _skip_reason, assert_parity
+from xpnet.tools.testing import CASES, _skip_reason, assert_parity
 
 CPU = [name for name, device, version in CASES if device == "cpu" and version is None]
 

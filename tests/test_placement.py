@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.data_parallel import DataParallel
-from xpnet.datasets import load_digits
+from xpnet.distributed.data_parallel import DataParallel
+from xpnet.data.datasets import load_digits
 from fakes import OneOfTwo
 from xpnet.training import evaluate
 
@@ -82,7 +82,7 @@ def test_torch_arrays_are_made_on_the_models_device_not_the_default_one(torch_de
         value, correct, _, grads = dp.step(dp_model.as_input(X[:4]), Yd, Ld, dp_model.bk.asarray(np.array([0])))
     assert all(dp_model.bk.owns(a) for a in (value, correct, *grads.values()))
 
-    from xpnet.parity_distributed import distributed_parity
+    from xpnet.distributed.parity import distributed_parity
     report = distributed_parity(OneOfTwo(), backends=("torch",), dtypes=("float32",), steps=2, batch_size=3)
     assert report["results"][0]["path"] == "mpi"  # the probe of the path was a meta (on CUDA: a CPU) tensor
 

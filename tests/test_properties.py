@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import xpnet
-from xpnet.checkpoint import CheckpointError
-from xpnet.datasets import DataError, load_array_file, read_idx
-from xpnet.testing import CASES, _skip_reason
+from xpnet.saving.checkpoint import CheckpointError
+from xpnet.data.datasets import DataError, load_array_file, read_idx
+from xpnet.tools.testing import CASES, _skip_reason
 
 CPU = [n for n, d, v in CASES if d == "cpu" and v is None and _skip_reason(n, d) is None]
 KINKED = {"relu", "leaky_relu"}

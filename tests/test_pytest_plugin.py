@@ -1,4 +1,4 @@
-"""xpnet's pytest plugin (xpnet.testing, entry point pytest11) is loaded by every pytest run where xpnet is
+"""xpnet's pytest plugin (xpnet.tools.testing, entry point pytest11) is loaded by every pytest run where xpnet is
 installed: it must import no array library and touch no GPU until a test uses the xpnet_backend fixture, and
 then only the library of the case being run (JAX told not to preallocate GPU memory before it is probed)."""
 import os
@@ -53,7 +53,7 @@ def test_a_case_probes_only_its_own_library_and_gpu_cases_skip_with_the_reason(t
         def test_prealloc(pytestconfig):
             print("PREALLOCATE=" + os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "unset"))
         """
-    conftest = "from xpnet.testing import xpnet_backend  # noqa: F401\n"
+    conftest = "from xpnet.tools.testing import xpnet_backend  # noqa: F401\n"
     proc = _pytest(tmp_path, code, "-k", "numpy_alone and numpy-cpu or jax_gpu_case and jax-cuda or prealloc", "-s",
                    conftest=conftest, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     out = proc.stdout + proc.stderr
@@ -65,7 +65,7 @@ def test_a_case_probes_only_its_own_library_and_gpu_cases_skip_with_the_reason(t
 def test_probing_jax_turns_gpu_preallocation_off_unless_the_user_chose(monkeypatch):
     import pytest
     pytest.importorskip("jax")
-    from xpnet.testing import _skip_reason
+    from xpnet.tools.testing import _skip_reason
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     _skip_reason.__wrapped__("jax", "cuda")
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

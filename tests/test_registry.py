@@ -7,7 +7,7 @@ import pytest
 
 import xpnet
 from xpnet import registry
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 from xpnet.namespace import namespace
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import xpnet
 from xpnet.backend import is_out_of_memory
-from xpnet.datasets import load_digits
+from xpnet.data.datasets import load_digits
 
 
 class FakeCupyOOM(Exception):
@@ -47,7 +47,7 @@ def test_other_errors_pass_through(monkeypatch):
 
 
 def test_divergence_keeps_the_last_finite_checkpoint(tmp_path):
-    from xpnet.train import Checkpointer
+    from xpnet.cli.train import Checkpointer
     X, y = load_digits()[:2]
     model = xpnet.Sequential([xpnet.Dense(64, 10)], loss="mse", optimizer=xpnet.SGD(1e-4), dtype="float64", seed=0)
     ck = Checkpointer(tmp_path / "m.safetensors", {}, {})

@@ -15,7 +15,7 @@ import pytest
 import xpnet
 from xpnet.cli import main
 from fakes import run_cli
-from xpnet.datasets import FILES, load_digits
+from xpnet.data.datasets import FILES, load_digits
 
 
 run = run_cli
@@ -144,7 +144,7 @@ def test_layers_by_registry_name():
 # item 7: the command line and Python agree on shapes -------------------------------------------------
 @pytest.fixture(scope="module")
 def lenet(tmp_path_factory):
-    from xpnet.cnn import lenet5_layers
+    from xpnet.models.presets import lenet5_layers
     from xpnet.registry import model_from_config
     model = model_from_config({"class": "Sequential", "config": {"layers": lenet5_layers(), "seed": 0,
                                                                   "input_shape": [1, 28, 28]}}, "numpy")

@@ -1,23 +1,30 @@
 """xpnet: neural networks written once against the Python Array API, trained on NumPy, CuPy, PyTorch, JAX."""
 from ._version import __version__
 # backend, gradcheck and parity are modules that can be called like their main function (xpnet/_callable.py):
-# xpnet.backend("numpy") works and `import xpnet.backend` still gives the module.
-from . import backend, gradcheck, parity
+# xpnet.backend("numpy") works and `import xpnet.backend` still gives the module. gradcheck and parity live in
+# tools/ and stay public here under their short names, as the same module objects (see _alias below).
+from . import backend
+from .tools import gradcheck, parity
 from .backend import Backend, BackendError, to_numpy
-from .checkpoint import CheckpointError, load
 from .errors import InputError
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
-from .mlp import NeuralNetMLP, mlp_layers, mlp_specs
-from .model import Sequential
+from .models.mlp import NeuralNetMLP, mlp_layers, mlp_specs
+from .models.sequential import Sequential
 from .optimizers import SGD, Adam, AdamW, BookSGD, Optimizer
 from .penalties import Penalty
 from .registry import deserialize, model_from_config, register, serialize
+from .saving.checkpoint import CheckpointError, load
 from .schedules import Schedule
-from .state import TrainState
-from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted
+from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted, TrainState
 from . import registry as _registry
+from ._moved import alias as _alias
+
+# `import xpnet.gradcheck` / `import xpnet.parity` give the modules above (first-class public names: the
+# documented calls are xpnet.gradcheck(...) and xpnet.parity(...)), without a deprecation warning.
+_alias("xpnet.gradcheck", gradcheck)
+_alias("xpnet.parity", parity)
 
 
 def _by_alias(kind: str, names=None) -> dict:

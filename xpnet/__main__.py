@@ -1,6 +1,6 @@
 """`python -m xpnet` runs the xpnet command."""
 import sys
 
-from .cli import main
+from .cli.app import main
 
 sys.exit(main())

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from ..preprocessing import Scaler
+from ..data.preprocessing import Scaler
 from . import onnx_layers
 
 BUILD_OPSET = 21            # ndonnx 0.23 and the native emitters write opset-21 operators
@@ -173,7 +173,7 @@ def _describe(proto, model, scaler, in_graph: bool, classes, checkpoint_sha256) 
 
 
 def _write(path: Path, data: bytes) -> None:
-    from ..files import atomic_write as _atomic_write
+    from ..saving.files import atomic_write as _atomic_write
     try:
         _atomic_write(path, data)
     except OSError as exc:
@@ -200,7 +200,7 @@ def export(model, path, opset: int | None = None, batch: int | None = None, prep
 def export_checkpoint(checkpoint, path, **options) -> dict:
     """Export the model in checkpoint file `checkpoint` (any backend's: it is rebuilt on NumPy), with the
     file's SHA-256 in the ONNX metadata. Options as for `export`."""
-    from ..checkpoint import CheckpointError, load
+    from ..saving.checkpoint import CheckpointError, load
     _require()
     try:
         digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 # environment variables a launcher sets in each process it starts (MPICH/Hydra and Intel MPI: PMI_*,
 # Open MPI: OMPI_*, PMIx launchers: PMIX_RANK, SLURM's srun: SLURM_PROCID with SLURM_STEP_ID)
@@ -120,7 +120,7 @@ class Communicator:
         while there are enough; anything else is kept."""
         if device not in ("cuda", "gpu") or backend in (None, "auto"):
             return device
-        from .backend import _cuda_count
+        from ..backend import _cuda_count
         count = _cuda_count(backend)
         return f"cuda:{self.local_rank % count}" if count else device
 

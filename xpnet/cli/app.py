@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 
-from ._version import __version__
-from .backend import NAMES, BackendError, describe
+from .._version import __version__
+from ..backend import NAMES, BackendError, describe
 
 EPILOG = "Environment: XPNET_BACKEND, XPNET_DEVICE (defaults for --backend/--device), XPNET_DATA (data directory)."
 
@@ -31,7 +31,7 @@ def _ints(text: str) -> list[int]:
 
 
 def _classes(text: str) -> int:
-    from .datasets import MAX_CLASSES
+    from ..data.datasets import MAX_CLASSES
     try:
         n = int(text)
     except ValueError:
@@ -61,12 +61,12 @@ def cmd_backends(args) -> int:
 
 # gradcheck --------------------------------------------------------------------------------------
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import gradcheck, grade
+    from ..tools.gradcheck import gradcheck, grade
     if args.book:
         reports = _book_gradcheck(args)
     else:
-        from .mlp import mlp_layers
-        from .model import Sequential
+        from ..models.mlp import mlp_layers
+        from ..models.sequential import Sequential
         rng = np.random.default_rng(args.seed)
         X = rng.standard_normal((args.samples, args.features))
         y = np.arange(args.samples) % args.classes
@@ -93,7 +93,7 @@ def _merge(reports: list[dict]) -> dict:
     """The book's checks, one per minibatch -> one report. As in the book, each check is graded on all
     weights joined: with raw pixels the hidden layer saturates, its gradient is tiny, and its per-tensor
     error (listed in `checks`) sits at the float64 rounding floor of the differences."""
-    from .gradcheck import grade
+    from ..tools.gradcheck import grade
     checks = [dict(c, check=i + 1) for i, r in enumerate(reports) for c in r["checks"]]
     overall = [r["overall_relative_error"] for r in reports]
     return {"checks": checks, "overall_relative_error": max(overall),
@@ -104,9 +104,9 @@ def _merge(reports: list[dict]) -> dict:
 def _book_gradcheck(args) -> list[dict]:
     """The book's setting: n_hidden=10, no penalties, 10 epochs of one minibatch on the first 5 MNIST
     training images, a check at every minibatch."""
-    from .datasets import load_mnist
-    from .gradcheck import gradcheck
-    from .mlp import NeuralNetMLP
+    from ..data.datasets import load_mnist
+    from ..tools.gradcheck import gradcheck
+    from ..models.mlp import NeuralNetMLP
     X, y, _, _ = load_mnist("mnist", args.data_dir, download=not args.offline)
     X, y = X[:5].astype(np.float64), y[:5].astype(np.int64)
     nn = NeuralNetMLP(n_output=10, n_features=784, n_hidden=10, l1=0.0, l2=0.0, epochs=1, eta=0.001, alpha=0.0,
@@ -123,17 +123,17 @@ def _book_gradcheck(args) -> list[dict]:
 
 # parity -----------------------------------------------------------------------------------------
 def cmd_parity(args) -> int:
-    from .parity import parity
+    from ..tools.parity import parity
     backends = _csv(args.backends)
     for name in backends:
         if name not in NAMES:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
     if args.distributed:
         return _distributed_parity(args, backends)
-    from .parity import MODELS
+    from ..tools.parity import MODELS
     model_fn = X = y = None
     if args.model not in MODELS:  # the user's own model config
-        from .parity import config_model
+        from ..tools.parity import config_model
         model_fn, X, y = config_model(args.model, args.seed)
     report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype or "float64"), steps=args.steps,
                     device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
@@ -163,10 +163,10 @@ def cmd_parity(args) -> int:
 
 
 def _distributed_parity(args, backends) -> int:
-    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.parity_distributed)."""
-    from .distributed import Communicator
-    from .errors import InputError
-    from .parity_distributed import distributed_parity
+    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.distributed.parity)."""
+    from ..distributed.communicator import Communicator
+    from ..errors import InputError
+    from ..distributed.parity import distributed_parity
     if args.compile:
         raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
     comm = Communicator()
@@ -216,7 +216,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export.onnx import export_checkpoint
+    from ..export.onnx import export_checkpoint
     info = export_checkpoint(args.checkpoint, args.output, opset=args.opset, batch=args.batch,
                              preprocessing=not args.no_preprocessing, logits=args.logits)
     if args.json:
@@ -244,8 +244,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .layers.activations import ACTIVATION_NAMES as ACTIVATIONS
-    from .registry import aliases
+    from ..layers.activations import ACTIVATION_NAMES as ACTIVATIONS
+    from ..registry import aliases
     LOSSES, OPTIMIZERS = aliases("loss"), aliases("optimizer")
 
     p = _Parser(prog="xpnet", description="Train neural networks on NumPy, CuPy, PyTorch or JAX "
@@ -422,7 +422,7 @@ def main(argv=None) -> int:
 def _abort_others(exc, code: int, traceback: bool = False) -> bool:
     """In a run of several ranks (--distributed), an error on this rank alone ends the whole job (the others
     would wait for it in the next all-reduce); see xpnet.distributed.abort_others. False when not distributed."""
-    dist = sys.modules.get("xpnet.distributed")
+    dist = sys.modules.get("xpnet.distributed.communicator")
     comm = None if dist is None else dist.Communicator.current
     if comm is None or comm.size == 1:
         return False
@@ -444,11 +444,11 @@ def as_flags(message: str, args) -> str:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from .training import OutOfMemory, TrainingDiverged
-    from .errors import InputError
+    from ..training.loop import OutOfMemory, TrainingDiverged
+    from ..errors import InputError
     # (DataError and CheckpointError are InputErrors)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
-    dist = sys.modules.get("xpnet.distributed")
+    dist = sys.modules.get("xpnet.distributed.communicator")
     if dist is not None and isinstance(exc, dist.DistributedError):  # a rank gone: one line, then the job ends
         return True
     return isinstance(exc, user)

@@ -27,15 +27,15 @@ import math
 
 import numpy as np
 
-from ._callable import make_callable
-from .backend import COMPILERS, Backend
-from .backend import backend as select_backend
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
-from .errors import InputError
-from .layers.base import where_raised
-from .params import POSITIVE_INT, check
-from .model import Sequential
-from .optimizers import SGD, Adam
+from .._callable import make_callable
+from ..backend import COMPILERS, Backend
+from ..backend import backend as select_backend
+from ..layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
+from ..errors import InputError
+from ..layers.base import where_raised
+from ..params import POSITIVE_INT, check
+from ..models.sequential import Sequential
+from ..optimizers import SGD, Adam
 
 # Lockstep tolerance per dtype: float64 is ~1e5 ulps of headroom for reordered sums; float32 is
 # compared with the float64 reference, so it carries float32 rounding (~6e-8) times the same headroom.
@@ -65,13 +65,13 @@ def config_model(spec, seed: int = 0):
     """(model_fn, X, y) for parity on a model config (a registry spec: dict, JSON text or .json path, as
     `xpnet parity --model model.json` takes): the data is `default_problem` in the model's input shape and
     output count; a config without a seed gets `seed`, so every backend starts from the same parameters."""
-    from .registry import model_from_config
+    from ..registry import model_from_config
     probe = model_from_config(spec, "numpy", dtype="float64")
     options = {}
     if isinstance(probe, Sequential) and type(probe).get_config is Sequential.get_config and probe.seed is None:
         options["seed"] = seed
     model_fn = lambda bk, dtype: model_from_config(probe_spec, bk, None, dtype, **options)  # noqa: E731
-    from .registry import serialize
+    from ..registry import serialize
     probe_spec = serialize(probe)
     X, y = default_problem(classes=probe.n_outputs, seed=seed, input_shape=probe.input_shape)
     return model_fn, X, y

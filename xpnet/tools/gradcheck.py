@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ._callable import make_callable
-from .errors import InputError
+from .._callable import make_callable
+from ..errors import InputError
 
 OK, WARNING = 1e-7, 1e-4
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import time
 
-from .backend import is_host, is_out_of_memory
-from .errors import InputError
-from .layers.base import where_raised
-from .params import FRACTION, POSITIVE_INT, Interval, check
+from ..backend import is_host, is_out_of_memory
+from ..errors import InputError
+from ..layers.base import where_raised
+from ..params import FRACTION, POSITIVE_INT, Interval, check
 from .state import HISTORY_KEYS, empty_history
 
 
@@ -167,7 +167,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     after the current step with TrainingInterrupted.
     distributed: True (MPI's world; start the processes with mpiexec or srun), an
     xpnet.distributed.Communicator or an mpi4py communicator: data-parallel training, batch_size being the
-    global minibatch, the same run as one process up to summation order (xpnet.data_parallel). Every rank
+    global minibatch, the same run as one process up to summation order (xpnet.distributed.data_parallel). Every rank
     calls fit with the same model, data and options; a stop requested on any rank stops all after the same
     step. Write checkpoints from rank 0 only.
     """
@@ -189,8 +189,8 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     xp, bk = model.xp, model.bk
     dp = None
     if distributed is not None and distributed is not False:
-        from .data_parallel import DataParallel, refuse_layer_state
-        from .distributed import communicator
+        from ..distributed.data_parallel import DataParallel, refuse_layer_state
+        from ..distributed.communicator import communicator
         if getattr(model, "compile", False):
             raise InputError("compile=True cannot be combined with distributed training: the compiled step fuses "
                              "backward and update, leaving no place for the all-reduce between them; train "
@@ -251,7 +251,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     identity = bk.asarray(list(range(n))) if (compiled is not None or dp is not None) and not shuffle else None
     mean = model.loss.reduction == "mean"
     if dp is not None:  # refused on every rank before the first step unless every rank runs the same
-        from .data_parallel import run_digest
+        from ..distributed.data_parallel import run_digest
         dp.comm.check_same(run_digest(model, Xd, Yd, {k: v for k, v in settings.items() if k != "world_size"}),
                            "configurations, data or states")
     for epoch in range(first_epoch, epochs):

@@ -1,0 +1,629 @@
+"""`xpnet train`, `evaluate` and `predict`: datasets, presets, checkpoints, resume, signals, progress, plots."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..init import check_seed
+from ..models.presets import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
+from ..models.mlp import mlp_specs
+from ..data.datasets import CLASS_NAMES, class_mapping_note
+from ..data.preprocessing import Scaler
+from ..registry import get, model_from_config
+
+DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
+                lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
+                model_file=None)
+
+# The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
+PRESETS = {
+    "book2015": dict(model="NeuralNetMLP", dataset="mnist", hidden=[50], l1=0.0, l2=0.1, epochs=1000, lr=0.001,
+                     momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
+    "book2017": dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
+                     seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
+    # convolutional networks (xpnet/models/presets.py): Adam with a cosine decay of the rate to 0 over the run's epochs
+    "lenet5": dict(model="lenet5", dataset="mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128, seed=1,
+                   scale="unit"),
+    "fashion-cnn": dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15,
+                        batch_size=128, seed=1, scale="unit"),
+}
+INTERRUPTED = "xpnet-interrupted.safetensors"
+# The flags that configure a run (its model, data and training): the preset and DEFAULTS' keys but epochs.
+# Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
+# change when a run is resumed.
+CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
+
+
+def load_dataset(name: str, data_dir=None, label_column: str = "label", download: bool = True):
+    """(X_train, y_train, X_test | None, y_test | None) as host arrays."""
+    from ..data import datasets
+    if name == "digits":
+        return datasets.load_digits()
+    if name in ("mnist", "fashion-mnist"):
+        return datasets.load_mnist(name, data_dir, download=download)
+    if name.endswith((".npz", ".csv")):
+        return datasets.load_array_file(name, label_column=label_column)
+    raise InputError(f"unknown dataset {name!r}; choose digits, mnist, fashion-mnist, or a path to a .npz or .csv file")
+
+
+def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The model the resolved command-line configuration describes, as a registry config (JSON data):
+    what `xpnet.model_from_config` builds. The presets are data here too."""
+    if cfg.get("model_file"):
+        spec = read_model_file(cfg["model_file"])
+        spec["config"].setdefault("seed", cfg["seed"])
+        spec["config"].setdefault("dtype", cfg["dtype"])
+        return spec
+    if cfg.get("model") in CNN_MODELS:
+        return cnn_spec(cfg["model"], n_classes, dict(cfg, lr=_effective(cfg, "lr")))
+    if cfg.get("model") == "NeuralNetMLP":
+        return {"class": "NeuralNetMLP", "config": {
+            "n_output": n_classes, "n_features": n_features, "n_hidden": cfg["hidden"][0], "l1": cfg["l1"],
+            "l2": cfg["l2"], "epochs": cfg["epochs"], "eta": cfg["lr"], "alpha": cfg["momentum"],
+            "decrease_const": cfg["decrease_const"], "minibatches": cfg["minibatches"], "random_state": cfg["seed"],
+            "dtype": cfg["dtype"]}}
+    if cfg.get("model") == "book2017":
+        return {"class": "Sequential", "config": {
+            "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], "sigmoid", init="normal_in_out",
+                                output_init="normal_in_out"),
+            "loss": {"class": "logistic", "config": {"reduction": "sum"}},
+            "optimizer": {"class": "sgd", "config": {"lr": cfg["lr"]}},
+            "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"], "l2_cost_factor": 1.0}},
+            "dtype": cfg["dtype"], "seed": cfg["seed"], "rng": "RandomState"}}
+    activation, optimizer = cfg["activation"], cfg["optimizer"]
+    get("layer", activation)  # unknown names fail here, listing the valid ones
+    get("optimizer", optimizer)
+    lr = default_lr(optimizer) if cfg["lr"] is None else cfg["lr"]
+    if optimizer in ("sgd", "momentum", "nesterov"):
+        opt = {"class": "sgd", "config": {"lr": lr, "momentum": cfg["momentum"], "nesterov": optimizer == "nesterov"}}
+    elif optimizer == "book":
+        opt = {"class": "book", "config": {"lr": lr, "alpha": cfg["momentum"]}}
+    else:
+        opt = {"class": optimizer, "config": {"lr": lr}}
+    return {"class": "Sequential", "config": {
+        "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], activation),
+        "loss": {"class": cfg["loss"], "config": {}}, "optimizer": opt,
+        "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
+        "dtype": cfg["dtype"], "seed": cfg["seed"]}}
+
+
+def default_lr(optimizer: str) -> float:
+    """The learning rate a run without --lr uses."""
+    return 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
+
+
+def build_model(spec: dict, backend=None, device=None, **options):
+    """model_from_config(spec); an allocation failure (a --classes or --hidden too large for the memory)
+    becomes one OutOfMemory line saying what to lower."""
+    from ..backend import is_out_of_memory
+    from ..training.loop import OutOfMemory
+    try:
+        return model_from_config(spec, backend, device, **options)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"  # strings only: the failed arrays are freed below
+    raise OutOfMemory(f"not enough memory to build the model ({why}); lower --hidden, or --classes (or relabel "
+                      f"the classes 0..k-1)")
+
+
+def fit_options(cfg: dict) -> dict:
+    """The keyword arguments of `fit` the resolved configuration gives (NeuralNetMLP's are in its config)."""
+    opts = {"accumulate": cfg.get("accumulate", 1)}
+    if cfg.get("model") == "NeuralNetMLP":
+        return opts
+    return dict(opts, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
+                validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"],
+                compose_shuffles=False, drop_last=cfg.get("model") == "book2017")
+
+
+def resolve_config(args, saved: dict | None = None) -> dict:
+    """DEFAULTS < preset < flags given on the command line; a resumed run's saved config as it is (its flags
+    are the saved ones: `check_resume_flags`)."""
+    cfg = dict(DEFAULTS)
+    if saved:
+        cfg.update(saved)
+        return cfg
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise InputError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        cfg.update(PRESETS[args.preset])
+    for key in list(DEFAULTS) + ["dataset"]:
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    if args.batch_size is not None:
+        cfg["minibatches"] = None
+    if args.minibatches is not None:
+        cfg["batch_size"] = None
+    if cfg.get("model") == "NeuralNetMLP" and cfg.get("batch_size"):
+        raise InputError("the book2015 preset trains by --minibatches (a count), not --batch-size")
+    return cfg
+
+
+def _effective(cfg: dict, key: str):
+    """A resolved configuration value as the run uses it: no --lr is the optimizer's default rate, neither
+    --batch-size nor --minibatches is batches of 32."""
+    value = cfg.get(key)
+    if key == "lr" and value is None:
+        return default_lr(cfg["optimizer"])
+    if key == "batch_size" and value is None and cfg.get("minibatches") is None:
+        return 32
+    return value
+
+
+def _same(key: str, a, b) -> bool:
+    if key == "dataset" and a != b and Path(a).is_file() and Path(b).is_file():
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def check_resume_flags(args, saved: dict) -> None:
+    """`xpnet train ... --resume PATH` may repeat the command that started the run: each configuration flag
+    given (CONFIG_FLAGS, --preset included) must configure what the checkpoint's run used, presets and
+    defaults resolved as a new run resolves them. Run options may differ. Raises one line naming every
+    flag that differs, its value and what the checkpoint holds."""
+    given = [k for k in CONFIG_FLAGS if getattr(args, k, None) is not None]
+    if not given:
+        return
+    fresh, saved = resolve_config(args), dict(DEFAULTS, **saved)  # what the command configures as a new run
+    diffs = []
+    for key in given:
+        if key == "preset" or _same(key, _effective(fresh, key), _effective(saved, key)):
+            continue
+        held = key
+        if key in ("batch_size", "minibatches") and _effective(saved, key) is None:
+            held = "minibatches" if key == "batch_size" else "batch_size"  # it trained by the other one
+        diffs.append(f"--{key.replace('_', '-')} {_shown(getattr(args, key))} differs from the checkpoint's "
+                     f"{held.replace('_', '-')} {_shown(_effective(saved, held))}")
+    if args.preset:
+        preset = PRESETS[args.preset]
+        if preset.get("model") != saved.get("model"):
+            theirs = next((name for name, p in PRESETS.items() if p.get("model") == saved.get("model")), None)
+            diffs.append(f"--preset {args.preset} differs from the checkpoint's run, which used "
+                         f"{'--preset ' + theirs if theirs else 'no preset'}")
+        else:
+            diffs += [f"--preset {args.preset} sets {k.replace('_', '-')} {_shown(_effective(fresh, k))}, which "
+                      f"differs from the checkpoint's {_shown(_effective(saved, k))}" for k in preset
+                      if k not in ("epochs", "model") and getattr(args, k, None) is None
+                      and not _same(k, _effective(fresh, k), _effective(saved, k))]
+    if diffs:
+        raise InputError(f"{'; '.join(diffs)}; drop {'it' if len(diffs) == 1 else 'them'} or start a new run")
+
+
+class Progress:
+    """On a terminal, a tqdm bar per epoch counting samples (so its rate is samples/s) that ends with the
+    epoch's loss and accuracy; otherwise one line per epoch with the same figures."""
+
+    def __init__(self, epochs: int, bar: bool):
+        self.epochs, self.bar, self.tqdm, self.done = epochs, bar, None, 0
+
+    def on_batch_end(self, model, step, total):
+        if not self.bar:
+            return
+        n = model.state.settings["n"]
+        if self.tqdm is None:
+            from tqdm import tqdm
+            self.done = (step - 1) * (n // total)
+            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {model.state.epoch + 1}/{self.epochs}",
+                             unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+        now = n if step == total else step * (n // total)
+        self.tqdm.update(now - self.done)
+        self.done = now
+
+    def on_epoch_end(self, model, logs):
+        from ..training.loop import epoch_figures, epoch_line
+        if self.tqdm is not None:
+            self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
+            self.tqdm.close()
+            self.tqdm = None
+            return
+        print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, bar: bool):
+    """A long inference pass's progress, as training shows its epochs: on a terminal (bar) a tqdm bar
+    counting samples, whose `update` the model's predict/score/evaluate call after each batch (yielded;
+    None without a bar). The bar is cleared when done: the figures follow on stdout."""
+    if not bar or total <= 0:
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+              leave=False) as t:
+        yield t.update
+
+
+class Checkpointer:
+    """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
+    writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
+
+    def __init__(self, path, extra: dict, arrays: dict, writer: bool = True):
+        self.path, self.extra, self.arrays, self.writer = path, extra, arrays, writer
+
+    def save(self, model, path=None):
+        from ..saving.checkpoint import save
+        return save(model, path or self.path, extra=self.extra, arrays=self.arrays)
+
+    def on_epoch_end(self, model, logs):
+        if self.path and self.writer:
+            self.save(model)
+
+
+def _resume_command(path, args) -> str:
+    """The command that continues an interrupted run: the one given (its flags as parsed), with
+    --resume PATH in place of an earlier --resume."""
+    parts = ["xpnet", "train"]
+    for key, value in vars(args).items():
+        if key in ("command", "func", "resume") or value is None or value is False or \
+                (key == "label_column" and value == "label"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, _shown(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts + ["--resume", path])
+
+
+def _distributed(args):
+    """The communicator of `xpnet train --distributed` (None without the flag); on a GPU, rank r of a
+    machine takes --device cuda as cuda:{r modulo the GPUs it sees}."""
+    if not getattr(args, "distributed", False):
+        return None
+    if args.compile:
+        raise InputError("--compile cannot be combined with --distributed: the compiled step fuses backward and "
+                         "update, leaving no place for the all-reduce between them; drop --compile")
+    from ..distributed.communicator import Communicator
+    comm = Communicator()
+    args.device = comm.device_for(args.backend, args.device)
+    return comm
+
+
+def run_train(args) -> dict:
+    started = time.perf_counter()
+    from ..saving.checkpoint import fingerprint, load
+    from ..training.loop import TrainingInterrupted
+    from ..data.datasets import check_dataset
+
+    comm = _distributed(args)
+    rank = 0 if comm is None else comm.rank
+    quiet = args.quiet or rank != 0
+    saved_model, saved_meta = None, None
+    if args.resume:
+        saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
+        saved_meta = saved_model.checkpoint_meta_
+        if not saved_meta.get("cli"):
+            raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
+                             f"xpnet.load(path).fit(X, y, resume=True)")
+        check_resume_flags(args, saved_meta["cli"])
+    cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
+    check_seed("seed", cfg["seed"])
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
+    data_dir, label_column = data_settings(args, saved_meta["cli"] if saved_meta else {})
+    source = cfg["dataset"]  # a resumed run's file, wherever this command runs (unless --dataset names one)
+    if saved_meta and not args.dataset and saved_meta["cli"].get("dataset_file") and not Path(source).is_file():
+        source = saved_meta["cli"]["dataset_file"]
+    X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
+    kind = input_kind(cfg["dataset"], X)
+    image_shape = image_input(cfg, saved_model)
+    if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
+        X = as_images(X, image_shape or None, cfg["dataset"])
+        X_test = None if X_test is None else as_images(X_test, X.shape[1:], cfg["dataset"], "X_test")
+    flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
+    if saved_model is None:
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
+                                            label_column)
+    elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], saved_model.n_outputs,
+                                            label_column)
+    else:
+        n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], None, label_column,
+                                            known=saved_model.classes_)
+    y = np.asarray(y)
+    fp = fingerprint(X, y)
+    if saved_meta and saved_meta.get("data_fingerprint") != fp:
+        raise InputError(f"{args.resume} was trained on other data than {cfg['dataset']!r} gives now (data "
+                         f"fingerprints differ); resume with the same dataset and files")
+    if saved_model is not None:
+        model = saved_model
+    else:
+        spec = model_spec(X.shape[1], n_classes, cfg)
+        if image_shape is not None:
+            spec["config"].setdefault("input_shape", list(X.shape[1:]))
+        model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
+        if cfg.get("model_file"):
+            cfg["dtype"] = model.dtype_name
+            check_outputs(model, n_classes, cfg["model_file"])
+        model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
+        model.classes_ = classes_
+        model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
+    if model.dtype_name != cfg["dtype"]:
+        raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
+                         f"checkpoint is inconsistent, start a new run")
+    if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
+        model.preprocessing = Scaler("raw")
+    # where the data came from travels with the run, so evaluate and predict find it again (run options, not
+    # compared on resume: --data-dir may change)
+    cli_cfg = dict(cfg, **data_record(source, data_dir, label_column),
+                   inputs="images" if image_shape is not None else kind)
+    checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
+    bar = not quiet and sys.stderr.isatty()
+    callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
+    ranks = None if comm is None else comm.describe()
+    if not quiet:
+        what = "resuming" if saved_model is not None else "training"
+        sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
+        print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {n_classes} classes; "
+              f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
+        note = class_mapping_note(classes_)
+        if note and saved_model is None:
+            print(note, flush=True)
+        if comm is not None:
+            print(f"distributed over {comm.size} rank(s), global minibatch split between them: {ranks}", flush=True)
+
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        model.state.stop_requested = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.perf_counter()
+    try:
+        if cfg.get("model") == "NeuralNetMLP":
+            model.epochs = cfg["epochs"]
+        model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
+                  **({} if comm is None else {"distributed": comm}))
+    except TrainingInterrupted as stopped:
+        path = args.checkpoint or INTERRUPTED
+        signum = received[-1] if received else signal.SIGINT
+        if rank == 0:  # every rank stopped after the same step; one writes
+            checkpointer.save(model, path)
+            name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+            launch = "" if comm is None else f"mpiexec -n {comm.size} "
+            print(f"\nxpnet train: {name} received; saved the state {stopped.where} to {path}\n"
+                  f"resume with: {launch}{_resume_command(path, args)}",
+                  file=sys.stderr)
+        raise SystemExit(143 if signum == signal.SIGTERM else 130) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()  # scoring: one inference pass over the training data, one over the test split
+    n_train = len(X) - int(round(len(X) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(X)
+    with progress_bar(n_train, "train accuracy", bar) as update:
+        train_acc = model.score(X[:n_train], y[:n_train], progress=update)
+    test_pred = test_acc = None
+    if X_test is not None:
+        with progress_bar(len(X_test), "test accuracy", bar) as update:
+            test_pred = np.asarray(model.predict(X_test, progress=update))
+        test_acc = float(np.mean(model.encode_labels(test_pred, len(test_pred)) ==
+                                 model.encode_labels(y_test, len(y_test))))  # == model.score(X_test, y_test)
+    scoring = time.perf_counter() - t1
+    history = model.history_
+    if args.history and rank == 0:
+        write_history(args.history, history)
+    if args.plot and rank == 0:
+        from ..tools.plots import write_plots
+        pred = test_pred
+        nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
+        paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
+                            names=label_names(model, by_label=True))
+        first = model.layers[0]
+        if getattr(first, "registered_name", "") == "Conv2D.v1":
+            from ..tools.plots import write_filters
+            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
+        if not quiet:
+            print("plots: " + ", ".join(map(str, paths)))
+    total = time.perf_counter() - started
+    if not quiet:
+        print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
+              f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
+    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
+            "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+
+
+FILE_DATASETS = (".npz", ".csv")
+
+
+def data_settings(args, saved: dict) -> tuple:
+    """(data_dir, label_column) of a command: its flags, else what the checkpoint's run recorded (saved: the
+    checkpoint's `cli` settings, {} for a new run), else the defaults (None: $XPNET_DATA or the cache; "label")."""
+    data_dir = getattr(args, "data_dir", None) or saved.get("data_dir")
+    return data_dir, getattr(args, "label_column", None) or saved.get("label_column") or "label"
+
+
+def data_record(dataset: str, data_dir, label_column: str) -> dict:
+    """What a checkpoint records of where its data was: the IDX folder (absolute; the default one resolved
+    now) for mnist and fashion-mnist, the file's absolute path for a .npz or .csv, and the label column."""
+    from ..data.datasets import default_data_dir
+    record = {"label_column": label_column}
+    if dataset in ("mnist", "fashion-mnist"):
+        record["data_dir"] = str(Path(data_dir or default_data_dir()).expanduser().resolve())
+    elif str(dataset).endswith(FILE_DATASETS):
+        record["dataset_file"] = str(Path(dataset).expanduser().resolve())
+    return record
+
+
+def input_kind(dataset: str, X=None):
+    """What a dataset's samples are: "images" (digits, MNIST, Fashion-MNIST, an .npz of (N, H, W) or
+    (N, C, H, W) arrays), "table" (a .csv, a 2-D .npz) or None (unknown)."""
+    if dataset in ("digits", "mnist", "fashion-mnist"):
+        return "images"
+    if str(dataset).endswith(".csv"):
+        return "table"
+    if str(dataset).endswith(".npz") and X is not None:
+        return "images" if np.ndim(X) >= 3 else "table"
+    return None
+
+
+def model_inputs(model):
+    """(kind, dataset) of what a checkpoint's model was trained on: kind "images", "table" or None (unknown:
+    a model saved from Python, or a checkpoint that recorded nothing)."""
+    cli = (getattr(model, "checkpoint_meta_", None) or {}).get("cli") or {}
+    if len(model.input_shape) == 3:
+        return "images", cli.get("dataset")
+    if "inputs" in cli:
+        return cli["inputs"], cli.get("dataset")
+    dataset = cli.get("dataset")
+    return (None if dataset is None or str(dataset).endswith(".npz") else input_kind(dataset)), dataset
+
+
+def image_input(cfg: dict, saved_model=None):
+    """None for a model taking flat rows; for one taking images, their (C, H, W), or () when only the data can
+    say (a --model file without input_shape)."""
+    if saved_model is not None:
+        return tuple(saved_model.input_shape) if len(saved_model.input_shape) == 3 else None
+    if cfg.get("model") in CNN_MODELS:
+        return (1, 28, 28)
+    if cfg.get("model_file"):
+        spec = read_model_file(cfg["model_file"])
+        if takes_images(spec):
+            return tuple(spec["config"].get("input_shape") or ())
+    return None
+
+
+def check_outputs(model, n_classes: int, path) -> None:
+    if model.n_outputs != n_classes:
+        raise InputError(f"--model {path}: the model has {model.n_outputs} outputs but the data has {n_classes} "
+                         f"classes; make its last layer Dense(..., {n_classes})")
+
+
+def model_input(model, X, source: str, name: str = "X"):
+    """Host data in the shape the model takes: images (N, C, H, W) for a convolutional model."""
+    return as_images(X, model.input_shape, source, name) if len(model.input_shape) == 3 else X
+
+
+def write_history(path, history: dict) -> None:
+    from ..training.loop import HISTORY_KEYS
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HISTORY_KEYS)
+        for row in zip(*(history[k] for k in HISTORY_KEYS)):
+            w.writerow(["" if v is None else v for v in row])
+
+
+def _load_for_inference(args):
+    """The checkpoint's model; it applies its own preprocessing (model.preprocessing) to raw inputs."""
+    from ..saving.checkpoint import load
+    return load(args.checkpoint, backend=args.backend, device=args.device)
+
+
+def label_names(model, by_label: bool = False):
+    """The outputs' display names when they say more than the labels (Fashion-MNIST's, say), else None;
+    by_label: as a dict {str(label): name}."""
+    names = model.class_names_
+    labels = [str(c.item()) for c in model.classes_]
+    if names == labels:
+        return None
+    return dict(zip(labels, names)) if by_label else names
+
+
+def run_evaluate(args) -> dict:
+    model = _load_for_inference(args)
+    saved = (model.checkpoint_meta_ or {}).get("cli") or {}
+    dataset = args.dataset or saved.get("dataset")
+    if not dataset:
+        raise InputError("name the data to evaluate on with --dataset")
+    if not args.dataset and saved.get("dataset_file"):
+        dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
+    data_dir, label_column = data_settings(args, saved)
+    X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
+    split = "test split" if X_test is not None else "training data: it has no test split"
+    if X_test is not None:
+        X, y = X_test, y_test
+    X = model_input(model, X, dataset)
+    bar = not args.quiet and sys.stderr.isatty()
+    with progress_bar(len(y), "loss and accuracy", bar) as update:
+        loss, accuracy = model.evaluate(X, y, progress=update)
+    truth = model.encode_labels(y, len(y))
+    with progress_bar(len(y), "confusion matrix", bar) as update:
+        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
+    k = model.n_outputs
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (truth, pred), 1)
+    names = model.class_names_
+    if not args.quiet:
+        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print("confusion matrix (rows: true, columns: predicted):")
+        print("\n".join(confusion_table(cm, names)))
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
+            "class_names": names, "confusion_matrix": cm.tolist()}
+
+
+
+def confusion_table(cm, names) -> list[str]:
+    """The confusion matrix's lines: a header of the class names (at most 14 characters), then one row per
+    true class, its name and its counts, each count right-aligned under its column's name."""
+    shown = [str(n)[:14] for n in names]
+    w = max(len(n) for n in shown)
+    cw = max(5, w, len(str(int(cm.max(initial=0)))))
+    return [" " * w + "".join(f" {n:>{cw}}" for n in shown)] + [
+        f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]
+
+def run_predict(args) -> dict:
+    from ..data.predict_inputs import read_inputs
+    model = _load_for_inference(args)
+    _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
+    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
+                                trained_on=model_inputs(model))
+    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
+    idx = proba.argmax(axis=1)
+    classes, names = model.classes_, model.class_names_
+    labels = [classes[i].item() for i in idx]
+    rows = [{"file": f, "index": r, "label": lab, "class_name": names[i], "probability": float(p[i]),
+             "probabilities": p.tolist()} for (f, r), lab, i, p in zip(sources, labels, idx, proba)]
+    result = {"predictions": labels, "class_names": [names[i] for i in idx], "probabilities": proba.tolist(),
+              "classes": [c.item() for c in classes], "rows": rows}
+    if y is not None:
+        result["accuracy"] = float(np.mean(model.encode_labels(y, len(y)) == idx))
+    if args.output:
+        write_predictions(args.output, rows, names)
+    if not args.quiet and not args.json:
+        show_name = label_names(model) is not None
+        for row in rows:
+            where = row["file"] if len(sources) == 1 or row["index"] is None else f"{row['file']}[{row['index']}]"
+            if len({f for f, _ in sources}) == 1:
+                where = str(row["index"] if row["index"] is not None else 0)
+            name = f" ({row['class_name']})" if show_name else ""
+            print(f"{where}: {row['label']}{name}  (p = {row['probability']:.3f})")
+        if y is not None:
+            print(f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
+        if args.output:
+            print(f"wrote {args.output}")
+    return result
+
+
+def write_predictions(path, rows: list[dict], names: list[str]) -> None:
+    """A CSV of predictions: file, index, label, class_name, then one probability column per class."""
+    from ..saving.files import atomic_write_text
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])
+    for r in rows:
+        w.writerow([r["file"], "" if r["index"] is None else r["index"], r["label"], r["class_name"],
+                    *(f"{p:.9g}" for p in r["probabilities"])])
+    atomic_write_text(path, out.getvalue())

@@ -1,0 +1,168 @@
+"""What `xpnet predict` reads: every format `xpnet train` reads, several files at once.
+
+.npy (samples, ...) or one sample; .npz (array X, or its only array; y too if present); .csv with a header
+row, with or without the label column (the other columns are the features; a label column's values are
+compared with the predictions); images (png, jpg, ...: gray levels resized to the model's square input).
+Every input becomes (samples, *input_shape) host data, raw: the model applies its own preprocessing.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import DataError, load_array_file
+from ..errors import InputError
+from ..saving.files import no_unpickling
+from .validation import check_X, host_samples
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None)):
+    """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
+    Labels come back only when every file has them (a .csv label column, an .npz y).
+
+    trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
+    image for a model trained on a table is refused (it was resized into the table's features), and so is an
+    unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
+    trained on images says so."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
+    blocks, sources, labels = [], [], []
+    for path in paths:
+        try:
+            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on)
+        except InputError as exc:
+            kind, dataset = trained_on
+            if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
+                    not re.search(r"must be \d-D|model expects", str(exc)):  # check_X's shape refusals
+                raise
+            side = "x".join(map(str, input_shape[-2:])) if len(input_shape) == 3 else _square(input_shape)
+            raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
+                             f"images, or their pixels ({math.prod(input_shape)} values{f', {side}' if side else ''} per "
+                             f"sample) as rows") from None
+        blocks.append(X)
+        sources += [(str(path), None if single else i) for i in range(len(X))]
+        labels.append(y)
+    X = blocks[0] if len(blocks) == 1 else np.concatenate([b.astype(np.result_type(*blocks)) for b in blocks])
+    y = None if any(v is None for v in labels) else np.concatenate(labels) if len(labels) > 1 else labels[0]
+    return X, sources, y
+
+
+def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
+    """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.data.validation.sample_shape: flat
+    rows, (n, H, W) for one channel, one sample); other shapes are refused with model.predict's message."""
+    if X.dtype.kind not in "biuf":
+        raise InputError(f"{path}: holds {X.dtype} values; expected numbers")
+    if one and X.ndim == len(input_shape):
+        X = X.reshape(1, *X.shape)
+    return check_X(host_samples(X, input_shape), input_shape, str(path))
+
+
+def _square(input_shape) -> str:
+    size = math.prod(input_shape)
+    side = math.isqrt(size)
+    return f"{side}x{side}" if side * side == size else ""
+
+
+def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None)):
+    """(X, y or None, single sample?) of one file."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if suffix == ".npy":
+        with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
+            try:
+                X = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                if "allow_pickle" in str(exc):
+                    raise
+                raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
+        return _fit_shape(path, np.asarray(X), input_shape, False), None, False
+    if suffix == ".npz":
+        return _read_npz(path, input_shape)
+    if suffix == ".csv":
+        return _read_csv(path, input_shape, label_column)
+    if suffix in IMAGE_SUFFIXES:
+        return _read_image(path, input_shape, invert, trained_on), None, True
+    raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
+                     f"({', '.join(IMAGE_SUFFIXES)})")
+
+
+def _read_npz(path: Path, input_shape: tuple):
+    try:
+        with no_unpickling(path, "holds pickled data", "save plain numeric arrays with numpy.savez(path, X=X)"):
+            with np.load(path, allow_pickle=False) as data:
+                keys = list(data.keys())
+                key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
+                if key is None:
+                    raise InputError(f"{path}: holds {keys}; name the inputs 'X'")
+                X = np.asarray(data[key])
+                y = np.asarray(data["y"]) if key == "X" and "y" in keys else None
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    X = _fit_shape(path, X, input_shape, False)
+    if y is not None and (y.ndim != 1 or len(y) != len(X)):
+        y = None  # not one label per row: predict only
+    return X, y, False
+
+
+def _read_csv(path: Path, input_shape: tuple, label_column: str):
+    """With the label column: xpnet train's reader (features and labels). Without it: every column is a
+    feature; a header row is optional (a first row of numbers is data)."""
+    try:
+        X, y, _, _ = load_array_file(path, label_column=label_column)
+        return _fit_shape(path, X, input_shape, False), y, False
+    except DataError as exc:
+        if "is not in the header" not in str(exc):
+            raise
+    text = path.read_text(encoding="utf-8-sig")
+    first, _, rest = text.partition("\n")
+    try:
+        [float(c) for c in first.split(",")]
+        body = text  # no header row
+    except ValueError:
+        body = rest
+    try:
+        X = np.loadtxt(body.splitlines(), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError as exc:
+        raise InputError(f"{path}: not numeric CSV ({exc}); without a {label_column!r} column every column must "
+                         f"be a feature number") from None
+    if not X.size:
+        raise InputError(f"{path}: no data rows")
+    if not np.isfinite(X).all():
+        r, c = np.argwhere(~np.isfinite(X))[0]
+        raise InputError(f"{path}: NaN or infinity at data row {r + 1}, column {c + 1}; remove or impute it")
+    return _fit_shape(path, X, input_shape, False), None, False
+
+
+def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None)) -> np.ndarray:
+    size = math.prod(input_shape)
+    kind, dataset = trained_on
+    if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
+        why = f"was trained on a table ({dataset})" if kind == "table" else "takes a table"
+        raise InputError(f"{path}: an image, but the model {why} of {size} features per sample, not on images; pass "
+                         f"its features as .csv, .npy or .npz rows")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
+    size = math.prod(input_shape)
+    side = int(round(size ** 0.5))
+    if side * side != size:
+        raise InputError(f"the model takes {size} features per sample, not a square gray image; pass a .npy or "
+                         f".csv file")
+    try:
+        img = Image.open(path).convert("L").resize((side, side), Image.LANCZOS)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+    x = np.asarray(img, dtype=np.float64)
+    if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
+        x = 255.0 - x
+    return x.reshape(1, *input_shape)

@@ -1,0 +1,1 @@
+"""Saving: `checkpoint` (safetensors checkpoints, load/save) and `files` (atomic writes, no unpickling)."""
