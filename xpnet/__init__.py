@@ -5,8 +5,9 @@ from ._version import __version__
 # tools/ and stay public here under their short names, as the same module objects (see _alias below).
 from . import backend
 from .tools import gradcheck, parity
-from .backend import Backend, BackendError, to_numpy
-from .errors import InputError
+from .backend import Backend, to_numpy
+from .errors import (BackendError, CheckpointError, InputError, OutOfMemory, TrainingDiverged,
+                     TrainingInterrupted)
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
@@ -15,9 +16,9 @@ from .models.sequential import Sequential
 from .optimizers import SGD, Adam, AdamW, BookSGD, Optimizer
 from .penalties import Penalty
 from .registry import deserialize, model_from_config, register, serialize
-from .saving.checkpoint import CheckpointError, load
+from .saving.checkpoint import load
 from .schedules import Schedule
-from .training import EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted, TrainState
+from .training import EarlyStopping, TrainState
 from . import registry as _registry
 from ._moved import alias as _alias
 

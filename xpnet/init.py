@@ -94,7 +94,8 @@ def check_seed(name: str, seed) -> None:
     import numbers
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed < 0:
         from .errors import InputError
-        raise InputError(f"{name}={seed}: must be a non-negative integer (or None for a fresh seed), e.g. {-seed}")
+        raise InputError.for_argument(name, f"{seed}: must be a non-negative integer (or None for a fresh seed), "
+                                            f"e.g. {-seed}")
 
 
 def rng_kind(rng) -> str:

@@ -9,8 +9,9 @@ expects, with an optional hint on how to fix it:
     check("lr", -1.0, POSITIVE, hint="try 0.01 for SGD or 0.001 for Adam")
     # InputError: lr=-1.0: must be a number > 0; try 0.01 for SGD or 0.001 for Adam
 
-`True` and `False` are never numbers here (`epochs=True` is refused). The command line turns a message's
-leading 'name=' into the flag that set it ('--batch-size 0: must be a positive integer', `xpnet.cli`).
+`True` and `False` are never numbers here (`epochs=True` is refused). The error's `argument` field names the
+keyword ("batch_size"; None with an owner), and the command line writes the flag that set it instead
+('--batch-size 0: must be a positive integer', `xpnet.cli.app.as_flags`).
 """
 from __future__ import annotations
 
@@ -137,8 +138,11 @@ FRACTION = Interval(float, 0, 1, closed="left")  # [0, 1)
 
 
 def check(name: str, value, constraint: Constraint, hint: str | None = None, owner: str | None = None):
-    """`value` if it satisfies `constraint`; else InputError '[owner(]name=value[)]: must be ...[; hint]'."""
+    """`value` if it satisfies `constraint`; else InputError '[owner(]name=value[)]: must be ...[; hint]'
+    (without owner, one made by `InputError.for_argument(name, ...)`: its `argument` field is `name`)."""
     if not constraint.satisfied_by(value):
-        where = f"{name}={value!r}" if owner is None else f"{owner}({name}={value!r})"
-        raise InputError(f"{where}: must be {constraint}" + (f"; {hint}" if hint else ""))
+        must = f"must be {constraint}" + (f"; {hint}" if hint else "")
+        if owner is None:
+            raise InputError.for_argument(name, f"{value!r}: {must}")
+        raise InputError(f"{owner}({name}={value!r}): {must}")
     return value

@@ -14,6 +14,8 @@ import threading
 import array_api_compat
 import numpy as np
 
+from ..errors import BackendError  # also this module's (and xpnet.backend's) name
+
 # name: ("module:class" of its subclass in this package, runs on CUDA GPUs, how to install it)
 TABLE = {
     "numpy": ("_numpy:NumpyBackend", False, "pip install xpnet"),
@@ -27,10 +29,6 @@ NAMES = tuple(TABLE)
 GPU_CAPABLE = tuple(name for name, row in TABLE.items() if row[1])
 INSTALL = {name: row[2] for name, row in TABLE.items()}
 DTYPES = ("float32", "float64")
-
-
-class BackendError(ValueError):
-    """A backend, device or dtype that cannot be used here; the message says how to fix it."""
 
 
 def _import(name: str):

@@ -414,7 +414,7 @@ def main(argv=None) -> int:
             if _abort_others(exc, 1, traceback=True):
                 return 1
             raise
-        print(f"xpnet {args.command}: error: {as_flags(str(exc), args)}", file=sys.stderr)
+        print(f"xpnet {args.command}: error: {as_flags(exc, args)}", file=sys.stderr)
         _abort_others(exc, 2)
         return 2
 
@@ -433,24 +433,23 @@ def _abort_others(exc, code: int, traceback: bool = False) -> bool:
     return True
 
 
-def as_flags(message: str, args) -> str:
-    """The library's errors start with the keyword argument at fault ('batch_size=0: must be a positive
-    integer'); when that keyword is one of this command's options, it becomes the flag ('--batch-size 0:
-    must be a positive integer'), so the message names what the user typed."""
-    name, eq, rest = message.partition("=")
-    if not eq or not rest or rest[0].isspace() or name in ("command", "func", "file") or name not in vars(args):
-        return message
-    return f"--{name.replace('_', '-')} {rest}"
+def as_flags(exc: BaseException, args) -> str:
+    """The one line to print for `exc`: its message, except that an error about one keyword argument
+    (InputError's fields `argument` and `detail`: "batch_size" and "0: must be a positive integer" of
+    'batch_size=0: must be a positive integer', written by `InputError.for_argument`) names the flag
+    instead when that keyword is one of this command's options ('--batch-size 0: must be a positive
+    integer'), so the message names what the user typed. The fields decide; the message is not read."""
+    name, detail = getattr(exc, "argument", None), getattr(exc, "detail", None)
+    if not name or detail is None or name in ("command", "func", "file") or name not in vars(args):
+        return str(exc)
+    return f"--{name.replace('_', '-')} {detail}"
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from ..training.loop import OutOfMemory, TrainingDiverged
-    from ..errors import InputError
-    # (DataError and CheckpointError are InputErrors)
-    user = (BackendError, InputError, TrainingDiverged, OutOfMemory, FileNotFoundError, PermissionError, IsADirectoryError)
-    dist = sys.modules.get("xpnet.distributed.communicator")
-    if dist is not None and isinstance(exc, dist.DistributedError):  # a rank gone: one line, then the job ends
-        return True
+    from ..errors import DistributedError, InputError, OutOfMemory, TrainingDiverged
+    # (DataError and CheckpointError are InputErrors; DistributedError: a rank gone, one line, then the job ends)
+    user = (BackendError, InputError, TrainingDiverged, OutOfMemory, DistributedError, FileNotFoundError,
+            PermissionError, IsADirectoryError)
     return isinstance(exc, user)
 
 

@@ -18,17 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from .labels import as_label_array, distinct, is_names, shown
-from ..errors import InputError
+from ..errors import DataError, InputError  # DataError: also xpnet.data.datasets'
 from ..saving.files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
 
 
 # Display names of the classes of the datasets that have them (labels stay 0..9).
 CLASS_NAMES = {"fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                  "Sneaker", "Bag", "Ankle boot"]}
-
-
-class DataError(InputError):
-    """A data file that is missing, unreadable, corrupt or of the wrong kind; the message names it."""
 
 
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -361,8 +357,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     n = X.shape[0]
     n_test = int(round(test_fraction * n))
     if not 0 < n_test < n:
-        raise DataError(f"test_fraction={test_fraction} leaves {n_test} of {n} samples for testing; "
-                        f"choose a fraction that leaves at least one sample on each side")
+        raise DataError.for_argument("test_fraction", f"{test_fraction} leaves {n_test} of {n} samples for testing; "
+                                                      f"choose a fraction that leaves at least one sample on each side")
     perm = np.random.default_rng(seed).permutation(n)
     test, train = perm[:n_test], perm[n_test:]
     return X[train], y[train], X[test], y[test]

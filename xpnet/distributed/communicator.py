@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import DistributedError, InputError  # DistributedError: also this module's
 
 # environment variables a launcher sets in each process it starts (MPICH/Hydra and Intel MPI: PMI_*,
 # Open MPI: OMPI_*, PMIx launchers: PMIX_RANK, SLURM's srun: SLURM_PROCID with SLURM_STEP_ID)
@@ -32,10 +32,6 @@ LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "OMPI_COMM_WORLD_SIZE", 
 HOW_TO_LAUNCH = ('start one process per rank with a launcher: mpiexec -n 2 xpnet train --distributed ... (MPICH '
                  'or Open MPI), or srun -n 2 xpnet train --distributed ... under SLURM; MPI comes with '
                  'pip install "xpnet[mpi]"')
-
-
-class DistributedError(RuntimeError):
-    """Ranks that cannot train together (a failed NCCL set-up, a rank that is gone)."""
 
 
 def abort_others(exc: BaseException, code: int) -> None:

@@ -62,11 +62,11 @@ def _class_names_of(model) -> list | None:
 def _check_options(opset, batch) -> tuple[int, int | None]:
     opset = BUILD_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
-        raise InputError(f"opset={opset!r}: xpnet exports ONNX opsets {OPSETS.start} to {OPSETS.stop - 1} (default "
-                         f"{BUILD_OPSET}); choose one of those")
+        raise InputError.for_argument("opset", f"{opset!r}: xpnet exports ONNX opsets {OPSETS.start} to "
+                                               f"{OPSETS.stop - 1} (default {BUILD_OPSET}); choose one of those")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise InputError(f"batch={batch!r}: must be a positive integer (a fixed batch size), or None for a dynamic "
-                         f"batch dimension")
+        raise InputError.for_argument("batch", f"{batch!r}: must be a positive integer (a fixed batch size), or "
+                                               f"None for a dynamic batch dimension")
     return opset, batch
 
 
@@ -107,7 +107,7 @@ def build(model, opset: int | None = None, batch: int | None = None, preprocessi
 
     opset, batch = _check_options(opset, batch)
     if strategy not in onnx_layers.STRATEGIES:
-        raise InputError(f"strategy={strategy!r}: choose one of {', '.join(onnx_layers.STRATEGIES)}")
+        raise InputError.for_argument("strategy", f"{strategy!r}: choose one of {', '.join(onnx_layers.STRATEGIES)}")
     emitters = [onnx_layers.emitter(layer, strategy, where=f"layers.{i} ") for i, layer in enumerate(model.layers)]
     known = _preprocessing_of(model)
     scaler = known if preprocessing else None

@@ -17,17 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..errors import InputError
+from ..errors import CheckpointError, InputError  # CheckpointError: also xpnet.saving.checkpoint's
 from .files import atomic_write as _atomic_write
 from .files import looks_pickled, refuse_pickle
 from ..registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 2  # 2: the model as a registry config, the TrainState; 1 (release 0.1.0) is still read
-
-
-class CheckpointError(InputError):
-    """A checkpoint that cannot be read or used; the message names the file."""
 
 
 def fingerprint(X, y) -> str:

@@ -12,7 +12,8 @@ import math
 import time
 
 from ..backend import is_host, is_out_of_memory
-from ..errors import InputError
+# the training errors, also this module's (and xpnet.training's) names
+from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..layers.base import where_raised
 from ..params import FRACTION, POSITIVE_INT, Interval, check
 from .state import HISTORY_KEYS, empty_history
@@ -23,10 +24,6 @@ def _scalar(model, v):
     if is_host(v):
         return model.bk.asarray(v, dtype=model.dtype)
     return model.xp.astype(v, model.dtype)
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite."""
 
 
 def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None = None) -> list[tuple[int, int]]:
@@ -104,10 +101,6 @@ def _evaluate(model, X, Y, batch_size: int, progress=None) -> tuple[float, float
     return float(vals[0]) / n, float(vals[1]) / n
 
 
-class OutOfMemory(MemoryError):
-    """The device (or host) ran out of memory; the message says what to make smaller."""
-
-
 def _count_correct(model, preds: list, labels, order_d, r0: int, r1: int):
     """How many of the per-step argmax predictions `preds` (covering rows r0:r1 of the epoch's order, or
     of the data when order_d is None) equal their labels, as a device scalar."""
@@ -115,19 +108,6 @@ def _count_correct(model, preds: list, labels, order_d, r0: int, r1: int):
     pred = preds[0] if len(preds) == 1 else xp.concat(preds)
     lab = labels[r0:r1] if order_d is None else xp.take(labels, order_d[r0:r1], axis=0)
     return xp.sum(xp.astype(pred == lab, model.dtype))
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped between two steps at the user's request (model.stop_requested); the model holds
-    the state after the last finished step, ready to save and resume. epoch (from 1), step (from 1) and
-    steps (the epoch's) say where; `where` in words: 'in epoch 3, after step 610 of 625', or 'after the
-    last step of epoch 3 (625 of 625)' (the epoch's figures are then computed on resuming)."""
-
-    def __init__(self, epoch: int, step: int, steps: int):
-        self.epoch, self.step, self.steps = epoch, step, steps
-        self.where = (f"after the last step of epoch {epoch} ({step} of {steps})" if step == steps else
-                      f"in epoch {epoch}, after step {step} of {steps}")
-        super().__init__(f"stopped {self.where}")
 
 
 def fit(model, X, y, **kwargs) -> dict:
@@ -192,9 +172,9 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         from ..distributed.data_parallel import DataParallel, refuse_layer_state
         from ..distributed.communicator import communicator
         if getattr(model, "compile", False):
-            raise InputError("compile=True cannot be combined with distributed training: the compiled step fuses "
-                             "backward and update, leaving no place for the all-reduce between them; train "
-                             "eagerly (drop --compile) or on one process")
+            raise InputError.for_argument("compile", "True cannot be combined with distributed training: the "
+                                          "compiled step fuses backward and update, leaving no place for the "
+                                          "all-reduce between them; train eagerly (drop --compile) or on one process")
         refuse_layer_state(model)
         dp = DataParallel(model, communicator(distributed))
     Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
@@ -204,8 +184,8 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
     if validation_split:
         n_val = int(round(n_all * validation_split))
         if n_val < 1 or n_val >= n_all:
-            raise InputError(f"validation_split={validation_split} of {n_all} samples leaves an empty training or "
-                             f"validation set")
+            raise InputError.for_argument("validation_split", f"{validation_split} of {n_all} samples leaves an empty "
+                                                             f"training or validation set")
         # the last part, deterministically (as the book's later editions hold out the last 5,000)
         val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
         Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
@@ -399,9 +379,10 @@ def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
             raise
         where = where_raised(exc) or "a layer, loss or optimizer"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error = InputError(f"compile=True: {where} cannot be traced by the {model.bk.name} compiler: it does host "
-                           f"work on an array ({type(exc).__name__}: {first[:160]}); write it with xp array "
-                           f"operations only, or train without compile")
+        error = InputError.for_argument("compile", f"True: {where} cannot be traced by the {model.bk.name} compiler: "
+                                                   f"it does host work on an array ({type(exc).__name__}: "
+                                                   f"{first[:160]}); write it with xp array operations only, or "
+                                                   f"train without compile")
     else:
         st.step += 1
         return value, pred
