@@ -88,6 +88,7 @@ class Sequential(Configurable):
     raw data. `classes_`: the label of each output (see xpnet.data.labels); `class_names_`: their display names."""
 
     kind = "model"
+    stop_training = False  # fit sets it False; a Callback sets it True to end fit after the current epoch
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",

@@ -16,6 +16,7 @@ from ..backend import is_host, is_out_of_memory
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..layers.base import where_raised
 from ..params import FRACTION, POSITIVE_INT, Interval, check
+from .callbacks import Callback, EarlyStopping  # also this module's (and xpnet.training's) names
 from .state import HISTORY_KEYS, empty_history
 
 
@@ -44,36 +45,6 @@ def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None 
         batch_size = min(32, n)
     check("batch_size", batch_size, POSITIVE_INT)
     return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-
-
-class EarlyStopping:
-    """Stop when `monitor` has not improved for `patience` epochs; restore the best parameters."""
-
-    def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True):
-        check("patience", patience, POSITIVE_INT, owner="EarlyStopping")
-        self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
-
-    def on_train_begin(self, model):
-        self.best, self.wait, self.best_params, self.stopped_epoch = math.inf, 0, None, None
-
-    def on_epoch_end(self, model, logs: dict):
-        value = logs.get(self.monitor)
-        if value is None:
-            value = logs["loss"]
-        if value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
-            if self.restore_best:  # copies: training updates parameters in place where it can
-                self.best_params = {k: model.xp.asarray(v, copy=True) for k, v in model.parameters().items()}
-            return False
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = logs["epoch"]
-            return True
-        return False
-
-    def on_train_end(self, model):
-        if self.restore_best and self.best_params is not None and self.stopped_epoch is not None:
-            model.set_parameters(self.best_params)
 
 
 def evaluate(model, X, Y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
@@ -200,9 +171,14 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
 
     if early_stopping:
         callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
+    model.stop_training = False  # a Callback sets it to end training after the current epoch
     for cb in callbacks:
-        getattr(cb, "on_train_begin", lambda m: None)(model)
-    batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
+        if isinstance(cb, Callback):
+            cb.set_model(model)
+            cb.on_train_begin({})
+        else:
+            getattr(cb, "on_train_begin", lambda m: None)(model)
+    batch_hooks = [_batch_hook(cb) for cb in callbacks if _has_batch_hook(cb)]
 
     if resume:
         if st.settings["n"] != n:
@@ -234,6 +210,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         from ..distributed.data_parallel import run_digest
         dp.comm.check_same(run_digest(model, Xd, Yd, {k: v for k, v in settings.items() if k != "world_size"}),
                            "configurations, data or states")
+    logs = {}
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         start = first_step if epoch == first_epoch else 0
@@ -248,6 +225,9 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         st.order = order
         order_d = bk.asarray(order) if shuffle else identity
         st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch, start, losses, correct
+        for cb in callbacks:
+            if isinstance(cb, Callback):
+                cb.on_epoch_begin(epoch, {"lr": st.lr})
         preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
         for i in range(start, len(bounds)):
             s, e = bounds[i]
@@ -257,7 +237,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                 losses.append(value)
                 st.batch = i + 1
                 for hook in batch_hooks:
-                    hook(model, i + 1, len(bounds))
+                    hook(model, i + 1, len(bounds), e - s, value)
                 if stop:  # every rank saw the same flag: all stop after this step
                     st.stop_requested, st.partial_correct = True, correct
                     raise TrainingInterrupted(epoch + 1, i + 1, len(bounds))
@@ -276,7 +256,7 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             preds.append(pred)
             st.batch = i + 1
             for hook in batch_hooks:
-                hook(model, i + 1, len(bounds))
+                hook(model, i + 1, len(bounds), e - s, value)
             if st.stop_requested:
                 st.partial_correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0],
                                                               bounds[i][1])
@@ -304,14 +284,35 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
             print(epoch_line(logs, epochs), flush=True)
         stop = False
         for cb in callbacks:
+            if isinstance(cb, Callback):
+                cb.on_epoch_end(epoch, logs)
+                continue
             hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
             if hook is not None:
                 stop = bool(hook(model, logs)) or stop
-        if stop:
+        if stop or model.stop_training:
             break
     for cb in callbacks:
-        getattr(cb, "on_train_end", lambda m: None)(model)
+        if isinstance(cb, Callback):
+            cb.on_train_end(logs)
+        else:
+            getattr(cb, "on_train_end", lambda m: None)(model)
     return history
+
+
+def _has_batch_hook(cb) -> bool:
+    """Whether fit calls `cb` after every step: a Callback that overrides on_batch_end, or an object with one."""
+    if isinstance(cb, Callback):
+        return type(cb).on_batch_end is not Callback.on_batch_end
+    return hasattr(cb, "on_batch_end")
+
+
+def _batch_hook(cb):
+    """cb's on_batch_end as hook(model, step, steps, rows, loss), step from 1: a Callback's gets (step - 1,
+    {"size": rows, "loss": loss}) (Keras' hook), any other object's (model, step, steps) as before."""
+    if isinstance(cb, Callback):
+        return lambda model, step, steps, rows, loss: cb.on_batch_end(step - 1, {"size": rows, "loss": loss})
+    return lambda model, step, steps, rows, loss: cb.on_batch_end(model, step, steps)
 
 
 def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
@@ -329,8 +330,8 @@ CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_en
 
 
 def check_callbacks(callbacks) -> list:
-    """fit's callbacks as a list: each an object with at least one of CALLBACK_HOOKS, or a function called as
-    on_epoch_end(model, logs). Anything else (a name such as "tensorboard", an object with no hook) would be
+    """fit's callbacks as a list: each an xpnet.Callback, an object with at least one of CALLBACK_HOOKS (called
+    as before Callback: on_epoch_end(model, logs), ...), or a function called as on_epoch_end(model, logs). Anything else (a name such as "tensorboard", an object with no hook) would be
     ignored silently, so it is refused in one line."""
     if callbacks is None:
         return []
@@ -344,7 +345,7 @@ def check_callbacks(callbacks) -> list:
                 f"{type(cb).__name__} {cb!r:.40}, which has none of the hooks"
             raise InputError(f"callbacks[{i}] is {what}; pass objects with any of "
                              f"{', '.join(CALLBACK_HOOKS)}(model, ...) methods, or a function f(model, logs) called "
-                             f"after every epoch (xpnet.training.EarlyStopping is one)")
+                             f"after every epoch, or an xpnet.Callback (xpnet.EarlyStopping is one)")
     return callbacks
 
 
