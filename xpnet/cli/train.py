@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..init import check_seed
 from ..models.presets import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
 from ..models.mlp import mlp_specs
+from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
 from ..registry import get, model_from_config
@@ -428,7 +429,7 @@ def run_train(args) -> dict:
         first = model.layers[0]
         if getattr(first, "registered_name", "") == "Conv2D.v1":
             from ..tools.plots import write_filters
-            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params["layers.0.weight"])))
+            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params[param_key(0, "weight")])))
         if not quiet:
             print("plots: " + ", ".join(map(str, paths)))
     total = time.perf_counter() - started

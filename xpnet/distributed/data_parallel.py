@@ -18,6 +18,7 @@ import json
 import time
 
 from ..errors import InputError
+from ..layers.base import local_name
 
 
 def shard(n: int, rank: int, size: int) -> tuple[int, int]:
@@ -33,7 +34,7 @@ def refuse_layer_state(model) -> None:
     minibatch's, so data-parallel training refuses such a model instead of training a different one."""
     for i, layer in enumerate(model.layers):
         shapes = layer.state_shapes() if hasattr(layer, "state_shapes") else {}
-        if shapes or any(k.startswith(f"layers.{i}.") for k in model.state.layer_state):
+        if shapes or any(local_name(k, i) is not None for k in model.state.layer_state):
             what = ", ".join(shapes) or "layer state"
             raise InputError(f"layer {i} ({type(layer).__name__}) keeps batch statistics ({what}), which each rank "
                              f"would compute over its own shard, not the global minibatch; distributed training "

@@ -24,6 +24,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from ..data.preprocessing import Scaler
+from ..layers.base import layer_path, local_name
 from . import onnx_layers
 
 BUILD_OPSET = 21            # ndonnx 0.23 and the native emitters write opset-21 operators
@@ -90,9 +91,8 @@ def _host_params(model) -> dict:
 
 def _layer_inputs(model, params: dict, i: int) -> dict:
     """Layer i's parameters and its state (BatchNorm's running statistics), as host float32 arrays by local name."""
-    prefix = f"layers.{i}."
-    state = {k[len(prefix):]: np.asarray(model.bk.to_numpy(v), dtype=np.float32)
-             for k, v in model.state.layer_state.items() if k.startswith(prefix)}
+    state = {local_name(k, i): np.asarray(model.bk.to_numpy(v), dtype=np.float32)
+             for k, v in model.state.layer_state.items() if local_name(k, i) is not None}
     return dict(model.layer_params(params, i), **state)
 
 
@@ -108,7 +108,7 @@ def build(model, opset: int | None = None, batch: int | None = None, preprocessi
     opset, batch = _check_options(opset, batch)
     if strategy not in onnx_layers.STRATEGIES:
         raise InputError.for_argument("strategy", f"{strategy!r}: choose one of {', '.join(onnx_layers.STRATEGIES)}")
-    emitters = [onnx_layers.emitter(layer, strategy, where=f"layers.{i} ") for i, layer in enumerate(model.layers)]
+    emitters = [onnx_layers.emitter(layer, strategy, where=f"{layer_path(i)} ") for i, layer in enumerate(model.layers)]
     known = _preprocessing_of(model)
     scaler = known if preprocessing else None
     classes = _classes_of(model)

@@ -28,6 +28,24 @@ from ..errors import InputError
 from ..registry import Configurable
 
 
+def layer_path(index: int) -> str:
+    """Where layer `index` of a model lives in its names: "layers.<index>" (parameter keys, messages)."""
+    return f"layers.{index}"
+
+
+def param_key(index: int, name: str) -> str:
+    """The model-wide key of layer `index`'s parameter or state array `name`: "layers.<index>.<name>", the
+    key of `model.state.params` and `model.state.layer_state` (and of checkpoints). `name` may itself be a
+    dotted path, a nested layer's ("block.0.weight" -> "layers.3.block.0.weight")."""
+    return f"{layer_path(index)}.{name}"
+
+
+def local_name(key: str, index: int) -> str | None:
+    """The inverse of `param_key` for one layer: `name` when `key` is `param_key(index, name)`, else None."""
+    prefix = param_key(index, "")
+    return key[len(prefix):] if key.startswith(prefix) else None
+
+
 class Layer(Configurable):
     kind = "layer"
     penalized: tuple = ()
@@ -128,7 +146,7 @@ def where_raised(exc: BaseException) -> str | None:
     if layer is None:
         return None
     index = next((i for i, m in enumerate(model.layers) if m is layer), None) if model is not None else None
-    prefix = f"layers.{index} " if index is not None else ""
+    prefix = f"{layer_path(index)} " if index is not None else ""
     if method in ("<lambda>", "backward"):
         method = f"forward's backward ({method})"
     return f"{prefix}{type(layer).__name__}.{method}"

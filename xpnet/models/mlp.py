@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..init import check_seed
 from ..layers import Dense, Sigmoid
+from ..layers.base import param_key
 from ..losses import LogisticCost
 from .sequential import Sequential
 from ..optimizers import BookSGD
@@ -119,15 +120,15 @@ class NeuralNetMLP(Sequential):
     def _book_layout(self, i: int) -> np.ndarray:
         p = self.state.params
         to_np = self.bk.to_numpy
-        w, b = to_np(p[f"layers.{i}.weight"]), to_np(p[f"layers.{i}.bias"])
+        w, b = to_np(p[param_key(i, "weight")]), to_np(p[param_key(i, "bias")])
         return np.concatenate([b[:, None], w], axis=1).astype(np.float64)
 
     def _set_book_layout(self, i: int, value) -> None:
         w = np.asarray(value, dtype=np.float64)
-        shape = tuple(self.state.params[f"layers.{i}.weight"].shape)
+        shape = tuple(self.state.params[param_key(i, "weight")].shape)
         if w.shape != (shape[0], shape[1] + 1):
             raise InputError(f"w{i // 2 + 1} must have shape {(shape[0], shape[1] + 1)} (bias in column 0), got {w.shape}")
-        self.set_parameters({f"layers.{i}.weight": w[:, 1:], f"layers.{i}.bias": w[:, 0]})
+        self.set_parameters({param_key(i, "weight"): w[:, 1:], param_key(i, "bias"): w[:, 0]})
 
     @property
     def w1(self) -> np.ndarray:

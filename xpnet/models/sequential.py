@@ -19,6 +19,7 @@ from ..backend import is_host
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
 from ..init import host_rng, rng_kind
+from ..layers.base import param_key
 from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
 from ..losses import Loss
 from ..optimizers import Optimizer
@@ -128,21 +129,21 @@ class Sequential(Configurable):
         self.compile_traces_ = 0  # how many times the compiled step was traced (a new batch shape traces once)
         if isinstance(rng, str) or rng is None:
             rng = host_rng(seed, rng or "Generator")
-        self._keys = [[(local, f"layers.{i}.{local}") for local in layer.param_shapes()]
+        self._keys = [[(local, param_key(i, local)) for local in layer.param_shapes()]
                       for i, layer in enumerate(self.layers)]
-        self._penalized = [f"layers.{i}.{local}" for i, layer in enumerate(self.layers) for local in layer.penalized
+        self._penalized = [param_key(i, local) for i, layer in enumerate(self.layers) for local in layer.penalized
                            if local in layer.param_shapes()]
         self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
-        self._state_keys = [[(local, f"layers.{i}.{local}") for local in layer.state_shapes()]
+        self._state_keys = [[(local, param_key(i, local)) for local in layer.state_shapes()]
                             for i, layer in enumerate(self.layers)]
         params = {}
         asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
         with self.bk:  # the model's device is current while anything of the model is made or computed
             for i, layer in enumerate(self.layers):
                 for local, value in layer.init_params(rng, asarray).items():
-                    params[f"layers.{i}.{local}"] = value
+                    params[param_key(i, local)] = value
             opt_state = self.optimizer.init(params)
-            layer_state = {f"layers.{i}.{local}": value for i, layer in enumerate(self.layers)
+            layer_state = {param_key(i, local): value for i, layer in enumerate(self.layers)
                            for local, value in layer.init_state(asarray).items()}
         self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr,
                                 layer_state=layer_state)
@@ -262,7 +263,7 @@ class Sequential(Configurable):
                 s = {local: layer_state[full] for local, full in skeys}
                 if training:
                     for local, value in layer.updated_state(s, x).items():
-                        new_state[f"layers.{i}.{local}"] = value
+                        new_state[param_key(i, local)] = value
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
             else:
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
