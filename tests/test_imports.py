@@ -73,6 +73,24 @@ def test_only_backend_imports_array_libraries():
         assert not libs or rel == "backend/*", f"{rel} imports {libs}"
 
 
+def _reads_type_module(source: str) -> bool:
+    """Whether `source` tells an object's library from its type's module (`type(a).__module__`): naming
+    array libraries by string."""
+    return any(isinstance(node, ast.Attribute) and node.attr == "__module__" and isinstance(node.value, ast.Call)
+               and isinstance(node.value.func, ast.Name) and node.value.func.id == "type"
+               for node in ast.walk(ast.parse(source)))
+
+
+def test_only_backend_names_array_libraries_by_string():
+    """Only backend/ tells an array's library by name (xpnet.backend.is_foreign, library_of, placement);
+    the model asks it instead of matching type(a).__module__ against library names itself."""
+    assert _reads_type_module('mod = type(a).__module__.split(".")[0]')
+    assert not _reads_type_module('mod = getattr(obj, "__module__", None)')
+    for path, rel in modules():
+        assert rel == "backend/*" or not _reads_type_module(path.read_text()), \
+            f"{rel} names array libraries by type(...).__module__; ask xpnet.backend (is_foreign, placement)"
+
+
 def _cupy_imports(path: Path) -> set:
     """What `path` imports from cupy ('cupy.cuda.nccl' for `from cupy.cuda import nccl`)."""
     names = set()

@@ -21,7 +21,8 @@ from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, Bac
                     _parse_device, backend_class)
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",
-           "backend_class", "describe", "is_host", "is_out_of_memory", "library_of", "out_of_memory_message",
+           "backend_class", "describe", "is_foreign", "is_host", "is_out_of_memory", "library_of",
+           "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
 
 
@@ -60,6 +61,27 @@ def out_of_memory_message(exc: BaseException, bk: Backend, doing: str) -> str | 
 def is_host(a) -> bool:
     """Host data: a NumPy array or scalar, or a Python number or sequence."""
     return isinstance(a, (np.ndarray, np.generic, int, float, list, tuple))
+
+
+#: the top-level modules of array types that are neither host data nor converted on the host
+_FOREIGN_MODULES = ("cupy", "torch", "jax", "jaxlib", "array_api_strict", "dask", "sparse")
+
+
+def is_foreign(a) -> bool:
+    """An array of another array library (not NumPy, not a Python sequence)."""
+    mod = type(a).__module__.split(".")[0]
+    return mod in _FOREIGN_MODULES
+
+
+def placement(a, bk: Backend) -> str:
+    """Where data `a` given to a model on backend `bk` lives, the one test the model makes:
+    "device": an array of bk's library on bk's device, used as it is (never a NumPy array: NumPy data is
+    host data, on the numpy backend too); "foreign": an array of another array library, or of bk's library
+    on another device (refused, or left for the caller to refuse); "host": anything else (NumPy, Python
+    numbers and sequences), checked and converted on the host."""
+    if not is_host(a) and bk.owns(a):
+        return "device"
+    return "foreign" if is_foreign(a) else "host"
 
 
 def _classes():

@@ -15,7 +15,7 @@ from numbers import Integral
 import warnings
 
 from ..backend import backend as select_backend
-from ..backend import is_host
+from ..backend import is_host, placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
 from ..init import host_rng, rng_kind
@@ -200,7 +200,7 @@ class Sequential(Configurable):
         for name, value in params.items():
             if name not in current:
                 raise InputError(f"no parameter {name!r} in this model; it has {', '.join(current)}")
-            if is_host(value) or not self.bk.owns(value):
+            if placement(value, self.bk) != "device":
                 value = self.bk.asarray(value, dtype=self.dtype, copy=True)
             else:
                 value = self.xp.asarray(value, dtype=self.dtype, copy=True)
@@ -473,7 +473,8 @@ class Sequential(Configurable):
 
         keep_integers: integer data (raw uint8 pixels) stays integer on the device, 8x smaller than
         float64; `cast` converts each minibatch after it is gathered."""
-        if not is_host(X) and self.bk.owns(X):
+        where = placement(X, self.bk)
+        if where == "device":
             if tuple(X.shape[1:]) != self.input_shape or X.ndim != 1 + len(self.input_shape):
                 raise InputError(f"{name} must have shape (samples, {', '.join(map(str, self.input_shape))}), got "
                                  f"{tuple(X.shape)}")
@@ -482,7 +483,7 @@ class Sequential(Configurable):
                     raise InputError(f"{name} contains NaN or infinity; remove or impute those values")
                 return self.cast(X)
             return X
-        if _is_foreign(X):
+        if where == "foreign":
             raise foreign_array_error(X, self.bk, name)
         host = check_X(X, self.input_shape, name)
         if keep_integers and host.dtype.kind in "ui":
@@ -493,10 +494,11 @@ class Sequential(Configurable):
         """Inputs to predict, predict_proba, score or evaluate as (samples, *input_shape): flat rows, (n, H, W)
         for a one-channel model, and one sample are viewed so (`xpnet.data.validation.sample_shape`, the rule
         `xpnet predict` follows); anything else is left for `as_input`'s checks to refuse."""
-        if not is_host(X) and self.bk.owns(X):
+        where = placement(X, self.bk)
+        if where == "device":
             new = sample_shape(X.shape, self.input_shape)
             return X if new is None else self.xp.reshape(X, new)
-        return X if _is_foreign(X) else host_samples(X, self.input_shape)
+        return X if where == "foreign" else host_samples(X, self.input_shape)
 
     def cast(self, x):
         """x in the model's dtype (a no-op when it already is)."""
@@ -514,9 +516,10 @@ class Sequential(Configurable):
 
     def encode_labels(self, y, n: int, name: str = "y", warn: bool = False):
         """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`."""
-        if not is_host(y) and self.bk.owns(y):
+        where = placement(y, self.bk)
+        if where == "device":
             y = self.bk.to_numpy(y)
-        elif _is_foreign(y):
+        elif where == "foreign":
             raise foreign_array_error(y, self.bk, name)
         if self._classes is not None:
             y = as_label_array(y, name)
@@ -557,7 +560,7 @@ class Sequential(Configurable):
             self.classes_ = identity_classes(classes) if isinstance(classes, Integral) and not isinstance(classes, bool) \
                 else classes
         elif self._classes is None:
-            if not is_host(y) and self.bk.owns(y):
+            if placement(y, self.bk) == "device":
                 y = self.bk.to_numpy(y)
             self._classes = infer_classes(y, self.n_outputs)
 
@@ -568,9 +571,10 @@ class Sequential(Configurable):
         pre = self.preprocessing
         if pre is None or pre.kind == "raw":
             return X
-        on_device = not is_host(X) and self.bk.owns(X)
+        where = placement(X, self.bk)
+        on_device = where == "device"
         if not on_device:
-            if _is_foreign(X):
+            if where == "foreign":
                 raise foreign_array_error(X, self.bk, name)
             X = check_X(X, self.input_shape, name)
         if not pre.fitted:
@@ -612,7 +616,7 @@ class Sequential(Configurable):
 
     def _outputs_on_device(self, X, proba: bool, batch_size: int, progress=None):
         xp = self.xp
-        host = is_host(X) or not self.bk.owns(X)
+        host = placement(X, self.bk) != "device"
         Xd = self.as_input(X, keep_integers=True)
         chunks = []
         n = Xd.shape[0]
@@ -725,9 +729,3 @@ def _check_progress(progress, owner: str) -> None:
     if progress is not None and not callable(progress):
         raise InputError(f"{owner}(progress={progress!r:.40}): must be a function called with the number of samples "
                          f"done after each batch (e.g. a tqdm bar's update), or None")
-
-
-def _is_foreign(a) -> bool:
-    """An array of another array library (not NumPy, not a Python sequence)."""
-    mod = type(a).__module__.split(".")[0]
-    return mod in ("cupy", "torch", "jax", "jaxlib", "array_api_strict", "dask", "sparse")
