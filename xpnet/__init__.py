@@ -8,6 +8,7 @@ from .tools import gradcheck, parity
 from .backend import Backend, to_numpy
 from .errors import (BackendError, CheckpointError, InputError, OutOfMemory, TrainingDiverged,
                      TrainingInterrupted)
+from .layers.activations import ACTIVATION_NAMES as _ACTIVATION_NAMES
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
@@ -33,7 +34,7 @@ def _by_alias(kind: str, names=None) -> dict:
 
 
 # Name -> class (or factory) tables, kept for compatibility; the registry is their one source.
-ACTIVATIONS = _by_alias("layer", ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "identity"))
+ACTIVATIONS = _by_alias("layer", _ACTIVATION_NAMES)
 LOSSES = _by_alias("loss")
 OPTIMIZERS = _by_alias("optimizer")
 SCHEDULES = _by_alias("schedule")

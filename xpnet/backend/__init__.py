@@ -22,7 +22,7 @@ from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, Bac
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",
            "backend_class", "describe", "is_foreign", "is_host", "is_out_of_memory", "library_of",
-           "out_of_memory_message", "placement",
+           "out_of_memory_detail", "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
 
 
@@ -53,9 +53,17 @@ def out_of_memory_message(exc: BaseException, bk: Backend, doing: str) -> str | 
             error = OutOfMemory(message)
         raise error  # Python deleted `exc` at the end of the block: no context, no frames of the step
     """
+    detail = out_of_memory_detail(exc)
+    return None if detail is None else f"{bk.name} on {bk.device} ran out of memory {doing} ({detail})"
+
+
+def out_of_memory_detail(exc: BaseException) -> str | None:
+    """For an allocation failure (is_out_of_memory), what the library said: "{type}: {first 200 characters}",
+    a string only (see out_of_memory_message for why); None for any other error. For a message without a
+    backend yet (building the model: `xpnet.cli.train.build_model`)."""
     if not is_out_of_memory(exc):
         return None
-    return f"{bk.name} on {bk.device} ran out of memory {doing} ({type(exc).__name__}: {str(exc)[:200]})"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def is_host(a) -> bool:

@@ -106,14 +106,14 @@ def default_lr(optimizer: str) -> float:
 def build_model(spec: dict, backend=None, device=None, **options):
     """model_from_config(spec); an allocation failure (a --classes or --hidden too large for the memory)
     becomes one OutOfMemory line saying what to lower."""
-    from ..backend import is_out_of_memory
+    from ..backend import out_of_memory_detail
     from ..training.loop import OutOfMemory
     try:
         return model_from_config(spec, backend, device, **options)
     except Exception as exc:
-        if not is_out_of_memory(exc):
+        why = out_of_memory_detail(exc)  # strings only: the failed arrays are freed below
+        if why is None:
             raise
-        why = f"{type(exc).__name__}: {str(exc)[:200]}"  # strings only: the failed arrays are freed below
     raise OutOfMemory(f"not enough memory to build the model ({why}); lower --hidden, or --classes (or relabel "
                       f"the classes 0..k-1)")
 

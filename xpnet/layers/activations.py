@@ -5,7 +5,7 @@ from array_api_compat import device
 
 from ..params import Interval, check
 from ..namespace import namespace
-from ..registry import register
+from ..registry import aliases, get, register
 from .base import Layer
 
 
@@ -95,4 +95,7 @@ class Identity(Activation):
         return x, lambda dy: (dy, {})
 
 
-ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "softmax", "identity")
+#: the activations' short names ("sigmoid", "tanh", ...), read from the registry: the aliases of the classes above,
+#: in registration order (xpnet.ACTIVATIONS and the command line's --activation choices)
+ACTIVATION_NAMES = tuple(a for a in aliases("layer")
+                         if isinstance(get("layer", a), type) and issubclass(get("layer", a), Activation))

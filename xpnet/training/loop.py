@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 
-from ..backend import is_host, is_out_of_memory
+from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..layers.base import where_raised
@@ -34,13 +34,8 @@ def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None 
         if batch_size is not None:
             raise InputError("give batch_size or minibatches, not both")
         check("minibatches", minibatches, Interval(int, 1, n), hint=f"the training data has {n} samples")
-        q, r = divmod(n, minibatches)
-        bounds, start = [], 0
-        for i in range(minibatches):
-            stop = start + q + (1 if i < r else 0)
-            bounds.append((start, stop))
-            start = stop
-        return bounds
+        from ..distributed.data_parallel import shard  # the one numpy.array_split arithmetic
+        return [shard(n, i, minibatches) for i in range(minibatches)]
     if batch_size is None:
         batch_size = min(32, n)
     check("batch_size", batch_size, POSITIVE_INT)
@@ -95,11 +90,10 @@ def fit(model, X, y, **kwargs) -> dict:
         batch = kwargs.get("batch_size") or (f"1/{kwargs['minibatches']} of the data" if kwargs.get("minibatches")
                                              else "32")
         f32 = ", or use --dtype float32" if model.dtype_name == "float64" else ""
-        error = OutOfMemory(f"{model.bk.name} on {model.bk.device} ran out of memory training a model of "
-                            f"{n_params:,} parameters ({model.dtype_name}) with minibatches of {batch}: lower "
-                            f"--batch-size (e.g. halve it), accumulate gradients over micro-batches (--accumulate "
-                            f"2, the same updates) or lower the hidden sizes{f32} ({type(exc).__name__}: "
-                            f"{str(exc)[:200]})")
+        error = OutOfMemory(out_of_memory_message(
+            exc, model.bk, f"training a model of {n_params:,} parameters ({model.dtype_name}) with minibatches of "
+                           f"{batch}: lower --batch-size (e.g. halve it), accumulate gradients over micro-batches "
+                           f"(--accumulate 2, the same updates) or lower the hidden sizes{f32}"))
     raise error
 
 
