@@ -330,7 +330,7 @@ def run_train(args) -> dict:
     if saved_model is None:
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
                                             label_column)
-    elif saved_model._classes is None:  # resumed: the checkpoint's outputs 0..n-1
+    elif saved_model.default_classes:  # resumed: the checkpoint's outputs 0..n-1
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], saved_model.n_outputs,
                                             label_column)
     else:

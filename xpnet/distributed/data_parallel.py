@@ -70,7 +70,7 @@ class DataParallel:
         model = self.model
         xp, bk = model.xp, model.bk
         n = idx.shape[0]
-        if noise is None and model._noisy:
+        if noise is None and model.has_noise:
             noise = model.draw_noise(n)
         a, b = shard(n, self.rank, self.size)
         params = model.state.params

@@ -231,6 +231,11 @@ class Sequential(Configurable):
         self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
 
     @property
+    def has_noise(self) -> bool:
+        """Whether a layer draws random inputs while training (Dropout): `draw_noise` gives None otherwise."""
+        return bool(self._noisy)
+
+    @property
     def has_layer_state(self) -> bool:
         """Whether a layer keeps non-trained state (BatchNorm's running statistics)."""
         return any(self._state_keys)
@@ -552,6 +557,17 @@ class Sequential(Configurable):
             if len(names) != self.n_outputs:
                 raise InputError(f"class_names_ holds {len(names)} names but the model has {self.n_outputs} outputs")
         self._class_names = names
+
+    @property
+    def default_classes(self) -> bool:
+        """Whether `classes_` is the default 0..outputs-1: no fit found other labels and none were set."""
+        return self._classes is None
+
+    @property
+    def given_class_names(self) -> list[str] | None:
+        """The display names set through `class_names_` (a copy), or None while they are the labels (the
+        default): what a checkpoint stores."""
+        return None if self._class_names is None else list(self._class_names)
 
     def _learn_classes(self, y, classes) -> None:
         """Before a new fit: classes_ from `classes` (a list, or N for 0..N-1), else from y when its labels

@@ -103,8 +103,8 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
         "input_shape": list(model.input_shape), "n_outputs": model.n_outputs,
         "classes": [c.item() for c in model.classes_], "state": state, **extra,
     }
-    if model._class_names is not None:
-        meta["class_names"] = list(model._class_names)
+    if model.given_class_names is not None:
+        meta["class_names"] = model.given_class_names
     data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                    metadata={"xpnet": json.dumps(meta, allow_nan=False)})
     _atomic_write(Path(path), data)
