@@ -19,13 +19,7 @@ import time
 
 from ..errors import InputError
 from ..layers.base import local_name
-
-
-def shard(n: int, rank: int, size: int) -> tuple[int, int]:
-    """(start, stop) of rank's rows among a minibatch's n rows, split as numpy.array_split does."""
-    q, r = divmod(n, size)
-    start = rank * q + min(rank, r)
-    return start, start + q + (1 if rank < r else 0)
+from ..training.batches import shard  # also this module's name: rank r's rows of a minibatch
 
 
 def refuse_layer_state(model) -> None:

@@ -16,6 +16,7 @@ from ..backend import is_host, is_out_of_memory, out_of_memory_message
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..layers.base import where_raised
 from ..params import FRACTION, POSITIVE_INT, Interval, check
+from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 from .callbacks import Callback, EarlyStopping  # also this module's (and xpnet.training's) names
 from .state import HISTORY_KEYS, empty_history
 
@@ -25,21 +26,6 @@ def _scalar(model, v):
     if is_host(v):
         return model.bk.asarray(v, dtype=model.dtype)
     return model.xp.astype(v, model.dtype)
-
-
-def batch_bounds(n: int, batch_size: int | None = None, minibatches: int | None = None) -> list[tuple[int, int]]:
-    """(start, stop) of each minibatch: fixed `batch_size` (last one shorter), or `minibatches` chunks as
-    numpy.array_split makes them (the first n % k chunks one sample longer)."""
-    if minibatches is not None:
-        if batch_size is not None:
-            raise InputError("give batch_size or minibatches, not both")
-        check("minibatches", minibatches, Interval(int, 1, n), hint=f"the training data has {n} samples")
-        from ..distributed.data_parallel import shard  # the one numpy.array_split arithmetic
-        return [shard(n, i, minibatches) for i in range(minibatches)]
-    if batch_size is None:
-        batch_size = min(32, n)
-    check("batch_size", batch_size, POSITIVE_INT)
-    return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
 
 def evaluate(model, X, Y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
