@@ -17,7 +17,10 @@ HOST_NUMPY = {
     "tools/parity.py": "host comparison of results and the host batch order",
     "data/datasets.py": "reading files",
     "cli/train.py": "host scaling of loaded data",
-    "cli/app.py": "host data for the CLI's small problems",
+    "cli/gradcheck.py": "host data for the CLI's small problems",
+    "cli/_common.py": "the host dataset's shape, to tell images from table rows",
+    "cli/evaluate.py": "the host confusion matrix of the predictions",
+    "cli/predict.py": "host probabilities, printed and written to CSV",
     "saving/checkpoint.py": "reading and writing checkpoint files",
     "data/preprocessing.py": "host scaling of loaded data",
     "tools/plots.py": "host arrays for matplotlib",
@@ -255,4 +258,5 @@ def test_the_library_imports_neither_the_command_line_nor_the_tools():
     users = lambda part: {m for m, deps in graph.items()
                           if not m.startswith(part) and any(d == part or d.startswith(part + ".") for d in deps)}
     assert users("xpnet.cli") == {"xpnet.__main__"}
-    assert users("xpnet.tools") <= {"xpnet", "xpnet.cli.train", "xpnet.cli.app", "xpnet.distributed.parity"}
+    assert users("xpnet.tools") <= {"xpnet", "xpnet.cli.train", "xpnet.cli.gradcheck", "xpnet.cli.parity",
+                                   "xpnet.distributed.parity"}

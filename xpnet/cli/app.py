@@ -3,26 +3,27 @@ here, at run time."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
 
-import numpy as np
-
 from .._version import __version__
-from ..backend import NAMES, BackendError, describe
+from ..backend import NAMES, BackendError
+from ._common import csv_values
+from .backends import cmd_backends
+from .evaluate import cmd_evaluate
+from .export import cmd_export
+from .gradcheck import cmd_gradcheck
+from .parity import cmd_parity
+from .predict import cmd_predict
+from .train import cmd_train
 
 EPILOG = "Environment: XPNET_BACKEND, XPNET_DEVICE (defaults for --backend/--device), XPNET_DATA (data directory)."
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _ints(text: str) -> list[int]:
     try:
-        values = [int(t) for t in _csv(text)]
+        values = [int(t) for t in csv_values(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 100,50, got {text!r}") from None
     if not values or min(values) < 1:
@@ -40,191 +41,6 @@ def _classes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected the number of classes, a whole number from 2 to {MAX_CLASSES}, "
                                          f"got {text!r}")
     return n
-
-
-def _print_json(obj) -> None:
-    print(json.dumps(obj, default=float), flush=True)
-
-
-# backends ---------------------------------------------------------------------------------------
-def cmd_backends(args) -> int:
-    rows = [describe(name) for name in NAMES]
-    if args.json:
-        _print_json(rows)
-        return 0
-    print(f"{'backend':<17} {'available':<9} {'version':<12} devices / reason")
-    for r in rows:
-        tail = ", ".join(r["devices"]) if r["available"] else r["reason"]
-        print(f"{r['name']:<17} {'yes' if r['available'] else 'no':<9} {r['version'] or '-':<12} {tail}")
-    return 0
-
-
-# gradcheck --------------------------------------------------------------------------------------
-def cmd_gradcheck(args) -> int:
-    from ..tools.gradcheck import gradcheck, grade
-    if args.book:
-        reports = _book_gradcheck(args)
-    else:
-        from ..models.mlp import mlp_layers
-        from ..models.sequential import Sequential
-        rng = np.random.default_rng(args.seed)
-        X = rng.standard_normal((args.samples, args.features))
-        y = np.arange(args.samples) % args.classes
-        layers = mlp_layers([args.features, *args.hidden, args.classes], args.activation, init="glorot_uniform")
-        model = Sequential(layers, loss=args.loss, l1=args.l1, l2=args.l2, backend=args.backend, device=args.device,
-                           dtype="float64", seed=args.seed)
-        reports = [gradcheck(model, X, y, epsilon=args.epsilon)]
-    report = reports[-1] if len(reports) == 1 else _merge(reports)
-    if args.json:
-        _print_json(report)
-    elif args.book:
-        for i, r in enumerate(reports):
-            print(f"check {i + 1}: {grade(r['overall_relative_error'])}: {r['overall_relative_error']:.3e}")
-        print("graded, as the book does, on all weights joined; per tensor: --json")
-    else:
-        for c in report["checks"]:
-            print(f"{c['parameter']:<20} {c['relative_error']:.3e}  {c['grade']}")
-        print(f"{'all parameters':<20} {report['overall_relative_error']:.3e}  "
-              f"{grade(report['overall_relative_error'])}")
-    return 0 if report["passed"] else 1
-
-
-def _merge(reports: list[dict]) -> dict:
-    """The book's checks, one per minibatch -> one report. As in the book, each check is graded on all
-    weights joined: with raw pixels the hidden layer saturates, its gradient is tiny, and its per-tensor
-    error (listed in `checks`) sits at the float64 rounding floor of the differences."""
-    from ..tools.gradcheck import grade
-    checks = [dict(c, check=i + 1) for i, r in enumerate(reports) for c in r["checks"]]
-    overall = [r["overall_relative_error"] for r in reports]
-    return {"checks": checks, "overall_relative_error": max(overall),
-            "max_relative_error": max(c["relative_error"] for c in checks),
-            "passed": all(grade(e) == "Ok" for e in overall), "overall_relative_errors": overall}
-
-
-def _book_gradcheck(args) -> list[dict]:
-    """The book's setting: n_hidden=10, no penalties, 10 epochs of one minibatch on the first 5 MNIST
-    training images, a check at every minibatch."""
-    from ..data.datasets import load_mnist
-    from ..tools.gradcheck import gradcheck
-    from ..models.mlp import NeuralNetMLP
-    X, y, _, _ = load_mnist("mnist", args.data_dir, download=not args.offline)
-    X, y = X[:5].astype(np.float64), y[:5].astype(np.int64)
-    nn = NeuralNetMLP(n_output=10, n_features=784, n_hidden=10, l1=0.0, l2=0.0, epochs=1, eta=0.001, alpha=0.0,
-                      decrease_const=0.0, minibatches=1, shuffle=False, random_state=1, backend=args.backend,
-                      device=args.device)
-    reports = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # 5 images hold fewer than 10 classes, as in the book
-        for _ in range(10):
-            reports.append(gradcheck(nn, X, y, epsilon=args.epsilon))
-            nn.fit(X, y)
-    return reports
-
-
-# parity -----------------------------------------------------------------------------------------
-def cmd_parity(args) -> int:
-    from ..tools.parity import parity
-    backends = _csv(args.backends)
-    for name in backends:
-        if name not in NAMES:
-            raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
-    if args.distributed:
-        return _distributed_parity(args, backends)
-    from ..tools.parity import MODELS
-    model_fn = X = y = None
-    if args.model not in MODELS:  # the user's own model config
-        from ..tools.parity import config_model
-        model_fn, X, y = config_model(args.model, args.seed)
-    report = parity(model_fn, X, y, backends=backends, dtypes=_csv(args.dtype or "float64"), steps=args.steps,
-                    device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
-                    compile=args.compile, batch_size=args.batch_size, model=args.model if model_fn is None else "mlp")
-    if args.json:
-        _print_json(report)
-    else:
-        ref = report["reference"]
-        w = max([17] + [len(r["label"]) for r in report["results"]])
-        print(f"reference {ref['backend']} {ref['dtype']} ({ref['device']}), {report['steps']} steps"
-              + ("; compiled rows compare loss, parameters and optimizer buffers (no gradients come out of a "
-                 "compiled step)" if report.get("compile") else ""))
-        print(f"{'backend':<{w}} {'device':<7} {'dtype':<8} {'lockstep abs':>12} {'lockstep rel':>12} "
-              f"{'tol':>6} {'free rel':>9} {'growth/step':>11}  result")
-        for r in report["results"]:
-            if r.get("skipped"):
-                print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} skipped: {r['skipped']}")
-                continue
-            growth = "-" if r["growth_per_step"] is None else f"{r['growth_per_step']:.4f}"
-            print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
-                  f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
-                  f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
-            if r.get("error"):
-                where = f" in {r['error']['where']}" if r["error"]["where"] else ""
-                print(f"{'':<{w}} error{where}: {r['error']['type']}: {r['error']['message']}")
-    return 0 if report["passed"] else 1
-
-
-def _distributed_parity(args, backends) -> int:
-    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.distributed.parity)."""
-    from ..distributed.communicator import Communicator
-    from ..errors import InputError
-    from ..distributed.parity import distributed_parity
-    if args.compile:
-        raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
-    comm = Communicator()
-    dtypes = _csv(args.dtype or "float64,float32")
-    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed,
-                                args.device)
-    if comm.rank != 0:
-        return 0 if report["passed"] else 1
-    if args.json:
-        _print_json(report)
-        return 0 if report["passed"] else 1
-    print(f"{report['ranks']} ranks against one process, {report['steps']} steps of {report['batch_size']} rows "
-          f"(shards {report['shards']}); worst over the ranks of max|a-b|/max|b| per tensor")
-    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  "
-          f"result")
-    for r in report["results"]:
-        tol = r["tolerances"]
-        free_tol = "-" if tol["free"] is None else f"{tol['free']:.0e}"
-        print(f"{r['backend']:<17} {r['dtype']:<8} {r['path']:<10} {r['lockstep_rel']:>12.2e} {tol['lockstep']:>6.0e} "
-              f"{r['free_rel']:>9.2e} {free_tol:>6}  {'pass' if r['passed'] else 'FAIL'}")
-    return 0 if report["passed"] else 1
-
-
-# train ------------------------------------------------------------------------------------------
-def cmd_train(args) -> int:
-    from .train import run_train
-    result = run_train(args)
-    if args.json and result.get("rank", 0) == 0:
-        _print_json(result)
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from .train import run_evaluate
-    result = run_evaluate(args)
-    if args.json:
-        _print_json(result)
-    return 0
-
-
-def cmd_predict(args) -> int:
-    from .train import run_predict
-    result = run_predict(args)
-    if args.json:
-        _print_json(result)
-    return 0
-
-
-def cmd_export(args) -> int:
-    from ..export.onnx import export_checkpoint
-    info = export_checkpoint(args.checkpoint, args.output, opset=args.opset, batch=args.batch,
-                             preprocessing=not args.no_preprocessing, logits=args.logits)
-    if args.json:
-        _print_json(info)
-    elif not args.quiet:
-        print(f"wrote {info['path']}: {info['bytes'] / 1e3:.1f} kB, ONNX opset {info['opset']}, outputs "
-              f"{', '.join(info['outputs'])}, in {info['seconds']:.2f} s")
-    return 0
 
 
 class _Parser(argparse.ArgumentParser):

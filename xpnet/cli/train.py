@@ -1,9 +1,10 @@
-"""`xpnet train`, `evaluate` and `predict`: datasets, presets, checkpoints, resume, signals, progress, plots."""
+"""`xpnet train`: presets, the model it builds, checkpoints, resume, signals, progress, history and plots.
+
+The shared helpers (load_dataset, label_names, ...) live in _common and `evaluate`/`predict` in their own
+modules; their names are re-exported here for the old path xpnet.train (xpnet/_moved.py)."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import shlex
 import signal
 import sys
@@ -20,11 +21,16 @@ from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
 from ..registry import get, model_from_config
+from ._common import (data_settings, input_kind, label_names, load_dataset, model_input, model_inputs,  # noqa: F401
+                      print_json, progress_bar)
+from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
+from .predict import run_predict, write_predictions  # noqa: F401
 
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
                 dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
                 model_file=None)
+
 
 # The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
 PRESETS = {
@@ -38,23 +44,15 @@ PRESETS = {
     "fashion-cnn": dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15,
                         batch_size=128, seed=1, scale="unit"),
 }
+
+
 INTERRUPTED = "xpnet-interrupted.safetensors"
+
+
 # The flags that configure a run (its model, data and training): the preset and DEFAULTS' keys but epochs.
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
-
-
-def load_dataset(name: str, data_dir=None, label_column: str = "label", download: bool = True):
-    """(X_train, y_train, X_test | None, y_test | None) as host arrays."""
-    from ..data import datasets
-    if name == "digits":
-        return datasets.load_digits()
-    if name in ("mnist", "fashion-mnist"):
-        return datasets.load_mnist(name, data_dir, download=download)
-    if name.endswith((".npz", ".csv")):
-        return datasets.load_array_file(name, label_column=label_column)
-    raise InputError(f"unknown dataset {name!r}; choose digits, mnist, fashion-mnist, or a path to a .npz or .csv file")
 
 
 def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
@@ -238,20 +236,6 @@ class Progress:
         print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
 
 
-@contextlib.contextmanager
-def progress_bar(total: int, desc: str, bar: bool):
-    """A long inference pass's progress, as training shows its epochs: on a terminal (bar) a tqdm bar
-    counting samples, whose `update` the model's predict/score/evaluate call after each batch (yielded;
-    None without a bar). The bar is cleared when done: the figures follow on stdout."""
-    if not bar or total <= 0:
-        yield None
-        return
-    from tqdm import tqdm
-    with tqdm(total=total, desc=desc, unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
-              leave=False) as t:
-        yield t.update
-
-
 class Checkpointer:
     """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
     writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
@@ -293,6 +277,13 @@ def _distributed(args):
     comm = Communicator()
     args.device = comm.device_for(args.backend, args.device)
     return comm
+
+
+def cmd_train(args) -> int:
+    result = run_train(args)
+    if args.json and result.get("rank", 0) == 0:
+        print_json(result)
+    return 0
 
 
 def run_train(args) -> dict:
@@ -447,13 +438,6 @@ def run_train(args) -> dict:
 FILE_DATASETS = (".npz", ".csv")
 
 
-def data_settings(args, saved: dict) -> tuple:
-    """(data_dir, label_column) of a command: its flags, else what the checkpoint's run recorded (saved: the
-    checkpoint's `cli` settings, {} for a new run), else the defaults (None: $XPNET_DATA or the cache; "label")."""
-    data_dir = getattr(args, "data_dir", None) or saved.get("data_dir")
-    return data_dir, getattr(args, "label_column", None) or saved.get("label_column") or "label"
-
-
 def data_record(dataset: str, data_dir, label_column: str) -> dict:
     """What a checkpoint records of where its data was: the IDX folder (absolute; the default one resolved
     now) for mnist and fashion-mnist, the file's absolute path for a .npz or .csv, and the label column."""
@@ -464,30 +448,6 @@ def data_record(dataset: str, data_dir, label_column: str) -> dict:
     elif str(dataset).endswith(FILE_DATASETS):
         record["dataset_file"] = str(Path(dataset).expanduser().resolve())
     return record
-
-
-def input_kind(dataset: str, X=None):
-    """What a dataset's samples are: "images" (digits, MNIST, Fashion-MNIST, an .npz of (N, H, W) or
-    (N, C, H, W) arrays), "table" (a .csv, a 2-D .npz) or None (unknown)."""
-    if dataset in ("digits", "mnist", "fashion-mnist"):
-        return "images"
-    if str(dataset).endswith(".csv"):
-        return "table"
-    if str(dataset).endswith(".npz") and X is not None:
-        return "images" if np.ndim(X) >= 3 else "table"
-    return None
-
-
-def model_inputs(model):
-    """(kind, dataset) of what a checkpoint's model was trained on: kind "images", "table" or None (unknown:
-    a model saved from Python, or a checkpoint that recorded nothing)."""
-    cli = (getattr(model, "checkpoint_meta_", None) or {}).get("cli") or {}
-    if len(model.input_shape) == 3:
-        return "images", cli.get("dataset")
-    if "inputs" in cli:
-        return cli["inputs"], cli.get("dataset")
-    dataset = cli.get("dataset")
-    return (None if dataset is None or str(dataset).endswith(".npz") else input_kind(dataset)), dataset
 
 
 def image_input(cfg: dict, saved_model=None):
@@ -510,11 +470,6 @@ def check_outputs(model, n_classes: int, path) -> None:
                          f"classes; make its last layer Dense(..., {n_classes})")
 
 
-def model_input(model, X, source: str, name: str = "X"):
-    """Host data in the shape the model takes: images (N, C, H, W) for a convolutional model."""
-    return as_images(X, model.input_shape, source, name) if len(model.input_shape) == 3 else X
-
-
 def write_history(path, history: dict) -> None:
     from ..training.loop import HISTORY_KEYS
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -523,108 +478,3 @@ def write_history(path, history: dict) -> None:
         w.writerow(HISTORY_KEYS)
         for row in zip(*(history[k] for k in HISTORY_KEYS)):
             w.writerow(["" if v is None else v for v in row])
-
-
-def _load_for_inference(args):
-    """The checkpoint's model; it applies its own preprocessing (model.preprocessing) to raw inputs."""
-    from ..saving.checkpoint import load
-    return load(args.checkpoint, backend=args.backend, device=args.device)
-
-
-def label_names(model, by_label: bool = False):
-    """The outputs' display names when they say more than the labels (Fashion-MNIST's, say), else None;
-    by_label: as a dict {str(label): name}."""
-    names = model.class_names_
-    labels = [str(c.item()) for c in model.classes_]
-    if names == labels:
-        return None
-    return dict(zip(labels, names)) if by_label else names
-
-
-def run_evaluate(args) -> dict:
-    model = _load_for_inference(args)
-    saved = (model.checkpoint_meta_ or {}).get("cli") or {}
-    dataset = args.dataset or saved.get("dataset")
-    if not dataset:
-        raise InputError("name the data to evaluate on with --dataset")
-    if not args.dataset and saved.get("dataset_file"):
-        dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
-    data_dir, label_column = data_settings(args, saved)
-    X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
-    split = "test split" if X_test is not None else "training data: it has no test split"
-    if X_test is not None:
-        X, y = X_test, y_test
-    X = model_input(model, X, dataset)
-    bar = not args.quiet and sys.stderr.isatty()
-    with progress_bar(len(y), "loss and accuracy", bar) as update:
-        loss, accuracy = model.evaluate(X, y, progress=update)
-    truth = model.encode_labels(y, len(y))
-    with progress_bar(len(y), "confusion matrix", bar) as update:
-        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
-    k = model.n_outputs
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (truth, pred), 1)
-    names = model.class_names_
-    if not args.quiet:
-        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
-        print("confusion matrix (rows: true, columns: predicted):")
-        print("\n".join(confusion_table(cm, names)))
-    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
-            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
-            "class_names": names, "confusion_matrix": cm.tolist()}
-
-
-
-def confusion_table(cm, names) -> list[str]:
-    """The confusion matrix's lines: a header of the class names (at most 14 characters), then one row per
-    true class, its name and its counts, each count right-aligned under its column's name."""
-    shown = [str(n)[:14] for n in names]
-    w = max(len(n) for n in shown)
-    cw = max(5, w, len(str(int(cm.max(initial=0)))))
-    return [" " * w + "".join(f" {n:>{cw}}" for n in shown)] + [
-        f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]
-
-def run_predict(args) -> dict:
-    from ..data.predict_inputs import read_inputs
-    model = _load_for_inference(args)
-    _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
-    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
-                                trained_on=model_inputs(model))
-    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
-        proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
-    idx = proba.argmax(axis=1)
-    classes, names = model.classes_, model.class_names_
-    labels = [classes[i].item() for i in idx]
-    rows = [{"file": f, "index": r, "label": lab, "class_name": names[i], "probability": float(p[i]),
-             "probabilities": p.tolist()} for (f, r), lab, i, p in zip(sources, labels, idx, proba)]
-    result = {"predictions": labels, "class_names": [names[i] for i in idx], "probabilities": proba.tolist(),
-              "classes": [c.item() for c in classes], "rows": rows}
-    if y is not None:
-        result["accuracy"] = float(np.mean(model.encode_labels(y, len(y)) == idx))
-    if args.output:
-        write_predictions(args.output, rows, names)
-    if not args.quiet and not args.json:
-        show_name = label_names(model) is not None
-        for row in rows:
-            where = row["file"] if len(sources) == 1 or row["index"] is None else f"{row['file']}[{row['index']}]"
-            if len({f for f, _ in sources}) == 1:
-                where = str(row["index"] if row["index"] is not None else 0)
-            name = f" ({row['class_name']})" if show_name else ""
-            print(f"{where}: {row['label']}{name}  (p = {row['probability']:.3f})")
-        if y is not None:
-            print(f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
-        if args.output:
-            print(f"wrote {args.output}")
-    return result
-
-
-def write_predictions(path, rows: list[dict], names: list[str]) -> None:
-    """A CSV of predictions: file, index, label, class_name, then one probability column per class."""
-    from ..saving.files import atomic_write_text
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])
-    for r in rows:
-        w.writerow([r["file"], "" if r["index"] is None else r["index"], r["label"], r["class_name"],
-                    *(f"{p:.9g}" for p in r["probabilities"])])
-    atomic_write_text(path, out.getvalue())

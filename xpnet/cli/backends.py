@@ -1,0 +1,17 @@
+"""`xpnet backends`: which array libraries are installed and what devices they see."""
+from __future__ import annotations
+
+from ..backend import NAMES, describe
+from ._common import print_json
+
+
+def cmd_backends(args) -> int:
+    rows = [describe(name) for name in NAMES]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'backend':<17} {'available':<9} {'version':<12} devices / reason")
+    for r in rows:
+        tail = ", ".join(r["devices"]) if r["available"] else r["reason"]
+        print(f"{r['name']:<17} {'yes' if r['available'] else 'no':<9} {r['version'] or '-':<12} {tail}")
+    return 0

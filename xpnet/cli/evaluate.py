@@ -1,0 +1,59 @@
+"""`xpnet evaluate`: a checkpoint's loss, accuracy and confusion matrix on a dataset's test split."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..errors import InputError
+from ._common import data_settings, load_dataset, load_for_inference, model_input, print_json, progress_bar
+
+
+def cmd_evaluate(args) -> int:
+    result = run_evaluate(args)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def run_evaluate(args) -> dict:
+    model = load_for_inference(args)
+    saved = (model.checkpoint_meta_ or {}).get("cli") or {}
+    dataset = args.dataset or saved.get("dataset")
+    if not dataset:
+        raise InputError("name the data to evaluate on with --dataset")
+    if not args.dataset and saved.get("dataset_file"):
+        dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
+    data_dir, label_column = data_settings(args, saved)
+    X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
+    split = "test split" if X_test is not None else "training data: it has no test split"
+    if X_test is not None:
+        X, y = X_test, y_test
+    X = model_input(model, X, dataset)
+    bar = not args.quiet and sys.stderr.isatty()
+    with progress_bar(len(y), "loss and accuracy", bar) as update:
+        loss, accuracy = model.evaluate(X, y, progress=update)
+    truth = model.encode_labels(y, len(y))
+    with progress_bar(len(y), "confusion matrix", bar) as update:
+        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
+    k = model.n_outputs
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (truth, pred), 1)
+    names = model.class_names_
+    if not args.quiet:
+        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print("confusion matrix (rows: true, columns: predicted):")
+        print("\n".join(confusion_table(cm, names)))
+    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
+            "class_names": names, "confusion_matrix": cm.tolist()}
+
+
+def confusion_table(cm, names) -> list[str]:
+    """The confusion matrix's lines: a header of the class names (at most 14 characters), then one row per
+    true class, its name and its counts, each count right-aligned under its column's name."""
+    shown = [str(n)[:14] for n in names]
+    w = max(len(n) for n in shown)
+    cw = max(5, w, len(str(int(cm.max(initial=0)))))
+    return [" " * w + "".join(f" {n:>{cw}}" for n in shown)] + [
+        f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]

@@ -1,0 +1,74 @@
+"""`xpnet parity`: the same training steps on several backends and dtypes, compared (--distributed: N ranks
+against one process)."""
+from __future__ import annotations
+
+from ..backend import NAMES, BackendError
+from ._common import csv_values, print_json
+
+
+def cmd_parity(args) -> int:
+    from ..tools.parity import parity
+    backends = csv_values(args.backends)
+    for name in backends:
+        if name not in NAMES:
+            raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
+    if args.distributed:
+        return _distributed_parity(args, backends)
+    from ..tools.parity import MODELS
+    model_fn = X = y = None
+    if args.model not in MODELS:  # the user's own model config
+        from ..tools.parity import config_model
+        model_fn, X, y = config_model(args.model, args.seed)
+    report = parity(model_fn, X, y, backends=backends, dtypes=csv_values(args.dtype or "float64"), steps=args.steps,
+                    device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
+                    compile=args.compile, batch_size=args.batch_size, model=args.model if model_fn is None else "mlp")
+    if args.json:
+        print_json(report)
+    else:
+        ref = report["reference"]
+        w = max([17] + [len(r["label"]) for r in report["results"]])
+        print(f"reference {ref['backend']} {ref['dtype']} ({ref['device']}), {report['steps']} steps"
+              + ("; compiled rows compare loss, parameters and optimizer buffers (no gradients come out of a "
+                 "compiled step)" if report.get("compile") else ""))
+        print(f"{'backend':<{w}} {'device':<7} {'dtype':<8} {'lockstep abs':>12} {'lockstep rel':>12} "
+              f"{'tol':>6} {'free rel':>9} {'growth/step':>11}  result")
+        for r in report["results"]:
+            if r.get("skipped"):
+                print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} skipped: {r['skipped']}")
+                continue
+            growth = "-" if r["growth_per_step"] is None else f"{r['growth_per_step']:.4f}"
+            print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
+                  f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
+                  f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
+            if r.get("error"):
+                where = f" in {r['error']['where']}" if r["error"]["where"] else ""
+                print(f"{'':<{w}} error{where}: {r['error']['type']}: {r['error']['message']}")
+    return 0 if report["passed"] else 1
+
+
+def _distributed_parity(args, backends) -> int:
+    """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.distributed.parity)."""
+    from ..distributed.communicator import Communicator
+    from ..errors import InputError
+    from ..distributed.parity import distributed_parity
+    if args.compile:
+        raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
+    comm = Communicator()
+    dtypes = csv_values(args.dtype or "float64,float32")
+    report = distributed_parity(comm, backends, dtypes, args.steps, args.batch_size, args.optimizer, args.seed,
+                                args.device)
+    if comm.rank != 0:
+        return 0 if report["passed"] else 1
+    if args.json:
+        print_json(report)
+        return 0 if report["passed"] else 1
+    print(f"{report['ranks']} ranks against one process, {report['steps']} steps of {report['batch_size']} rows "
+          f"(shards {report['shards']}); worst over the ranks of max|a-b|/max|b| per tensor")
+    print(f"{'backend':<17} {'dtype':<8} {'path':<10} {'lockstep rel':>12} {'tol':>6} {'free rel':>9} {'tol':>6}  "
+          f"result")
+    for r in report["results"]:
+        tol = r["tolerances"]
+        free_tol = "-" if tol["free"] is None else f"{tol['free']:.0e}"
+        print(f"{r['backend']:<17} {r['dtype']:<8} {r['path']:<10} {r['lockstep_rel']:>12.2e} {tol['lockstep']:>6.0e} "
+              f"{r['free_rel']:>9.2e} {free_tol:>6}  {'pass' if r['passed'] else 'FAIL'}")
+    return 0 if report["passed"] else 1
