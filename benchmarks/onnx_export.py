@@ -55,7 +55,7 @@ sys.path.insert(1, str(HERE))
 import xpnet  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 
-from run import cpu_model, versions  # noqa: E402
+from bench.machine import cpu_model, versions  # noqa: E402
 
 
 def train_models(data_dir, epochs: int, n_train: int):
