@@ -98,3 +98,28 @@ def test_native_jax_jit_trains_as_xpnet_compiled(run, case):
     assert native["compile_traces"] == xpnet_jit["compile_traces"] == 1
     assert native["last_epoch_loss"] == pytest.approx(xpnet_jit["last_epoch_loss"], rel=1e-12)
     assert native["last_epoch_accuracy"] == xpnet_jit["last_epoch_accuracy"]
+
+
+def test_an_experiment_folder_gets_a_manifest(tmp_path, monkeypatch):
+    """--experiment NAME: outputs in benchmarks/results/DATE-NAME/, and the run's entry in its manifest.json
+    (written as it starts, replaced when it ends), with what tests/test_bench_results.py requires."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        results = importlib.import_module("bench.results")
+    finally:
+        sys.path.remove(str(BENCH))
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    args = Namespace(experiment="smoke", json=None, markdown=None)
+    folder = results.experiment_outputs(args)
+    assert folder.parent == tmp_path and folder.name.endswith("-smoke")
+    assert (args.json.name, args.markdown.name) == ("bench.jsonl", "bench.md")
+    assert results.experiment_folder(args.markdown, args.json) == folder
+    assert results.experiment_folder(tmp_path / "flat.md") is None and results.experiment_folder(None) is None
+    for status in ("running", "complete"):
+        results.record_run(folder, [args.json, args.markdown], commit="abc", load_before=0.5, load_after=0.7,
+                           status=status)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["experiment"] == folder.name and manifest["cited_by"] == []
+    [run] = manifest["runs"]
+    assert run["files"] == ["bench.jsonl", "bench.md"] and run["status"] == "complete" and run["commit"] == "abc"
+    assert {"date", "cpu", "cpus", "cpu_flags", "threads", "load_before", "load_after", "command"} <= set(run)
