@@ -7,9 +7,12 @@
   run(case, dtype, X, y, epochs, device) -> (seconds per timed epoch, note[, extra figures]) in a train_*.py.
 - train_xpnet.py, train_jax.py, train_torch.py, train_numpy.py, train_others.py: those train functions.
 - worker.py: the child process (one measurement, one JSON line back).
-- runner.py: the parent (the plan, the interleaved repeats, old/new pairs for --baseline-ref, git worktrees).
+- runner.py: the parent (the plan, the interleaved repeats, old/new pairs for --baseline-ref).
 - stats.py: table rows and the paired comparison (median of ratios, bootstrap interval).
-- report.py: text and Markdown tables, the header, --json/--markdown and an experiment folder's manifest.json.
+- report.py: the text and Markdown tables, the header, --json (JSON lines) and --markdown as the run goes.
+- checkout.py: git, the commit a checkout is at, --baseline-ref's worktree in .bench-baseline/.
+- machine.py: versions, the CPU's model and flags, thread settings (for headers and manifests).
+- results.py: benchmarks/results/DATE-NAME/ folders and their manifest.json (--experiment NAME).
 """
 from pathlib import Path
 
