@@ -1,18 +1,20 @@
 """Accuracy runs of the convolutional presets, with the test accuracy and seconds of every epoch.
 
-    python benchmarks/cnn_accuracy.py --preset lenet5 --seed 1 --out benchmarks/results/lenet5-seed1.jsonl
+    python benchmarks/cnn_accuracy.py --preset lenet5 --seed 1 --out benchmarks/results/DATE-cnn-accuracy/lenet5-seed1.jsonl
     python benchmarks/cnn_accuracy.py --preset fashion-cnn --seed 1 --backend numpy
 
 The run is `xpnet train --preset PRESET --seed SEED` (the same model config, scaling, seed, shuffles and
 updates: xpnet.cli.train's model_spec and Scaler), with the test set scored after every epoch for the record only
 (nothing is selected on it: the reported figure is the last epoch's). One JSON line per epoch goes to --out
 as the run goes (epoch, loss, train accuracy, test accuracy, seconds of training), and a last line with the
-totals, so a run cut short leaves its epochs readable.
+totals, so a run cut short leaves its epochs readable. An --out in a folder under benchmarks/results/ adds the
+run to that folder's manifest.json (bench/results.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,12 +23,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))
 
 from xpnet.models.presets import as_images  # noqa: E402
 from xpnet.data.datasets import load_mnist  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
 from xpnet.cli.train import DEFAULTS, PRESETS, model_spec  # noqa: E402
+from bench.checkout import checkout_id  # noqa: E402
+from bench.results import experiment_folder, record_run  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -60,6 +65,14 @@ def main(argv=None) -> int:
             out.flush()
 
     emit(head)
+    folder = experiment_folder(args.out)  # a results folder: its manifest.json says what ran
+    load_before = round(os.getloadavg()[0], 2)
+
+    def manifest(status):
+        if folder:
+            record_run(folder, [args.out], commit=checkout_id(ROOT), load_before=load_before,
+                       load_after=round(os.getloadavg()[0], 2), status=status)
+    manifest("running")
 
     def on_epoch_end(m, logs):
         t = time.perf_counter()
@@ -74,6 +87,7 @@ def main(argv=None) -> int:
     hist = model.history_
     emit({"record": "end", "test_accuracy": model.score(Xts, yt), "seconds_per_epoch_median": float(np.median(hist["seconds"])),
           "total_seconds": time.perf_counter() - t0})
+    manifest("complete")
     return 0
 
 

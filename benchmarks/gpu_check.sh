@@ -69,7 +69,7 @@ if [ -z "$DRY" ]; then
     install_wheels "${XPNET_WHEELS:-.whl}" /tmp/site >> "$LOG" 2>&1 || say "installing the wheels failed: rc=$?"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-unset CUPY_TF32  # full float32 matrix products on both sides: CuPy's default; torch's is set in benchmarks/run.py
+unset CUPY_TF32  # full float32 matrix products on both sides: CuPy's default; torch's is set in benchmarks/bench/train_torch.py
 DATA=${XPNET_GPU_DATA:-.data}
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || DATA=../shared/data/mnist
 

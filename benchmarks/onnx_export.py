@@ -2,9 +2,10 @@
 Runtime's inference throughput against xpnet on NumPy, for the book's model, xpnet train's default MLP and
 LeNet-5.
 
-Usage (from the repository root; one command gives every figure in the results file):
+Usage (from the repository root; one command gives every figure in the results file; outputs in a folder under
+benchmarks/results/ add this run to its manifest.json, bench/results.py):
 
-    python benchmarks/onnx_export.py --json benchmarks/results/onnx-DATE.json --markdown benchmarks/results/onnx-DATE.md
+    python benchmarks/onnx_export.py --json benchmarks/results/DATE-onnx/bench.json --markdown benchmarks/results/DATE-onnx/bench.md
     python benchmarks/onnx_export.py --quick           # a check that it runs: 1 epoch, 3 repeats, 1000 test images
 
 Models, trained here on MNIST's 60000 training images (--epochs, default 5) so the weights are realistic:
@@ -55,7 +56,9 @@ sys.path.insert(1, str(HERE))
 import xpnet  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 
-from run import cpu_model, versions  # noqa: E402
+from bench.checkout import checkout_id  # noqa: E402
+from bench.machine import cpu_model, versions  # noqa: E402
+from bench.results import experiment_folder, record_run  # noqa: E402
 
 
 def train_models(data_dir, epochs: int, n_train: int):
@@ -188,6 +191,10 @@ def main(argv=None) -> int:
     text = markdown(result)
     if args.markdown:
         Path(args.markdown).write_text(text)
+    folder = experiment_folder(args.json, args.markdown)  # a results folder: its manifest.json says what ran
+    if folder:
+        record_run(folder, [args.json, args.markdown], commit=checkout_id(ROOT), load_before=round(load_before, 2),
+                   load_after=round(meta["load_after"], 2), status="complete")
     print(text)
     return 0
 

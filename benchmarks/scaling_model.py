@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import CASES  # noqa: E402
+from bench.cases import CASES  # noqa: E402
 
 # per-GPU all-reduce bandwidth (bus bandwidth, bytes/s) and per-hop latency: assumptions, labelled
 FABRICS = {

@@ -29,7 +29,7 @@ def worker(args) -> None:
     import numpy as np
 
     import xpnet
-    from cases import CASES, load_data
+    from bench.cases import CASES, load_data
     from xpnet.distributed.data_parallel import DataParallel
     from xpnet.distributed import Communicator
     from xpnet.models.mlp import mlp_layers

@@ -1,5 +1,5 @@
 """benchmarks/run.py's own logic (no timing): paired ratios, the checkout check, minibatch bounds, outputs."""
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -13,12 +13,14 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def run():
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # puts benchmarks/ first on sys.path to import cases.py: undo that after
-    if sys.path and sys.path[0] == str(BENCH):
-        sys.path.pop(0)
-    return mod
+    """The runner's parts (benchmarks/bench/), as one namespace of the names these tests use."""
+    sys.path.insert(0, str(BENCH))  # benchmarks/bench is imported as `bench`, as run.py does: undo that after
+    try:
+        mods = [importlib.import_module(f"bench.{m}") for m in
+                ("cases", "frameworks", "stats", "report", "train_jax", "train_xpnet")]
+    finally:
+        sys.path.remove(str(BENCH))
+    return Namespace(**{k: v for m in mods for k, v in vars(m).items() if not k.startswith("_")})
 
 
 def test_paired_ratio_median_and_bootstrap_interval(run):
@@ -46,7 +48,7 @@ def test_bounds_equal_the_library_s(run):
     except ImportError as exc:
         pytest.skip(f"xpnet.training.batch_bounds moved ({exc})")
     for n, bs, k in ((60000, 1200, None), (60000, 32, None), (60000, None, 50), (1201, 128, None), (7, None, 3)):
-        assert sys.modules["cases"].batch_bounds(n, bs, k) == batch_bounds(n, bs, k)
+        assert run.batch_bounds(n, bs, k) == batch_bounds(n, bs, k)
 
 
 def test_outputs_are_readable_while_the_run_goes(run, tmp_path):
@@ -96,3 +98,28 @@ def test_native_jax_jit_trains_as_xpnet_compiled(run, case):
     assert native["compile_traces"] == xpnet_jit["compile_traces"] == 1
     assert native["last_epoch_loss"] == pytest.approx(xpnet_jit["last_epoch_loss"], rel=1e-12)
     assert native["last_epoch_accuracy"] == xpnet_jit["last_epoch_accuracy"]
+
+
+def test_an_experiment_folder_gets_a_manifest(tmp_path, monkeypatch):
+    """--experiment NAME: outputs in benchmarks/results/DATE-NAME/, and the run's entry in its manifest.json
+    (written as it starts, replaced when it ends), with what tests/test_bench_results.py requires."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        results = importlib.import_module("bench.results")
+    finally:
+        sys.path.remove(str(BENCH))
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    args = Namespace(experiment="smoke", json=None, markdown=None)
+    folder = results.experiment_outputs(args)
+    assert folder.parent == tmp_path and folder.name.endswith("-smoke")
+    assert (args.json.name, args.markdown.name) == ("bench.jsonl", "bench.md")
+    assert results.experiment_folder(args.markdown, args.json) == folder
+    assert results.experiment_folder(tmp_path / "flat.md") is None and results.experiment_folder(None) is None
+    for status in ("running", "complete"):
+        results.record_run(folder, [args.json, args.markdown], commit="abc", load_before=0.5, load_after=0.7,
+                           status=status)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["experiment"] == folder.name and manifest["cited_by"] == []
+    [run] = manifest["runs"]
+    assert run["files"] == ["bench.jsonl", "bench.md"] and run["status"] == "complete" and run["commit"] == "abc"
+    assert {"date", "cpu", "cpus", "cpu_flags", "threads", "load_before", "load_after", "command"} <= set(run)

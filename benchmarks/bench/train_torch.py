@@ -1,0 +1,70 @@
+"""The torch row: the case as native PyTorch (torch.nn.Linear, or Conv2d/MaxPool2d for case F), xpnet's
+initial weights."""
+from __future__ import annotations
+
+import os
+import time
+
+from .cases import onehot
+
+
+def prepare() -> None:
+    """torch's threads as BLAS gets them (OMP_NUM_THREADS, else every CPU); imported before the RSS after load."""
+    import torch
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
+
+
+def run_torch(case, dtype, X, y, epochs, device):
+    import torch
+    dev = torch.device(device)
+    # full-precision float32 matrix products, as CuPy's default (CUPY_TF32 unset): no TF32 on either side
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    mods = []
+    rng = case.host_rng()
+    params = case.initial_params(rng)  # the same initial values as xpnet (and, for F, its shuffles from rng)
+    if case.conv:  # native LeNet-5: torch.nn.Conv2d and MaxPool2d (oneDNN/ATen kernels)
+        nn = torch.nn
+        convs = [nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)]
+        for m, (w, b) in zip(convs, params[:2]):
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(w))
+                m.bias.copy_(torch.from_numpy(b))
+        mods = [convs[0], nn.ReLU(), nn.MaxPool2d(2), convs[1], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        params = params[2:]
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods += [lin] + ([torch.nn.Sigmoid() if case.hidden == "sigmoid" else torch.nn.ReLU()]
+                         if i < len(case.layers) - 1 else [])
+    net = torch.nn.Sequential(*mods).to(device=dev, dtype=getattr(torch, dtype))
+    Xt = torch.from_numpy(X).to(dev)
+    if case.loss == "logistic":
+        T, loss_fn = torch.from_numpy(onehot(y, case.sizes[-1], dtype)).to(dev), torch.nn.BCEWithLogitsLoss(
+            reduction=case.reduction)
+    else:
+        T, loss_fn = torch.from_numpy(y.astype("int64")).to(dev), torch.nn.CrossEntropyLoss(reduction=case.reduction)
+    opt = torch.optim.SGD(net.parameters(), lr=case.lr, momentum=case.momentum)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch(order, bounds):
+        for s, e in bounds:
+            idx = order[s:e]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(Xt.index_select(0, idx)), T.index_select(0, idx)).backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    warm = case.warm_bounds(X.shape[0])
+    epoch(torch.arange(warm[-1][1], device=dev), warm)
+    bounds, seconds = case.bounds(X.shape[0]), []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        order = torch.from_numpy(rng.permutation(X.shape[0])) if case.conv else \
+            torch.randperm(X.shape[0], generator=gen)
+        epoch(order.to(dev), bounds)
+        seconds.append(time.perf_counter() - t0)
+    return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
