@@ -48,3 +48,17 @@ def test_parity_example(tmp_path):
 def test_custom_layer(tmp_path):
     out = run(EXAMPLES / "custom_layer.py", "--epochs", "2", "--out", tmp_path / "s.safetensors", cwd=tmp_path)
     assert '"class": "examples.Scale.v1"' in out and "loaded Scale: same predictions: True" in out
+
+
+def test_readme_quick_start(tmp_path):
+    """The README's quick start runs as printed (a new user pastes it first), and the model it trains learns."""
+    pytest.importorskip("torch")
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    start = readme.index("## Quick start")
+    code = readme[readme.index("```python", start) + len("```python"):]
+    code = code[:code.index("```")]
+    (tmp_path / "quick_start.py").write_text(code)
+    out = run(tmp_path / "quick_start.py", cwd=tmp_path).split()
+    val_accuracy, test_accuracy = float(out[0]), float(out[1])
+    assert val_accuracy > 0.9 and test_accuracy > 0.9, out
+    assert (tmp_path / "digits.safetensors").is_file()
