@@ -14,7 +14,7 @@ import math
 from numbers import Integral
 import warnings
 
-from ..backend import is_host, placement
+from ..backend import placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
 from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
@@ -238,7 +238,7 @@ class Sequential(Network):
         idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
-        return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
+        return self._classes[self.bk.to_numpy(idx) if placement(idx, self.bk) == "device" else idx]
 
     def predict_proba(self, X, batch_size: int | None = None, progress=None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
