@@ -21,7 +21,7 @@ def test_every_backend_round_trips_host_data(xpnet_backend):
 
 def test_native_uniform(xpnet_backend):
     bk = xpnet_backend
-    u = bk.to_numpy(bk.random_uniform((1000,), bk.dtype("float32"), seed=0))
+    u = bk.to_numpy(bk.make_native_rng(0).uniform((1000,), bk.dtype("float32")))
     assert u.shape == (1000,) and 0.0 <= u.min() and u.max() < 1.0 and 0.4 < u.mean() < 0.6
 
 
@@ -191,8 +191,9 @@ def test_cupy_on_cuda1_works_on_gpu1(fake_cupy):
     bk.xp = fake_cupy  # the fake's asarray records the current device
     fake_cupy.log.clear()
     bk.asarray([1.0, 2.0])
-    bk.random_uniform((3,), np.float32, seed=0)
-    bk.random_uniform((3,), np.float32)
+    rng = bk.make_native_rng(0)
+    rng.uniform((3,), np.float32)
+    rng.uniform((3,), np.float32)
     bk.synchronize()
     assert fake_cupy.log == [("asarray", 1), ("RandomState", 1), ("random_sample", 1), ("random_sample", 1),
                              ("synchronize", 1)]
@@ -301,35 +302,25 @@ def _check_native_rng(bk):
     other.set_state(saved)
     assert all(np.array_equal(draw(other), e) for e in expected)
 
-    bk.seed_native_rng(7)  # the backend's own generator, which random_uniform draws from
-    first = bk.to_numpy(bk.random_uniform((64,), f32))
-    assert np.array_equal(first, draw(bk.make_native_rng(7)))
-    saved = json.loads(json.dumps(bk.native_rng_state()))
-    after = bk.to_numpy(bk.random_uniform((5, 3), f32))
-    bk.seed_native_rng(0)
-    bk.set_native_rng_state(saved)
-    assert np.array_equal(bk.to_numpy(bk.random_uniform((5, 3), f32)), after)
-    assert np.array_equal(bk.to_numpy(bk.random_uniform((64,), f32, seed=7)), first)
-
 
 def test_native_rng_state_of_another_generator_is_refused():
     pytest.importorskip("torch")
-    numpy_state = Backend("numpy").native_rng_state()
+    numpy_state = Backend("numpy").make_native_rng(0).state()
     with pytest.raises(BackendError, match=r"expected a native RNG state of generator 'torch-cpu'.*got 'numpy'"):
-        Backend("torch").set_native_rng_state(numpy_state)
+        Backend("torch").make_native_rng(0).set_state(numpy_state)
     with pytest.raises(BackendError, match="got 'list'"):
-        Backend("numpy").set_native_rng_state([1, 2])
+        Backend("numpy").make_native_rng(0).set_state([1, 2])
     with pytest.raises(BackendError, match="'numpy' is malformed"):
-        Backend("numpy").set_native_rng_state({"generator": "numpy", "state": {"bit_generator": "PCG64"}})
+        Backend("numpy").make_native_rng(0).set_state({"generator": "numpy", "state": {"bit_generator": "PCG64"}})
 
 
 def test_cupy_native_rng_says_it_cannot_be_saved(fake_cupy):
     bk = Backend("cupy", "cuda:0")
     assert not bk.native_rng_restorable and Backend("numpy").native_rng_restorable
     with pytest.raises(BackendError, match="CuPy's native one .* cannot export it"):
-        bk.native_rng_state()
-    with pytest.raises(BackendError, match="reseed with seed_native_rng"):
-        bk.set_native_rng_state({"generator": "cupy", "state": None})
+        bk.make_native_rng(0).state()
+    with pytest.raises(BackendError, match=r"start a new stream with make_native_rng\(seed\)"):
+        bk.make_native_rng(0).set_state({"generator": "cupy", "state": None})
 
 
 def test_take_equals_xp_take(xpnet_backend):

@@ -72,3 +72,17 @@ def test_layer_without_examples_says_how_to_add_them():
 
     with pytest.raises(TypeError):
         NeedsArgs(**NeedsArgs.examples()[0][0])  # the default example does not fit: it must override examples()
+
+
+def test_param_key_names_top_level_and_nested_layers():
+    """One function makes every parameter and state name: today's "layers.<i>.<name>" (checkpoints store
+    them, so they never change) and a nested layer's path, with local_name its inverse for one layer."""
+    from xpnet.layers.base import layer_path, local_name, param_key
+    assert param_key(0, "weight") == "layers.0.weight" and param_key(12, "running_var") == "layers.12.running_var"
+    assert param_key((3, "block", 0), "weight") == "layers.3.block.0.weight" == param_key(3, "block.0.weight")
+    assert layer_path((3,)) == layer_path(3) == "layers.3"
+    assert local_name("layers.3.block.0.weight", 3) == "block.0.weight"
+    assert local_name("layers.3.block.0.weight", (3, "block")) == "0.weight"
+    assert local_name("layers.31.weight", 3) is None
+    model = xpnet.Sequential([xpnet.Dense(4, 3), "relu", xpnet.Dense(3, 2)], seed=0)
+    assert list(model.parameters()) == [param_key(i, n) for i in (0, 2) for n in ("weight", "bias")]

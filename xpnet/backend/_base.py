@@ -93,7 +93,7 @@ class Backend(abc.ABC):
     fit, predict / evaluate / score, and each backend's run in parity. This matters for CuPy on a GPU
     other than cuda:0: array-api-compat passes `device=` to CuPy only in asarray, so every other
     creation function and every kernel runs on the current device, GPU 0 unless a `cupy.cuda.Device`
-    block says otherwise. asarray, to_device_async, random_uniform and synchronize choose the device
+    block says otherwise. asarray, to_device_async, NativeRNG's draws and synchronize choose the device
     themselves, so they are right outside the block too. For torch on CUDA the block sets
     torch.cuda's current device (harmless: torch ops follow their tensors), for JAX the default device
     (`jax.default_device`, where arrays made without device= go); for NumPy and array_api_strict it
@@ -152,7 +152,6 @@ class Backend(abc.ABC):
         self._mutable = bool(array_api_compat.is_writeable_array(probe))
         self.version = getattr(self._mod, "__version__", "unknown")
         self._local = threading.local()  # the per-thread stack of entered activate() contexts
-        self._native_rng = None  # random_uniform's generator, made at the first draw
 
     # ---- what a subclass provides -------------------------------------------------------------------
 
@@ -294,37 +293,15 @@ class Backend(abc.ABC):
         self.synchronize()
         return a
 
-    def random_uniform(self, shape: tuple, dtype, seed=None):
-        """U[0, 1) drawn by the backend's own generator on the device (fast, but differs between backends);
-        seed: reseed that generator first (as seed_native_rng)."""
-        if seed is not None or self._native_rng is None:
-            self.seed_native_rng(seed)
-        return self._native_rng.uniform(shape, dtype)
-
     # ---- the library's own generator: seedable, and its state JSON-able for checkpoints -------------
 
-    native_rng_restorable = True  # whether native_rng_state() can capture the generator (not CuPy's)
+    native_rng_restorable = True  # whether NativeRNG.state() can capture the generator (not CuPy's)
 
     def make_native_rng(self, seed=None) -> NativeRNG:
         """A new generator of the library on this device, seeded from `seed` (an int such as the model's
-        seed; None: fresh entropy). Models sharing a backend should each keep their own."""
+        seed; None: fresh entropy). The backend keeps none itself: each model keeps its own
+        (`model.native_rng()`, what Dropout(host_rng=False) draws from)."""
         return NativeRNG(self, seed)
-
-    def seed_native_rng(self, seed) -> None:
-        """Reseed the backend's generator, the one random_uniform draws from."""
-        self._native_rng = self.make_native_rng(seed)
-
-    def native_rng_state(self) -> dict:
-        """The state of the backend's generator as JSON-able data, for a checkpoint."""
-        if self._native_rng is None:
-            self.seed_native_rng(None)
-        return self._native_rng.state()
-
-    def set_native_rng_state(self, state: dict) -> None:
-        """Continue the backend's generator from a native_rng_state() of the same kind of backend."""
-        if self._native_rng is None:
-            self.seed_native_rng(None)
-        self._native_rng.set_state(state)
 
     def _new_generator(self, seed):
         """The library's generator seeded from `seed` (default: NumPy's, on the host)."""
@@ -383,14 +360,15 @@ class NativeRNG:
         kind = self._bk._generator_kind()
         got = state.get("generator") if isinstance(state, dict) else None
         if got != kind or "state" not in state:
-            raise BackendError(f"expected a native RNG state of generator {kind!r} (from native_rng_state() on "
+            raise BackendError(f"expected a native RNG state of generator {kind!r} (from NativeRNG.state() on "
                                f"{self._bk!r}), got {got if got else type(state).__name__!r}; resume on the "
-                               f"backend and device type it was saved on, or reseed with seed_native_rng(seed)")
+                               f"backend and device type it was saved on, or start a new stream with "
+                               f"make_native_rng(seed)")
         try:
             self._g = self._bk._generator_from_state(state["state"])
         except BackendError:
             raise
         except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as exc:
             raise BackendError(f"native RNG state of generator {kind!r} is malformed ({type(exc).__name__}: "
-                               f"{exc}); pass it as native_rng_state() returned it, or reseed with "
-                               f"seed_native_rng(seed)") from None
+                               f"{exc}); pass it as NativeRNG.state() returned it, or start a new stream with "
+                               f"make_native_rng(seed)") from None

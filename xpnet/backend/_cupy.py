@@ -72,4 +72,4 @@ class CupyBackend(Backend):
 
     def _generator_from_state(self, data):
         raise BackendError("expected no CuPy native RNG state (CuPy's curand generator cannot be restored); "
-                           "reseed with seed_native_rng(seed) instead")
+                           "start a new stream with make_native_rng(seed) instead")

@@ -28,21 +28,24 @@ from ..errors import InputError
 from ..registry import Configurable
 
 
-def layer_path(index: int) -> str:
-    """Where layer `index` of a model lives in its names: "layers.<index>" (parameter keys, messages)."""
-    return f"layers.{index}"
+def layer_path(path: int | tuple) -> str:
+    """Where a layer of a model lives in its names (parameter keys, messages): "layers.<i>" for layer i, and
+    for a nested layer the path to it, a tuple of ints and strings: (3, "block", 0) -> "layers.3.block.0"."""
+    if isinstance(path, tuple):
+        return ".".join(("layers", *map(str, path)))
+    return f"layers.{path}"
 
 
-def param_key(index: int, name: str) -> str:
-    """The model-wide key of layer `index`'s parameter or state array `name`: "layers.<index>.<name>", the
-    key of `model.state.params` and `model.state.layer_state` (and of checkpoints). `name` may itself be a
-    dotted path, a nested layer's ("block.0.weight" -> "layers.3.block.0.weight")."""
-    return f"{layer_path(index)}.{name}"
+def param_key(path: int | tuple, name: str) -> str:
+    """The model-wide key of a parameter or state array `name` of the layer at `path` (see `layer_path`):
+    "layers.<i>.<name>", the key of `model.state.params` and `model.state.layer_state` (and of checkpoints),
+    or a nested layer's "layers.3.block.0.weight" (path (3, "block", 0), or path 3 and name "block.0.weight")."""
+    return f"{layer_path(path)}.{name}"
 
 
-def local_name(key: str, index: int) -> str | None:
-    """The inverse of `param_key` for one layer: `name` when `key` is `param_key(index, name)`, else None."""
-    prefix = param_key(index, "")
+def local_name(key: str, path: int | tuple) -> str | None:
+    """The inverse of `param_key` for one layer: `name` when `key` is `param_key(path, name)`, else None."""
+    prefix = param_key(path, "")
     return key[len(prefix):] if key.startswith(prefix) else None
 
 

@@ -60,6 +60,13 @@ def mlp_layers(sizes, activation="relu", init: str | None = None, output_init: s
                                                                          dropout)]
 
 
+def _book_weights(i: int, shape: str) -> property:
+    """NeuralNetMLP's w1 (i=0) or w2 (i=2): Dense layer i's weight and bias in the book's layout, bias in
+    column 0 (`NeuralNetMLP._book_layout`); assigning one sets both (`_set_book_layout`)."""
+    return property(lambda self: self._book_layout(i), lambda self, value: self._set_book_layout(i, value),
+                    doc=f"{shape}, bias in column 0: a float64 NumPy copy (assignable).")
+
+
 @register("NeuralNetMLP.v1", kind="model")
 class NeuralNetMLP(Sequential):
     """The book's constructor and defaults, plus backend, device and dtype. A Sequential: everything else
@@ -130,23 +137,8 @@ class NeuralNetMLP(Sequential):
             raise InputError(f"w{i // 2 + 1} must have shape {(shape[0], shape[1] + 1)} (bias in column 0), got {w.shape}")
         self.set_parameters({param_key(i, "weight"): w[:, 1:], param_key(i, "bias"): w[:, 0]})
 
-    @property
-    def w1(self) -> np.ndarray:
-        """(n_hidden, n_features + 1), bias in column 0: a float64 NumPy copy (assignable)."""
-        return self._book_layout(0)
-
-    @w1.setter
-    def w1(self, value) -> None:
-        self._set_book_layout(0, value)
-
-    @property
-    def w2(self) -> np.ndarray:
-        """(n_output, n_hidden + 1), bias in column 0: a float64 NumPy copy (assignable)."""
-        return self._book_layout(2)
-
-    @w2.setter
-    def w2(self, value) -> None:
-        self._set_book_layout(2, value)
+    w1 = _book_weights(0, "(n_hidden, n_features + 1)")
+    w2 = _book_weights(2, "(n_output, n_hidden + 1)")
 
     @property
     def eta(self) -> float:

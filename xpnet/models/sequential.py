@@ -1,12 +1,12 @@
-"""Sequential: layers, a fused loss, a penalty, an optimizer and a schedule on one backend and dtype,
-with its training state in `model.state` (a TrainState).
+"""Sequential: a Network (models/network.py: the layers, their parameters and state, the pure training
+step) with the estimator face added: data conversion and checks (`prepare`, `as_input`, `as_targets`,
+`encode_labels`), the labels of the outputs (`classes_`, `class_names_`), inference (`predict`,
+`predict_proba`, `score`, `evaluate`), files (`save`, `to_onnx`) and `fit`. The registered model
+("Sequential.v1"): what `model_from_config`, `xpnet.load` and the command line build.
 
-One training step is two pure pieces and an update of the state:
-
-    value, logits, grads = model.value_and_grads(x, y, noise=model.draw_noise(len(x)))   # nothing changes
-    model.apply_gradients(grads)      # optimizer.apply(params, grads, opt_state, hyper) -> new state
-
-Between them is where gradients can be accumulated or all-reduced; `train_step` does both.
+    model = Sequential([Dense(784, 100), "relu", Dense(100, 10)], optimizer="adam", seed=0)
+    model.fit(X, y, epochs=5)            # X: (samples, *input_shape) raw data, y: labels (samples,)
+    model.predict(X_test)                # labels from classes_, (samples,)
 """
 from __future__ import annotations
 
@@ -14,24 +14,18 @@ import math
 from numbers import Integral
 import warnings
 
-from ..backend import backend as select_backend
-from ..backend import is_host, placement
+from ..backend import placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
-from ..init import host_rng, rng_kind
-from ..layers.base import param_key
 from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
-from ..losses import Loss
-from ..optimizers import Optimizer
 from ..params import Interval, check
 from ..penalties import Penalty
 from ..data.preprocessing import as_scaler
-from ..registry import Configurable, deserialize, register, resolve, serialize
-from ..schedules import Constant
+from ..registry import register
 from ..training.state import TrainState
-from ..training.loop import batch_bounds
 from ..training.loop import fit as _fit
 from ..data.validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
+from .network import Network, micro_bounds  # noqa: F401  (micro_bounds: also this module's name)
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
 # its largest per-batch array within about a last-level cache
@@ -39,438 +33,33 @@ MAX_INFERENCE_BATCH = 8192
 INFERENCE_BATCH_BYTES = 32 * 2 ** 20
 
 
-_NO_PARAMS: dict = {}  # what a layer without parameters gets (shared; layers never write to their params)
-
-
-def _infer_input_shape(layers) -> tuple | None:
-    """The input shape the first size-aware layer declares, when only elementwise layers come before it."""
-    for layer in layers:
-        if layer.declared_input_shape is not None:
-            return tuple(layer.declared_input_shape)
-        if not layer.elementwise:
-            return None
-    return None
-
-
-def _as_layer(layer, i: int):
-    """A layer instance from a layer, a registry name of one that needs no arguments ("relu", "Flatten") or a
-    {"class", "config"} spec; anything else is refused in one line."""
-    from ..layers.base import Layer
-    if isinstance(layer, Layer):
-        return layer
-    if isinstance(layer, (str, dict)):
-        try:
-            layer = resolve(layer, "layer")
-        except TypeError as exc:  # a name whose class needs arguments ("Dense")
-            raise InputError(f"layers[{i}] {layer!r}: a layer given by name is built with no arguments, and this "
-                             f"one needs some ({exc}); pass an instance, e.g. xpnet.Dense(100, 10)") from None
-        if isinstance(layer, Layer):
-            return layer
-    raise InputError(f"layers[{i}] is {type(layer).__name__} {layer!r:.60}, not a layer; pass a layer instance "
-                     f"(xpnet.Dense(784, 100), xpnet.ReLU()) or a registered layer's name (\"relu\", \"Flatten\")")
-
-
-def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
-    """(start, stop) of k micro-batches of n rows, split as numpy.array_split does (at most n of them)."""
-    return batch_bounds(n, minibatches=min(k, n))
-
-
 @register("Sequential.v1", kind="model")
-class Sequential(Configurable):
-    """Layers applied in order to x: (batch, *input_shape); the last layer gives the logits (batch, outputs).
-
-    input_shape: the shape of one sample (batch excluded); by default the first layer's declared input
-    (Dense(784, 100) -> (784,)). rng: a NumPy generator, or "Generator" (default_rng(seed), the default) or
-    "RandomState" (the legacy stream of the book's code) to make one from `seed`.
+class Sequential(Network):
+    """A Network (layers, loss, penalty, optimizer, schedule, backend, dtype, seed, rng, input_shape, compile:
+    see models/network.py) that takes raw data and labels, predicts, saves and fits.
 
     preprocessing: None (inputs used as given), or an input scaling fitted on the first `fit`'s X and
     saved with the model: "unit" ([0, 1]), "symmetric" ([-1, 1]), "standardize" (per feature), "raw", or
     an `xpnet.data.preprocessing.Scaler`. `predict`, `predict_proba`, `score`, `evaluate` and `fit` then take
     raw data. `classes_`: the label of each output (see xpnet.data.labels); `class_names_`: their display names."""
 
-    kind = "model"
     stop_training = False  # fit sets it False; a Callback sets it True to end fit after the current epoch
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None):
-        if isinstance(layers, (str, dict)) or not hasattr(layers, "__iter__"):
-            raise InputError(f"layers must be a list of layers, e.g. [Dense(784, 100), \"relu\", Dense(100, 10)], "
-                             f"got {type(layers).__name__} {layers!r:.60}")
-        self.layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
-        if not self.layers:
-            raise InputError("a Sequential model needs at least one layer, e.g. [Dense(784, 10)]")
-        self.bk = select_backend(backend, device)
-        self.xp = self.bk.xp
-        self.dtype_name = dtype
-        self.dtype = self.bk.dtype(dtype)
-        self.seed = seed
-        shape = _infer_input_shape(self.layers) if input_shape is None else tuple(int(s) for s in input_shape)
-        if shape is None:
-            raise InputError(f"the first layer ({type(self.layers[0]).__name__}) does not say its input size; pass "
-                             f"input_shape= (one sample's shape, e.g. input_shape=(1, 28, 28)) or start with "
-                             f"Dense(in_features, out_features)")
-        self.input_shape = shape
-        for layer in self.layers:
-            shape = tuple(layer.build(shape))
-        self.output_shape = shape
-        if len(shape) != 1:
-            raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
-                             f"1-D (outputs,): end with Flatten() and Dense(..., n_classes)")
-        self.loss: Loss = resolve(loss, "loss")
-        self.optimizer: Optimizer = resolve(optimizer, "optimizer")
-        self.penalty = penalty if penalty is not None else Penalty(l1, l2)
-        self.schedule = resolve(schedule, "schedule") if schedule is not None else Constant()
-        self.inplace = self.bk.mutable
-        self.compile = bool(compile)
-        if self.compile and not self.bk.compiles:
-            self.bk.compile(lambda: None)  # raises: names the backends that compile
-        self._compiled_step = None
-        self.compile_traces_ = 0  # how many times the compiled step was traced (a new batch shape traces once)
-        if isinstance(rng, str) or rng is None:
-            rng = host_rng(seed, rng or "Generator")
-        self._keys = [[(local, param_key(i, local)) for local in layer.param_shapes()]
-                      for i, layer in enumerate(self.layers)]
-        self._penalized = [param_key(i, local) for i, layer in enumerate(self.layers) for local in layer.penalized
-                           if local in layer.param_shapes()]
-        self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
-        self._state_keys = [[(local, param_key(i, local)) for local in layer.state_shapes()]
-                            for i, layer in enumerate(self.layers)]
-        params = {}
-        asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
-        with self.bk:  # the model's device is current while anything of the model is made or computed
-            for i, layer in enumerate(self.layers):
-                for local, value in layer.init_params(rng, asarray).items():
-                    params[param_key(i, local)] = value
-            opt_state = self.optimizer.init(params)
-            layer_state = {param_key(i, local): value for i, layer in enumerate(self.layers)
-                           for local, value in layer.init_state(asarray).items()}
-        self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr,
-                                layer_state=layer_state)
+        super().__init__(layers, loss, optimizer, l1, l2, penalty, schedule, backend, device, dtype, seed, rng,
+                         input_shape, compile)
         self.preprocessing = as_scaler(preprocessing)
         self._classes = None  # None: output i is label i (classes_ = 0..outputs-1)
         self._class_names = None
 
-    # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture and hyperparameters as JSON-able data (backend and device are run options)."""
-        config = {"layers": [serialize(layer) for layer in self.layers], "loss": serialize(self.loss),
-                  "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
-                  "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
-                  "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
+        config = super().get_config()
         if getattr(self, "preprocessing", None) is not None:
             config["preprocessing"] = self.preprocessing.kind  # the kind; its fitted statistics are state
         return config
-
-    @classmethod
-    def from_config(cls, config: dict, backend=None, device=None, dtype=None, **overrides):
-        config = dict(config, **overrides)
-        for key, kind in (("loss", "loss"), ("optimizer", "optimizer"), ("penalty", "penalty"),
-                          ("schedule", "schedule")):
-            if isinstance(config.get(key), dict):
-                config[key] = deserialize(config[key], kind)
-        layers = [deserialize(spec, "layer") for spec in config.pop("layers")]
-        if dtype is not None:
-            config["dtype"] = dtype
-        return cls(layers, backend=backend, device=device, **config)
-
-    def __repr__(self) -> str:
-        body = ", ".join(map(repr, self.layers))
-        return (f"Sequential([{body}], loss={self.loss!r}, optimizer={self.optimizer!r}, {self.penalty!r}, "
-                f"backend={self.bk.name!r}, device={self.bk.device!r}, dtype={self.dtype_name!r})")
-
-    @property
-    def n_features(self) -> int:
-        """Values per sample (the product of input_shape)."""
-        return math.prod(self.input_shape)
-
-    @property
-    def n_outputs(self) -> int:
-        return self.output_shape[0]
-
-    # parameters and state ---------------------------------------------------------------------------
-    def parameters(self) -> dict:
-        """{'layers.0.weight': array, ...} in layer order (the state's arrays, not copies)."""
-        return dict(self.state.params)
-
-    def set_parameters(self, params: dict) -> None:
-        """Replace parameters by name with copies (training may update them in place), moved to this
-        backend and cast to its dtype."""
-        current = self.state.params
-        for name, value in params.items():
-            if name not in current:
-                raise InputError(f"no parameter {name!r} in this model; it has {', '.join(current)}")
-            if placement(value, self.bk) != "device":
-                value = self.bk.asarray(value, dtype=self.dtype, copy=True)
-            else:
-                value = self.xp.asarray(value, dtype=self.dtype, copy=True)
-            if tuple(value.shape) != tuple(current[name].shape):
-                raise InputError(f"parameter {name} has shape {tuple(current[name].shape)}, got {tuple(value.shape)}")
-            current[name] = value
-
-    def reset_optimizer(self) -> None:
-        """Zero the optimizer's buffers and its update count (the learning rate is kept)."""
-        self.state.opt_state = self.optimizer.init(self.state.params)
-        self.state.step = 0
-
-    def get_state(self) -> dict:
-        """What a training step depends on, as host NumPy arrays and Python numbers (a snapshot)."""
-        to_np = lambda a: self.bk.to_numpy(a, copy=True)  # noqa: E731
-        st = self.state
-        return {"params": {k: to_np(v) for k, v in st.params.items()},
-                "opt_state": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in st.opt_state.items()},
-                "layer_state": {k: to_np(v) for k, v in st.layer_state.items()}, "lr": st.lr, "step": st.step}
-
-    def set_state(self, snapshot: dict) -> None:
-        """Put a get_state() snapshot back (copied onto this backend)."""
-        self.set_parameters(snapshot["params"])
-        put = lambda v: self.bk.asarray(v, dtype=self.dtype, copy=True)  # noqa: E731
-        self.state.opt_state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in snapshot["opt_state"].items()}
-        if "layer_state" in snapshot:
-            self.state.layer_state = {k: put(v) for k, v in snapshot["layer_state"].items()}
-        self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
-
-    @property
-    def has_noise(self) -> bool:
-        """Whether a layer draws random inputs while training (Dropout): `draw_noise` gives None otherwise."""
-        return bool(self._noisy)
-
-    @property
-    def has_layer_state(self) -> bool:
-        """Whether a layer keeps non-trained state (BatchNorm's running statistics)."""
-        return any(self._state_keys)
-
-    # computation ------------------------------------------------------------------------------------
-    def layer_params(self, params: dict, i: int) -> dict:
-        """Layer i's parameters {local name: array} out of the model's flat {"layers.<i>.<name>": array}."""
-        return {local: params[full] for local, full in self._keys[i]}
-
-    def forward(self, x, training: bool = False, params: dict | None = None, noise: list | None = None,
-                layer_state: dict | None = None):
-        """x: (batch, *input_shape) -> (logits (batch, outputs), backward); backward(dz) -> (dx, grads).
-        layer_state: the layers' non-trained state to use (default the model's; see `forward_with_state`)."""
-        z, backward, _ = self.forward_with_state(x, training, params, noise, layer_state)
-        return z, backward
-
-    def forward_with_state(self, x, training: bool = False, params: dict | None = None, noise: list | None = None,
-                           layer_state: dict | None = None):
-        """forward, plus the layer state after it: (logits, backward, new layer_state). Training forwards give
-        the updated running statistics; otherwise the state comes back as it went in. Pure: nothing changes."""
-        params = self.state.params if params is None else params
-        layer_state = self.state.layer_state if layer_state is None else layer_state
-        new_state = dict(layer_state)
-        backs = []
-        need_dx = False  # the first layer's dx is never used
-        for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
-            p = {local: params[full] for local, full in keys} if keys else _NO_PARAMS
-            skeys = self._state_keys[i]
-            if skeys:
-                s = {local: layer_state[full] for local, full in skeys}
-                if training:
-                    for local, value in layer.updated_state(s, x).items():
-                        new_state[param_key(i, local)] = value
-                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
-            else:
-                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
-            backs.append(back)
-            need_dx = True
-        all_keys = self._keys
-
-        def backward(dy):
-            grads = {}
-            for back, keys in zip(reversed(backs), reversed(all_keys)):
-                dy, g = back(dy)
-                for local, full in keys:
-                    grads[full] = g[local]
-            return dy, grads
-
-        return x, backward, new_state
-
-    def draw_noise(self, batch: int) -> list | None:
-        """The random inputs of one training step (U[0, 1) per layer that asks, e.g. Dropout), drawn from the
-        model's host RNG in layer order, or None when no layer needs any."""
-        if not self._noisy:
-            return None
-        noise = [None] * len(self.layers)
-        for i in self._noisy:
-            layer = self.layers[i]
-            shape = layer.noise_shape(batch)
-            if getattr(layer, "host_rng", True):
-                # asynchronous where the library allows (torch CUDA: pinned memory, non_blocking), so the
-                # host does not wait for the GPU every step
-                noise[i] = self.bk.to_device_async(self.state.rng.random(shape), dtype=self.dtype)
-            else:
-                noise[i] = self.native_rng().uniform(shape, self.dtype)
-        return noise
-
-    def native_rng(self):
-        """The backend's own generator on the model's device (for Dropout(host_rng=False)): made at the first
-        use, seeded from the model's seed (or, with no seed, from the host RNG), kept in the TrainState and
-        saved in checkpoints where the library can restore it (not CuPy's)."""
-        st = self.state
-        if st.native_rng is None:
-            seed = self.seed if isinstance(self.seed, int) else int(st.rng.random() * 2 ** 31)
-            with self.bk:
-                st.native_rng = self.bk.make_native_rng(seed)
-        return st.native_rng
-
-    def penalty_cost(self, params: dict | None = None):
-        params = self.state.params if params is None else params
-        return self.penalty.cost(self.xp, [params[k] for k in self._penalized]) if self.penalty else 0.0
-
-    def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None):
-        """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs); no gradients."""
-        self.check_targets(x, y, "objective")
-        z, _ = self.forward(x, training, params, noise)
-        return self.loss(z, y)[0] + self.penalty_cost(params)
-
-    def check_targets(self, x, y, owner: str = "value_and_grads") -> None:
-        """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes:
-        (batch, outputs) floating rows (one-hot for class labels), made from labels by `as_targets`. Class
-        labels (batch,) would broadcast against the logits (a wrong loss when batch == outputs); refused in one
-        line. Shapes and dtypes only: nothing is read from the device (safe inside a compiled step)."""
-        shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
-        # the common case first, cheaply (it runs every step: ~0.5 us, where the general test took 2.2 us)
-        if shape is not None and len(shape) == 2 and shape[1] == self.output_shape[0] and shape[0] == x.shape[0] \
-                and (dtype == self.dtype or dtype == self.xp.float32 or dtype == self.xp.float64):
-            return
-        want = (int(x.shape[0]), self.n_outputs)
-        if shape is not None and tuple(shape) == want and "float" in str(dtype):
-            return
-        if shape is None:
-            got = f"a {type(y).__name__}"
-        elif len(shape) == 1 and "float" not in str(dtype):
-            got = f"class labels of shape {tuple(shape)} ({dtype})"
-        else:
-            got = f"shape {tuple(shape)} ({dtype})"
-        raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
-                         f"rows for class labels), got {got}; make them from labels with "
-                         f"yb, _ = model.as_targets(labels, len(labels))")
-
-    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
-        z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
-        value, dz = self.loss(z, y, denom)
-        return value, z, backward(dz)[1], new_state
-
-    def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
-                        accumulate: int = 1, denom: int | None = None, penalty: bool = True,
-                        layer_state: dict | None = None, with_state: bool = False):
-        """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
-
-        params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
-        computes the minibatch as k micro-batches (rows split as numpy.array_split does) and sums their
-        gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
-        of samples a mean loss divides by (default the batch's). The penalty is added once, at the end;
-        penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
-        `add_penalty`).
-
-        Layer state (BatchNorm's running statistics): taken from `layer_state` (default the model's); with
-        with_state=True the result is (value, logits, grads, new layer_state) (each micro-batch of accumulate=k
-        updates the statistics in turn, as k forwards do in PyTorch); `apply_gradients(grads, layer_state)`
-        stores it. train_step does both."""
-        self.check_targets(x, y, "value_and_grads")
-        params = self.state.params if params is None else params
-        layer_state = self.state.layer_state if layer_state is None else layer_state
-        if accumulate == 1:
-            value, z, grads, layer_state = self._data_value_and_grads(params, x, y, noise, training, denom,
-                                                                      layer_state)
-        else:
-            n = x.shape[0]
-            denom = n if denom is None else denom
-            value, grads, zs = None, None, []
-            for s, e in micro_bounds(n, accumulate):
-                part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
-                v, z_part, g, layer_state = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part,
-                                                                       training, denom, layer_state)
-                zs.append(z_part)
-                if grads is None:
-                    value, grads = v, g
-                    continue
-                value = value + v
-                if self.inplace:
-                    for k in grads:
-                        grads[k] += g[k]
-                else:
-                    grads = {k: grads[k] + g[k] for k in grads}
-            z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
-        if penalty:
-            value, grads = self.add_penalty(value, grads, params)
-        if with_state:
-            return value, z, grads, layer_state
-        return value, z, grads
-
-    def add_penalty(self, value, grads: dict, params: dict | None = None):
-        """(value + penalty cost, grads + penalty gradients) for the data loss `value` and its gradients
-        (the dict is updated and returned); unchanged when the model has no penalty."""
-        if self.penalty:
-            params = self.state.params if params is None else params
-            value = value + self.penalty_cost(params)
-            for k in self._penalized:
-                grads[k] = self.penalty.add_grad(self.xp, grads[k], params[k])
-        return value, grads
-
-    def apply_gradients(self, grads: dict, layer_state: dict | None = None) -> None:
-        """One optimizer update of the state: step + 1, the scalars for it computed on the host; layer_state
-        (value_and_grads(..., with_state=True)'s) replaces the layers' running statistics."""
-        st = self.state
-        if layer_state is not None:
-            st.layer_state = dict(layer_state)
-        st.step += 1
-        hyper = self.optimizer.hyper(st.lr, st.step)
-        st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
-        # kept until the next update replaces them, as PyTorch keeps .grad: for inspection (and the lifetime
-        # gradient arrays had in 0.1.0)
-        st.grads = grads
-
-    def compiled_step(self):
-        """The whole training step as one compiled call (compile=True; jax.jit): gather the minibatch's rows
-        from the device-resident data, forward, loss, backward, penalty, optimizer update, argmax:
-
-            params, opt_state, loss, predictions = step(params, opt_state, X, Y, idx, noise, hyper, accumulate)
-            params, opt_state, loss, predictions, layer_state = step(..., accumulate, layer_state)  # with state
-
-        `hyper` (optimizer.hyper(lr, t): host floats) and `noise` (draw_noise) are arguments, so a new learning
-        rate or step count does not retrace; a new minibatch size (the last short one) traces once more.
-        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's)."""
-        if self._compiled_step is None:
-            xp, opt = self.xp, self.optimizer
-
-            def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None):
-                if idx is None:
-                    xb, yb = self.cast(X), Y
-                else:
-                    xb, yb = self.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
-                value, z, grads, new_state = self.value_and_grads(xb, yb, params=params, noise=noise,
-                                                                  accumulate=accumulate, layer_state=layer_state or {},
-                                                                  with_state=True)
-                params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
-                if layer_state is None:
-                    return params, opt_state, value, xp.argmax(z, axis=1)
-                return params, opt_state, value, xp.argmax(z, axis=1), new_state
-
-            def traced():
-                self.compile_traces_ += 1
-
-            # accumulate is a Python int that shapes the trace (static)
-            self._compiled_step = self.bk.compile(step, donate_argnums=(0, 1), static_argnums=(7,), on_trace=traced)
-        return self._compiled_step
-
-    def step_inputs(self, X, Y, idx) -> tuple:
-        """(X, Y, idx) for the compiled step from the device-resident data and a minibatch's device indices:
-        as given where the backend gathers inside its compiled step (JAX), else the minibatch gathered here and
-        idx None (torch: a CUDA graph would copy whole non-static inputs on every replay)."""
-        if self.bk.gathers_in_step:
-            return X, Y, idx
-        return self.bk.take(X, idx), self.bk.take(Y, idx), None
-
-    def train_step(self, x, y, noise=None, accumulate: int = 1):
-        """One optimizer step on a minibatch (noise drawn here when not given); returns (loss, logits) as
-        device arrays."""
-        if noise is None and self._noisy:
-            noise = self.draw_noise(x.shape[0])
-        value, z, grads, layer_state = self.value_and_grads(x, y, noise=noise, accumulate=accumulate, with_state=True)
-        self.apply_gradients(grads, layer_state if self.has_layer_state else None)
-        return value, z
 
     # data -------------------------------------------------------------------------------------------
     def as_input(self, X, name: str = "X", keep_integers: bool = False):
@@ -504,10 +93,6 @@ class Sequential(Configurable):
             new = sample_shape(X.shape, self.input_shape)
             return X if new is None else self.xp.reshape(X, new)
         return X if where == "foreign" else host_samples(X, self.input_shape)
-
-    def cast(self, x):
-        """x in the model's dtype (a no-op when it already is)."""
-        return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
     def as_targets(self, y, n: int, name: str = "y", warn: bool = True):
         """Class labels -> (one-hot targets (n, outputs), output indices) on the backend. warn: warn when the
@@ -653,7 +238,7 @@ class Sequential(Configurable):
         idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
-        return self._classes[idx if is_host(idx) else self.bk.to_numpy(idx)]
+        return self._classes[self.bk.to_numpy(idx) if placement(idx, self.bk) == "device" else idx]
 
     def predict_proba(self, X, batch_size: int | None = None, progress=None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .._callable import make_callable
-from ..backend import COMPILERS, Backend
+from ..backend import COMPILERS, GPU_CAPABLE, Backend
 from ..backend import backend as select_backend
 from ..layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..errors import InputError
@@ -157,7 +157,7 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     against = f"{reference[0]} {reference[1]}"
     for name in backends:
         for dtype in dtypes:
-            bk = select_backend(name, device if name in ("cupy", "torch", "jax") else None)
+            bk = select_backend(name, device if name in GPU_CAPABLE else None)
             eager = {} if compile else None  # the eager run, step by step, for the compiled-vs-eager row
             try:
                 with bk:
