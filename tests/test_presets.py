@@ -102,6 +102,7 @@ def test_the_command_line_names_no_preset_or_model():
     like cfg["model"] == "NeuralNetMLP" would be one)."""
     names = set(PRESETS) | {p.settings["model"] for p in PRESETS.values()} | {"NeuralNetMLP", "Sequential"}
     cli = Path(xpnet.__file__).parent / "cli"
-    found = [(path.name, node.value) for path in sorted(cli.glob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+    found = [(path.name, node.value) for path in sorted(cli.glob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names]
     assert found == []

@@ -1,4 +1,5 @@
-"""`xpnet train`: settings from flags and presets (xpnet/models/presets.py), the model it builds, checkpoints, resume, signals, progress, history and plots.
+"""`xpnet train`: settings from flags and a preset (a row of xpnet/models/presets.py), the model it builds,
+checkpoints, resume, signals, progress, history and plots.
 
 The shared helpers (load_dataset, label_names, ...) live in _common and `evaluate`/`predict` in their own
 modules; their names are re-exported here for the old path xpnet.train (xpnet/_moved.py)."""
