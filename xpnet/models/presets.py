@@ -143,8 +143,8 @@ class Preset:
     settings: the run settings it sets over DEFAULTS; `model` among them names the preset in a checkpoint's
         saved settings (unique among PRESETS).
     build: (n_features, n_classes, resolved settings) -> the model's registry config.
-    fit_settings: the resolved settings passed to `fit` as its keywords (with accumulate); () when the
-        model's config carries them, as NeuralNetMLP's does (epochs, a run option, still goes to fit).
+    fit_settings: the resolved settings passed to `fit` as its keywords (with accumulate); only epochs (a
+        run option) where the model's config carries the rest, as NeuralNetMLP's does.
     fit: fixed keywords of `fit` (how it trains: drop_last, compose_shuffles).
     input_shape: the (C, H, W) of the images the model takes; None for flat rows.
     refuses: {setting: the one line a run that sets it is refused with}."""
