@@ -4,10 +4,10 @@
     python benchmarks/cnn_accuracy.py --preset fashion-cnn --seed 1 --backend numpy
 
 The run is `xpnet train --preset PRESET --seed SEED` (the same model config, scaling, seed, shuffles and
-updates: xpnet.cli.train's model_spec and Scaler), with the test set scored after every epoch for the record only
-(nothing is selected on it: the reported figure is the last epoch's). One JSON line per epoch goes to --out
-as the run goes (epoch, loss, train accuracy, test accuracy, seconds of training), and a last line with the
-totals, so a run cut short leaves its epochs readable. An --out in a folder under benchmarks/results/ adds the
+updates: xpnet.models.presets' settings and model_spec, and Scaler), with the test set scored after every
+epoch for the record only (nothing is selected on it: the reported figure is the last epoch's). One JSON line per
+epoch goes to --out as the run goes (epoch, loss, train accuracy, test accuracy, seconds of training), and a last
+line with the totals, so a run cut short leaves its epochs readable. An --out in a folder under benchmarks/results/ adds the
 run to that folder's manifest.json (bench/results.py).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from xpnet.models.presets import as_images  # noqa: E402
 from xpnet.data.datasets import load_mnist  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
-from xpnet.cli.train import DEFAULTS, PRESETS, model_spec  # noqa: E402
+from xpnet.models.presets import model_spec, preset_settings  # noqa: E402
 from bench.checkout import checkout_id  # noqa: E402
 from bench.results import experiment_folder, record_run  # noqa: E402
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=None, help="JSON lines, one per epoch (default: stdout only)")
     args = p.parse_args(argv)
-    cfg = dict(DEFAULTS, **PRESETS[args.preset])
+    cfg = preset_settings(args.preset)
     cfg["seed"] = args.seed
     if args.epochs is not None:
         cfg["epochs"] = args.epochs

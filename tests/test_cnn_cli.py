@@ -11,7 +11,7 @@ import pytest
 import xpnet
 from xpnet.models.presets import as_images
 from xpnet.errors import InputError
-from xpnet.cli.train import DEFAULTS, PRESETS, model_spec
+from xpnet.models.presets import DEFAULTS, PRESETS, model_spec
 
 from test_cli_train import cli, last_json
 
@@ -36,7 +36,7 @@ def digits_images(tmp_path_factory):
 
 @pytest.mark.parametrize("preset, params", [("lenet5", 61706), ("fashion-cnn", 1199882)])
 def test_preset_architectures(preset, params):
-    cfg = dict(DEFAULTS, **PRESETS[preset])
+    cfg = dict(DEFAULTS, **PRESETS[preset].settings)
     model = xpnet.model_from_config(model_spec(784, 10, cfg), "numpy")
     assert model.input_shape == (1, 28, 28) and model.n_outputs == 10
     assert sum(int(np.prod(v.shape)) for v in model.parameters().values()) == params

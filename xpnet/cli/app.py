@@ -9,6 +9,7 @@ import warnings
 
 from .._version import __version__
 from ..backend import NAMES, BackendError
+from ..models.presets import PRESETS
 from ._common import csv_values
 from .backends import cmd_backends
 from .evaluate import cmd_evaluate
@@ -121,9 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
     common(sp)
-    sp.add_argument("--preset", default=None, help="book2015 (the 2015 book's MNIST run), book2017 (the later "
-                    "editions'), lenet5 (LeNet-5 on MNIST) or fashion-cnn (a small CNN on Fashion-MNIST); flags given "
-                    "beside it override it")
+    sp.add_argument("--preset", default=None, help=", ".join(f"{name} ({p.about})" for name, p in PRESETS.items()) +
+                    "; flags given beside it override it")
     sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
                     help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
                          "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")

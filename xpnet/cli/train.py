@@ -1,4 +1,5 @@
-"""`xpnet train`: presets, the model it builds, checkpoints, resume, signals, progress, history and plots.
+"""`xpnet train`: settings from flags and a preset (a row of xpnet/models/presets.py), the model it builds,
+checkpoints, resume, signals, progress, history and plots.
 
 The shared helpers (load_dataset, label_names, ...) live in _common and `evaluate`/`predict` in their own
 modules; their names are re-exported here for the old path xpnet.train (xpnet/_moved.py)."""
@@ -15,36 +16,19 @@ import numpy as np
 
 from ..errors import InputError
 from ..init import check_seed
-from ..models.presets import CNN_MODELS, as_images, cnn_spec, read_model_file, takes_images
-from ..models.mlp import mlp_specs
+from ..models.presets import (DEFAULTS, PRESETS, as_images, default_lr, fit_options, learning_rate,  # noqa: F401
+                              model_spec, preset_for, preset_settings, read_model_file, takes_images)
 from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
-from ..registry import get, model_from_config
+from ..registry import model_from_config
 from ._common import (data_settings, input_kind, label_names, load_dataset, model_input, model_inputs,  # noqa: F401
                       print_json, progress_bar)
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
 from .predict import run_predict, write_predictions  # noqa: F401
 
-DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
-                lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
-                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
-                model_file=None)
-
-
-# The book's runs (../shared/seed/neuralnetmlp.md). Any flag given beside a preset overrides it.
-PRESETS = {
-    "book2015": dict(model="NeuralNetMLP", dataset="mnist", hidden=[50], l1=0.0, l2=0.1, epochs=1000, lr=0.001,
-                     momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
-    "book2017": dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
-                     seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
-    # convolutional networks (xpnet/models/presets.py): Adam with a cosine decay of the rate to 0 over the run's epochs
-    "lenet5": dict(model="lenet5", dataset="mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128, seed=1,
-                   scale="unit"),
-    "fashion-cnn": dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15,
-                        batch_size=128, seed=1, scale="unit"),
-}
-
+# DEFAULTS, PRESETS (a preset is one row), model_spec and fit_options live in xpnet/models/presets.py; this
+# module reads a preset's row and names none (default_lr is imported for code that read it from here).
 
 INTERRUPTED = "xpnet-interrupted.safetensors"
 
@@ -53,52 +37,6 @@ INTERRUPTED = "xpnet-interrupted.safetensors"
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
-
-
-def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
-    """The model the resolved command-line configuration describes, as a registry config (JSON data):
-    what `xpnet.model_from_config` builds. The presets are data here too."""
-    if cfg.get("model_file"):
-        spec = read_model_file(cfg["model_file"])
-        spec["config"].setdefault("seed", cfg["seed"])
-        spec["config"].setdefault("dtype", cfg["dtype"])
-        return spec
-    if cfg.get("model") in CNN_MODELS:
-        return cnn_spec(cfg["model"], n_classes, dict(cfg, lr=_effective(cfg, "lr")))
-    if cfg.get("model") == "NeuralNetMLP":
-        return {"class": "NeuralNetMLP", "config": {
-            "n_output": n_classes, "n_features": n_features, "n_hidden": cfg["hidden"][0], "l1": cfg["l1"],
-            "l2": cfg["l2"], "epochs": cfg["epochs"], "eta": cfg["lr"], "alpha": cfg["momentum"],
-            "decrease_const": cfg["decrease_const"], "minibatches": cfg["minibatches"], "random_state": cfg["seed"],
-            "dtype": cfg["dtype"]}}
-    if cfg.get("model") == "book2017":
-        return {"class": "Sequential", "config": {
-            "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], "sigmoid", init="normal_in_out",
-                                output_init="normal_in_out"),
-            "loss": {"class": "logistic", "config": {"reduction": "sum"}},
-            "optimizer": {"class": "sgd", "config": {"lr": cfg["lr"]}},
-            "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"], "l2_cost_factor": 1.0}},
-            "dtype": cfg["dtype"], "seed": cfg["seed"], "rng": "RandomState"}}
-    activation, optimizer = cfg["activation"], cfg["optimizer"]
-    get("layer", activation)  # unknown names fail here, listing the valid ones
-    get("optimizer", optimizer)
-    lr = default_lr(optimizer) if cfg["lr"] is None else cfg["lr"]
-    if optimizer in ("sgd", "momentum", "nesterov"):
-        opt = {"class": "sgd", "config": {"lr": lr, "momentum": cfg["momentum"], "nesterov": optimizer == "nesterov"}}
-    elif optimizer == "book":
-        opt = {"class": "book", "config": {"lr": lr, "alpha": cfg["momentum"]}}
-    else:
-        opt = {"class": optimizer, "config": {"lr": lr}}
-    return {"class": "Sequential", "config": {
-        "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], activation),
-        "loss": {"class": cfg["loss"], "config": {}}, "optimizer": opt,
-        "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
-        "dtype": cfg["dtype"], "seed": cfg["seed"]}}
-
-
-def default_lr(optimizer: str) -> float:
-    """The learning rate a run without --lr uses."""
-    return 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
 
 
 def build_model(spec: dict, backend=None, device=None, **options):
@@ -116,27 +54,12 @@ def build_model(spec: dict, backend=None, device=None, **options):
                       f"the classes 0..k-1)")
 
 
-def fit_options(cfg: dict) -> dict:
-    """The keyword arguments of `fit` the resolved configuration gives (NeuralNetMLP's are in its config)."""
-    opts = {"accumulate": cfg.get("accumulate", 1)}
-    if cfg.get("model") == "NeuralNetMLP":
-        return opts
-    return dict(opts, epochs=cfg["epochs"], batch_size=cfg["batch_size"], minibatches=cfg["minibatches"],
-                validation_split=cfg["validation_split"], early_stopping=cfg["early_stopping"],
-                compose_shuffles=False, drop_last=cfg.get("model") == "book2017")
-
-
 def resolve_config(args, saved: dict | None = None) -> dict:
-    """DEFAULTS < preset < flags given on the command line; a resumed run's saved config as it is (its flags
-    are the saved ones: `check_resume_flags`)."""
-    cfg = dict(DEFAULTS)
+    """DEFAULTS < preset < flags given on the command line, refused where the preset refuses a setting; a
+    resumed run's saved config as it is (its flags are the saved ones: `check_resume_flags`)."""
     if saved:
-        cfg.update(saved)
-        return cfg
-    if args.preset:
-        if args.preset not in PRESETS:
-            raise InputError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
-        cfg.update(PRESETS[args.preset])
+        return dict(DEFAULTS, **saved)
+    cfg = preset_settings(args.preset) if args.preset else dict(DEFAULTS)
     for key in list(DEFAULTS) + ["dataset"]:
         value = getattr(args, key, None)
         if value is not None:
@@ -145,8 +68,9 @@ def resolve_config(args, saved: dict | None = None) -> dict:
         cfg["minibatches"] = None
     if args.minibatches is not None:
         cfg["batch_size"] = None
-    if cfg.get("model") == "NeuralNetMLP" and cfg.get("batch_size"):
-        raise InputError("the book2015 preset trains by --minibatches (a count), not --batch-size")
+    for key, refusal in preset_for(cfg).refuses.items():
+        if cfg.get(key):
+            raise InputError(refusal)
     return cfg
 
 
@@ -154,8 +78,8 @@ def _effective(cfg: dict, key: str):
     """A resolved configuration value as the run uses it: no --lr is the optimizer's default rate, neither
     --batch-size nor --minibatches is batches of 32."""
     value = cfg.get(key)
-    if key == "lr" and value is None:
-        return default_lr(cfg["optimizer"])
+    if key == "lr":
+        return learning_rate(cfg)
     if key == "batch_size" and value is None and cfg.get("minibatches") is None:
         return 32
     return value
@@ -192,9 +116,10 @@ def check_resume_flags(args, saved: dict) -> None:
         diffs.append(f"--{key.replace('_', '-')} {_shown(getattr(args, key))} differs from the checkpoint's "
                      f"{held.replace('_', '-')} {_shown(_effective(saved, held))}")
     if args.preset:
-        preset = PRESETS[args.preset]
+        preset = PRESETS[args.preset].settings
         if preset.get("model") != saved.get("model"):
-            theirs = next((name for name, p in PRESETS.items() if p.get("model") == saved.get("model")), None)
+            theirs = next((name for name, p in PRESETS.items() if p.settings.get("model") == saved.get("model")),
+                          None)
             diffs.append(f"--preset {args.preset} differs from the checkpoint's run, which used "
                          f"{'--preset ' + theirs if theirs else 'no preset'}")
         else:
@@ -378,8 +303,6 @@ def run_train(args) -> dict:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
-        if cfg.get("model") == "NeuralNetMLP":
-            model.epochs = cfg["epochs"]
         model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
                   **({} if comm is None else {"distributed": comm}))
     except TrainingInterrupted as stopped:
@@ -398,7 +321,7 @@ def run_train(args) -> dict:
             signal.signal(s, h)
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()  # scoring: one inference pass over the training data, one over the test split
-    n_train = len(X) - int(round(len(X) * cfg["validation_split"])) if cfg.get("model") != "NeuralNetMLP" else len(X)
+    n_train = len(X) - int(round(len(X) * fit_options(cfg).get("validation_split", 0.0)))  # fit's last rows held out
     with progress_bar(n_train, "train accuracy", bar) as update:
         train_acc = model.score(X[:n_train], y[:n_train], progress=update)
     test_pred = test_acc = None
@@ -455,8 +378,9 @@ def image_input(cfg: dict, saved_model=None):
     say (a --model file without input_shape)."""
     if saved_model is not None:
         return tuple(saved_model.input_shape) if len(saved_model.input_shape) == 3 else None
-    if cfg.get("model") in CNN_MODELS:
-        return (1, 28, 28)
+    shape = preset_for(cfg).input_shape
+    if shape is not None:
+        return shape
     if cfg.get("model_file"):
         spec = read_model_file(cfg["model_file"])
         if takes_images(spec):

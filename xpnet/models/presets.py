@@ -1,15 +1,27 @@
-"""Convolutional models as registry configs (the `lenet5` and `fashion-cnn` presets), and image inputs:
-flat rows, (N, H, W) or (N, C, H, W) arrays brought to the (N, C, H, W) a convolutional model takes.
+"""Presets as data, the convolutional models as registry configs, and image inputs.
+
+A preset is one row of `PRESETS` (a `Preset`): the run settings it sets over `DEFAULTS` (those of a run
+that names none: data, rate, epochs, ...; any flag given beside the preset overrides them), the function
+that turns the resolved settings into a registry config (`build`), and how it trains (the settings it
+passes to `fit`, fixed `fit` keywords, its input images' shape, the settings it refuses). `xpnet train`
+reads these rows and nothing else about a preset, so a new preset is one entry. Its `model` setting names
+the row in a checkpoint's saved settings (`preset_for`), so it is unique.
+
+Image inputs: flat rows, (N, H, W) or (N, C, H, W) arrays brought to the (N, C, H, W) a convolutional
+model takes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError
-from ..registry import load_config
+from ..registry import get, load_config
+from .mlp import mlp_specs
 
 #: layer classes whose input is (C, H, W) images: a model starting with one takes NCHW input
 IMAGE_LAYERS = ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D")
@@ -52,6 +64,166 @@ def cnn_spec(name: str, n_classes: int, cfg: dict) -> dict:
         "schedule": {"class": "cosine", "config": {"epochs": cfg["epochs"]}},
         "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
         "dtype": cfg["dtype"], "seed": cfg["seed"], "input_shape": [1, 28, 28]}}
+
+
+# The settings of a run that names no preset; a preset's settings and the flags given override them.
+DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
+                lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
+                dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
+                model_file=None)
+
+#: the settings most presets hand to `fit` as its keywords of the same names
+FIT_SETTINGS = ("epochs", "batch_size", "minibatches", "validation_split", "early_stopping")
+
+
+def default_lr(optimizer: str) -> float:
+    """The learning rate a run without --lr uses."""
+    return 0.001 if optimizer in ("adam", "adamw", "book") else 0.1
+
+
+def learning_rate(cfg: dict) -> float:
+    """The rate the resolved settings train at: theirs, else the optimizer's default."""
+    return default_lr(cfg["optimizer"]) if cfg.get("lr") is None else cfg["lr"]
+
+
+def flags_mlp_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The MLP of a run without a preset: --hidden, --activation, --loss, --optimizer (sgd, momentum and
+    nesterov: SGD with --momentum; book: the book's update with it as alpha), --lr, --l1, --l2."""
+    activation, optimizer = cfg["activation"], cfg["optimizer"]
+    get("layer", activation)  # unknown names fail here, listing the valid ones
+    get("optimizer", optimizer)
+    lr = learning_rate(cfg)
+    if optimizer in ("sgd", "momentum", "nesterov"):
+        opt = {"class": "sgd", "config": {"lr": lr, "momentum": cfg["momentum"], "nesterov": optimizer == "nesterov"}}
+    elif optimizer == "book":
+        opt = {"class": "book", "config": {"lr": lr, "alpha": cfg["momentum"]}}
+    else:
+        opt = {"class": optimizer, "config": {"lr": lr}}
+    return {"class": "Sequential", "config": {
+        "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], activation),
+        "loss": {"class": cfg["loss"], "config": {}}, "optimizer": opt,
+        "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"]}},
+        "dtype": cfg["dtype"], "seed": cfg["seed"]}}
+
+
+def book2015_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The 2015 book's NeuralNetMLP (one sigmoid hidden layer of hidden[0]); its config carries the book's
+    epochs, minibatches (a count), momentum (alpha) and decrease_const, as the book's constructor does."""
+    return {"class": "NeuralNetMLP", "config": {
+        "n_output": n_classes, "n_features": n_features, "n_hidden": cfg["hidden"][0], "l1": cfg["l1"],
+        "l2": cfg["l2"], "epochs": cfg["epochs"], "eta": cfg["lr"], "alpha": cfg["momentum"],
+        "decrease_const": cfg["decrease_const"], "minibatches": cfg["minibatches"], "random_state": cfg["seed"],
+        "dtype": cfg["dtype"]}}
+
+
+def book2017_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The later editions' MLP: sigmoid hidden layers, normal(0, 0.1) weights, a summed logistic cost, plain
+    SGD and an L2 cost of l2/2·|w|² (the RandomState stream of the book's code)."""
+    return {"class": "Sequential", "config": {
+        "layers": mlp_specs([n_features, *cfg["hidden"], n_classes], "sigmoid", init="normal_in_out",
+                             output_init="normal_in_out"),
+        "loss": {"class": "logistic", "config": {"reduction": "sum"}},
+        "optimizer": {"class": "sgd", "config": {"lr": cfg["lr"]}},
+        "penalty": {"class": "Penalty", "config": {"l1": cfg["l1"], "l2": cfg["l2"], "l2_cost_factor": 1.0}},
+        "dtype": cfg["dtype"], "seed": cfg["seed"], "rng": "RandomState"}}
+
+
+def _cnn(name: str) -> Callable[[int, int, dict], dict]:
+    """The `build` of a convolutional preset: cnn_spec(name, ...) at the settings' rate."""
+    def build(n_features: int, n_classes: int, cfg: dict) -> dict:
+        return cnn_spec(name, n_classes, dict(cfg, lr=learning_rate(cfg)))
+    return build
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One preset, as data.
+
+    about: what it is, a few words (`xpnet train --help` lists them).
+    settings: the run settings it sets over DEFAULTS; `model` among them names the preset in a checkpoint's
+        saved settings (unique among PRESETS).
+    build: (n_features, n_classes, resolved settings) -> the model's registry config.
+    fit_settings: the resolved settings passed to `fit` as its keywords (with accumulate); only epochs (a
+        run option) where the model's config carries the rest, as NeuralNetMLP's does.
+    fit: fixed keywords of `fit` (how it trains: drop_last, compose_shuffles).
+    input_shape: the (C, H, W) of the images the model takes; None for flat rows.
+    refuses: {setting: the one line a run that sets it is refused with}."""
+    about: str
+    settings: dict
+    build: Callable[[int, int, dict], dict]
+    fit_settings: tuple = FIT_SETTINGS
+    fit: dict = field(default_factory=lambda: {"compose_shuffles": False, "drop_last": False})
+    input_shape: tuple | None = None
+    refuses: dict = field(default_factory=dict)
+
+
+# The book's runs (../shared/seed/neuralnetmlp.md) and the convolutional ones: Adam with a cosine decay of the
+# rate to 0 over the run's epochs.
+PRESETS = {
+    "book2015": Preset(
+        "the 2015 book's MNIST run",
+        dict(model="NeuralNetMLP", dataset="mnist", hidden=[50], l1=0.0, l2=0.1, epochs=1000, lr=0.001,
+             momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
+        book2015_spec, fit_settings=("epochs",), fit={},
+        refuses={"batch_size": "the book2015 preset trains by --minibatches (a count), not --batch-size"}),
+    "book2017": Preset(
+        "the later editions'",
+        dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
+             seed=1, scale="symmetric", dtype="float64", validation_split=5000 / 60000),
+        book2017_spec, fit={"compose_shuffles": False, "drop_last": True}),
+    "lenet5": Preset(
+        "LeNet-5 on MNIST",
+        dict(model="lenet5", dataset="mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128, seed=1,
+             scale="unit"),
+        _cnn("lenet5"), input_shape=(1, 28, 28)),
+    "fashion-cnn": Preset(
+        "a small CNN on Fashion-MNIST",
+        dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15, batch_size=128,
+             seed=1, scale="unit"),
+        _cnn("fashion-cnn"), input_shape=(1, 28, 28)),
+}
+
+#: the row of a run that names no preset: the MLP its flags describe
+FLAGS_MLP = Preset("an MLP from --hidden, --activation, --loss and --optimizer", {}, flags_mlp_spec)
+
+
+def preset_for(cfg: dict) -> Preset:
+    """The row of resolved (or a checkpoint's saved) settings: the preset whose `model` they name, FLAGS_MLP
+    where they name none."""
+    model = cfg.get("model")
+    if model is None:
+        return FLAGS_MLP
+    for preset in PRESETS.values():
+        if preset.settings.get("model") == model:
+            return preset
+    raise InputError(f"the settings name the model {model!r}, which no preset builds; choose a preset of: "
+                     f"{', '.join(PRESETS)}")
+
+
+def preset_settings(name: str) -> dict:
+    """DEFAULTS with the named preset's settings over them."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return dict(DEFAULTS, **PRESETS[name].settings)
+
+
+def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The model the resolved settings describe, as a registry config (JSON data): what
+    `xpnet.model_from_config` builds. A --model file's config as it is (the settings' seed and dtype where
+    it names none), else the preset's `build` (FLAGS_MLP's without one)."""
+    if cfg.get("model_file"):
+        spec = read_model_file(cfg["model_file"])
+        spec["config"].setdefault("seed", cfg["seed"])
+        spec["config"].setdefault("dtype", cfg["dtype"])
+        return spec
+    return preset_for(cfg).build(n_features, n_classes, cfg)
+
+
+def fit_options(cfg: dict) -> dict:
+    """The keyword arguments of `fit` the resolved settings give: accumulate, the preset's fit_settings
+    and its fixed fit keywords."""
+    preset = preset_for(cfg)
+    return dict({"accumulate": cfg.get("accumulate", 1)}, **{k: cfg[k] for k in preset.fit_settings}, **preset.fit)
 
 
 def read_model_file(path) -> dict:
