@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 import pytest
+
+import xpnet
 from safetensors.numpy import load_file
 
 
@@ -103,14 +105,13 @@ def test_signal_saves_and_resume_is_exact(tmp_path, sig, code):
 def test_the_interrupt_message_names_the_epoch_it_stopped_in(tmp_path, monkeypatch, capsys, stop_at, where):
     """A SIGINT inside epoch 2 said 'saved the state after epoch 2, step 3' (issue 23); in-process, the signal
     sent from the progress callback after step `stop_at` of epoch 2 (digits: 1438 rows, batch 32, 45 steps)."""
-    from xpnet.cli import train
     from xpnet.cli import main
 
-    def on_batch_end(self, model, step, total):
-        if model.state.epoch == 1 and step == stop_at:
+    def on_batch_end(self, batch, logs):
+        if self.model.state.epoch == 1 and batch + 1 == stop_at:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(train.Progress, "on_batch_end", on_batch_end)
+    monkeypatch.setattr(xpnet.ProgressBar, "on_batch_end", on_batch_end)
     ck = tmp_path / "run.safetensors"
     with pytest.raises(SystemExit) as info:
         main(["train", "--epochs", "3", "--checkpoint", str(ck), "--backend", "numpy"])

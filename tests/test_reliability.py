@@ -47,10 +47,9 @@ def test_other_errors_pass_through(monkeypatch):
 
 
 def test_divergence_keeps_the_last_finite_checkpoint(tmp_path):
-    from xpnet.cli.train import Checkpointer
     X, y = load_digits()[:2]
     model = xpnet.Sequential([xpnet.Dense(64, 10)], loss="mse", optimizer=xpnet.SGD(1e-4), dtype="float64", seed=0)
-    ck = Checkpointer(tmp_path / "m.safetensors", {}, {})
+    ck = xpnet.ModelCheckpoint(tmp_path / "m.safetensors")
     model.fit(X, y, epochs=2, callbacks=[ck])
     good = (tmp_path / "m.safetensors").read_bytes()
     model.state.lr = 1e3  # now it explodes

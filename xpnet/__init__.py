@@ -19,7 +19,7 @@ from .penalties import Penalty
 from .registry import deserialize, model_from_config, register, serialize
 from .saving.checkpoint import load
 from .schedules import Schedule
-from .training import Callback, EarlyStopping, TrainState
+from .training import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TrainState
 from . import registry as _registry
 from ._moved import alias as _alias
 
@@ -43,7 +43,7 @@ SCHEDULES = _by_alias("schedule")
 __all__ = [
     "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "MSE", "SGD", "Adam", "AdamW", "AvgPool2D", "Backend",
     "BackendError", "BatchNorm", "BookSGD", "Callback", "CheckpointError", "Conv2D", "Dense", "Dropout", "EarlyStopping", "Flatten", "GlobalAvgPool2D", "Identity", "InputError", "Layer",
-    "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ReLU", "Schedule",
+    "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "ModelCheckpoint", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ProgressBar", "ReLU", "Schedule",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
     "TrainingInterrupted", "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",

@@ -22,6 +22,7 @@ from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
 from ..registry import model_from_config
+from ..training.callbacks import ModelCheckpoint, ProgressBar
 from ._common import (data_settings, input_kind, label_names, load_dataset, model_input, model_inputs,  # noqa: F401
                       print_json, progress_bar)
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
@@ -131,52 +132,6 @@ def check_resume_flags(args, saved: dict) -> None:
         raise InputError(f"{'; '.join(diffs)}; drop {'it' if len(diffs) == 1 else 'them'} or start a new run")
 
 
-class Progress:
-    """On a terminal, a tqdm bar per epoch counting samples (so its rate is samples/s) that ends with the
-    epoch's loss and accuracy; otherwise one line per epoch with the same figures."""
-
-    def __init__(self, epochs: int, bar: bool):
-        self.epochs, self.bar, self.tqdm, self.done = epochs, bar, None, 0
-
-    def on_batch_end(self, model, step, total):
-        if not self.bar:
-            return
-        n = model.state.settings["n"]
-        if self.tqdm is None:
-            from tqdm import tqdm
-            self.done = (step - 1) * (n // total)
-            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {model.state.epoch + 1}/{self.epochs}",
-                             unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
-        now = n if step == total else step * (n // total)
-        self.tqdm.update(now - self.done)
-        self.done = now
-
-    def on_epoch_end(self, model, logs):
-        from ..training.loop import epoch_figures, epoch_line
-        if self.tqdm is not None:
-            self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
-            self.tqdm.close()
-            self.tqdm = None
-            return
-        print(epoch_line(logs, self.epochs, model.state.settings["n"]), flush=True)
-
-
-class Checkpointer:
-    """Writes the checkpoint after every epoch (atomically; a diverged epoch raises before this runs).
-    writer: whether this process writes (in a distributed run, rank 0 only: every rank holds the same state)."""
-
-    def __init__(self, path, extra: dict, arrays: dict, writer: bool = True):
-        self.path, self.extra, self.arrays, self.writer = path, extra, arrays, writer
-
-    def save(self, model, path=None):
-        from ..saving.checkpoint import save
-        return save(model, path or self.path, extra=self.extra, arrays=self.arrays)
-
-    def on_epoch_end(self, model, logs):
-        if self.path and self.writer:
-            self.save(model)
-
-
 def _resume_command(path, args) -> str:
     """The command that continues an interrupted run: the one given (its flags as parsed), with
     --resume PATH in place of an earlier --resume."""
@@ -279,9 +234,9 @@ def run_train(args) -> dict:
     # compared on resume: --data-dir may change)
     cli_cfg = dict(cfg, **data_record(source, data_dir, label_column),
                    inputs="images" if image_shape is not None else kind)
-    checkpointer = Checkpointer(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, {}, writer=rank == 0)
+    checkpointer = ModelCheckpoint(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
-    callbacks = [checkpointer] + ([] if quiet else [Progress(cfg["epochs"], bar)])
+    callbacks = [checkpointer] + ([] if quiet else [ProgressBar(cfg["epochs"], bar=bar)])
     ranks = None if comm is None else comm.describe()
     if not quiet:
         what = "resuming" if saved_model is not None else "training"
@@ -309,7 +264,7 @@ def run_train(args) -> dict:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
         if rank == 0:  # every rank stopped after the same step; one writes
-            checkpointer.save(model, path)
+            checkpointer.save(path, model)
             name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
             launch = "" if comm is None else f"mpiexec -n {comm.size} "
             print(f"\nxpnet train: {name} received; saved the state {stopped.where} to {path}\n"

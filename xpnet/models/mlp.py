@@ -102,16 +102,20 @@ class NeuralNetMLP(Sequential):
             config["dtype"] = dtype
         return cls(**config, backend=backend, device=device)
 
-    def fit(self, X, y, print_progress: bool = False, resume=None, epochs: int | None = None,
-            **fit_kwargs) -> "NeuralNetMLP":
+    def fit(self, X, y, print_progress: bool = False, resume=None, *, epochs: int | None = None, validation_data=None,
+            callbacks=(), early_stopping=None, accumulate: int = 1, steps: int | None = None,
+            eval_every: int | None = None, distributed=None) -> "NeuralNetMLP":
         """The book's fit: a new cost_ and zero momentum; weights, decayed eta and the RNG stream carry on.
         resume=True: continue an interrupted fit from this model's state (e.g. after xpnet.load) instead.
         epochs: the run's epochs in place of the constructor's (a resumed run's total, say).
-        fit_kwargs: validation_data, callbacks, early_stopping, accumulate (see xpnet.training.fit)."""
+        validation_data, callbacks, early_stopping, accumulate, steps, eval_every, distributed: see
+        xpnet.training.fit (minibatches and shuffle are the constructor's)."""
         if not resume:
             self.reset_optimizer()
         super().fit(X, y, epochs=self.epochs if epochs is None else epochs, minibatches=self.minibatches,
-                    shuffle=self.shuffle, compose_shuffles=True, verbose=print_progress, resume=resume, **fit_kwargs)
+                    shuffle=self.shuffle, compose_shuffles=True, verbose=print_progress, resume=resume,
+                    validation_data=validation_data, callbacks=callbacks, early_stopping=early_stopping,
+                    accumulate=accumulate, steps=steps, eval_every=eval_every, distributed=distributed)
         return self
 
     @property

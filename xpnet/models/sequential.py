@@ -272,22 +272,33 @@ class Sequential(Network):
         from ..export.onnx import export
         return export(self, path, **options)
 
-    def fit(self, X, y, classes=None, **kwargs) -> "Sequential":
-        """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). See
-        xpnet.training.fit for the options. classes: the label of each output (a list, or N for 0..N-1);
-        by default 0..outputs-1, or y's sorted distinct labels when they are names or other numbers.
+    def fit(self, X, y, classes=None, *, epochs: int | None = None, steps: int | None = None,
+            batch_size: int | None = None, minibatches: int | None = None, shuffle: bool = True,
+            compose_shuffles: bool = False, drop_last: bool = False, source=None, validation_split: float = 0.0,
+            validation_data=None, eval_every: int | None = None, early_stopping=None, callbacks=(),
+            verbose: bool = False, resume=None, accumulate: int = 1, distributed=None) -> "Sequential":
+        """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). The
+        options are xpnet.training.fit's: epochs (default 10) and/or steps (total updates; whichever ends
+        first), batch_size or minibatches, shuffle, compose_shuffles, drop_last, or source (a BatchSource),
+        validation_split or validation_data, eval_every, early_stopping, callbacks, verbose, resume, accumulate,
+        distributed. classes: the label of each output (a list, or N for 0..N-1); by default 0..outputs-1, or
+        y's sorted distinct labels when they are names or other numbers.
 
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
         cuda:0, do it inside `with model.bk:`."""
-        if not kwargs.get("resume"):
+        if not resume:
             self._learn_classes(y, classes)
-        X = self.prepare(X, fit=not kwargs.get("resume"))
-        if kwargs.get("validation_data") is not None:
-            Xv, yv = kwargs["validation_data"]
-            kwargs["validation_data"] = (self.prepare(Xv, "validation X"), yv)
+        X = self.prepare(X, fit=not resume)
+        if validation_data is not None:
+            Xv, yv = validation_data
+            validation_data = (self.prepare(Xv, "validation X"), yv)
         with self.bk:
-            _fit(self, X, y, **kwargs)
+            _fit(self, X, y, epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches,
+                 shuffle=shuffle, compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
+                 validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
+                 early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
+                 accumulate=accumulate, distributed=distributed)
         return self
 
     # views of the training state, as earlier versions had them -------------------------------------

@@ -70,6 +70,8 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
     from safetensors.numpy import save as st_save
 
     st = model.state
+    if st.settle is not None:  # written inside an epoch (ModelCheckpoint(every_steps=)): its accuracy so far
+        st.settle()
     to_np = model.bk.to_numpy
     tensors = {f"param/{k}": to_np(v) for k, v in st.params.items()}
     for k, v in tensors.items():
@@ -92,7 +94,7 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
     for k, v in (arrays or {}).items():
         tensors[f"extra/{k}"] = np.ascontiguousarray(v)
     state = {"lr": st.lr, "step": st.step, "epoch": st.epoch, "batch": st.batch, "settings": st.settings,
-             "history": st.history, "batch_losses": list(st.batch_losses),
+             "history": st.history, "step_history": st.step_history, "batch_losses": list(st.batch_losses),
              "partial_losses": [float(to_np(v)) for v in st.partial_losses],
              "partial_correct": st.partial_correct if isinstance(st.partial_correct, float)
              else float(to_np(st.partial_correct)),
@@ -182,7 +184,7 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     training steps, where the backend compiles; a checkpoint does not say how it was trained). The model also gets
     `checkpoint_meta_` (the file's metadata) and `checkpoint_arrays_` (its extra arrays)."""
     from ..backend import BackendError
-    from ..training.state import empty_history
+    from ..training.state import empty_history, empty_step_history
 
     meta, tensors = read(path)
     if dtype is None and meta.get("dtype") not in ("float32", "float64"):
@@ -239,6 +241,7 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     st.lr, st.step = float(saved["lr"]), int(saved["step"])
     st.epoch, st.batch, st.settings = int(saved["epoch"]), int(saved["batch"]), saved["settings"]
     st.history = saved["history"] or empty_history()
+    st.step_history = saved.get("step_history") or empty_step_history()  # absent before fit(eval_every=)
     st.batch_losses = list(saved["batch_losses"])
     st.partial_losses = [model.bk.asarray(v, dtype=model.dtype) for v in saved["partial_losses"]]
     st.partial_correct = float(saved["partial_correct"])

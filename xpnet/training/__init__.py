@@ -1,11 +1,15 @@
-"""Training: the loop (`loop`: fit, evaluate), its callbacks (`callbacks`: Callback, EarlyStopping) and its state
-(`state`: TrainState, the history). The training errors are xpnet.errors' (also importable from here).
+"""Training: the loop (`loop`: fit, evaluate), its step strategies (`steps`), batch sources (`sources`:
+ShuffledEpochs, IndexBatches), callbacks (`callbacks`: Callback, EarlyStopping, ProgressBar, ModelCheckpoint)
+and state (`state`: TrainState, the history). The training errors are xpnet.errors' (also importable from here).
 `xpnet.training.fit` and the other names of the former xpnet/training.py stay here."""
-from .callbacks import Callback
+from .callbacks import Callback, ModelCheckpoint, ProgressBar
 from .loop import (CALLBACK_HOOKS, EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted, batch_bounds,
                    check_callbacks, epoch_figures, epoch_line, evaluate, fit)
-from .state import HISTORY_KEYS, TrainState, empty_history
+from .sources import BatchSource, IndexBatches, ShuffledEpochs
+from .state import HISTORY_KEYS, STEP_HISTORY_KEYS, TrainState, empty_history
+from .steps import CompiledStep, DataParallelStep, EagerStep
 
-__all__ = ["CALLBACK_HOOKS", "Callback", "EarlyStopping", "HISTORY_KEYS", "OutOfMemory", "TrainState", "TrainingDiverged",
-           "TrainingInterrupted", "batch_bounds", "check_callbacks", "empty_history", "epoch_figures", "epoch_line",
-           "evaluate", "fit"]
+__all__ = ["CALLBACK_HOOKS", "BatchSource", "Callback", "CompiledStep", "DataParallelStep", "EagerStep",
+           "EarlyStopping", "HISTORY_KEYS", "IndexBatches", "ModelCheckpoint", "OutOfMemory", "ProgressBar",
+           "STEP_HISTORY_KEYS", "ShuffledEpochs", "TrainState", "TrainingDiverged", "TrainingInterrupted",
+           "batch_bounds", "check_callbacks", "empty_history", "epoch_figures", "epoch_line", "evaluate", "fit"]

@@ -1,11 +1,19 @@
-"""Callbacks: `Callback`, the base class with Keras' hooks, and `EarlyStopping`, one of them.
+"""Callbacks: `Callback`, the base class with Keras' hooks, and the library's own: `EarlyStopping`,
+`ProgressBar` (a tqdm bar or one line per epoch) and `ModelCheckpoint` (a checkpoint every epoch and, if
+asked, every N steps).
 
-fit calls a Callback's hooks in this order, with `self.model` set (by `set_model`) before the first:
+fit calls a Callback's hooks in this order, with `self.model` set (by `set_model`) and `self.params` (by
+`set_params`: {"epochs": the run's epochs (None: by steps only), "steps": the current epoch's number of
+minibatches, "samples": training rows, "verbose"}) before the first:
 
     on_train_begin(logs)              logs: {}
       on_epoch_begin(epoch, logs)     logs: {"lr": the epoch's learning rate}, after the schedule set it
                                       (also for an epoch that resume= continues in its middle)
-        on_batch_end(batch, logs)     after each update; logs: {"size": rows, "loss": the step's loss}
+        on_batch_begin(batch, logs)   before each update; logs: {"size": rows}
+        on_batch_end(batch, logs)     after each update; logs: {"size": rows, "loss": the step's loss, "step": the
+                                      run's update count (1 after its first update; it goes on across resume)},
+                                      and at a periodic evaluation (fit(eval_every=N)) "evaluation": that row of
+                                      state.step_history ({"step", "loss", "val_loss", "val_accuracy", "lr"})
       on_epoch_end(epoch, logs)       logs: the epoch's figures (epoch, loss, accuracy, val_loss, val_accuracy,
                                       lr, seconds), what history_ records
     on_train_end(logs)                logs: the last epoch's figures ({} when none ran)
@@ -13,19 +21,22 @@ fit calls a Callback's hooks in this order, with `self.model` set (by `set_model
 `epoch` and `batch` are indices from 0, as in Keras (logs["epoch"] is the epoch's number from 1, the one
 printed). The step's loss in on_batch_end is a 0-d array on the model's device, not a float: fit reads
 losses from the device once per epoch, and `float(logs["loss"])` waits for the device at every step.
-Set `self.model.stop_training = True` in any hook to end training after the current epoch (its
-on_epoch_end hooks all run; then on_train_end); `model.stop_requested = True` stops after the current
-step instead, with TrainingInterrupted, ready to resume.
+The per-step hooks run only for callbacks that override them (`implements`), so a callback without them
+costs the loop nothing per step. Set `self.model.stop_training = True` in any hook to end training after
+the current epoch (its on_epoch_end hooks all run; then on_train_end); `model.stop_requested = True`
+stops after the current step instead, with TrainingInterrupted, ready to resume.
 
-Objects with today's duck-typed hooks (`on_train_begin(model)`, `on_batch_end(model, step, steps)` with
-step from 1, `on_epoch_end(model, logs)` whose true result stops training, `on_train_end(model)`) and plain
-functions `f(model, logs)`, called after every epoch, still work: fit tells them apart from a Callback by
-isinstance.
+Objects with the duck-typed hooks of earlier versions (`on_train_begin(model)`, `on_batch_end(model, step,
+steps)` with step from 1, `on_epoch_end(model, logs)` whose true result stops training, `on_train_end(model)`)
+and plain functions `f(model, logs)`, called after every epoch, still work: `check_callbacks` wraps each
+once in an adapter Callback (`LegacyCallback`, `FunctionCallback`), so fit only ever calls Callback hooks.
 """
 from __future__ import annotations
 
 import math
+import sys
 
+from ..errors import InputError
 from ..params import POSITIVE_INT, check
 
 
@@ -34,9 +45,18 @@ class Callback:
     `fit(callbacks=[...])`. `self.model` is the model being trained."""
 
     model = None
+    params: dict = {}
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def implements(self, hook: str) -> bool:
+        """Whether fit calls `hook`: by default, whether this class overrides it (per-step hooks cost time on
+        every step, so fit calls only the ones a callback has)."""
+        return getattr(type(self), hook) is not getattr(Callback, hook)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         pass
@@ -48,6 +68,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         pass
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -82,3 +105,161 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore_best and self.best_params is not None and self.stopped_epoch is not None:
             self.model.set_parameters(self.best_params)
+
+
+class ProgressBar(Callback):
+    """Training progress: with `bar` (default: when stderr is a terminal) a tqdm bar per epoch on stderr counting
+    samples (its rate is samples/s) that ends with the epoch's loss and accuracy; otherwise one line per epoch on
+    stdout with the same figures and the rate (`epoch_line`). epochs: the total shown (default the run's)."""
+
+    def __init__(self, epochs: int | None = None, bar: bool | None = None):
+        self.epochs, self.bar, self.tqdm, self.done = epochs, bar, None, 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.bar is None:
+            self.bar = sys.stderr.isatty()
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.bar:
+            return
+        n, total, step = self.model.state.settings["n"], self.params["steps"], batch + 1
+        if self.tqdm is None:
+            from tqdm import tqdm
+            self.done = (step - 1) * (n // total)
+            self.tqdm = tqdm(total=n, initial=self.done, desc=f"epoch {self.model.state.epoch + 1}/{self._epochs()}",
+                             unit="sample", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+        now = n if step == total else step * (n // total)
+        self.tqdm.update(now - self.done)
+        self.done = now
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.tqdm is not None:
+            self.tqdm.set_postfix_str(epoch_figures(logs), refresh=True)
+            self.tqdm.close()
+            self.tqdm = None
+            return
+        print(epoch_line(logs, self._epochs(), self.model.state.settings["n"]), flush=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.tqdm is not None:  # a run by steps that ended inside an epoch
+            self.tqdm.close()
+            self.tqdm = None
+
+    def _epochs(self):
+        return self.epochs if self.epochs is not None else self.params.get("epochs")
+
+
+class ModelCheckpoint(Callback):
+    """Writes `path` (a safetensors checkpoint: xpnet.load reads it, fit(resume=True) continues it) after every
+    epoch, atomically (a diverged epoch raises before this runs, so the last good file stays), and with
+    every_steps=N also after every N updates of the run (inside an epoch too: such a file resumes exactly).
+    extra: more JSON metadata, arrays: more host arrays stored with it. writer: whether this process writes (in a
+    distributed run rank 0 only: every rank holds the same state). path None writes nothing."""
+
+    def __init__(self, path, extra: dict | None = None, arrays: dict | None = None, writer: bool = True,
+                 every_steps: int | None = None):
+        if every_steps is not None:
+            check("every_steps", every_steps, POSITIVE_INT, owner="ModelCheckpoint")
+        self.path, self.extra, self.arrays, self.writer = path, extra or {}, arrays or {}, writer
+        self.every_steps = every_steps
+
+    def implements(self, hook: str) -> bool:
+        if hook == "on_batch_end":
+            return self.every_steps is not None
+        return super().implements(hook)
+
+    def save(self, path=None, model=None):
+        """Write the checkpoint now (to `path`, default this callback's), of `model` (default the one trained)."""
+        from ..saving.checkpoint import save
+        return save(model or self.model, path or self.path, extra=self.extra, arrays=self.arrays)
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.path and self.writer and logs["step"] % self.every_steps == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.path and self.writer:
+            self.save()
+
+
+class LegacyCallback(Callback):
+    """An object with the duck-typed hooks of earlier versions (on_train_begin(model), on_batch_end(model, step,
+    steps) with step from 1, on_epoch_end(model, logs) whose true result stops training, on_train_end(model)),
+    as a Callback."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def implements(self, hook: str) -> bool:
+        return hook in ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end") and hasattr(self.obj, hook)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if hasattr(self.obj, "on_train_begin"):
+            self.obj.on_train_begin(self.model)
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.obj.on_batch_end(self.model, batch + 1, self.params["steps"])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if hasattr(self.obj, "on_epoch_end") and self.obj.on_epoch_end(self.model, logs):
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if hasattr(self.obj, "on_train_end"):
+            self.obj.on_train_end(self.model)
+
+
+class FunctionCallback(Callback):
+    """A function f(model, logs), called after every epoch (a true result stops training), as a Callback."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.fn(self.model, logs):
+            self.model.stop_training = True
+
+
+CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
+def check_callbacks(callbacks) -> list:
+    """fit's callbacks as a list of Callbacks: each an xpnet.Callback, an object with at least one of CALLBACK_HOOKS
+    (called as before Callback: on_epoch_end(model, logs), ...; wrapped in a LegacyCallback), or a function
+    called as on_epoch_end(model, logs) (wrapped in a FunctionCallback). Anything else (a name such as
+    "tensorboard", an object with no hook) would be ignored silently, so it is refused in one line."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") \
+            or any(hasattr(callbacks, h) for h in CALLBACK_HOOKS):
+        callbacks = [callbacks]  # one callback given alone: checked below like any other
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, Callback):
+            continue
+        if any(hasattr(cb, h) for h in CALLBACK_HOOKS) and not isinstance(cb, (str, bytes)):
+            callbacks[i] = LegacyCallback(cb)
+        elif callable(cb):
+            callbacks[i] = FunctionCallback(cb)
+        else:
+            what = f"the name {cb!r} (xpnet has no callbacks by name)" if isinstance(cb, (str, bytes)) else \
+                f"{type(cb).__name__} {cb!r:.40}, which has none of the hooks"
+            raise InputError(f"callbacks[{i}] is {what}; pass objects with any of "
+                             f"{', '.join(CALLBACK_HOOKS)}(model, ...) methods, or a function f(model, logs) called "
+                             f"after every epoch, or an xpnet.Callback (xpnet.EarlyStopping is one)")
+    return callbacks
+
+
+def epoch_figures(logs: dict) -> str:
+    """An epoch's loss and accuracy, and with validation its val_loss and val_acc: 'loss 0.1234 acc 0.9612'."""
+    val = "" if logs["val_loss"] is None else f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}"
+
+
+def epoch_line(logs: dict, epochs: int | None, samples: int | None = None) -> str:
+    """The one line an epoch prints (`fit(verbose=True)`, and `xpnet train` off a terminal): its figures,
+    learning rate and time, and given the number of samples it trained on, their rate:
+    'epoch 3/30 loss 0.1234 acc 0.9612 lr 0.1 0.42s 25,811 samples/s' (epochs None, a run by steps: 'epoch 3 ...')."""
+    rate = "" if not samples else f" {samples / max(logs['seconds'], 1e-9):,.0f} samples/s"
+    total = "" if epochs is None else f"/{epochs}"
+    return f"epoch {logs['epoch']}{total} {epoch_figures(logs)} lr {logs['lr']:.3g} {logs['seconds']:.2f}s{rate}"

@@ -1,10 +1,16 @@
-"""The training loop: epochs of shuffled minibatches, history, validation, early stopping, callbacks.
+"""The training loop: `fit` (epochs or steps of minibatches, history, validation, periodic evaluation, early
+stopping, callbacks) and `evaluate`.
+
+fit is made of pieces: check the options, prepare the data (`_prepare_data`), make the batch source
+(`_make_source`: xpnet.training.sources), begin or resume the run (`_begin_run`), choose the step strategy once
+(`make_step`: xpnet.training.steps), then `_Run` runs epochs: per step `step(s, e)`, then the bookkeeping written
+once for every strategy (losses, position, per-step callbacks, periodic evaluation, the stop check).
 
 Everything it reads and writes is the model's TrainState (`model.state`): position (epoch, minibatch,
-data order), learning rate, parameters and optimizer state (through `model.train_step`), history.
-The data moves to the device once; each epoch moves one index vector (the host RNG's shuffle) and
+data order), learning rate, parameters and optimizer state (through the step), history.
+The data moves to the device once; each epoch moves one index vector (the source's order) and
 each minibatch is a `take` of rows on the device. Losses stay on the device until the epoch ends,
-so a GPU is synchronised once per epoch, not once per step.
+so a GPU is synchronised once per epoch, not once per step (and once per periodic evaluation).
 """
 from __future__ import annotations
 
@@ -14,11 +20,13 @@ import time
 from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
-from ..layers.base import where_raised
 from ..params import FRACTION, POSITIVE_INT, Interval, check
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
-from .callbacks import Callback, EarlyStopping  # also this module's (and xpnet.training's) names
-from .state import HISTORY_KEYS, empty_history
+# also this module's (and xpnet.training's) names
+from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
+from .sources import BatchSource, ShuffledEpochs, check_source
+from .state import HISTORY_KEYS, STEP_HISTORY_KEYS, empty_history, empty_step_history
+from .steps import make_step
 
 
 def _scalar(model, v):
@@ -53,28 +61,57 @@ def _evaluate(model, X, Y, batch_size: int, progress=None) -> tuple[float, float
     return float(vals[0]) / n, float(vals[1]) / n
 
 
-def _count_correct(model, preds: list, labels, order_d, r0: int, r1: int):
-    """How many of the per-step argmax predictions `preds` (covering rows r0:r1 of the epoch's order, or
-    of the data when order_d is None) equal their labels, as a device scalar."""
-    xp = model.xp
-    pred = preds[0] if len(preds) == 1 else xp.concat(preds)
-    lab = labels[r0:r1] if order_d is None else xp.take(labels, order_d[r0:r1], axis=0)
-    return xp.sum(xp.astype(pred == lab, model.dtype))
+DEFAULT_EPOCHS = 10  # what fit trains without epochs= and steps=
 
 
-def fit(model, X, y, **kwargs) -> dict:
-    """Train `model` in place (see _fit for the options); an out-of-memory error from any backend becomes
-    OutOfMemory, naming the batch size and model size to lower. It is raised after the failed attempt's
-    exception is gone, so the failed step's frames and device arrays are not kept alive by it."""
+def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
+        minibatches: int | None = None, shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False,
+        source=None, validation_split: float = 0.0, validation_data=None, eval_every: int | None = None,
+        early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
+        distributed=None) -> dict:
+    """Train `model` in place on device-ready X and labels y; returns the history (per-epoch lists of HISTORY_KEYS,
+    also `model.state.history`).
+
+    epochs: the run's epochs (default 10; None with steps=: as many as the steps take). steps: the run's total
+    number of updates; with both, training ends at whichever comes first. A run by steps may end inside an epoch:
+    its state is then that of an interrupted run, and fit(resume=True, steps=M) continues it to M updates
+    (resumed, the limits given replace the saved ones, epochs never below the saved epochs; none given: the
+    saved ones).
+    batch_size (default 32) or minibatches (a count), shuffle, compose_shuffles, drop_last: the epochs'
+    minibatches (xpnet.training.sources.ShuffledEpochs); source: a BatchSource in their place (e.g.
+    IndexBatches([...])). accumulate=k: each minibatch (batch_size stays the effective batch) is computed as k
+    micro-batches whose gradients are summed before one update; the step count counts updates.
+    validation_split (the last part of the data) or validation_data=(X, y): figures after every epoch;
+    eval_every=N also evaluates on it every N updates, rows of `model.state.step_history` (step, the mean loss
+    of those N minibatches, val_loss, val_accuracy, lr) also given to callbacks (on_batch_end's
+    logs["evaluation"]). early_stopping: a patience in epochs or an EarlyStopping. callbacks: xpnet.Callback
+    objects (xpnet.ProgressBar, xpnet.ModelCheckpoint, ...), older duck-typed objects or functions
+    f(model, logs) (see xpnet.training.callbacks). verbose: one line per epoch.
+    resume: True (or the model's TrainState) continues an interrupted fit exactly where its state stopped,
+    e.g. after xpnet.load. Set `model.state.stop_requested = True` (e.g. from a signal handler) to stop
+    after the current step with TrainingInterrupted.
+    distributed: True (MPI's world; start the processes with mpiexec or srun), an
+    xpnet.distributed.Communicator or an mpi4py communicator: data-parallel training, batch_size being the
+    global minibatch, the same run as one process up to summation order (xpnet.distributed.data_parallel). Every
+    rank calls fit with the same model, data and options; a stop requested on any rank stops all after the same
+    step. Write checkpoints from rank 0 only (ModelCheckpoint(writer=)).
+
+    An out-of-memory error from any backend becomes OutOfMemory, naming the batch size and model size to lower.
+    It is raised after the failed attempt's exception is gone, so the failed step's frames and device arrays
+    are not kept alive by it."""
+    options = _Options(epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches, shuffle=shuffle,
+                       compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
+                       validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
+                       early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
+                       accumulate=accumulate, distributed=distributed)
     error = None
     try:
-        return _fit(model, X, y, **kwargs)
+        return _fit(model, X, y, options)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
         n_params = sum(math.prod(p.shape) for p in model.parameters().values())
-        batch = kwargs.get("batch_size") or (f"1/{kwargs['minibatches']} of the data" if kwargs.get("minibatches")
-                                             else "32")
+        batch = batch_size or (f"1/{minibatches} of the data" if minibatches else "32")
         f32 = ", or use --dtype float32" if model.dtype_name == "float64" else ""
         error = OutOfMemory(out_of_memory_message(
             exc, model.bk, f"training a model of {n_params:,} parameters ({model.dtype_name}) with minibatches of "
@@ -83,52 +120,114 @@ def fit(model, X, y, **kwargs) -> dict:
     raise error
 
 
-def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatches: int | None = None,
-         shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False, validation_split: float = 0.0,
-         validation_data=None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
-         accumulate: int = 1, distributed=None) -> dict:
-    """Train `model` in place; returns the history (per-epoch lists of HISTORY_KEYS, also `model.state.history`).
+class _Options:
+    """fit's keyword arguments, as attributes (what the pieces of _fit read)."""
 
-    shuffle: a new permutation from the model's host RNG every epoch; compose_shuffles applies it to the
-    previous epoch's order (the 2015 book's X_data[perm]) instead of to 0..n-1. drop_last skips a last
-    short minibatch. accumulate=k: each minibatch (batch_size stays the effective batch) is computed as k
-    micro-batches whose gradients are summed before one update; the step count counts updates.
-    resume: True (or the model's TrainState) continues an interrupted fit exactly where its state stopped,
-    e.g. after xpnet.load. Set `model.state.stop_requested = True` (e.g. from a signal handler) to stop
-    after the current step with TrainingInterrupted.
-    distributed: True (MPI's world; start the processes with mpiexec or srun), an
-    xpnet.distributed.Communicator or an mpi4py communicator: data-parallel training, batch_size being the
-    global minibatch, the same run as one process up to summation order (xpnet.distributed.data_parallel). Every rank
-    calls fit with the same model, data and options; a stop requested on any rank stops all after the same
-    step. Write checkpoints from rank 0 only.
-    """
-    check("epochs", epochs, POSITIVE_INT)
-    check("accumulate", accumulate, POSITIVE_INT)
-    check("validation_split", validation_split, FRACTION)
-    if early_stopping is not None and early_stopping is not False and not isinstance(early_stopping, EarlyStopping):
-        check("early_stopping", early_stopping, POSITIVE_INT, hint="the patience in epochs")
-    if validation_split and validation_data is not None:
-        raise InputError("give validation_split or validation_data, not both")
-    callbacks = check_callbacks(callbacks)
+    def __init__(self, **options):
+        self.__dict__.update(options)
+
+
+class _Data:
+    """The training rows on the device: X (n, ...), one-hot Y (n, outputs), labels L (n,), and val: (X, Y) of the
+    validation data or None."""
+
+    def __init__(self, X, Y, L, val):
+        self.X, self.Y, self.L, self.val, self.n = X, Y, L, val, X.shape[0]
+
+
+def _fit(model, X, y, o: _Options) -> dict:
+    _check_options(o)
+    callbacks = check_callbacks(o.callbacks)
     st = model.state
+    resume = _resume_flag(st, o.resume)
+    dp = _data_parallel(model, o.distributed)
+    data = _prepare_data(model, X, y, o.validation_split, o.validation_data)
+    if o.eval_every is not None and data.val is None:
+        raise InputError.for_argument("eval_every", f"{o.eval_every} evaluates on validation data, and this fit has "
+                                                    f"none: give validation_split or validation_data too")
+    source = _make_source(o, data.n)
+    _check_accumulate(o.accumulate, source.batch_rows(), 1 if dp is None else dp.size)
+    if o.early_stopping:
+        callbacks.append(o.early_stopping if isinstance(o.early_stopping, EarlyStopping)
+                         else EarlyStopping(o.early_stopping))
+    model.stop_training = False  # a Callback sets it to end training after the current epoch
+    params = {"epochs": None, "steps": None, "samples": data.n, "verbose": bool(o.verbose)}
+    for cb in callbacks:
+        cb.set_model(model)
+        cb.set_params(params)
+        cb.on_train_begin({})
+    settings = _begin_run(model, o, source.settings(), data.n, dp, resume)
+    params["epochs"] = settings["epochs"]
+    step = make_step(model, data.X, data.Y, data.L, settings.get("accumulate", o.accumulate) if resume
+                     else o.accumulate, dp)
+    if dp is not None:  # refused on every rank before the first step unless every rank runs the same
+        from ..distributed.data_parallel import run_digest
+        dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"}),
+                           "configurations, data or states")
+    try:
+        logs = _Run(model, data, source, step, callbacks, params, o).run()
+    finally:
+        st.settle = None
+    for cb in callbacks:
+        cb.on_train_end(logs)
+    return st.history
+
+
+def _check_options(o: _Options) -> None:
+    """Each argument alone, in one line each (those that need the data are checked where it is known)."""
+    if o.epochs is not None:
+        check("epochs", o.epochs, POSITIVE_INT)
+    if o.steps is not None:
+        check("steps", o.steps, POSITIVE_INT, hint="the run's total number of updates")
+    if o.eval_every is not None:
+        check("eval_every", o.eval_every, POSITIVE_INT, hint="evaluate every this many updates")
+    check("accumulate", o.accumulate, POSITIVE_INT)
+    check("validation_split", o.validation_split, FRACTION)
+    if o.early_stopping is not None and o.early_stopping is not False \
+            and not isinstance(o.early_stopping, EarlyStopping):
+        check("early_stopping", o.early_stopping, POSITIVE_INT, hint="the patience in epochs")
+    if o.validation_split and o.validation_data is not None:
+        raise InputError("give validation_split or validation_data, not both")
+    if o.source is not None:
+        check_source(o.source)
+        given = [f"{k}={v!r}" for k, v in (("batch_size", o.batch_size), ("minibatches", o.minibatches),
+                                           ("shuffle", o.shuffle), ("compose_shuffles", o.compose_shuffles),
+                                           ("drop_last", o.drop_last))
+                 if (v is False if k == "shuffle" else v is not None and v is not False)]
+        if given:
+            raise InputError(f"source= gives the minibatches, so {', '.join(given)} cannot apply; drop "
+                             f"{'it' if len(given) == 1 else 'them'} or the source")
+
+
+def _resume_flag(st, resume) -> bool:
     if resume is not None and resume is not False and resume is not True and resume is not st:
         raise InputError("resume= takes True (continue this model's own state, e.g. after xpnet.load); "
                          "another model's state cannot be continued here")
     resume = resume is not None and resume is not False
     if resume and st.settings is None:
         raise InputError("nothing to resume: this model's state holds no interrupted fit; call fit without resume")
-    xp, bk = model.xp, model.bk
-    dp = None
-    if distributed is not None and distributed is not False:
-        from ..distributed.data_parallel import DataParallel, refuse_layer_state
-        from ..distributed.communicator import communicator
-        if getattr(model, "compile", False):
-            raise InputError.for_argument("compile", "True cannot be combined with distributed training: the "
-                                          "compiled step fuses backward and update, leaving no place for the "
-                                          "all-reduce between them; train eagerly (drop --compile) or on one process")
-        refuse_layer_state(model)
-        dp = DataParallel(model, communicator(distributed))
-    Xd = model.as_input(X, keep_integers=True)  # raw pixels stay uint8 until a minibatch is gathered
+    return resume
+
+
+def _data_parallel(model, distributed):
+    """The DataParallel of a distributed fit, or None."""
+    if distributed is None or distributed is False:
+        return None
+    from ..distributed.data_parallel import DataParallel, refuse_layer_state
+    from ..distributed.communicator import communicator
+    if getattr(model, "compile", False):
+        raise InputError.for_argument("compile", "True cannot be combined with distributed training: the "
+                                      "compiled step fuses backward and update, leaving no place for the "
+                                      "all-reduce between them; train eagerly (drop --compile) or on one process")
+    refuse_layer_state(model)
+    return DataParallel(model, communicator(distributed))
+
+
+def _prepare_data(model, X, y, validation_split: float, validation_data) -> _Data:
+    """The training data on the device, raw pixels kept uint8 until a minibatch is gathered, and the validation
+    data: validation_split's last part of X (as the book's later editions hold out the last 5,000), or
+    validation_data."""
+    Xd = model.as_input(X, keep_integers=True)
     n_all = Xd.shape[0]
     Yd, Ld = model.as_targets(y, n_all)
     val = None
@@ -137,113 +236,170 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
         if n_val < 1 or n_val >= n_all:
             raise InputError.for_argument("validation_split", f"{validation_split} of {n_all} samples leaves an empty "
                                                              f"training or validation set")
-        # the last part, deterministically (as the book's later editions hold out the last 5,000)
         val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
         Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
     elif validation_data is not None:
         Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
         val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y", warn=False)[0])
-    n = Xd.shape[0]
-    bounds = batch_bounds(n, batch_size, minibatches)
-    if drop_last and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < bounds[0][1] - bounds[0][0]:
-        bounds = bounds[:-1]
-    _check_accumulate(accumulate, bounds[0][1] - bounds[0][0], 1 if dp is None else dp.size)
+    return _Data(Xd, Yd, Ld, val)
 
-    if early_stopping:
-        callbacks.append(early_stopping if isinstance(early_stopping, EarlyStopping) else EarlyStopping(early_stopping))
-    model.stop_training = False  # a Callback sets it to end training after the current epoch
-    for cb in callbacks:
-        if isinstance(cb, Callback):
-            cb.set_model(model)
-            cb.on_train_begin({})
-        else:
-            getattr(cb, "on_train_begin", lambda m: None)(model)
-    batch_hooks = [_batch_hook(cb) for cb in callbacks if _has_batch_hook(cb)]
 
+def _make_source(o: _Options, n: int) -> BatchSource:
+    """The batch source of this fit, bound to the n training rows: the given one, or the shuffled epochs that
+    batch_size/minibatches/shuffle/compose_shuffles/drop_last describe."""
+    source = o.source or ShuffledEpochs(o.batch_size, o.minibatches, o.shuffle, o.compose_shuffles, o.drop_last)
+    source.bind(n)
+    return source
+
+
+def _begin_run(model, o: _Options, source_settings: dict, n: int, dp, resume: bool) -> dict:
+    """The TrainState at the start of this fit: a new run's settings and position, or a resumed run's, its limits
+    (epochs, steps) extended by the ones given. Returns the settings."""
+    st = model.state
     if resume:
-        if st.settings["n"] != n:
-            raise InputError(f"the checkpoint was trained on {st.settings['n']} samples but this data has "
+        saved = st.settings
+        if saved["n"] != n:
+            raise InputError(f"the checkpoint was trained on {saved['n']} samples but this data has "
                              f"{n}; resume with the same data and validation split")
-        st.settings = dict(st.settings, epochs=max(epochs, st.settings["epochs"]))
+        done = len(st.batch_losses) + st.batch
+        if o.steps is not None and o.steps <= done:
+            raise InputError.for_argument("steps", f"{o.steps}: the run being resumed has made {done} updates "
+                                                   f"already; give a larger total, or resume by epochs")
+        epochs, steps = _resumed_limits(o.epochs, o.steps, saved.get("epochs"), saved.get("steps"))
+        st.settings = {k: v for k, v in dict(saved, epochs=epochs).items() if k != "steps"}
+        if steps is not None:
+            st.settings["steps"] = steps
         _note_world_size(st.settings, dp)
-        first_epoch, first_step, order = st.epoch, st.batch, st.order
         st.partial_losses = [_scalar(model, v) for v in st.partial_losses]
     else:
-        st.settings = {"epochs": epochs, "batch_size": batch_size, "minibatches": minibatches, "shuffle": shuffle,
-                       "compose_shuffles": compose_shuffles, "drop_last": drop_last,
-                       "validation_split": validation_split, "lr0": st.lr, "n": n, "accumulate": accumulate}
+        epochs = DEFAULT_EPOCHS if o.epochs is None and o.steps is None else o.epochs
+        st.settings = {"epochs": epochs, **source_settings, "validation_split": o.validation_split, "lr0": st.lr,
+                       "n": n, "accumulate": o.accumulate}
+        if o.steps is not None:
+            st.settings["steps"] = o.steps
         if dp is not None:
             st.settings["world_size"] = dp.size
-        st.history, st.batch_losses = empty_history(), []
-        first_epoch, first_step, order = 0, 0, None
+        st.history, st.step_history, st.batch_losses = empty_history(), empty_step_history(), []
         st.epoch, st.batch, st.order, st.partial_losses, st.partial_correct = 0, 0, None, [], 0.0
-    settings = st.settings
-    epochs, lr0 = settings["epochs"], settings["lr0"]
-    accumulate = settings.get("accumulate", accumulate) if resume else accumulate
-    history = st.history
     st.stop_requested = False
-    take = bk.take
-    compiled = model.compiled_step() if getattr(model, "compile", False) else None
-    identity = bk.asarray(list(range(n))) if (compiled is not None or dp is not None) and not shuffle else None
-    mean = model.loss.reduction == "mean"
-    if dp is not None:  # refused on every rank before the first step unless every rank runs the same
-        from ..distributed.data_parallel import run_digest
-        dp.comm.check_same(run_digest(model, Xd, Yd, {k: v for k, v in settings.items() if k != "world_size"}),
-                           "configurations, data or states")
-    logs = {}
-    for epoch in range(first_epoch, epochs):
-        t0 = time.perf_counter()
-        start = first_step if epoch == first_epoch else 0
+    return st.settings
+
+
+def _resumed_limits(epochs, steps, saved_epochs, saved_steps) -> tuple:
+    """(epochs, steps) of a resumed run. Neither given: the saved ones, epochs at least DEFAULT_EPOCHS (as fit
+    always resumed). Given: these, epochs at least the saved epochs; steps alone keeps the saved epochs (whichever
+    ends first), epochs alone drops a saved steps limit."""
+    if epochs is None and steps is None:
+        return (None if saved_epochs is None else max(DEFAULT_EPOCHS, saved_epochs)), saved_steps
+    if epochs is None:
+        return saved_epochs, steps
+    return (epochs if saved_epochs is None else max(epochs, saved_epochs)), steps
+
+
+class _Run:
+    """One fit's epochs: the source's plan, the step strategy, the bookkeeping and the callbacks (the per-step
+    ones listed once, so a step without them pays nothing for them)."""
+
+    def __init__(self, model, data: _Data, source: BatchSource, step, callbacks: list, params: dict, o: _Options):
+        self.model, self.st, self.data, self.source, self.step = model, model.state, data, source, step
+        self.callbacks, self.params, self.verbose, self.eval_every = callbacks, params, o.verbose, o.eval_every
+        self.begin_hooks = [cb.on_batch_begin for cb in callbacks if cb.implements("on_batch_begin")]
+        self.end_hooks = [cb.on_batch_end for cb in callbacks if cb.implements("on_batch_end")]
+        self.bounds, self.r0 = [], 0
+
+    def run(self) -> dict:
+        """Epochs until the run's epochs or steps are done or a callback stops it; the last epoch's logs."""
+        st, settings = self.st, self.st.settings
+        epochs, steps = settings["epochs"], settings.get("steps")
+        epoch, start, logs = st.epoch, st.batch, {}
+        while epochs is None or epoch < epochs:
+            if steps is not None and len(st.batch_losses) + start >= steps:
+                break
+            epoch_logs = self.run_epoch(epoch, start, steps)
+            if epoch_logs is None:  # the run's steps ended inside this epoch
+                break
+            logs = epoch_logs
+            if self.model.stop_training:
+                break
+            epoch, start = epoch + 1, 0
+        return logs
+
+    def begin_epoch(self, epoch: int, start: int) -> list:
+        """The epoch's rate and plan (a new epoch: the schedule, then the source's draw; a resumed one: as saved),
+        the step told its order; returns the epoch's list of losses."""
+        model, st = self.model, self.st
         if start == 0:  # a new epoch: decay the rate, draw the shuffle
-            st.lr = model.schedule(epoch, st.lr, lr0)
-            if shuffle:
-                perm = st.rng.permutation(n)
-                order = perm if order is None or not compose_shuffles else order[perm]
+            st.lr = model.schedule(epoch, st.lr, st.settings["lr0"])
             losses, correct = [], 0.0
         else:  # resuming inside an epoch: its rate and order were saved
             losses, correct = st.partial_losses, st.partial_correct
+        order, self.bounds = self.source.plan(st, start == 0)
         st.order = order
-        order_d = bk.asarray(order) if shuffle else identity
+        self.r0 = self.bounds[start][0] if start < len(self.bounds) else 0
+        self.step.begin_epoch(order, correct, self.r0)
         st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch, start, losses, correct
-        for cb in callbacks:
-            if isinstance(cb, Callback):
-                cb.on_epoch_begin(epoch, {"lr": st.lr})
-        preds = []  # argmax per step; compared with the labels once per epoch (one op per step, not five)
-        for i in range(start, len(bounds)):
+        st.settle = self.settle
+        self.params["steps"] = len(self.bounds)
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, {"lr": st.lr})
+        return losses
+
+    def settle(self) -> None:
+        """state.partial_correct brought up to the last finished step (for a checkpoint written inside an epoch)."""
+        st = self.st
+        st.partial_correct = self.step.settle(self.bounds[st.batch - 1][1] if st.batch else 0)
+
+    def run_epoch(self, epoch: int, start: int, steps: int | None):
+        """One epoch from minibatch `start`; its logs, or None when the run's steps end inside it (the state then
+        that of an interrupted run, resumable)."""
+        t0 = time.perf_counter()
+        st = self.st
+        losses = self.begin_epoch(epoch, start)
+        bounds, step, stopping = self.bounds, self.step, self.step.stopping
+        base = len(st.batch_losses)  # the run's updates before this epoch
+        stop = len(bounds) if steps is None else min(len(bounds), steps - base)
+        begin, end, every = self.begin_hooks, self.end_hooks, self.eval_every
+        ev = -1 if every is None else every * ((base + start) // every + 1) - base - 1  # the step to evaluate after
+        for i in range(start, stop):
             s, e = bounds[i]
-            if dp is not None:  # the global minibatch, this rank's shard of it, one all-reduce
-                value, counted, stop, _ = dp.step(Xd, Yd, Ld, order_d[s:e], accumulate, stop=st.stop_requested)
-                correct = correct + counted
-                losses.append(value)
-                st.batch = i + 1
-                for hook in batch_hooks:
-                    hook(model, i + 1, len(bounds), e - s, value)
-                if stop:  # every rank saw the same flag: all stop after this step
-                    st.stop_requested, st.partial_correct = True, correct
-                    raise TrainingInterrupted(epoch + 1, i + 1, len(bounds))
-                continue
-            if compiled is not None:  # one compiled call: gather, forward, backward, update, argmax
-                value, pred = _compiled_step(model, compiled, Xd, Yd, order_d[s:e], accumulate)
-            else:
-                if shuffle:
-                    idx = order_d[s:e]
-                    xb, yb = take(Xd, idx), take(Yd, idx)
-                else:
-                    xb, yb = Xd[s:e, ...], Yd[s:e, ...]
-                value, z = model.train_step(model.cast(xb), yb, None, accumulate)
-                pred = xp.argmax(z, axis=1)
+            if begin:
+                for hook in begin:
+                    hook(i, {"size": e - s})
+            value = step(s, e)
             losses.append(value)
-            preds.append(pred)
             st.batch = i + 1
-            for hook in batch_hooks:
-                hook(model, i + 1, len(bounds), e - s, value)
-            if st.stop_requested:
-                st.partial_correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0],
-                                                              bounds[i][1])
+            if end or i == ev:
+                logs = {"size": e - s, "loss": value, "step": base + i + 1}
+                if i == ev:
+                    logs["evaluation"], ev = self.evaluate(base + i + 1, losses), ev + every
+                for hook in end:
+                    hook(i, logs)
+            if stopping():
+                st.stop_requested, st.partial_correct = True, step.settle(e)
                 raise TrainingInterrupted(epoch + 1, i + 1, len(bounds))
-        if preds:
-            correct = correct + _count_correct(model, preds, Ld, order_d, bounds[start][0], bounds[-1][1])
-        host = bk.to_numpy(xp.stack(losses + [_scalar(model, correct)]))
+        if stop < len(bounds):
+            self.settle()
+            return None
+        return self.end_epoch(epoch, losses, step.settle(bounds[-1][1]), t0)
+
+    def evaluate(self, step_no: int, losses: list) -> dict:
+        """A periodic evaluation after update `step_no`: a row of state.step_history (one device sync)."""
+        model, st, every = self.model, self.st, self.eval_every
+        k = min(every, len(losses))
+        window = [float(v) for v in model.bk.to_numpy(model.xp.stack(losses[len(losses) - k:]))]
+        if k < every:  # the window reaches into earlier epochs
+            window = st.batch_losses[max(0, len(st.batch_losses) - (every - k)):] + window
+        val_loss, val_accuracy = evaluate(model, *self.data.val)
+        row = {"step": step_no, "loss": sum(window) / len(window), "val_loss": val_loss, "val_accuracy": val_accuracy,
+               "lr": st.lr}
+        for key in STEP_HISTORY_KEYS:
+            st.step_history[key].append(row[key])
+        return row
+
+    def end_epoch(self, epoch: int, losses: list, correct, t0: float) -> dict:
+        """The epoch's figures from one host transfer (divergence refused), history, state, callbacks."""
+        model, st, bounds = self.model, self.st, self.bounds
+        host = model.bk.to_numpy(model.xp.stack(losses + [_scalar(model, correct)]))
         batch_losses = [float(v) for v in host[:-1]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
         if bad:
@@ -251,48 +407,20 @@ def _fit(model, X, y, epochs: int = 10, batch_size: int | None = None, minibatch
                                    f"(learning rate {st.lr:g}); lower the learning rate, e.g. --lr {st.lr / 10:g}")
         st.batch_losses.extend(batch_losses)
         used = sum(e - s for s, e in bounds)
-        weights = [e - s for s, e in bounds] if mean else [1] * len(bounds)
+        weights = [e - s for s, e in bounds] if model.loss.reduction == "mean" else [1] * len(bounds)
         logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
                 "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": st.lr}
-        if val is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(model, *val)
+        if self.data.val is not None:
+            logs["val_loss"], logs["val_accuracy"] = evaluate(model, *self.data.val)
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
-            history[k].append(logs[k])
-        st.epoch, st.batch, st.partial_losses, st.partial_correct = epoch + 1, 0, [], 0.0
-        if verbose:
-            print(epoch_line(logs, epochs), flush=True)
-        stop = False
-        for cb in callbacks:
-            if isinstance(cb, Callback):
-                cb.on_epoch_end(epoch, logs)
-                continue
-            hook = getattr(cb, "on_epoch_end", None) or (cb if callable(cb) else None)
-            if hook is not None:
-                stop = bool(hook(model, logs)) or stop
-        if stop or model.stop_training:
-            break
-    for cb in callbacks:
-        if isinstance(cb, Callback):
-            cb.on_train_end(logs)
-        else:
-            getattr(cb, "on_train_end", lambda m: None)(model)
-    return history
-
-
-def _has_batch_hook(cb) -> bool:
-    """Whether fit calls `cb` after every step: a Callback that overrides on_batch_end, or an object with one."""
-    if isinstance(cb, Callback):
-        return type(cb).on_batch_end is not Callback.on_batch_end
-    return hasattr(cb, "on_batch_end")
-
-
-def _batch_hook(cb):
-    """cb's on_batch_end as hook(model, step, steps, rows, loss), step from 1: a Callback's gets (step - 1,
-    {"size": rows, "loss": loss}) (Keras' hook), any other object's (model, step, steps) as before."""
-    if isinstance(cb, Callback):
-        return lambda model, step, steps, rows, loss: cb.on_batch_end(step - 1, {"size": rows, "loss": loss})
-    return lambda model, step, steps, rows, loss: cb.on_batch_end(model, step, steps)
+            st.history[k].append(logs[k])
+        st.epoch, st.batch, st.partial_losses, st.partial_correct, st.settle = epoch + 1, 0, [], 0.0, None
+        if self.verbose:
+            print(epoch_line(logs, st.settings["epochs"]), flush=True)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+        return logs
 
 
 def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
@@ -304,29 +432,6 @@ def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:
             f"each of {ranks} ranks splits its {rows} of a minibatch's {batch} samples")
     check("accumulate", accumulate, Interval(int, 1, rows),
           hint=f"{what} into micro-batches of one sample or more: lower it, or raise the batch size")
-
-
-CALLBACK_HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
-
-
-def check_callbacks(callbacks) -> list:
-    """fit's callbacks as a list: each an xpnet.Callback, an object with at least one of CALLBACK_HOOKS (called
-    as before Callback: on_epoch_end(model, logs), ...), or a function called as on_epoch_end(model, logs). Anything else (a name such as "tensorboard", an object with no hook) would be
-    ignored silently, so it is refused in one line."""
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__") \
-            or any(hasattr(callbacks, h) for h in CALLBACK_HOOKS):
-        callbacks = [callbacks]  # one callback given alone: checked below like any other
-    callbacks = list(callbacks)
-    for i, cb in enumerate(callbacks):
-        if isinstance(cb, (str, bytes)) or not (callable(cb) or any(hasattr(cb, h) for h in CALLBACK_HOOKS)):
-            what = f"the name {cb!r} (xpnet has no callbacks by name)" if isinstance(cb, (str, bytes)) else \
-                f"{type(cb).__name__} {cb!r:.40}, which has none of the hooks"
-            raise InputError(f"callbacks[{i}] is {what}; pass objects with any of "
-                             f"{', '.join(CALLBACK_HOOKS)}(model, ...) methods, or a function f(model, logs) called "
-                             f"after every epoch, or an xpnet.Callback (xpnet.EarlyStopping is one)")
-    return callbacks
 
 
 def _note_world_size(settings: dict, dp) -> None:
@@ -341,44 +446,3 @@ def _note_world_size(settings: dict, dp) -> None:
             settings["world_size"] = now
 
 
-def _compiled_step(model, compiled, Xd, Yd, idx, accumulate):
-    """One compiled training step on the rows `idx` of the device-resident data; updates the TrainState.
-    Returns (loss, predictions) as device arrays."""
-    st = model.state
-    noise = model.draw_noise(idx.shape[0])
-    hyper = model.bk.scalar_args(model.optimizer.hyper(st.lr, st.step + 1))
-    Xs, Ys, idx = model.step_inputs(Xd, Yd, idx)
-    try:
-        if model.has_layer_state:
-            st.params, st.opt_state, value, pred, st.layer_state = compiled(st.params, st.opt_state, Xs, Ys, idx, noise,
-                                                                            hyper, accumulate, st.layer_state)
-        else:
-            st.params, st.opt_state, value, pred = compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper,
-                                                            accumulate)
-    except Exception as exc:
-        if not model.bk.is_trace_error(exc):
-            raise
-        where = where_raised(exc) or "a layer, loss or optimizer"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error = InputError.for_argument("compile", f"True: {where} cannot be traced by the {model.bk.name} compiler: "
-                                                   f"it does host work on an array ({type(exc).__name__}: "
-                                                   f"{first[:160]}); write it with xp array operations only, or "
-                                                   f"train without compile")
-    else:
-        st.step += 1
-        return value, pred
-    raise error
-
-
-def epoch_figures(logs: dict) -> str:
-    """An epoch's loss and accuracy, and with validation its val_loss and val_acc: 'loss 0.1234 acc 0.9612'."""
-    val = "" if logs["val_loss"] is None else f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
-    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}"
-
-
-def epoch_line(logs: dict, epochs: int, samples: int | None = None) -> str:
-    """The one line an epoch prints (`fit(verbose=True)`, and `xpnet train` off a terminal): its figures,
-    learning rate and time, and given the number of samples it trained on, their rate:
-    'epoch 3/30 loss 0.1234 acc 0.9612 lr 0.1 0.42s 25,811 samples/s'."""
-    rate = "" if not samples else f" {samples / max(logs['seconds'], 1e-9):,.0f} samples/s"
-    return f"epoch {logs['epoch']}/{epochs} {epoch_figures(logs)} lr {logs['lr']:.3g} {logs['seconds']:.2f}s{rate}"

@@ -10,10 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+# one row per periodic evaluation (fit(eval_every=N)): the run's update count, the mean loss of the N
+# minibatches before it, the validation figures and the learning rate
+STEP_HISTORY_KEYS = ("step", "loss", "val_loss", "val_accuracy", "lr")
 
 
 def empty_history() -> dict:
     return {k: [] for k in HISTORY_KEYS}
+
+
+def empty_step_history() -> dict:
+    return {k: [] for k in STEP_HISTORY_KEYS}
 
 
 @dataclass
@@ -29,6 +36,7 @@ class TrainState:
     order: object = None              # host index order of the current epoch (None: not shuffled)
     settings: dict | None = None      # the current fit's settings, what a resume continues with
     history: dict = field(default_factory=empty_history)
+    step_history: dict = field(default_factory=empty_step_history)  # fit(eval_every=N)'s rows (STEP_HISTORY_KEYS)
     batch_losses: list = field(default_factory=list)    # every finished minibatch's loss (the book's cost_)
     partial_losses: list = field(default_factory=list)  # this epoch's losses so far (device scalars)
     partial_correct: object = 0.0     # this epoch's correct predictions so far (device scalar or float)
@@ -36,6 +44,8 @@ class TrainState:
     grads: dict | None = None         # the last update's gradients (for inspection; not saved in checkpoints)
     native_rng: object = None         # the backend's own generator (Dropout(host_rng=False)), seeded from the
                                       # model's seed at the first draw; its state is checkpointed where it can be
+    settle: object = None             # set by fit during an epoch: brings partial_correct up to date, so a
+                                      # checkpoint written inside an epoch resumes exactly (not saved)
 
     def position(self) -> str:
         return f"epoch {self.epoch + 1}, step {self.batch}"

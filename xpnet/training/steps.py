@@ -1,0 +1,139 @@
+"""Step strategies: how one training update runs, chosen once before the loop (as Keras' make_train_function).
+
+Each is called the same way by fit's loop:
+
+    step.begin_epoch(order, correct, r0)   the epoch's host order (None: rows in order), the correct count so far,
+                                           the first row of the epoch this fit runs
+    value = step(s, e)                     one update on rows order[s:e]; the loss, a device scalar
+    step.stopping()                        whether to stop after this update (a data-parallel run: every rank agrees)
+    step.settle(r1)                        the epoch's correct predictions up to row r1 (a device scalar or float)
+
+EagerStep is `model.train_step` on a gathered (or sliced) minibatch; CompiledStep the model's one compiled
+call (gather, forward, backward, update, argmax; compile=True); DataParallelStep a rank's shard of the global
+minibatch and one all-reduce (xpnet.distributed.data_parallel). Predictions stay on the device: the eager and
+compiled steps keep each step's argmax and compare them with the labels once per epoch (or when settled).
+"""
+from __future__ import annotations
+
+from ..errors import InputError
+from ..layers.base import where_raised
+
+
+class EagerStep:
+    """model.train_step on rows of the device-resident data X (n, ...), targets Y (n, outputs), labels L (n,)."""
+
+    def __init__(self, model, X, Y, L, accumulate: int):
+        self.model, self.st, self.X, self.Y, self.L, self.accumulate = model, model.state, X, Y, L, accumulate
+        self.order_d, self.preds, self.correct, self.r0 = None, [], 0.0, 0
+        # bound once: the loop runs ~100 us steps, where each attribute lookup shows
+        self.take, self.argmax, self.cast, self.train_step = model.bk.take, model.xp.argmax, model.cast, \
+            model.train_step
+
+    def device_order(self, order):
+        return None if order is None else self.model.bk.asarray(order)
+
+    def begin_epoch(self, order, correct, r0: int) -> None:
+        self.order_d, self.preds, self.correct, self.r0 = self.device_order(order), [], correct, r0
+
+    def __call__(self, s: int, e: int):
+        order_d = self.order_d
+        if order_d is not None:
+            idx = order_d[s:e]
+            xb, yb = self.take(self.X, idx), self.take(self.Y, idx)
+        else:
+            xb, yb = self.X[s:e, ...], self.Y[s:e, ...]
+        value, z = self.train_step(self.cast(xb), yb, None, self.accumulate)
+        self.preds.append(self.argmax(z, axis=1))
+        return value
+
+    def stopping(self) -> bool:
+        return self.st.stop_requested
+
+    def settle(self, r1: int):
+        """The correct count so far plus that of the predictions kept since (rows r0:r1 of the order); one
+        comparison for all of them (one op per step would be five)."""
+        if self.preds:
+            model, xp, preds, order_d = self.model, self.model.xp, self.preds, self.order_d
+            pred = preds[0] if len(preds) == 1 else xp.concat(preds)
+            lab = self.L[self.r0:r1] if order_d is None else xp.take(self.L, order_d[self.r0:r1], axis=0)
+            self.correct = self.correct + xp.sum(xp.astype(pred == lab, model.dtype))
+            self.preds, self.r0 = [], r1
+        return self.correct
+
+
+class CompiledStep(EagerStep):
+    """The model's compiled step (model.compiled_step(): one traced call) on rows of the device-resident data."""
+
+    def __init__(self, model, X, Y, L, accumulate: int):
+        super().__init__(model, X, Y, L, accumulate)
+        self.compiled = model.compiled_step()
+        self.identity = None
+
+    def device_order(self, order):
+        if order is None:  # the compiled step gathers by index: the rows in order as an index vector, made once
+            if self.identity is None:
+                self.identity = self.model.bk.asarray(list(range(self.X.shape[0])))
+            return self.identity
+        return self.model.bk.asarray(order)
+
+    def __call__(self, s: int, e: int):
+        model, st = self.model, self.st
+        idx = self.order_d[s:e]
+        noise = model.draw_noise(idx.shape[0])
+        hyper = model.bk.scalar_args(model.optimizer.hyper(st.lr, st.step + 1))
+        Xs, Ys, idx = model.step_inputs(self.X, self.Y, idx)
+        try:
+            if model.has_layer_state:
+                st.params, st.opt_state, value, pred, st.layer_state = self.compiled(
+                    st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate, st.layer_state)
+            else:
+                st.params, st.opt_state, value, pred = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise,
+                                                                     hyper, self.accumulate)
+        except Exception as exc:
+            if not model.bk.is_trace_error(exc):
+                raise
+            error = _trace_error(model, exc)  # raised outside the handler: the failed trace's frames are freed
+        else:
+            st.step += 1
+            self.preds.append(pred)
+            return value
+        raise error
+
+
+def _trace_error(model, exc) -> InputError:
+    where = where_raised(exc) or "a layer, loss or optimizer"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return InputError.for_argument("compile", f"True: {where} cannot be traced by the {model.bk.name} compiler: "
+                                              f"it does host work on an array ({type(exc).__name__}: "
+                                              f"{first[:160]}); write it with xp array operations only, or "
+                                              f"train without compile")
+
+
+class DataParallelStep(CompiledStep):
+    """`dp.step` (an xpnet.distributed.data_parallel.DataParallel): this rank's shard of the global minibatch, one
+    all-reduce of gradients, loss, correct count and stop flag; every rank stops after the same update."""
+
+    def __init__(self, model, X, Y, L, accumulate: int, dp):
+        EagerStep.__init__(self, model, X, Y, L, accumulate)
+        self.dp, self.identity, self.agreed = dp, None, False
+
+    def __call__(self, s: int, e: int):
+        value, counted, self.agreed, _ = self.dp.step(self.X, self.Y, self.L, self.order_d[s:e], self.accumulate,
+                                                      stop=self.st.stop_requested)
+        self.correct = self.correct + counted
+        return value
+
+    def stopping(self) -> bool:
+        return self.agreed
+
+    def settle(self, r1: int):
+        return self.correct
+
+
+def make_step(model, X, Y, L, accumulate: int, dp=None):
+    """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager."""
+    if dp is not None:
+        return DataParallelStep(model, X, Y, L, accumulate, dp)
+    if getattr(model, "compile", False):
+        return CompiledStep(model, X, Y, L, accumulate)
+    return EagerStep(model, X, Y, L, accumulate)
