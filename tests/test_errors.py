@@ -12,7 +12,7 @@ import pytest
 import xpnet
 from xpnet import errors
 from xpnet.cli.app import as_flags, build_parser
-from xpnet.params import POSITIVE_INT, check
+from xpnet.checks import POSITIVE_INT, check
 
 PKG = Path(xpnet.__file__).parent
 OLD_HOMES = {  # where each type was defined before it moved to xpnet.errors; all still give it

@@ -38,7 +38,7 @@ COMMUNICATION_MODULE = "distributed/communicator.py"
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "models/network.py", "models/sequential.py",
                 "training/loop.py", "training/state.py", "training/callbacks.py", "training/steps.py", "training/sources.py",
                 "distributed/data_parallel.py",
-                "params.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
+                "checks.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
 
 def imported(path: Path) -> set:

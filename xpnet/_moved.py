@@ -22,7 +22,7 @@ MOVED = {
     "xpnet.validation": "xpnet.data.validation",
     "xpnet.data_parallel": "xpnet.distributed.data_parallel", "xpnet.parity_distributed": "xpnet.distributed.parity",
     "xpnet.testing": "xpnet.tools.testing", "xpnet.plots": "xpnet.tools.plots",
-    "xpnet.train": "xpnet.cli.train",
+    "xpnet.train": "xpnet.cli.train", "xpnet.params": "xpnet.checks",
 }
 
 

@@ -10,7 +10,7 @@ accumulation) or in shards (data-parallel training).
 """
 from __future__ import annotations
 
-from .params import Options, check
+from .checks import Options, check
 from .layers.activations import sigmoid, softmax
 from .namespace import namespace
 from .registry import Configurable, register

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .errors import InputError
 from .namespace import namespace
-from .params import FRACTION, NON_NEGATIVE, POSITIVE, check
+from .checks import FRACTION, NON_NEGATIVE, POSITIVE, check
 from .registry import Configurable, alias, register
 
 

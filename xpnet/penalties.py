@@ -1,7 +1,7 @@
 """L1 and L2 weight penalties on the parameters layers declare as penalized (Dense: weights, never biases)."""
 from __future__ import annotations
 
-from .params import NON_NEGATIVE, check
+from .checks import NON_NEGATIVE, check
 from .registry import Configurable, register
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check
+from .checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check
 from .registry import Configurable, register
 
 

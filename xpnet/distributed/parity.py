@@ -17,7 +17,7 @@ import numpy as np
 from ..backend import GPU_CAPABLE
 from ..backend import backend as select_backend
 from .data_parallel import DataParallel, shard
-from ..params import POSITIVE_INT, check
+from ..checks import POSITIVE_INT, check
 from ..tools.parity import default_model, default_problem, parity_batches, rel_diff
 
 # the bounds: float64 lockstep and free-running after 100 steps, float32 lockstep (free-running float32 is

@@ -19,7 +19,7 @@ from __future__ import annotations
 import array_api_compat
 
 from ..errors import InputError
-from ..params import Interval, check
+from ..checks import Interval, check
 
 
 def size_arg(v, what: str, owner: str, low: int = 1, alternative: str | None = None):

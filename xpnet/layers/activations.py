@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from array_api_compat import device
 
-from ..params import Interval, check
+from ..checks import Interval, check
 from ..namespace import namespace
 from ..registry import aliases, get, register
 from .base import Layer

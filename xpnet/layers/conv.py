@@ -28,7 +28,7 @@ import os
 from .. import init as initializers
 from ..errors import InputError
 from ..namespace import namespace
-from ..params import Interval, check
+from ..checks import Interval, check
 from ..registry import register
 from ._patches import col2im, out_size, pad2d, pair, size_arg, windows
 from .base import Layer, weight_and_bias

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import init as initializers
 from ..errors import InputError
 from ..namespace import namespace
-from ..params import POSITIVE_INT, check
+from ..checks import POSITIVE_INT, check
 from ..registry import register
 from .base import Layer, weight_and_bias
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..namespace import namespace
-from ..params import FRACTION, check
+from ..checks import FRACTION, check
 from ..registry import register
 from .base import Layer
 

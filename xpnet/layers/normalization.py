@@ -14,7 +14,7 @@ from array_api_compat import device
 from .. import init as initializers
 from ..errors import InputError
 from ..namespace import namespace
-from ..params import FRACTION, Interval, check
+from ..checks import FRACTION, Interval, check
 from ..registry import register
 from .base import Layer
 

@@ -18,7 +18,7 @@ from ..layers.base import param_key
 from ..losses import LogisticCost
 from .sequential import Sequential
 from ..optimizers import BookSGD
-from ..params import POSITIVE_INT, check
+from ..checks import POSITIVE_INT, check
 from ..penalties import Penalty
 from ..registry import get, register
 from ..schedules import BookDecay

@@ -18,7 +18,7 @@ from ..backend import placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
 from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
-from ..params import Interval, check
+from ..checks import Interval, check
 from ..penalties import Penalty
 from ..data.preprocessing import as_scaler
 from ..registry import register

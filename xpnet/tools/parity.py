@@ -33,7 +33,7 @@ from ..backend import backend as select_backend
 from ..layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..errors import InputError
 from ..layers.base import where_raised
-from ..params import POSITIVE_INT, check
+from ..checks import POSITIVE_INT, check
 from ..models.sequential import Sequential
 from ..optimizers import SGD, Adam
 

@@ -3,7 +3,7 @@ for each rank's rows of a minibatch in data-parallel training (xpnet.distributed
 from __future__ import annotations
 
 from ..errors import InputError
-from ..params import POSITIVE_INT, Interval, check
+from ..checks import POSITIVE_INT, Interval, check
 
 
 def shard(n: int, part: int, parts: int) -> tuple[int, int]:

@@ -37,7 +37,7 @@ import math
 import sys
 
 from ..errors import InputError
-from ..params import POSITIVE_INT, check
+from ..checks import POSITIVE_INT, check
 
 
 class Callback:

@@ -20,7 +20,7 @@ import time
 from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
-from ..params import FRACTION, POSITIVE_INT, Interval, check
+from ..checks import FRACTION, POSITIVE_INT, Interval, check
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401

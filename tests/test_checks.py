@@ -1,11 +1,11 @@
-"""Argument checks (xpnet/params.py) wherever they are used, and the learning-rate schedules' values."""
+"""Argument checks (xpnet/checks.py) wherever they are used, and the learning-rate schedules' values."""
 import math
 
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.params import FRACTION, POSITIVE, POSITIVE_INT, Interval, Options, check
+from xpnet.checks import FRACTION, POSITIVE, POSITIVE_INT, Interval, Options, check
 from xpnet.schedules import BookDecay, Constant, Cosine, Exponential, InverseTime, Step
 
 
