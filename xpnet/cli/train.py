@@ -5,6 +5,7 @@ The shared helpers (load_dataset, label_names, ...) live in _common and `evaluat
 modules; their names are re-exported here for the old path xpnet.train (xpnet/_moved.py)."""
 from __future__ import annotations
 
+import argparse
 import csv
 import shlex
 import signal
@@ -23,8 +24,8 @@ from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
 from ..registry import model_from_config
 from ..training.callbacks import ModelCheckpoint, ProgressBar
-from ._common import (data_settings, input_kind, label_names, load_dataset, model_input, model_inputs,  # noqa: F401
-                      print_json, progress_bar)
+from ._common import (common_flags, data_settings, input_kind, label_names, layer_sizes, load_dataset,  # noqa: F401
+                      model_input, model_inputs, print_json, progress_bar)
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
 from .predict import run_predict, write_predictions  # noqa: F401
 
@@ -38,6 +39,73 @@ INTERRUPTED = "xpnet-interrupted.safetensors"
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
+
+
+def add_parser(sub) -> None:
+    """`xpnet train`'s flags: DEFAULTS' keys (None: the preset's or the default), run options, paths, output."""
+    from ..layers.activations import ACTIVATION_NAMES as ACTIVATIONS
+    from ..registry import aliases
+    sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
+    common_flags(sp)
+    sp.add_argument("--preset", default=None, help=", ".join(f"{name} ({p.about})" for name, p in PRESETS.items()) +
+                    "; flags given beside it override it")
+    sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
+                    help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
+                         "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
+    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
+    sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
+    sp.add_argument("--label-column", default=None, help="label column of a .csv dataset (default label; a resumed "
+                    "run's own)")
+    sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
+                    "0..N-1 (default: max label + 1, refused when more than half would get no training sample)")
+    sp.add_argument("--hidden", type=layer_sizes, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
+    sp.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help="hidden activation (default relu)")
+    sp.add_argument("--loss", choices=list(aliases("loss")), default=None, help="default softmax_cross_entropy")
+    sp.add_argument("--optimizer", choices=list(aliases("optimizer")), default=None, help="default sgd")
+    sp.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
+    sp.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    sp.add_argument("--l1", type=float, default=None)
+    sp.add_argument("--l2", type=float, default=None)
+    sp.add_argument("--epochs", type=int, default=None, help="default 30")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 32)")
+    g.add_argument("--minibatches", type=int, default=None, help="number of minibatches per epoch (the book's)")
+    sp.add_argument("--accumulate", type=int, default=None, metavar="K",
+                    help="compute each minibatch as K micro-batches and sum their gradients before one update "
+                         "(the same training in 1/K of the activation memory; default 1)")
+    sp.add_argument("--compile", action="store_true",
+                    help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
+    sp.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
+                         "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--seed", type=int, default=None, help="default 1")
+    sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
+    sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
+                    help="input scaling (default unit: [0, 1])")
+    sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
+    sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
+    sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
+    sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
+    sp.add_argument("--plot", default=None, metavar="DIR",
+                    help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
+                    '(needs matplotlib: pip install "xpnet[plot]")')
+    sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    sp.set_defaults(func=cmd_train)
+
+
+def _classes(text: str) -> int:
+    """argparse type of --classes: a whole number from 2 to MAX_CLASSES."""
+    from ..data.datasets import MAX_CLASSES
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 2 <= n <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"expected the number of classes, a whole number from 2 to {MAX_CLASSES}, "
+                                         f"got {text!r}")
+    return n
 
 
 def build_model(spec: dict, backend=None, device=None, **options):
