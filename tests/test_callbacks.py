@@ -97,6 +97,25 @@ def test_old_style_callbacks_and_functions_still_work_beside_a_callback():
     assert [e[1] for e in rec.events if e[0] == "epoch_end"] == [0, 1] and rec.events[-1][0] == "train_end"
 
 
+def test_a_callable_old_style_object_without_on_epoch_end_is_called_after_every_epoch():
+    """As before xpnet.Callback: an object with some of the old hooks but no on_epoch_end that is itself
+    callable is called as obj(model, logs) after every epoch, and a true result stops training."""
+    calls = []
+
+    class Old:
+        def on_train_begin(self, model):
+            calls.append(("begin", model))
+
+        def __call__(self, model, logs):
+            calls.append(("call", model, logs["epoch"]))
+            return logs["epoch"] == 2
+
+    model = mlp()
+    model.fit(X, Y, epochs=5, batch_size=8, callbacks=[Old()])
+    assert calls == [("begin", model), ("call", model, 1), ("call", model, 2)]
+    assert model.history_["epoch"] == [1, 2]
+
+
 def test_early_stopping_is_a_callback():
     assert issubclass(xpnet.EarlyStopping, xpnet.Callback) and xpnet.Callback is xpnet.training.Callback
     stopper = xpnet.EarlyStopping(patience=1, monitor="loss", min_delta=10.0)  # no epoch improves by 10

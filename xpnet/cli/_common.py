@@ -1,19 +1,41 @@
-"""What several commands share: flag parsing of comma lists, JSON output, loading a dataset or a checkpoint
-for inference, the data settings a checkpoint recorded, what a model takes, label names and progress bars."""
+"""What several commands share: the flags most commands take (`common_flags`), flag parsing of comma lists
+(`layer_sizes`), JSON output, loading a dataset or a checkpoint for inference, the data settings a checkpoint
+recorded, what a model takes, label names and progress bars."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
 
 import numpy as np
 
+from ..backend import NAMES
 from ..errors import InputError
 from ..models.presets import as_images
 
 
 def csv_values(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def layer_sizes(text: str) -> list[int]:
+    """argparse type of --hidden: "100,50" -> [100, 50], positive integers."""
+    try:
+        values = [int(t) for t in csv_values(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes such as 100,50, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
+    return values
+
+
+def common_flags(sp, device_help: str = "cpu, cuda or cuda:N") -> None:
+    """The flags of every command that runs a model: --backend, --device, --json, --debug."""
+    sp.add_argument("--backend", default=None, help=f"{', '.join(NAMES)} or auto (default: $XPNET_BACKEND or auto)")
+    sp.add_argument("--device", default=None, help=f"{device_help} (default: $XPNET_DEVICE or the backend's)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    sp.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def print_json(obj) -> None:

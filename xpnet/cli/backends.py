@@ -5,6 +5,12 @@ from ..backend import NAMES, describe
 from ._common import print_json
 
 
+def add_parser(sub) -> None:
+    sp = sub.add_parser("backends", help="list backends: available, version, devices")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_backends)
+
+
 def cmd_backends(args) -> int:
     rows = [describe(name) for name in NAMES]
     if args.json:

@@ -6,7 +6,20 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from ._common import data_settings, load_dataset, load_for_inference, model_input, print_json, progress_bar
+from ._common import (common_flags, data_settings, load_dataset, load_for_inference, model_input, print_json,
+                      progress_bar)
+
+
+def add_parser(sub) -> None:
+    sp = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix of a checkpoint on a dataset")
+    common_flags(sp)
+    sp.add_argument("--checkpoint", required=True, metavar="PATH")
+    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--dataset", default=None, help="default: the dataset it was trained on (its test split)")
+    sp.add_argument("--data-dir", default=None, help="default: where the data was when it was trained")
+    sp.add_argument("--label-column", default=None, help="default: the one it was trained with")
+    sp.add_argument("--offline", action="store_true")
+    sp.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args) -> int:

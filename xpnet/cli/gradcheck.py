@@ -5,7 +5,29 @@ import warnings
 
 import numpy as np
 
-from ._common import print_json
+from ._common import common_flags, layer_sizes, print_json
+
+
+def add_parser(sub) -> None:
+    from ..layers.activations import ACTIVATION_NAMES
+    from ..registry import aliases
+    sp = sub.add_parser("gradcheck", help="check backprop against central differences (float64)")
+    common_flags(sp)
+    sp.add_argument("--hidden", type=layer_sizes, default=[6, 5], help="hidden layer sizes (default 6,5)")
+    sp.add_argument("--activation", choices=list(ACTIVATION_NAMES), default="tanh")
+    sp.add_argument("--loss", choices=list(aliases("loss")), default="softmax_cross_entropy")
+    sp.add_argument("--l1", type=float, default=0.01)
+    sp.add_argument("--l2", type=float, default=0.1)
+    sp.add_argument("--features", type=int, default=8)
+    sp.add_argument("--classes", type=int, default=3)
+    sp.add_argument("--samples", type=int, default=16)
+    sp.add_argument("--epsilon", type=float, default=1e-5)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--book", action="store_true",
+                    help="the book's check: NeuralNetMLP, n_hidden=10, first 5 MNIST images, 10 checks")
+    sp.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --book)")
+    sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.set_defaults(func=cmd_gradcheck)
 
 
 def cmd_gradcheck(args) -> int:

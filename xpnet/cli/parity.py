@@ -3,7 +3,29 @@ against one process)."""
 from __future__ import annotations
 
 from ..backend import NAMES, BackendError
-from ._common import csv_values, print_json
+from ._common import common_flags, csv_values, print_json
+
+
+def add_parser(sub) -> None:
+    sp = sub.add_parser("parity", help="compare backends with NumPy float64: lockstep and free-running")
+    common_flags(sp, "device for the GPU-capable backends")
+    sp.add_argument("--backends", default="numpy,array_api_strict,torch,jax")
+    sp.add_argument("--dtype", default=None, help="one or more of float64,float32 (default float64; with "
+                    "--distributed float64,float32)")
+    sp.add_argument("--steps", type=int, default=100)
+    sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the built-in models' optimizer")
+    sp.add_argument("--model", default="mlp", metavar="MODEL", help="mlp (default), cnn (Conv2D, max-pool, "
+                    "average-pool and dense layers on 8x8 images), or your own model: a .json file (or JSON text) in "
+                    "the registry's config format, as xpnet.serialize(model) gives, on data of its input shape")
+    sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
+                    "with the reference and with its own eager step; backends without a compiler say so")
+    sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
+                    "--distributed): all ranks together against one process, same backend and dtype (float64 "
+                    "and float32 unless --dtype says otherwise)")
+    sp.set_defaults(func=cmd_parity)
 
 
 def cmd_parity(args) -> int:

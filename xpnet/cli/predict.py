@@ -7,7 +7,25 @@ import sys
 
 import numpy as np
 
-from ._common import data_settings, label_names, load_for_inference, model_inputs, print_json, progress_bar
+from ._common import (common_flags, data_settings, label_names, load_for_inference, model_inputs, print_json,
+                      progress_bar)
+
+
+def add_parser(sub) -> None:
+    sp = sub.add_parser("predict", help="labels and probabilities for .npy, .npz, .csv files or images")
+    common_flags(sp)
+    sp.add_argument("--checkpoint", required=True, metavar="PATH")
+    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("files", nargs="+", metavar="FILE",
+                    help=".npy, .npz (array X), .csv (with or without the label column) or an image (png, "
+                         "jpg, ...); several at once")
+    sp.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                    help="invert an image's gray levels (auto: when its background is light, as on paper)")
+    sp.add_argument("--label-column", default=None, help="a .csv's label column, left out of the "
+                    "features and compared with the predictions (default: the one it was trained with)")
+    sp.add_argument("--output", default=None, metavar="PATH",
+                    help="write a CSV: file, index, label, class_name, one probability column per class")
+    sp.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:

@@ -5,11 +5,13 @@ The shared helpers (load_dataset, label_names, ...) live in _common and `evaluat
 modules; their names are re-exported here for the old path xpnet.train (xpnet/_moved.py)."""
 from __future__ import annotations
 
+import argparse
 import csv
 import shlex
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,8 @@ from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
 from ..registry import model_from_config
 from ..training.callbacks import ModelCheckpoint, ProgressBar
-from ._common import (data_settings, input_kind, label_names, load_dataset, model_input, model_inputs,  # noqa: F401
-                      print_json, progress_bar)
+from ._common import (common_flags, data_settings, input_kind, label_names, layer_sizes, load_dataset,  # noqa: F401
+                      model_input, model_inputs, print_json, progress_bar)
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
 from .predict import run_predict, write_predictions  # noqa: F401
 
@@ -38,6 +40,73 @@ INTERRUPTED = "xpnet-interrupted.safetensors"
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
+
+
+def add_parser(sub) -> None:
+    """`xpnet train`'s flags: DEFAULTS' keys (None: the preset's or the default), run options, paths, output."""
+    from ..layers.activations import ACTIVATION_NAMES as ACTIVATIONS
+    from ..registry import aliases
+    sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
+    common_flags(sp)
+    sp.add_argument("--preset", default=None, help=", ".join(f"{name} ({p.about})" for name, p in PRESETS.items()) +
+                    "; flags given beside it override it")
+    sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
+                    help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
+                         "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
+    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
+    sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
+    sp.add_argument("--label-column", default=None, help="label column of a .csv dataset (default label; a resumed "
+                    "run's own)")
+    sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
+                    "0..N-1 (default: max label + 1, refused when more than half would get no training sample)")
+    sp.add_argument("--hidden", type=layer_sizes, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
+    sp.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help="hidden activation (default relu)")
+    sp.add_argument("--loss", choices=list(aliases("loss")), default=None, help="default softmax_cross_entropy")
+    sp.add_argument("--optimizer", choices=list(aliases("optimizer")), default=None, help="default sgd")
+    sp.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
+    sp.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    sp.add_argument("--l1", type=float, default=None)
+    sp.add_argument("--l2", type=float, default=None)
+    sp.add_argument("--epochs", type=int, default=None, help="default 30")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 32)")
+    g.add_argument("--minibatches", type=int, default=None, help="number of minibatches per epoch (the book's)")
+    sp.add_argument("--accumulate", type=int, default=None, metavar="K",
+                    help="compute each minibatch as K micro-batches and sum their gradients before one update "
+                         "(the same training in 1/K of the activation memory; default 1)")
+    sp.add_argument("--compile", action="store_true",
+                    help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
+    sp.add_argument("--distributed", action="store_true",
+                    help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
+                         "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--seed", type=int, default=None, help="default 1")
+    sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
+    sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
+                    help="input scaling (default unit: [0, 1])")
+    sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
+    sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    sp.add_argument("--offline", action="store_true", help="never download data")
+    sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
+    sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
+    sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
+    sp.add_argument("--plot", default=None, metavar="DIR",
+                    help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
+                    '(needs matplotlib: pip install "xpnet[plot]")')
+    sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    sp.set_defaults(func=cmd_train)
+
+
+def _classes(text: str) -> int:
+    """argparse type of --classes: a whole number from 2 to MAX_CLASSES."""
+    from ..data.datasets import MAX_CLASSES
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 2 <= n <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"expected the number of classes, a whole number from 2 to {MAX_CLASSES}, "
+                                         f"got {text!r}")
+    return n
 
 
 def build_model(spec: dict, backend=None, device=None, **options):
@@ -166,31 +235,97 @@ def cmd_train(args) -> int:
     return 0
 
 
-def run_train(args) -> dict:
-    started = time.perf_counter()
-    from ..saving.checkpoint import fingerprint, load
-    from ..training.loop import TrainingInterrupted
-    from ..data.datasets import check_dataset
+@dataclass
+class _Run:
+    """What `xpnet train` resolved before it builds a model: the checkpoint resumed (model None for a new run;
+    saved: its `cli` settings, {} for a new run), the settings (cfg), where the data came from (source,
+    data_dir, label_column), the data as the model takes it (X: (N, features) or images (N, C, H, W); y
+    labels), what the samples are (kind, image_shape: None for flat rows), the classes and the fingerprint."""
+    saved_model: object
+    saved: dict
+    cfg: dict
+    source: str
+    data_dir: object
+    label_column: str
+    X: object
+    y: object
+    X_test: object
+    y_test: object
+    kind: object
+    image_shape: object
+    n_classes: int
+    classes_: object
+    fp: str
 
+
+def run_train(args) -> dict:
+    """`xpnet train` in its steps: the run resolved (resume, settings, dataset), the model built or
+    restored, callbacks and signal handling around fit, then scoring, history, plots and the report
+    (returned: what --json prints)."""
+    started = time.perf_counter()
     comm = _distributed(args)
     rank = 0 if comm is None else comm.rank
     quiet = args.quiet or rank != 0
-    saved_model, saved_meta = None, None
-    if args.resume:
-        saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
-        saved_meta = saved_model.checkpoint_meta_
-        if not saved_meta.get("cli"):
-            raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
-                             f"xpnet.load(path).fit(X, y, resume=True)")
-        check_resume_flags(args, saved_meta["cli"])
-    cfg = resolve_config(args, saved_meta["cli"] if saved_meta else None)
+    run = _resolve_run(args)
+    model = _model_for(args, run)
+    cfg = run.cfg
+    # where the data came from travels with the run, so evaluate and predict find it again (run options, not
+    # compared on resume: --data-dir may change)
+    cli_cfg = dict(cfg, **data_record(run.source, run.data_dir, run.label_column),
+                   inputs="images" if run.image_shape is not None else run.kind)
+    checkpointer = ModelCheckpoint(args.checkpoint, {"data_fingerprint": run.fp, "cli": cli_cfg}, writer=rank == 0)
+    bar = not quiet and sys.stderr.isatty()
+    callbacks = [checkpointer] + ([] if quiet else [ProgressBar(cfg["epochs"], bar=bar)])
+    if not quiet:
+        _announce(run, model, comm)
+    seconds = _fit_with_signals(args, run, model, callbacks, checkpointer, comm)
+    train_acc, test_pred, test_acc, scoring = _score(run, model, bar)
+    history = model.history_
+    if args.history and rank == 0:
+        write_history(args.history, history)
+    if args.plot and rank == 0:
+        _plot(args, run, model, test_pred, quiet)
+    total = time.perf_counter() - started
+    if not quiet:
+        print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
+              f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
+    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
+            "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+
+
+def _resume(args):
+    """(the model of --resume's checkpoint, its `cli` settings), checked against the flags given; (None, {})
+    for a new run."""
+    from ..saving.checkpoint import load
+    if not args.resume:
+        return None, {}
+    saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
+    saved = saved_model.checkpoint_meta_.get("cli")
+    if not saved:
+        raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
+                         f"xpnet.load(path).fit(X, y, resume=True)")
+    check_resume_flags(args, saved)
+    return saved_model, saved
+
+
+def _resolve_run(args) -> _Run:
+    """The run to train: the checkpoint resumed, the settings, the dataset loaded and checked (its classes
+    against the checkpoint's, its fingerprint against the one the run was trained on)."""
+    from ..saving.checkpoint import fingerprint
+    from ..data.datasets import check_dataset
+    saved_model, saved = _resume(args)
+    cfg = resolve_config(args, saved or None)
     check_seed("seed", cfg["seed"])
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    data_dir, label_column = data_settings(args, saved_meta["cli"] if saved_meta else {})
+    data_dir, label_column = data_settings(args, saved)
     source = cfg["dataset"]  # a resumed run's file, wherever this command runs (unless --dataset names one)
-    if saved_meta and not args.dataset and saved_meta["cli"].get("dataset_file") and not Path(source).is_file():
-        source = saved_meta["cli"]["dataset_file"]
+    if saved and not args.dataset and saved.get("dataset_file") and not Path(source).is_file():
+        source = saved["dataset_file"]
     X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
     kind = input_kind(cfg["dataset"], X)
     image_shape = image_input(cfg, saved_model)
@@ -209,46 +344,59 @@ def run_train(args) -> dict:
                                             known=saved_model.classes_)
     y = np.asarray(y)
     fp = fingerprint(X, y)
-    if saved_meta and saved_meta.get("data_fingerprint") != fp:
+    if saved_model is not None and saved_model.checkpoint_meta_.get("data_fingerprint") != fp:
         raise InputError(f"{args.resume} was trained on other data than {cfg['dataset']!r} gives now (data "
                          f"fingerprints differ); resume with the same dataset and files")
-    if saved_model is not None:
-        model = saved_model
+    return _Run(saved_model, saved, cfg, source, data_dir, label_column, X, y, X_test, y_test, kind, image_shape,
+                n_classes, classes_, fp)
+
+
+def _model_for(args, run: _Run):
+    """The model to train: the resumed checkpoint's, or a new one built from the settings (its input scaling,
+    classes and class names set), checked against the settings' dtype."""
+    cfg, X = run.cfg, run.X
+    if run.saved_model is not None:
+        model = run.saved_model
     else:
-        spec = model_spec(X.shape[1], n_classes, cfg)
-        if image_shape is not None:
+        spec = model_spec(X.shape[1], run.n_classes, cfg)
+        if run.image_shape is not None:
             spec["config"].setdefault("input_shape", list(X.shape[1:]))
         model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
         if cfg.get("model_file"):
             cfg["dtype"] = model.dtype_name
-            check_outputs(model, n_classes, cfg["model_file"])
+            check_outputs(model, run.n_classes, cfg["model_file"])
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
-        model.classes_ = classes_
+        model.classes_ = run.classes_
         model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
                          f"checkpoint is inconsistent, start a new run")
     if model.preprocessing is None:  # a checkpoint that recorded no scaling: its data was used as it was
         model.preprocessing = Scaler("raw")
-    # where the data came from travels with the run, so evaluate and predict find it again (run options, not
-    # compared on resume: --data-dir may change)
-    cli_cfg = dict(cfg, **data_record(source, data_dir, label_column),
-                   inputs="images" if image_shape is not None else kind)
-    checkpointer = ModelCheckpoint(args.checkpoint, {"data_fingerprint": fp, "cli": cli_cfg}, writer=rank == 0)
-    bar = not quiet and sys.stderr.isatty()
-    callbacks = [checkpointer] + ([] if quiet else [ProgressBar(cfg["epochs"], bar=bar)])
-    ranks = None if comm is None else comm.describe()
-    if not quiet:
-        what = "resuming" if saved_model is not None else "training"
-        sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
-        print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {n_classes} classes; "
-              f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
-        note = class_mapping_note(classes_)
-        if note and saved_model is None:
-            print(note, flush=True)
-        if comm is not None:
-            print(f"distributed over {comm.size} rank(s), global minibatch split between them: {ranks}", flush=True)
+    return model
 
+
+def _announce(run: _Run, model, comm) -> None:
+    """The lines printed before training: the data, the model's backend, device and dtype, a note on how
+    labels map to outputs (new runs), the ranks of a distributed run."""
+    cfg, X = run.cfg, run.X
+    what = "resuming" if run.saved_model is not None else "training"
+    sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
+    print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {run.n_classes} classes; "
+          f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
+    note = class_mapping_note(run.classes_)
+    if note and run.saved_model is None:
+        print(note, flush=True)
+    if comm is not None:
+        print(f"distributed over {comm.size} rank(s), global minibatch split between them: {comm.describe()}",
+              flush=True)
+
+
+def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, comm) -> float:
+    """model.fit with SIGINT and SIGTERM caught: either stops the run after the current step, saves its state
+    (rank 0; to --checkpoint or INTERRUPTED), says how to resume, and exits 130 (SIGINT) or 143 (SIGTERM).
+    The handlers before are put back. Returns the seconds fit took."""
+    from ..training.loop import TrainingInterrupted
     received = []
 
     def on_signal(signum, frame):
@@ -258,12 +406,12 @@ def run_train(args) -> dict:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
-        model.fit(X, y, resume=saved_model is not None, callbacks=callbacks, **fit_options(cfg),
+        model.fit(run.X, run.y, resume=run.saved_model is not None, callbacks=callbacks, **fit_options(run.cfg),
                   **({} if comm is None else {"distributed": comm}))
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
-        if rank == 0:  # every rank stopped after the same step; one writes
+        if comm is None or comm.rank == 0:  # every rank stopped after the same step; one writes
             checkpointer.save(path, model)
             name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
             launch = "" if comm is None else f"mpiexec -n {comm.size} "
@@ -274,9 +422,15 @@ def run_train(args) -> dict:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()  # scoring: one inference pass over the training data, one over the test split
-    n_train = len(X) - int(round(len(X) * fit_options(cfg).get("validation_split", 0.0)))  # fit's last rows held out
+    return time.perf_counter() - t0
+
+
+def _score(run: _Run, model, bar: bool) -> tuple:
+    """(train accuracy, test predictions, test accuracy, seconds): one inference pass over the training rows
+    (those fit did not hold out for validation), one over the test split when there is one (else None, None)."""
+    X, y, X_test, y_test = run.X, run.y, run.X_test, run.y_test
+    t1 = time.perf_counter()
+    n_train = len(X) - int(round(len(X) * fit_options(run.cfg).get("validation_split", 0.0)))  # held out by fit
     with progress_bar(n_train, "train accuracy", bar) as update:
         train_acc = model.score(X[:n_train], y[:n_train], progress=update)
     test_pred = test_acc = None
@@ -285,32 +439,22 @@ def run_train(args) -> dict:
             test_pred = np.asarray(model.predict(X_test, progress=update))
         test_acc = float(np.mean(model.encode_labels(test_pred, len(test_pred)) ==
                                  model.encode_labels(y_test, len(y_test))))  # == model.score(X_test, y_test)
-    scoring = time.perf_counter() - t1
+    return train_acc, test_pred, test_acc, time.perf_counter() - t1
+
+
+def _plot(args, run: _Run, model, test_pred, quiet: bool) -> None:
+    """--plot DIR: cost, accuracy and misclassified samples (tools/plots.py), and the first Conv2D's filters."""
+    from ..tools.plots import write_plots
     history = model.history_
-    if args.history and rank == 0:
-        write_history(args.history, history)
-    if args.plot and rank == 0:
-        from ..tools.plots import write_plots
-        pred = test_pred
-        nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
-        paths = write_plots(args.plot, model.batch_losses_, history, nb, X_test, y_test, pred,
-                            names=label_names(model, by_label=True))
-        first = model.layers[0]
-        if getattr(first, "registered_name", "") == "Conv2D.v1":
-            from ..tools.plots import write_filters
-            paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params[param_key(0, "weight")])))
-        if not quiet:
-            print("plots: " + ", ".join(map(str, paths)))
-    total = time.perf_counter() - started
+    nb = max(1, len(model.batch_losses_) // max(1, len(history["epoch"]))) if history["epoch"] else 1
+    paths = write_plots(args.plot, model.batch_losses_, history, nb, run.X_test, run.y_test, test_pred,
+                        names=label_names(model, by_label=True))
+    first = model.layers[0]
+    if getattr(first, "registered_name", "") == "Conv2D.v1":
+        from ..tools.plots import write_filters
+        paths.append(write_filters(args.plot, model.bk.to_numpy(model.state.params[param_key(0, "weight")])))
     if not quiet:
-        print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
-              f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
-    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
-            "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
-            "train_accuracy": train_acc,
-            "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
-            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-            **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+        print("plots: " + ", ".join(map(str, paths)))
 
 
 FILE_DATASETS = (".npz", ".csv")

@@ -65,6 +65,137 @@ def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
     return batch_bounds(n, minibatches=min(k, n))
 
 
+# Network's cold parts: construction, config, state snapshots and the refusal of wrong targets run once per
+# model or call, never inside a training step's array work; the step itself reads as methods of Network.
+
+def _as_layers(layers, owner: str) -> list:
+    """Network(layers=...) as a list of layer instances (`_as_layer` each); refused in one line when it is not
+    a non-empty list."""
+    if isinstance(layers, (str, dict)) or not hasattr(layers, "__iter__"):
+        raise InputError(f"layers must be a list of layers, e.g. [Dense(784, 100), \"relu\", Dense(100, 10)], "
+                         f"got {type(layers).__name__} {layers!r:.60}")
+    layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
+    if not layers:
+        raise InputError(f"a {owner} model needs at least one layer, e.g. [Dense(784, 10)]")
+    return layers
+
+
+def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
+    """(input_shape, output_shape) of one sample, after building each layer on its input's shape (input_shape:
+    given, or the first layers' declared one); refused when it is unknown or the logits are not 1-D."""
+    shape = _infer_input_shape(layers) if input_shape is None else tuple(int(s) for s in input_shape)
+    if shape is None:
+        raise InputError(f"the first layer ({type(layers[0]).__name__}) does not say its input size; pass "
+                         f"input_shape= (one sample's shape, e.g. input_shape=(1, 28, 28)) or start with "
+                         f"Dense(in_features, out_features)")
+    input_shape = shape
+    for layer in layers:
+        shape = tuple(layer.build(shape))
+    if len(shape) != 1:
+        raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
+                         f"1-D (outputs,): end with Flatten() and Dense(..., n_classes)")
+    return input_shape, shape
+
+
+def _layer_index(layers: list) -> tuple:
+    """(keys, penalized, noisy, state_keys) of built layers: per layer [(local name, "layers.<i>.<name>")] of its
+    parameters, the keys of the penalized parameters, the indices of layers drawing noise, per layer the
+    [(local, key)] of its non-trained state."""
+    keys = [[(local, param_key(i, local)) for local in layer.param_shapes()] for i, layer in enumerate(layers)]
+    penalized = [param_key(i, local) for i, layer in enumerate(layers) for local in layer.penalized
+                 if local in layer.param_shapes()]
+    noisy = [i for i, layer in enumerate(layers) if layer.noise_shape(1) is not None]
+    state_keys = [[(local, param_key(i, local)) for local in layer.state_shapes()] for i, layer in enumerate(layers)]
+    return keys, penalized, noisy, state_keys
+
+
+def _initial_state(net, rng) -> TrainState:
+    """A new model's TrainState: each layer's parameters drawn from `rng` (the host RNG) and its state
+    initialized, on net's device in its dtype, the optimizer's buffers (zeros) and learning rate."""
+    params = {}
+    asarray = lambda a: net.bk.asarray(a, dtype=net.dtype)  # noqa: E731
+    with net.bk:  # the model's device is current while anything of the model is made or computed
+        for i, layer in enumerate(net.layers):
+            for local, value in layer.init_params(rng, asarray).items():
+                params[param_key(i, local)] = value
+        opt_state = net.optimizer.init(params)
+        layer_state = {param_key(i, local): value for i, layer in enumerate(net.layers)
+                       for local, value in layer.init_state(asarray).items()}
+    return TrainState(params=params, opt_state=opt_state, rng=rng, lr=net.optimizer.lr, layer_state=layer_state)
+
+
+def _from_config(cls, config: dict, backend, device, dtype, overrides: dict):
+    """Network.from_config: the config's loss, optimizer, penalty, schedule and layers deserialized."""
+    config = dict(config, **overrides)
+    for key, kind in (("loss", "loss"), ("optimizer", "optimizer"), ("penalty", "penalty"),
+                      ("schedule", "schedule")):
+        if isinstance(config.get(key), dict):
+            config[key] = deserialize(config[key], kind)
+    layers = [deserialize(spec, "layer") for spec in config.pop("layers")]
+    if dtype is not None:
+        config["dtype"] = dtype
+    return cls(layers, backend=backend, device=device, **config)
+
+
+def _set_parameters(net, params: dict) -> None:
+    """Network.set_parameters: each value copied onto net's backend in its dtype, checked by name and shape."""
+    current = net.state.params
+    for name, value in params.items():
+        if name not in current:
+            raise InputError(f"no parameter {name!r} in this model; it has {', '.join(current)}")
+        if placement(value, net.bk) != "device":
+            value = net.bk.asarray(value, dtype=net.dtype, copy=True)
+        else:
+            value = net.xp.asarray(value, dtype=net.dtype, copy=True)
+        if tuple(value.shape) != tuple(current[name].shape):
+            raise InputError(f"parameter {name} has shape {tuple(current[name].shape)}, got {tuple(value.shape)}")
+        current[name] = value
+
+
+def _get_state(net) -> dict:
+    """Network.get_state: params, opt_state, layer_state as host copies, lr and step."""
+    to_np = lambda a: net.bk.to_numpy(a, copy=True)  # noqa: E731
+    st = net.state
+    return {"params": {k: to_np(v) for k, v in st.params.items()},
+            "opt_state": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in st.opt_state.items()},
+            "layer_state": {k: to_np(v) for k, v in st.layer_state.items()}, "lr": st.lr, "step": st.step}
+
+
+def _set_state(net, snapshot: dict) -> None:
+    """Network.set_state: a _get_state snapshot copied back onto net's backend."""
+    net.set_parameters(snapshot["params"])
+    put = lambda v: net.bk.asarray(v, dtype=net.dtype, copy=True)  # noqa: E731
+    net.state.opt_state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in snapshot["opt_state"].items()}
+    if "layer_state" in snapshot:
+        net.state.layer_state = {k: put(v) for k, v in snapshot["layer_state"].items()}
+    net.state.lr, net.state.step = snapshot["lr"], snapshot["step"]
+
+
+def _make_native_rng(net):
+    """Network.native_rng's generator, made on net's device: seeded from net.seed, else from the host RNG."""
+    seed = net.seed if isinstance(net.seed, int) else int(net.state.rng.random() * 2 ** 31)
+    with net.bk:
+        return net.bk.make_native_rng(seed)
+
+
+def _check_targets_in_general(x, y, n_outputs: int, owner: str) -> None:
+    """Network.check_targets past its fast path: any floating (batch, outputs) targets pass; anything else is
+    refused in one line that says what came (class labels, another shape) and how to make targets."""
+    shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
+    want = (int(x.shape[0]), n_outputs)
+    if shape is not None and tuple(shape) == want and "float" in str(dtype):
+        return
+    if shape is None:
+        got = f"a {type(y).__name__}"
+    elif len(shape) == 1 and "float" not in str(dtype):
+        got = f"class labels of shape {tuple(shape)} ({dtype})"
+    else:
+        got = f"shape {tuple(shape)} ({dtype})"
+    raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
+                     f"rows for class labels), got {got}; make them from labels with "
+                     f"yb, _ = model.as_targets(labels, len(labels))")
+
+
 class Network(Configurable):
     """Layers applied in order to x: (batch, *input_shape); the last layer gives the logits (batch, outputs).
 
@@ -80,29 +211,13 @@ class Network(Configurable):
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False):
-        if isinstance(layers, (str, dict)) or not hasattr(layers, "__iter__"):
-            raise InputError(f"layers must be a list of layers, e.g. [Dense(784, 100), \"relu\", Dense(100, 10)], "
-                             f"got {type(layers).__name__} {layers!r:.60}")
-        self.layers = [_as_layer(layer, i) for i, layer in enumerate(layers)]
-        if not self.layers:
-            raise InputError(f"a {type(self).__name__} model needs at least one layer, e.g. [Dense(784, 10)]")
+        self.layers = _as_layers(layers, type(self).__name__)
         self.bk = select_backend(backend, device)
         self.xp = self.bk.xp
         self.dtype_name = dtype
         self.dtype = self.bk.dtype(dtype)
         self.seed = seed
-        shape = _infer_input_shape(self.layers) if input_shape is None else tuple(int(s) for s in input_shape)
-        if shape is None:
-            raise InputError(f"the first layer ({type(self.layers[0]).__name__}) does not say its input size; pass "
-                             f"input_shape= (one sample's shape, e.g. input_shape=(1, 28, 28)) or start with "
-                             f"Dense(in_features, out_features)")
-        self.input_shape = shape
-        for layer in self.layers:
-            shape = tuple(layer.build(shape))
-        self.output_shape = shape
-        if len(shape) != 1:
-            raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
-                             f"1-D (outputs,): end with Flatten() and Dense(..., n_classes)")
+        self.input_shape, self.output_shape = _build_layers(self.layers, input_shape)
         self.loss: Loss = resolve(loss, "loss")
         self.optimizer: Optimizer = resolve(optimizer, "optimizer")
         self.penalty = penalty if penalty is not None else Penalty(l1, l2)
@@ -115,24 +230,8 @@ class Network(Configurable):
         self.compile_traces_ = 0  # how many times the compiled step was traced (a new batch shape traces once)
         if isinstance(rng, str) or rng is None:
             rng = host_rng(seed, rng or "Generator")
-        self._keys = [[(local, param_key(i, local)) for local in layer.param_shapes()]
-                      for i, layer in enumerate(self.layers)]
-        self._penalized = [param_key(i, local) for i, layer in enumerate(self.layers) for local in layer.penalized
-                           if local in layer.param_shapes()]
-        self._noisy = [i for i, layer in enumerate(self.layers) if layer.noise_shape(1) is not None]
-        self._state_keys = [[(local, param_key(i, local)) for local in layer.state_shapes()]
-                            for i, layer in enumerate(self.layers)]
-        params = {}
-        asarray = lambda a: self.bk.asarray(a, dtype=self.dtype)  # noqa: E731
-        with self.bk:  # the model's device is current while anything of the model is made or computed
-            for i, layer in enumerate(self.layers):
-                for local, value in layer.init_params(rng, asarray).items():
-                    params[param_key(i, local)] = value
-            opt_state = self.optimizer.init(params)
-            layer_state = {param_key(i, local): value for i, layer in enumerate(self.layers)
-                           for local, value in layer.init_state(asarray).items()}
-        self.state = TrainState(params=params, opt_state=opt_state, rng=rng, lr=self.optimizer.lr,
-                                layer_state=layer_state)
+        self._keys, self._penalized, self._noisy, self._state_keys = _layer_index(self.layers)
+        self.state = _initial_state(self, rng)
 
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -145,15 +244,8 @@ class Network(Configurable):
 
     @classmethod
     def from_config(cls, config: dict, backend=None, device=None, dtype=None, **overrides):
-        config = dict(config, **overrides)
-        for key, kind in (("loss", "loss"), ("optimizer", "optimizer"), ("penalty", "penalty"),
-                          ("schedule", "schedule")):
-            if isinstance(config.get(key), dict):
-                config[key] = deserialize(config[key], kind)
-        layers = [deserialize(spec, "layer") for spec in config.pop("layers")]
-        if dtype is not None:
-            config["dtype"] = dtype
-        return cls(layers, backend=backend, device=device, **config)
+        """The model of a get_config() config (overrides replace its entries), on `backend` and `device`."""
+        return _from_config(cls, config, backend, device, dtype, overrides)
 
     def __repr__(self) -> str:
         body = ", ".join(map(repr, self.layers))
@@ -177,17 +269,7 @@ class Network(Configurable):
     def set_parameters(self, params: dict) -> None:
         """Replace parameters by name with copies (training may update them in place), moved to this
         backend and cast to its dtype."""
-        current = self.state.params
-        for name, value in params.items():
-            if name not in current:
-                raise InputError(f"no parameter {name!r} in this model; it has {', '.join(current)}")
-            if placement(value, self.bk) != "device":
-                value = self.bk.asarray(value, dtype=self.dtype, copy=True)
-            else:
-                value = self.xp.asarray(value, dtype=self.dtype, copy=True)
-            if tuple(value.shape) != tuple(current[name].shape):
-                raise InputError(f"parameter {name} has shape {tuple(current[name].shape)}, got {tuple(value.shape)}")
-            current[name] = value
+        _set_parameters(self, params)
 
     def reset_optimizer(self) -> None:
         """Zero the optimizer's buffers and its update count (the learning rate is kept)."""
@@ -196,20 +278,11 @@ class Network(Configurable):
 
     def get_state(self) -> dict:
         """What a training step depends on, as host NumPy arrays and Python numbers (a snapshot)."""
-        to_np = lambda a: self.bk.to_numpy(a, copy=True)  # noqa: E731
-        st = self.state
-        return {"params": {k: to_np(v) for k, v in st.params.items()},
-                "opt_state": {k: {b: to_np(v) for b, v in bufs.items()} for k, bufs in st.opt_state.items()},
-                "layer_state": {k: to_np(v) for k, v in st.layer_state.items()}, "lr": st.lr, "step": st.step}
+        return _get_state(self)
 
     def set_state(self, snapshot: dict) -> None:
         """Put a get_state() snapshot back (copied onto this backend)."""
-        self.set_parameters(snapshot["params"])
-        put = lambda v: self.bk.asarray(v, dtype=self.dtype, copy=True)  # noqa: E731
-        self.state.opt_state = {k: {b: put(v) for b, v in bufs.items()} for k, bufs in snapshot["opt_state"].items()}
-        if "layer_state" in snapshot:
-            self.state.layer_state = {k: put(v) for k, v in snapshot["layer_state"].items()}
-        self.state.lr, self.state.step = snapshot["lr"], snapshot["step"]
+        _set_state(self, snapshot)
 
     @property
     def has_noise(self) -> bool:
@@ -290,9 +363,7 @@ class Network(Configurable):
         saved in checkpoints where the library can restore it (not CuPy's)."""
         st = self.state
         if st.native_rng is None:
-            seed = self.seed if isinstance(self.seed, int) else int(st.rng.random() * 2 ** 31)
-            with self.bk:
-                st.native_rng = self.bk.make_native_rng(seed)
+            st.native_rng = _make_native_rng(self)
         return st.native_rng
 
     def penalty_cost(self, params: dict | None = None):
@@ -315,18 +386,7 @@ class Network(Configurable):
         if shape is not None and len(shape) == 2 and shape[1] == self.output_shape[0] and shape[0] == x.shape[0] \
                 and (dtype == self.dtype or dtype == self.xp.float32 or dtype == self.xp.float64):
             return
-        want = (int(x.shape[0]), self.n_outputs)
-        if shape is not None and tuple(shape) == want and "float" in str(dtype):
-            return
-        if shape is None:
-            got = f"a {type(y).__name__}"
-        elif len(shape) == 1 and "float" not in str(dtype):
-            got = f"class labels of shape {tuple(shape)} ({dtype})"
-        else:
-            got = f"shape {tuple(shape)} ({dtype})"
-        raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
-                         f"rows for class labels), got {got}; make them from labels with "
-                         f"yb, _ = model.as_targets(labels, len(labels))")
+        _check_targets_in_general(x, y, self.n_outputs, owner)
 
     def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)

@@ -28,8 +28,9 @@ stops after the current step instead, with TrainingInterrupted, ready to resume.
 
 Objects with the duck-typed hooks of earlier versions (`on_train_begin(model)`, `on_batch_end(model, step,
 steps)` with step from 1, `on_epoch_end(model, logs)` whose true result stops training, `on_train_end(model)`)
-and plain functions `f(model, logs)`, called after every epoch, still work: `check_callbacks` wraps each
-once in an adapter Callback (`LegacyCallback`, `FunctionCallback`), so fit only ever calls Callback hooks.
+and plain functions `f(model, logs)`, called after every epoch (as is such an object without on_epoch_end
+that is callable), still work: `check_callbacks` wraps each once in an adapter Callback (`LegacyCallback`,
+`FunctionCallback`), so fit only ever calls Callback hooks.
 """
 from __future__ import annotations
 
@@ -185,13 +186,20 @@ class ModelCheckpoint(Callback):
 class LegacyCallback(Callback):
     """An object with the duck-typed hooks of earlier versions (on_train_begin(model), on_batch_end(model, step,
     steps) with step from 1, on_epoch_end(model, logs) whose true result stops training, on_train_end(model)),
-    as a Callback."""
+    as a Callback. An object without on_epoch_end that is itself callable is called as obj(model, logs) after
+    every epoch instead, as earlier versions did."""
 
     def __init__(self, obj):
         self.obj = obj
 
     def implements(self, hook: str) -> bool:
-        return hook in ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end") and hasattr(self.obj, hook)
+        if hook == "on_epoch_end":
+            return self._epoch_hook() is not None
+        return hook in ("on_train_begin", "on_batch_end", "on_train_end") and hasattr(self.obj, hook)
+
+    def _epoch_hook(self):
+        """obj.on_epoch_end, else obj itself when callable, else None."""
+        return getattr(self.obj, "on_epoch_end", None) or (self.obj if callable(self.obj) else None)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if hasattr(self.obj, "on_train_begin"):
@@ -201,7 +209,8 @@ class LegacyCallback(Callback):
         self.obj.on_batch_end(self.model, batch + 1, self.params["steps"])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if hasattr(self.obj, "on_epoch_end") and self.obj.on_epoch_end(self.model, logs):
+        hook = self._epoch_hook()
+        if hook is not None and hook(self.model, logs):
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
