@@ -354,6 +354,7 @@ def write_history(path, history: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(HISTORY_KEYS)
-        for row in zip(*(history[k] for k in HISTORY_KEYS)):
+        keys = HISTORY_KEYS + (("grad_norm",) if history.get("grad_norm") else ())  # with --clip-norm
+        w.writerow(keys)
+        for row in zip(*(history[k] for k in keys)):
             w.writerow(["" if v is None else v for v in row])
