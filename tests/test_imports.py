@@ -35,7 +35,8 @@ HOST_NUMPY = {
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
 COMMUNICATION_LIBS = {"mpi4py", "cupy"}
 COMMUNICATION_MODULE = "distributed/communicator.py"
-MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "models/network.py", "models/sequential.py",
+MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "clipping.py", "groups.py",
+                "models/network.py", "models/sequential.py",
                 "training/loop.py", "training/state.py", "training/callbacks.py", "training/steps.py", "training/sources.py",
                 "distributed/data_parallel.py",
                 "checks.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]

@@ -18,7 +18,7 @@ from .optimizers import SGD, Adam, AdamW, BookSGD, Optimizer
 from .penalties import Penalty
 from .registry import deserialize, model_from_config, register, serialize
 from .saving.checkpoint import load
-from .schedules import Schedule
+from .schedules import Schedule, WarmupCosine, WarmupLinear
 from .training import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TrainState
 from . import registry as _registry
 from ._moved import alias as _alias
@@ -45,6 +45,7 @@ __all__ = [
     "BackendError", "BatchNorm", "BookSGD", "Callback", "CheckpointError", "Conv2D", "Dense", "Dropout", "EarlyStopping", "Flatten", "GlobalAvgPool2D", "Identity", "InputError", "Layer",
     "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "ModelCheckpoint", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ProgressBar", "ReLU", "Schedule",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
-    "TrainingInterrupted", "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
+    "TrainingInterrupted", "WarmupCosine", "WarmupLinear",
+    "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",
 ]

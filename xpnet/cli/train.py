@@ -74,6 +74,23 @@ def add_parser(sub) -> None:
     sp.add_argument("--accumulate", type=int, default=None, metavar="K",
                     help="compute each minibatch as K micro-batches and sum their gradients before one update "
                          "(the same training in 1/K of the activation memory; default 1)")
+    # training regimes (docs/regimes.md): clipping, weight decay and its parameter groups, per-step schedules
+    sp.add_argument("--clip-norm", type=float, default=None, metavar="MAX",
+                    help="clip the gradients by their global norm (PyTorch's clip_grad_norm_), e.g. 1.0; the norm "
+                         "before clipping is in the history (grad_norm)")
+    sp.add_argument("--clip-value", type=float, default=None, metavar="V", help="clip each gradient element to [-V, V]")
+    sp.add_argument("--weight-decay", type=float, default=None, help="the optimizer's weight decay (adamw: "
+                    "decoupled, default 0.01; adam and sgd: added to the gradient, default 0)")
+    sp.add_argument("--param-groups", choices=["nanogpt", "mingpt"], default=None,
+                    help="weight decay by parameter kind: nanogpt (weights and embeddings decay, biases and "
+                         "normalization weights do not) or mingpt (embeddings do not decay either)")
+    sp.add_argument("--warmup-steps", type=int, default=None, metavar="N",
+                    help="a per-step schedule: the rate rises linearly over N updates to --lr, then decays")
+    sp.add_argument("--decay-steps", type=int, default=None, metavar="N",
+                    help="the per-step decay ends at update N, at --min-lr (default: no decay after the warmup)")
+    sp.add_argument("--min-lr", type=float, default=None, help="the rate the per-step decay ends at (default 0)")
+    sp.add_argument("--lr-decay", choices=["cosine", "linear"], default=None,
+                    help="the shape of the per-step decay (default cosine)")
     sp.add_argument("--compile", action="store_true",
                     help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
     sp.add_argument("--distributed", action="store_true",
@@ -498,6 +515,7 @@ def write_history(path, history: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(HISTORY_KEYS)
-        for row in zip(*(history[k] for k in HISTORY_KEYS)):
+        keys = HISTORY_KEYS + (("grad_norm",) if history.get("grad_norm") else ())  # with --clip-norm
+        w.writerow(keys)
+        for row in zip(*(history[k] for k in keys)):
             w.writerow(["" if v is None else v for v in row])

@@ -8,6 +8,9 @@ A layer is configuration and shapes, no arrays: its parameters live in the model
 - `param_shapes() -> {name: shape}` and `init_params(rng, asarray) -> {name: array}`: parameters drawn
   from the model's host RNG (initializers get fan-in and fan-out computed from the shape).
 - `penalized`: names of the parameters L1/L2 penalties apply to (Dense: the weight, never the bias).
+- `param_kinds() -> {name: kind}`: what each parameter is ("weight", "bias", "norm", "embedding";
+  xpnet.groups), which parameter groups choose by (`param_groups="nanogpt"`: weight decay on weights and
+  embeddings only). The default: "weight" for two or more dimensions, "bias" for fewer.
 - `noise_shape(batch) -> shape | None`: a layer that needs random numbers while training (Dropout) says
   the shape of its U[0, 1) input; the caller draws it (same seed, same numbers on every backend).
 - `forward(params, x, training=False, need_dx=True, noise=None) -> (y, backward)`, with
@@ -78,6 +81,13 @@ class Layer(Configurable):
 
     def param_shapes(self) -> dict:
         return {}
+
+    def param_kinds(self) -> dict:
+        """{name: kind} of the parameters (xpnet.groups.KINDS): by default "weight" for a parameter of two or
+        more dimensions and "bias" for the others; layers whose 1-D parameters are scales (normalization) or
+        whose matrices are tables (embeddings) say so."""
+        from ..groups import default_kind
+        return {name: default_kind(tuple(shape)) for name, shape in self.param_shapes().items()}
 
     def init_params(self, rng, asarray) -> dict:
         """Parameters drawn from host RNG `rng`; `asarray(host_array)` moves one to the model's device and dtype."""

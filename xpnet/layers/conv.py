@@ -27,6 +27,7 @@ import os
 
 from .. import init as initializers
 from ..errors import InputError
+from ..groups import BIAS, WEIGHT
 from ..namespace import namespace
 from ..checks import Interval, check
 from ..registry import register
@@ -123,6 +124,9 @@ class Conv2D(Layer):
         if self.use_bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
+
+    def param_kinds(self):
+        return {"weight": WEIGHT, "bias": BIAS} if self.use_bias else {"weight": WEIGHT}
 
     def init_params(self, rng, asarray):
         self._require_built()

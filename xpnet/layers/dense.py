@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import init as initializers
 from ..errors import InputError
+from ..groups import BIAS, WEIGHT
 from ..namespace import namespace
 from ..checks import POSITIVE_INT, check
 from ..registry import register
@@ -55,6 +56,9 @@ class Dense(Layer):
         if self.use_bias:
             shapes["bias"] = (self.out_features,)
         return shapes
+
+    def param_kinds(self):
+        return {"weight": WEIGHT, "bias": BIAS} if self.use_bias else {"weight": WEIGHT}
 
     def init_params(self, rng, asarray):
         self._require_built()

@@ -13,6 +13,7 @@ from array_api_compat import device
 
 from .. import init as initializers
 from ..errors import InputError
+from ..groups import BIAS, NORM
 from ..namespace import namespace
 from ..checks import FRACTION, Interval, check
 from ..registry import register
@@ -52,6 +53,9 @@ class BatchNorm(Layer):
 
     def param_shapes(self):
         return {"weight": (self.num_features,), "bias": (self.num_features,)}
+
+    def param_kinds(self):
+        return {"weight": NORM, "bias": BIAS}
 
     def init_params(self, rng, asarray):
         self._require_built()

@@ -450,15 +450,48 @@ class Network(Configurable):
                 grads[k] = self.penalty.add_grad(self.xp, grads[k], params[k])
         return value, grads
 
+    _plan = None  # the UpdatePlan (update_plan), made at the first update
+
+    def update_plan(self):
+        """The optimizer's UpdatePlan for this model's parameter kinds and schedule (xpnet.optimizers): per-step
+        rate, clipping, parameter groups; remade when the optimizer or schedule is replaced."""
+        plan = self._plan
+        if plan is None or plan.optimizer is not self.optimizer or plan.schedule is not self.schedule:
+            from ..groups import layer_param_kinds
+            kinds = {param_key(i, local): kind for i, layer in enumerate(self.layers)
+                     for local, kind in layer_param_kinds(layer).items()}
+            plan = self._plan = self.optimizer.plan(kinds, self.schedule)
+        return plan
+
+    def update_hyper(self, lr: float, t: int) -> tuple[float, dict]:
+        """(rate, host scalars) of update t (1-based) at rate lr: a per-step schedule's rate for t, the
+        optimizer's `hyper` (per parameter group) and the clip thresholds; what the compiled step takes."""
+        plan = self.update_plan()
+        if plan.plain:
+            return lr, self.optimizer.hyper(lr, t)
+        lr = plan.rate(lr, t)
+        return lr, plan.hyper(lr, t)
+
     def apply_gradients(self, grads: dict, layer_state: dict | None = None) -> None:
         """One optimizer update of the state: step + 1, the scalars for it computed on the host; layer_state
-        (value_and_grads(..., with_state=True)'s) replaces the layers' running statistics."""
+        (value_and_grads(..., with_state=True)'s) replaces the layers' running statistics. With clipping
+        (the optimizer's clip_norm/clip_value), the gradients are clipped here, as they come (the penalty's
+        gradient included); state.grad_norm is then the global norm before clipping (clip_norm)."""
         st = self.state
         if layer_state is not None:
             st.layer_state = dict(layer_state)
         st.step += 1
-        hyper = self.optimizer.hyper(st.lr, st.step)
-        st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
+        plan = self._plan
+        if plan is None or plan.optimizer is not self.optimizer or plan.schedule is not self.schedule:
+            plan = self.update_plan()
+        if plan.plain:  # no per-step schedule, clipping or groups: the update as it always was
+            hyper = self.optimizer.hyper(st.lr, st.step)
+            st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
+        else:
+            st.lr = plan.rate(st.lr, st.step)
+            hyper = plan.hyper(st.lr, st.step)
+            st.params, st.opt_state, st.grad_norm = plan.apply(self.xp, st.params, grads, st.opt_state, hyper,
+                                                               self.inplace)
         # kept until the next update replaces them, as PyTorch keeps .grad: for inspection (and the lifetime
         # gradient arrays had in 0.1.0)
         st.grads = grads
@@ -470,8 +503,9 @@ class Network(Configurable):
             params, opt_state, loss, predictions = step(params, opt_state, X, Y, idx, noise, hyper, accumulate)
             params, opt_state, loss, predictions, layer_state = step(..., accumulate, layer_state)  # with state
 
-        `hyper` (optimizer.hyper(lr, t): host floats) and `noise` (draw_noise) are arguments, so a new learning
-        rate or step count does not retrace; a new minibatch size (the last short one) traces once more.
+        `hyper` (update_hyper(lr, t)[1]: host floats, the clip thresholds among them) and `noise` (draw_noise)
+        are arguments, so a new learning rate, step count or threshold does not retrace; a new minibatch size
+        (the last short one) traces once more. With clip_norm the global norm before clipping comes last.
         With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's)."""
         if self._compiled_step is None:
             self._compiled_step = _compile_step(self)
@@ -502,7 +536,7 @@ class Network(Configurable):
 def _compile_step(model):
     """The compiled training step of `model` (see Network.compiled_step): traced once per minibatch shape,
     counted in model.compile_traces_."""
-    xp, opt = model.xp, model.optimizer
+    xp, opt, plan = model.xp, model.optimizer, model.update_plan()
 
     def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None):
         if idx is None:
@@ -512,10 +546,15 @@ def _compile_step(model):
         value, z, grads, new_state = model.value_and_grads(xb, yb, params=params, noise=noise,
                                                            accumulate=accumulate, layer_state=layer_state or {},
                                                            with_state=True)
-        params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
-        if layer_state is None:
-            return params, opt_state, value, xp.argmax(z, axis=1)
-        return params, opt_state, value, xp.argmax(z, axis=1), new_state
+        if plan.plain:
+            params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
+            norm = None
+        else:
+            params, opt_state, norm = plan.apply(xp, params, grads, opt_state, hyper, False)
+        out = (params, opt_state, value, xp.argmax(z, axis=1))
+        if layer_state is not None:
+            out += (new_state,)
+        return out if norm is None else out + (norm,)
 
     def traced():
         model.compile_traces_ += 1

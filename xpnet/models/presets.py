@@ -70,7 +70,13 @@ def cnn_spec(name: str, n_classes: int, cfg: dict) -> dict:
 DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax_cross_entropy", optimizer="sgd",
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
                 dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
-                model_file=None)
+                model_file=None, clip_norm=None, clip_value=None, weight_decay=None, param_groups=None,
+                warmup_steps=None, decay_steps=None, min_lr=None, lr_decay=None)
+
+#: the settings of training regimes (`with_regimes`): clipping, weight decay and its groups go into the
+#: optimizer's config, a per-step warmup and decay replaces the model's schedule
+OPTIMIZER_REGIMES = ("clip_norm", "clip_value", "weight_decay", "param_groups")
+SCHEDULE_REGIMES = ("warmup_steps", "decay_steps", "min_lr", "lr_decay")
 
 #: the settings most presets hand to `fit` as its keywords of the same names
 FIT_SETTINGS = ("epochs", "batch_size", "minibatches", "validation_split", "early_stopping")
@@ -165,7 +171,9 @@ PRESETS = {
         dict(model="NeuralNetMLP", dataset="mnist", hidden=[50], l1=0.0, l2=0.1, epochs=1000, lr=0.001,
              momentum=0.001, decrease_const=0.00001, minibatches=50, seed=1, scale="raw", dtype="float64"),
         book2015_spec, fit_settings=("epochs",), fit={},
-        refuses={"batch_size": "the book2015 preset trains by --minibatches (a count), not --batch-size"}),
+        refuses={"batch_size": "the book2015 preset trains by --minibatches (a count), not --batch-size",
+                 **{k: f"the book2015 preset is the book's NeuralNetMLP, its update and decay fixed: it takes no "
+                       f"--{k.replace('_', '-')}" for k in OPTIMIZER_REGIMES + SCHEDULE_REGIMES}}),
     "book2017": Preset(
         "the later editions'",
         dict(model="book2017", dataset="mnist", hidden=[100], l2=0.01, epochs=200, lr=0.0005, batch_size=100,
@@ -215,8 +223,41 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
         spec = read_model_file(cfg["model_file"])
         spec["config"].setdefault("seed", cfg["seed"])
         spec["config"].setdefault("dtype", cfg["dtype"])
+        return with_regimes(spec, cfg)
+    return with_regimes(preset_for(cfg).build(n_features, n_classes, cfg), cfg)
+
+
+def with_regimes(spec: dict, cfg: dict) -> dict:
+    """`spec` with the training regimes the settings give (--clip-norm, --clip-value, --weight-decay,
+    --param-groups into its optimizer's config; --warmup-steps, --decay-steps, --min-lr, --lr-decay as its
+    schedule, WarmupCosine or WarmupLinear, in place of any other); as it is when they give none."""
+    opt_given = {k: cfg[k] for k in OPTIMIZER_REGIMES if cfg.get(k) is not None}
+    sched_given = {k: cfg[k] for k in SCHEDULE_REGIMES if cfg.get(k) is not None}
+    if not opt_given and not sched_given:
         return spec
-    return preset_for(cfg).build(n_features, n_classes, cfg)
+    config = spec["config"]
+    if opt_given:
+        opt = config.get("optimizer", "sgd")
+        opt = {"class": opt, "config": {}} if isinstance(opt, str) else {"class": opt["class"],
+                                                                         "config": dict(opt.get("config") or {})}
+        import inspect
+        takes = inspect.signature(get("optimizer", opt["class"])).parameters
+        for k, v in opt_given.items():
+            if k not in takes:
+                raise InputError.for_argument(k, f"{v}: the optimizer {opt['class']!r} takes no {k}; choose one "
+                                                 f"that does (--optimizer adamw, adam or sgd)")
+            opt["config"][k] = v
+        config["optimizer"] = opt
+    if sched_given:
+        if cfg.get("warmup_steps") is None and cfg.get("decay_steps") is None:
+            first = next(iter(sched_given))
+            raise InputError.for_argument(first, f"{sched_given[first]}: shapes a per-step schedule, which needs "
+                                                 f"warmup_steps or decay_steps; give --warmup-steps or --decay-steps")
+        name = "warmup_linear" if cfg.get("lr_decay") == "linear" else "warmup_cosine"
+        config["schedule"] = {"class": name, "config": {"warmup_steps": cfg.get("warmup_steps") or 0,
+                                                        "decay_steps": cfg.get("decay_steps"),
+                                                        "min_lr": cfg.get("min_lr") or 0.0}}
+    return spec
 
 
 def fit_options(cfg: dict) -> dict:

@@ -96,6 +96,8 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
     state = {"lr": st.lr, "step": st.step, "epoch": st.epoch, "batch": st.batch, "settings": st.settings,
              "history": st.history, "step_history": st.step_history, "batch_losses": list(st.batch_losses),
              "partial_losses": [float(to_np(v)) for v in st.partial_losses],
+             **({"partial_grad_norms": [float(to_np(v)) for v in st.partial_grad_norms]}
+                if st.partial_grad_norms else {}),
              "partial_correct": st.partial_correct if isinstance(st.partial_correct, float)
              else float(to_np(st.partial_correct)),
              "rng": _rng_state(st.rng), "native_rng": _native_rng_state(model)}
@@ -245,6 +247,7 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     st.batch_losses = list(saved["batch_losses"])
     st.partial_losses = [model.bk.asarray(v, dtype=model.dtype) for v in saved["partial_losses"]]
     st.partial_correct = float(saved["partial_correct"])
+    st.partial_grad_norms = [model.bk.asarray(v, dtype=model.dtype) for v in saved.get("partial_grad_norms", [])]
     st.order = tensors.get("train/order")
     model.checkpoint_meta_ = meta
     model.checkpoint_arrays_ = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}

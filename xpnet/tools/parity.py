@@ -262,9 +262,9 @@ def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, af
                 Xs, Ys, idx_s = model.step_inputs(Xd, Yd, idx_d)
                 # lockstep: the reference's state in, one compiled step, loss, parameters and buffers out
                 model.set_state(before[i])
-                hyper = bk.scalar_args(model.optimizer.hyper(before[i]["lr"], before[i]["step"] + 1))
-                params, opt_state, value, _ = step(model.state.params, model.state.opt_state, Xs, Ys, idx_s, noise,
-                                                   hyper, 1)
+                hyper = bk.scalar_args(model.update_hyper(before[i]["lr"], before[i]["step"] + 1)[1])
+                params, opt_state, value = step(model.state.params, model.state.opt_state, Xs, Ys, idx_s, noise,
+                                                hyper, 1)[:3]
                 got = {"loss": float(value), "params": {k: to_np(v, copy=True) for k, v in params.items()},
                        "opt_state": {k: {b: to_np(v, copy=True) for b, v in bufs.items()}
                                      for k, bufs in opt_state.items()}}
@@ -278,8 +278,8 @@ def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, af
                             worst.add(v, want["opt_state"][k][b], k)
                 # free-running: its own state, the same batch and random inputs
                 free_t += 1
-                hyper = bk.scalar_args(model.optimizer.hyper(free_lr, free_t))
-                free_params, free_opt, _, _ = step(free_params, free_opt, Xs, Ys, idx_s, noise, hyper, 1)
+                free_lr, hyper = model.update_hyper(free_lr, free_t)
+                free_params, free_opt = step(free_params, free_opt, Xs, Ys, idx_s, noise, bk.scalar_args(hyper), 1)[:2]
                 fp = {k: to_np(v) for k, v in free_params.items()}
                 free_ref.append(max(rel_diff(fp[k], after[i]["params"][k])[1] for k in fp))
                 if eager:

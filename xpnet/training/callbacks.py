@@ -12,10 +12,13 @@ minibatches, "samples": training rows, "verbose"}) before the first:
         on_batch_begin(batch, logs)   before each update; logs: {"size": rows}
         on_batch_end(batch, logs)     after each update; logs: {"size": rows, "loss": the step's loss, "step": the
                                       run's update count (1 after its first update; it goes on across resume)},
+                                      with clip_norm "grad_norm": the update's global gradient norm before
+                                      clipping (a 0-d device array, like the loss),
                                       and at a periodic evaluation (fit(eval_every=N)) "evaluation": that row of
                                       state.step_history ({"step", "loss", "val_loss", "val_accuracy", "lr"})
       on_epoch_end(epoch, logs)       logs: the epoch's figures (epoch, loss, accuracy, val_loss, val_accuracy,
-                                      lr, seconds), what history_ records
+                                      lr, seconds; with clip_norm grad_norm, the mean of the epoch's pre-clip
+                                      norms), what history_ records
     on_train_end(logs)                logs: the last epoch's figures ({} when none ran)
 
 `epoch` and `batch` are indices from 0, as in Keras (logs["epoch"] is the epoch's number from 1, the one
@@ -262,7 +265,8 @@ def check_callbacks(callbacks) -> list:
 def epoch_figures(logs: dict) -> str:
     """An epoch's loss and accuracy, and with validation its val_loss and val_acc: 'loss 0.1234 acc 0.9612'."""
     val = "" if logs["val_loss"] is None else f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
-    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}"
+    norm = "" if logs.get("grad_norm") is None else f" grad_norm {logs['grad_norm']:.4g}"  # with clip_norm
+    return f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}{norm}"
 
 
 def epoch_line(logs: dict, epochs: int | None, samples: int | None = None) -> str:

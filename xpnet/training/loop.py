@@ -25,7 +25,7 @@ from .batches import batch_bounds, shard  # noqa: F401  (also this module's name
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
 from .sources import BatchSource, ShuffledEpochs, check_source
-from .state import HISTORY_KEYS, STEP_HISTORY_KEYS, empty_history, empty_step_history
+from .state import GRAD_NORM, HISTORY_KEYS, STEP_HISTORY_KEYS, empty_history, empty_step_history
 from .steps import make_step
 
 
@@ -271,6 +271,7 @@ def _begin_run(model, o: _Options, source_settings: dict, n: int, dp, resume: bo
             st.settings["steps"] = steps
         _note_world_size(st.settings, dp)
         st.partial_losses = [_scalar(model, v) for v in st.partial_losses]
+        st.partial_grad_norms = [_scalar(model, v) for v in st.partial_grad_norms]
     else:
         epochs = DEFAULT_EPOCHS if o.epochs is None and o.steps is None else o.epochs
         st.settings = {"epochs": epochs, **source_settings, "validation_split": o.validation_split, "lr0": st.lr,
@@ -281,6 +282,9 @@ def _begin_run(model, o: _Options, source_settings: dict, n: int, dp, resume: bo
             st.settings["world_size"] = dp.size
         st.history, st.step_history, st.batch_losses = empty_history(), empty_step_history(), []
         st.epoch, st.batch, st.order, st.partial_losses, st.partial_correct = 0, 0, None, [], 0.0
+        st.partial_grad_norms = []
+        if _clips_by_norm(model):
+            st.history[GRAD_NORM] = []
     st.stop_requested = False
     return st.settings
 
@@ -306,6 +310,7 @@ class _Run:
         self.begin_hooks = [cb.on_batch_begin for cb in callbacks if cb.implements("on_batch_begin")]
         self.end_hooks = [cb.on_batch_end for cb in callbacks if cb.implements("on_batch_end")]
         self.bounds, self.r0 = [], 0
+        self.norms = _clips_by_norm(model)  # clip_norm: each update's pre-clip norm kept, like its loss
 
     def run(self) -> dict:
         """Epochs until the run's epochs or steps are done or a callback stops it; the last epoch's logs."""
@@ -330,9 +335,11 @@ class _Run:
         model, st = self.model, self.st
         if start == 0:  # a new epoch: decay the rate, draw the shuffle
             st.lr = model.schedule(epoch, st.lr, st.settings["lr0"])
-            losses, correct = [], 0.0
+            losses, correct, st.partial_grad_norms = [], 0.0, []
         else:  # resuming inside an epoch: its rate and order were saved
             losses, correct = st.partial_losses, st.partial_correct
+        if getattr(model.schedule, "per_step", False):  # the rate the epoch's first update will use
+            st.lr = model.update_plan().rate(st.lr, st.step + 1)
         order, self.bounds = self.source.plan(st, start == 0)
         st.order = order
         self.r0 = self.bounds[start][0] if start < len(self.bounds) else 0
@@ -359,6 +366,7 @@ class _Run:
         base = len(st.batch_losses)  # the run's updates before this epoch
         stop = len(bounds) if steps is None else min(len(bounds), steps - base)
         begin, end, every = self.begin_hooks, self.end_hooks, self.eval_every
+        norms = st.partial_grad_norms if self.norms else None
         ev = -1 if every is None else every * ((base + start) // every + 1) - base - 1  # the step to evaluate after
         for i in range(start, stop):
             s, e = bounds[i]
@@ -367,9 +375,13 @@ class _Run:
                     hook(i, {"size": e - s})
             value = step(s, e)
             losses.append(value)
+            if norms is not None:
+                norms.append(st.grad_norm)
             st.batch = i + 1
             if end or i == ev:
                 logs = {"size": e - s, "loss": value, "step": base + i + 1}
+                if norms is not None:
+                    logs[GRAD_NORM] = st.grad_norm
                 if i == ev:
                     logs["evaluation"], ev = self.evaluate(base + i + 1, losses), ev + every
                 for hook in end:
@@ -399,8 +411,10 @@ class _Run:
     def end_epoch(self, epoch: int, losses: list, correct, t0: float) -> dict:
         """The epoch's figures from one host transfer (divergence refused), history, state, callbacks."""
         model, st, bounds = self.model, self.st, self.bounds
-        host = model.bk.to_numpy(model.xp.stack(losses + [_scalar(model, correct)]))
-        batch_losses = [float(v) for v in host[:-1]]
+        norms = st.partial_grad_norms if self.norms else []
+        host = model.bk.to_numpy(model.xp.stack(losses + [_scalar(model, v) for v in norms] +
+                                                [_scalar(model, correct)]))
+        batch_losses = [float(v) for v in host[:len(losses)]]
         bad = [i for i, v in enumerate(batch_losses) if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(f"the loss became {batch_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
@@ -415,12 +429,22 @@ class _Run:
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
             st.history[k].append(logs[k])
+        if self.norms:  # the epoch's mean pre-clip norm
+            values = [float(v) for v in host[len(losses):-1]]
+            logs[GRAD_NORM] = sum(values) / len(values) if values else None
+            st.history.setdefault(GRAD_NORM, []).append(logs[GRAD_NORM])
         st.epoch, st.batch, st.partial_losses, st.partial_correct, st.settle = epoch + 1, 0, [], 0.0, None
+        st.partial_grad_norms = []
         if self.verbose:
             print(epoch_line(logs, st.settings["epochs"]), flush=True)
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
         return logs
+
+
+def _clips_by_norm(model) -> bool:
+    """Whether the model's updates clip by global norm (whose pre-clip norm fit records)."""
+    return getattr(model.optimizer, "clip_norm", None) is not None
 
 
 def _check_accumulate(accumulate: int, batch: int, ranks: int) -> None:

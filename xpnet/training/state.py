@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+# with clip_norm the history also has "grad_norm": each epoch's mean global gradient norm before clipping
+GRAD_NORM = "grad_norm"
 # one row per periodic evaluation (fit(eval_every=N)): the run's update count, the mean loss of the N
 # minibatches before it, the validation figures and the learning rate
 STEP_HISTORY_KEYS = ("step", "loss", "val_loss", "val_accuracy", "lr")
@@ -40,6 +42,9 @@ class TrainState:
     batch_losses: list = field(default_factory=list)    # every finished minibatch's loss (the book's cost_)
     partial_losses: list = field(default_factory=list)  # this epoch's losses so far (device scalars)
     partial_correct: object = 0.0     # this epoch's correct predictions so far (device scalar or float)
+    partial_grad_norms: list = field(default_factory=list)  # with clip_norm: this epoch's pre-clip global
+                                                            # gradient norms so far (device scalars)
+    grad_norm: object = None          # with clip_norm: the last update's global gradient norm before clipping
     stop_requested: bool = False      # set (e.g. by a signal handler) to stop after the current step
     grads: dict | None = None         # the last update's gradients (for inspection; not saved in checkpoints)
     native_rng: object = None         # the backend's own generator (Dropout(host_rng=False)), seeded from the

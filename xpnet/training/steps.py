@@ -68,6 +68,7 @@ class CompiledStep(EagerStep):
         super().__init__(model, X, Y, L, accumulate)
         self.compiled = model.compiled_step()
         self.identity = None
+        self.norm_out = getattr(model.optimizer, "clip_norm", None) is not None  # the step returns the norm last
 
     def device_order(self, order):
         if order is None:  # the compiled step gathers by index: the rows in order as an index vector, made once
@@ -80,15 +81,19 @@ class CompiledStep(EagerStep):
         model, st = self.model, self.st
         idx = self.order_d[s:e]
         noise = model.draw_noise(idx.shape[0])
-        hyper = model.bk.scalar_args(model.optimizer.hyper(st.lr, st.step + 1))
+        st.lr, hyper = model.update_hyper(st.lr, st.step + 1)
+        hyper = model.bk.scalar_args(hyper)
         Xs, Ys, idx = model.step_inputs(self.X, self.Y, idx)
         try:
             if model.has_layer_state:
-                st.params, st.opt_state, value, pred, st.layer_state = self.compiled(
-                    st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate, st.layer_state)
+                out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
+                                    st.layer_state)
+                st.layer_state = out[4]
             else:
-                st.params, st.opt_state, value, pred = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise,
-                                                                     hyper, self.accumulate)
+                out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate)
+            st.params, st.opt_state, value, pred = out[:4]
+            if self.norm_out:
+                st.grad_norm = out[-1]
         except Exception as exc:
             if not model.bk.is_trace_error(exc):
                 raise
