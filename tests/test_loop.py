@@ -181,3 +181,22 @@ def test_a_fixed_list_of_index_batches_trains_as_the_unshuffled_run():
 def test_bad_steps_eval_every_and_sources_are_refused_in_one_line(call, message):
     with pytest.raises(xpnet.InputError, match=message):
         call()
+
+
+def test_resume_continues_the_saved_minibatches_and_refuses_other_ones(tmp_path):
+    """A resumed fit draws the saved run's minibatches: batch_size (and the other epoch options) left out take the
+    saved values (they once fell back to batches of 32, silently another run), and a different one is refused."""
+    full = mlp().fit(X, Y, epochs=2, batch_size=16)
+    part = mlp().fit(X, Y, steps=25, batch_size=16)  # inside epoch 2 (19 minibatches per epoch)
+    part.save(tmp_path / "mid.safetensors")
+    resumed = xpnet.load(tmp_path / "mid.safetensors").fit(X, Y, epochs=2, resume=True)  # no batch_size given
+    assert same(resumed, full) and resumed.batch_losses_ == full.batch_losses_
+    again = xpnet.load(tmp_path / "mid.safetensors")
+    with pytest.raises(xpnet.InputError, match=r"^batch_size=32 differs from the run being resumed, which trained "
+                                               r"with batch_size=16; drop it") as info:
+        again.fit(X, Y, epochs=2, batch_size=32, resume=True)
+    assert info.value.argument == "batch_size"
+    with pytest.raises(xpnet.InputError, match=r"drew its minibatches from its own source \(IndexBatches\); pass the same source="):
+        batches = IndexBatches([range(0, 32), range(32, 64)])
+        m = mlp().fit(X, Y, steps=1, source=batches)
+        m.fit(X, Y, steps=2, resume=True)

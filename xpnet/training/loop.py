@@ -145,7 +145,7 @@ def _fit(model, X, y, o: _Options) -> dict:
     if o.eval_every is not None and data.val is None:
         raise InputError.for_argument("eval_every", f"{o.eval_every} evaluates on validation data, and this fit has "
                                                     f"none: give validation_split or validation_data too")
-    source = _make_source(o, data.n)
+    source = _make_source(o, data.n, st.settings if resume else None)
     _check_accumulate(o.accumulate, source.batch_rows(), 1 if dp is None else dp.size)
     if o.early_stopping:
         callbacks.append(o.early_stopping if isinstance(o.early_stopping, EarlyStopping)
@@ -244,10 +244,31 @@ def _prepare_data(model, X, y, validation_split: float, validation_data) -> _Dat
     return _Data(Xd, Yd, Ld, val)
 
 
-def _make_source(o: _Options, n: int) -> BatchSource:
+# ShuffledEpochs' options as fit takes them, with fit's defaults (a value equal to its default was not given)
+EPOCH_OPTIONS = {"batch_size": None, "minibatches": None, "shuffle": True, "compose_shuffles": False,
+                 "drop_last": False}
+
+
+def _make_source(o: _Options, n: int, saved: dict | None = None) -> BatchSource:
     """The batch source of this fit, bound to the n training rows: the given one, or the shuffled epochs that
-    batch_size/minibatches/shuffle/compose_shuffles/drop_last describe."""
-    source = o.source or ShuffledEpochs(o.batch_size, o.minibatches, o.shuffle, o.compose_shuffles, o.drop_last)
+    batch_size/minibatches/shuffle/compose_shuffles/drop_last describe. Resuming (saved: the run's settings),
+    the shuffled epochs are the saved run's: an option left at its default takes the saved value, and one given
+    that differs from it is refused (the resumed run would silently be another one)."""
+    if o.source is None and saved is not None:
+        if saved.get("source") not in (None, "ShuffledEpochs"):
+            raise InputError(f"the run being resumed drew its minibatches from its own source ({saved['source']}); "
+                             f"pass the same source= again to continue it")
+        options = {}
+        for key, default in EPOCH_OPTIONS.items():
+            given, was = getattr(o, key), saved.get(key, default)
+            if given != default and given != was:
+                raise InputError.for_argument(key, f"{given!r} differs from the run being resumed, which trained "
+                                                   f"with {key}={was!r}; drop it (resume continues the saved run) "
+                                                   f"or start a new fit without resume")
+            options[key] = was
+        source = ShuffledEpochs(**options)
+    else:
+        source = o.source or ShuffledEpochs(o.batch_size, o.minibatches, o.shuffle, o.compose_shuffles, o.drop_last)
     source.bind(n)
     return source
 
