@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
                     "with the reference and with its own eager step; backends without a compiler say so")
     sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    sp.add_argument("--kernels", choices=["default", "native", "reference", "both"], default="default",
+                    help="the backends' layers on their native kernels (torch, jax: convolution, pooling), on the "
+                    "array-API reference, or both (two rows each); default: native unless XPNET_NATIVE_KERNELS=0")
     sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
                     "--distributed): all ranks together against one process, same backend and dtype (float64 "
                     "and float32 unless --dtype says otherwise)")
@@ -153,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--distributed", action="store_true",
                     help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
                          "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--no-native-kernels", action="store_true", help="run convolution and pooling by xpnet's "
+                    "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,

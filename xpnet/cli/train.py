@@ -225,6 +225,8 @@ def run_train(args) -> dict:
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
         model.classes_ = classes_
         model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
+    if getattr(args, "no_native_kernels", False):
+        model.native_kernels = False  # --no-native-kernels: the layers' array-API code (a run option, not saved)
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
                          f"checkpoint is inconsistent, start a new run")
