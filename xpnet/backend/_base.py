@@ -81,7 +81,7 @@ def _seed32(seed) -> int:
 
 
 #: the kernels a backend may provide natively (Kernels' attributes), in the order `xpnet backends` lists them
-KERNEL_NAMES = ("conv2d", "max_pool2d", "avg_pool2d", "attention", "scatter_add")
+KERNEL_NAMES = ("conv2d", "max_pool2d", "avg_pool2d")
 
 
 class Kernels:
@@ -97,14 +97,12 @@ class Kernels:
         max_pool2d(x, kernel, stride, need_dx) -> (y, backward);  backward(dy) -> dx
             no padding; a window's gradient goes to its first maximum (row-major), as MaxPool2D's.
         avg_pool2d(x, kernel, stride, need_dx) -> (y, backward);  backward(dy) -> dx
-        attention(q, k, v, causal) -> (y, backward);  backward(dy) -> (dq, dk, dv)
-            q (B, H, Lq, D), k and v (B, H, Lk, D): softmax(q k^T / sqrt(D)) v, with keys after the query's
-            position masked out when causal (reference: xpnet.kernels.attention).
-        scatter_add(values, indices, rows) -> (rows, D) array: out[indices[i]] += values[i]
-            (the embedding's weight gradient; reference: xpnet.kernels.scatter_add).
+            no padding; the window's mean, as AvgPool2D's.
+    A kernel is added by naming it in KERNEL_NAMES and here, giving the layer that uses it the array-API
+    reference, and implementing it in the backends that have it.
     """
 
-    conv2d = max_pool2d = avg_pool2d = attention = scatter_add = None
+    conv2d = max_pool2d = avg_pool2d = None
 
     @classmethod
     def names(cls) -> tuple:
