@@ -29,7 +29,8 @@
 #               xpnet-torch, torch on the GPU and xpnet-numpy on this machine's host CPU (not case E);
 #               no GEMM floor; each row written as it ends (forced onto the CPU: cases B, A)
 #   bench-cnn   run.py --device cuda, case F (LeNet-5, batch 128) float32, 2 repeats x 1 epoch:       20 s
-#               xpnet-cupy, xpnet-torch and native torch (torch.nn.Conv2d: cuDNN); 18 s per worker
+#               xpnet-cupy (im2col), xpnet-torch (its native kernels: F.conv2d and its backward, cuDNN;
+#               the row's note names them) and native torch (torch.nn.Conv2d: cuDNN); 18 s per worker
 #   bench-torch-compile  run.py --device cuda, case B float32 (469 small steps an epoch: where         35 s
 #               compiling pays), 1 repeat x 2 timed epochs after one untimed compiling epoch:
 #               xpnet-torch-compile, torch.compile mode reduce-overhead (CUDA graphs); a section of its own
@@ -244,7 +245,8 @@ bench_appended() {  # bench_appended NAME RUN.PY-ARGUMENTS...
     rm -rf "$tmp"
 }
 
-# case F, LeNet-5: xpnet's convolutions (im2col GEMMs from standard operations) against cuDNN's
+# case F, LeNet-5: xpnet's convolutions (im2col GEMMs from standard operations on CuPy; torch's native kernels,
+# cuDNN, on xpnet-torch: issue 37) against cuDNN's
 [ -n "$FW" ] && bench_appended bench-cnn --cases F --dtypes float32 --frameworks "${FW%,}" --repeats 2 --epochs 1 \
     --timeout 18
 

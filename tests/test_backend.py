@@ -81,7 +81,7 @@ def test_missing_gpu_names_the_fix():
 def test_describe_rows():
     for name in NAMES:
         row = describe(name)
-        assert set(row) == {"name", "available", "version", "devices", "reason"}
+        assert set(row) == {"name", "available", "version", "devices", "kernels", "reason"}
         assert row["available"] == bool(row["devices"])
         assert (row["reason"] is None) == row["available"]
     assert describe("numpy")["devices"] == ["cpu"]

@@ -24,7 +24,7 @@ def last_json(proc):
 def test_backends_json():
     rows = last_json(xpnet("backends", "--json"))
     assert [r["name"] for r in rows] == ["numpy", "array_api_strict", "torch", "jax", "cupy"]
-    assert all(set(r) == {"name", "available", "version", "devices", "reason"} for r in rows)
+    assert all(set(r) == {"name", "available", "version", "devices", "kernels", "reason"} for r in rows)
     assert rows[0]["available"] and rows[0]["devices"] == ["cpu"]
 
 

@@ -1,5 +1,6 @@
 """Conv2D, pooling and BatchNorm against an independent oracle (PyTorch's functional ops with autograd, float64)
-over randomized shapes, plus what the oracle cannot say: first-maximum ties on every backend, col2im's in-place
+over randomized shapes (convolution and pooling on both paths: the layers' array-API code, and each installed
+backend's native kernels), plus what the oracle cannot say: first-maximum ties on every backend, col2im's in-place
 and functional forms giving the same bits, chunked im2col, and BatchNorm's running statistics in the model
 state (training, predict, checkpoints, compiled steps). The per-layer gradchecks on every backend are in
 tests/test_layers_api.py (driven by each layer's examples())."""
@@ -21,15 +22,31 @@ TOL = 1e-10  # parity's metric, max|a - b| / max|b| per tensor
 EXAMPLES = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _run(layer, input_shape, x, params, dy, state=None, training=True):
-    """xpnet's forward and backward on NumPy float64: (y, dx, grads)."""
-    bk = xpnet.backend("numpy")
+def _installed(name):
+    try:
+        xpnet.backend(name)
+        return True
+    except xpnet.BackendError:
+        return False
+
+
+# the layers' array-API reference on NumPy, and each installed backend's native kernels (issue 37)
+PATHS = ["reference"] + [name for name in ("torch", "jax") if _installed(name)]
+
+
+def _run(layer, input_shape, x, params, dy, state=None, training=True, path="reference"):
+    """xpnet's forward and backward in float64: (y, dx, grads); path "reference" is the layer's array-API code on
+    NumPy, a backend name that backend's native kernels."""
+    bk = xpnet.backend("numpy" if path == "reference" else path)
     layer.build(input_shape)
     put = lambda a: bk.asarray(a, dtype=bk.dtype("float64"))  # noqa: E731
     kwargs = {} if state is None else {"state": {k: put(v) for k, v in state.items()}}
+    if path != "reference":
+        assert layer.kernel_names and all(getattr(bk.kernels, n) is not None for n in layer.kernel_names)
+        kwargs["kernels"] = bk.kernels
     y, back = layer.forward({k: put(v) for k, v in params.items()}, put(x), training=training, **kwargs)
     dx, grads = back(put(dy))
-    return np.asarray(y), np.asarray(dx), {k: np.asarray(v) for k, v in grads.items()}
+    return bk.to_numpy(y), bk.to_numpy(dx), {k: bk.to_numpy(v) for k, v in grads.items()}
 
 
 def _close(got, want):
@@ -54,9 +71,10 @@ def conv_cases(draw):
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("path", PATHS)
 @EXAMPLES
 @given(conv_cases())
-def test_conv2d_matches_torch(case):
+def test_conv2d_matches_torch(path, case):
     rng = np.random.default_rng(case["seed"])
     layer = Conv2D(case["c"], case["o"], list(case["kernel"]), list(case["stride"]),
                    case["padding"] if case["padding"] == "same" else list(case["padding"]), bias=case["bias"])
@@ -67,7 +85,7 @@ def test_conv2d_matches_torch(case):
         params["bias"] = rng.standard_normal(case["o"])
     out_shape = layer.build((case["c"], case["h"], case["w"]))
     dy = rng.standard_normal((case["n"], *out_shape))
-    y, dx, grads = _run(layer, (case["c"], case["h"], case["w"]), x, params, dy)
+    y, dx, grads = _run(layer, (case["c"], case["h"], case["w"]), x, params, dy, path=path)
     xt, wt = _t(x), _t(w)
     bt = _t(params["bias"]) if case["bias"] else None
     yt = F.conv2d(xt, wt, bt, stride=case["stride"], padding=case["padding"])
@@ -88,7 +106,7 @@ def pool_cases(draw):
                 ties=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
 
 
-def _pool_check(cls, torch_fn, case):
+def _pool_check(cls, torch_fn, case, path="reference"):
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
     if case["ties"]:
@@ -96,7 +114,7 @@ def _pool_check(cls, torch_fn, case):
     layer = cls(list(case["kernel"]), None if case["stride"] is None else list(case["stride"]))
     shape = (case["c"], case["h"], case["w"])
     dy = rng.standard_normal((case["n"], *layer.build(shape)))
-    y, dx, _ = _run(layer, shape, x, {}, dy)
+    y, dx, _ = _run(layer, shape, x, {}, dy, path=path)
     xt = _t(x)
     yt = torch_fn(xt, case["kernel"], case["stride"])
     yt.backward(torch.tensor(dy))
@@ -104,16 +122,18 @@ def _pool_check(cls, torch_fn, case):
     _close(dx, xt.grad)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @EXAMPLES
 @given(pool_cases())
-def test_max_pool2d_matches_torch(case):
-    _pool_check(MaxPool2D, F.max_pool2d, case)
+def test_max_pool2d_matches_torch(path, case):
+    _pool_check(MaxPool2D, F.max_pool2d, case, path)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @EXAMPLES
 @given(pool_cases())
-def test_avg_pool2d_matches_torch(case):
-    _pool_check(AvgPool2D, F.avg_pool2d, case)
+def test_avg_pool2d_matches_torch(path, case):
+    _pool_check(AvgPool2D, F.avg_pool2d, case, path)
 
 
 @st.composite
@@ -160,15 +180,20 @@ def test_batch_norm_matches_torch(case):
         _close(np.asarray(new["running_var"]), rv)
 
 
-def test_max_pool_ties_go_to_the_first_maximum(xpnet_backend):
-    """A window of equal values sends its gradient to its first element (row-major), on every backend;
-    overlapping windows (stride 1) add up where they share it."""
+@pytest.mark.parametrize("native", [False, True], ids=["reference", "native"])
+def test_max_pool_ties_go_to_the_first_maximum(xpnet_backend, native):
+    """A window of equal values sends its gradient to its first element (row-major), on every backend, by the
+    layer's array-API code and by the backend's native kernel where it has one; overlapping windows (stride 1)
+    add up where they share it."""
     bk = xpnet_backend
+    if native and bk.kernels is None:
+        pytest.skip(f"{bk.name} has no native kernels")
+    kwargs = {"kernels": bk.kernels} if native else {}
     x = bk.asarray(np.ones((1, 1, 3, 3)), dtype=bk.dtype("float32"))
     for stride, want in ((2, [[1, 0, 0], [0, 0, 0], [0, 0, 0]]), (1, [[1, 1, 0], [1, 1, 0], [0, 0, 0]])):
         layer = MaxPool2D(2, stride)
         layer.build((1, 3, 3))
-        y, back = layer.forward({}, x)
+        y, back = layer.forward({}, x, **kwargs)
         dx, _ = back(bk.xp.ones_like(y))
         np.testing.assert_array_equal(bk.to_numpy(dx)[0, 0], np.asarray(want, dtype=np.float32))
 
@@ -282,14 +307,6 @@ def test_cnn_parity_rows():
     report = xpnet.parity(model="cnn", backends=backends, dtypes=["float64"], steps=2)
     assert report["passed"], report
     assert {r["backend"] for r in report["results"]} == set(backends)
-
-
-def _installed(name):
-    try:
-        xpnet.backend(name)
-        return True
-    except xpnet.BackendError:
-        return False
 
 
 def test_default_inference_batch_keeps_the_largest_array_within_the_budget():

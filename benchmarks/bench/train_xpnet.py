@@ -62,6 +62,10 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
         seconds = [(t1 - t_fit) / total] * total
     what = " ".join(str(getattr(bk, k, "?")) for k in ("name", "version")) + f" on {getattr(bk, 'device', device)}"
     last = {f"last_epoch_{k}": history[k][-1] for k in ("loss", "accuracy") if history.get(k)}
+    if hasattr(model, "kernels_used"):  # which native kernels the layers ran (absent in checkouts before issue 37)
+        used = sorted(set(model.kernels_used().values()))
+        last["native_kernels"] = used
+        what += f", native kernels {','.join(used)}" if used else ", no native kernels"
     if not compile:
         return seconds, what, last
     mode = getattr(bk, "compile_mode", None)

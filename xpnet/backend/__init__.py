@@ -17,10 +17,11 @@ import array_api_compat
 import numpy as np
 
 from .._callable import make_callable
-from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, NAMES, Backend, BackendError, NativeRNG, _cuda_count, _import,
-                    _parse_device, backend_class)
+from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, KERNEL_NAMES, NAMES, Backend, BackendError, Kernels,
+                    NativeRNG, _cuda_count, _import, _parse_device, backend_class)
 
-__all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "NAMES", "Backend", "BackendError", "NativeRNG", "backend",
+__all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "KERNEL_NAMES", "NAMES", "Backend", "BackendError", "Kernels", "NativeRNG",
+           "backend", "native_kernels_default",
            "backend_class", "describe", "is_foreign", "is_host", "is_out_of_memory", "library_of",
            "out_of_memory_detail", "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
@@ -138,9 +139,22 @@ def backend(name: str | Backend | None = None, device: str | None = None) -> Bac
     return Backend(name, device)
 
 
+def native_kernels_default() -> bool:
+    """Whether models use their backend's native kernels when not told (native_kernels=None): yes, unless the
+    environment variable XPNET_NATIVE_KERNELS is 0 (or false, no, off). Read at each call."""
+    value = os.environ.get("XPNET_NATIVE_KERNELS", "1").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    raise BackendError(f"XPNET_NATIVE_KERNELS={value!r} is not understood; set it to 1 (use the backends' native "
+                       f"kernels, the default) or 0 (the array-API reference everywhere)")
+
+
 def describe(name: str) -> dict:
-    """One row of `xpnet backends`: name, available, version, devices, reason."""
-    row = {"name": name, "available": False, "version": None, "devices": [], "reason": None}
+    """One row of `xpnet backends`: name, available, version, devices, kernels (the native kernels a model on it
+    uses; none where the layers run their array-API reference), reason."""
+    row = {"name": name, "available": False, "version": None, "devices": [], "kernels": [], "reason": None}
     try:
         mod = _import(name)
     except BackendError as exc:
@@ -148,6 +162,8 @@ def describe(name: str) -> dict:
         return row
     row["version"] = getattr(mod, "__version__", "unknown")
     cls = backend_class(name)
+    if cls.kernels_class is not None:
+        row["kernels"] = list(cls.kernels_class.names())
     devices = ["cpu"] if cls.runs_on_cpu else []
     count = _cuda_count(name)
     devices += [f"cuda:{i}" + _gpu_name(cls, i) for i in range(count)]

@@ -80,6 +80,36 @@ def _seed32(seed) -> int:
     return int(np.random.SeedSequence(seed).generate_state(1)[0])
 
 
+#: the kernels a backend may provide natively (Kernels' attributes), in the order `xpnet backends` lists them
+KERNEL_NAMES = ("conv2d", "max_pool2d", "avg_pool2d")
+
+
+class Kernels:
+    """A backend's native kernels: what the Array API standard lacks (convolution, pooling, ...) done by the
+    library's own fast path. Each attribute of KERNEL_NAMES is a function or None (the backend has none: the
+    layer runs its array-API reference, which also defines what a kernel must compute; tests/test_kernels.py
+    compares them). All take and return arrays of the backend's library, NCHW images, and return
+    (y, backward) as a layer's forward does; backward(dy) is pure too:
+
+        conv2d(x, w, b, stride, pads, need_dx) -> (y, backward);  backward(dy) -> (dx | None, dw, db | None)
+            x (N, C, H, W), w (O, C, kh, kw), b (O,) or None; stride (sh, sw); pads (top, bottom, left, right)
+            of zeros; y (N, O, OH, OW), the cross-correlation plus bias (Conv2D's definition).
+        max_pool2d(x, kernel, stride, need_dx) -> (y, backward);  backward(dy) -> dx
+            no padding; a window's gradient goes to its first maximum (row-major), as MaxPool2D's.
+        avg_pool2d(x, kernel, stride, need_dx) -> (y, backward);  backward(dy) -> dx
+            no padding; the window's mean, as AvgPool2D's.
+    A kernel is added by naming it in KERNEL_NAMES and here, giving the layer that uses it the array-API
+    reference, and implementing it in the backends that have it.
+    """
+
+    conv2d = max_pool2d = avg_pool2d = None
+
+    @classmethod
+    def names(cls) -> tuple:
+        """The kernels this backend has natively."""
+        return tuple(n for n in KERNEL_NAMES if getattr(cls, n) is not None)
+
+
 class Backend(abc.ABC):
     """An array namespace `xp` on one device, plus the few things the standard lacks.
 
@@ -222,6 +252,21 @@ class Backend(abc.ABC):
         if name not in DTYPES:
             raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
         return getattr(self.xp, name)
+
+    #: the Kernels subclass of the library's own kernels (None: it has none, the layers run their reference)
+    kernels_class: type[Kernels] | None = None
+
+    @property
+    def kernels(self) -> Kernels | None:
+        """The library's own kernels (a `kernels_class` object, made once per backend), or None where it has none:
+        the layers then run their array-API reference (NumPy, array-api-strict, CuPy). A model uses them unless
+        native_kernels=False or XPNET_NATIVE_KERNELS=0 (Network.kernels)."""
+        if self.kernels_class is None:
+            return None
+        kernels = self.__dict__.get("_kernels")
+        if kernels is None:
+            kernels = self.__dict__["_kernels"] = self.kernels_class(self._mod)
+        return kernels
 
     #: whether compile() traces a function into one compiled call (jax.jit); see COMPILERS
     compiles = False

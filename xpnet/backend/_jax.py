@@ -8,7 +8,7 @@ import warnings
 import array_api_compat
 import numpy as np
 
-from ._base import Backend, _seed32
+from ._base import Backend, Kernels, _seed32
 
 
 class JaxBackend(Backend):
@@ -120,3 +120,57 @@ class JaxBackend(Backend):
         if key.shape != fresh.shape:
             raise ValueError(f"a key of shape {fresh.shape} was expected, not {key.shape}")
         return self._mod.device_put(key, self.native_device)
+
+
+class JaxKernels(Kernels):
+    """XLA's own convolution and pooling: jax.lax.conv_general_dilated and jax.lax.reduce_window, their
+    gradients by jax.vjp (what jax.grad would run). Traced into jax.jit steps like any other operation."""
+
+    def __init__(self, jax):
+        self._jax = jax
+        self._lax = jax.lax
+
+    def conv2d(self, x, w, b, stride, pads, need_dx):
+        top, bottom, left, right = pads
+        lax = self._lax
+
+        def conv(x, w):
+            return lax.conv_general_dilated(x, w, tuple(stride), ((top, bottom), (left, right)),
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+        if need_dx:
+            y, vjp = self._jax.vjp(conv, x, w)
+        else:
+            y, vjp_w = self._jax.vjp(lambda w: conv(x, w), w)
+            vjp = lambda dy: (None, *vjp_w(dy))  # noqa: E731
+        if b is not None:
+            y = y + b.reshape(1, -1, 1, 1)
+        jnp = self._jax.numpy
+
+        def backward(dy):
+            dx, dw = vjp(dy)
+            return dx, dw, (None if b is None else jnp.sum(dy, axis=(0, 2, 3)))
+
+        return y, backward
+
+    def _pool(self, x, kernel, stride, need_dx, init, op):
+        lax = self._lax
+        dims, strides = (1, 1, *kernel), (1, 1, *stride)
+        f = lambda x: lax.reduce_window(x, init, op, dims, strides, "VALID")  # noqa: E731
+        if not need_dx:
+            return f(x), None
+        y, vjp = self._jax.vjp(f, x)
+        return y, lambda dy: vjp(dy)[0]
+
+    def max_pool2d(self, x, kernel, stride, need_dx):
+        # reduce_window_max's gradient is XLA's select-and-scatter with `ge`: a tie keeps the earlier element, so
+        # the first maximum (row-major) takes the gradient, as MaxPool2D's (tests/test_kernels.py)
+        return self._pool(x, kernel, stride, need_dx, -self._jax.numpy.inf, self._lax.max)
+
+    def avg_pool2d(self, x, kernel, stride, need_dx):
+        total, back = self._pool(x, kernel, stride, need_dx, 0.0, self._lax.add)
+        scale = 1.0 / (kernel[0] * kernel[1])
+        return total * scale, (None if back is None else (lambda dy: back(dy * scale)))
+
+
+JaxBackend.kernels_class = JaxKernels

@@ -6,7 +6,7 @@ import importlib
 import array_api_compat
 import numpy as np
 
-from ._base import Backend, _seed32
+from ._base import Backend, Kernels, _seed32
 
 
 class TorchBackend(Backend):
@@ -148,3 +148,53 @@ class TorchBackend(Backend):
         g = self._mod.Generator(device=self.native_device)
         g.set_state(self._mod.tensor(data, dtype=self._mod.uint8, device="cpu"))  # a CPU ByteTensor, for CUDA too
         return g
+
+
+class TorchKernels(Kernels):
+    """PyTorch's own convolution and pooling (oneDNN or its own CPU kernels, cuDNN on CUDA GPUs), forward by
+    torch.nn.functional and backward by the aten ops autograd itself calls (no autograd graph is recorded:
+    xpnet's arrays do not require grad). Traceable by torch.compile."""
+
+    def __init__(self, torch):
+        self._torch = torch
+        self._aten = torch.ops.aten
+        self._F = torch.nn.functional
+
+    def conv2d(self, x, w, b, stride, pads, need_dx):
+        top, bottom, left, right = pads
+        h, wd = x.shape[2], x.shape[3]
+        padded = (top, left) != (bottom, right)  # torch pads symmetrically: pad the input itself otherwise
+        xin = self._F.pad(x, (left, right, top, bottom)) if padded else x
+        padding = (0, 0) if padded else (top, left)
+        y = self._F.conv2d(xin, w, b, tuple(stride), padding)
+        aten = self._aten
+
+        def backward(dy):
+            dx, dw, db = aten.convolution_backward(dy, xin, w, None if b is None else [w.shape[0]], list(stride),
+                                                   list(padding), [1, 1], False, [0, 0], 1,
+                                                   [bool(need_dx), True, b is not None])
+            if need_dx and padded:
+                dx = dx[:, :, top:top + h, left:left + wd]
+            return (dx if need_dx else None), dw, db
+
+        return y, backward
+
+    def max_pool2d(self, x, kernel, stride, need_dx):
+        if not need_dx:
+            return self._F.max_pool2d(x, tuple(kernel), tuple(stride)), _no_dx
+        y, idx = self._F.max_pool2d(x, tuple(kernel), tuple(stride), return_indices=True)
+        aten = self._aten
+        return y, lambda dy: aten.max_pool2d_with_indices_backward(dy, x, list(kernel), list(stride), [0, 0], [1, 1],
+                                                                    False, idx)
+
+    def avg_pool2d(self, x, kernel, stride, need_dx):
+        y = self._F.avg_pool2d(x, tuple(kernel), tuple(stride))
+        aten = self._aten
+        return y, lambda dy: aten.avg_pool2d_backward(dy, x, list(kernel), list(stride), [0, 0], False, True, None)
+
+
+def _no_dx(dy):
+    return None
+
+
+TorchBackend.kernels_class = TorchKernels

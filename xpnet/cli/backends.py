@@ -1,4 +1,5 @@
-"""`xpnet backends`: which array libraries are installed and what devices they see."""
+"""`xpnet backends`: which array libraries are installed, what devices they see and which native kernels a model
+on them runs (XPNET_NATIVE_KERNELS=0 or native_kernels=False turns those off)."""
 from __future__ import annotations
 
 from ..backend import NAMES, describe
@@ -16,8 +17,9 @@ def cmd_backends(args) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'backend':<17} {'available':<9} {'version':<12} devices / reason")
+    print(f"{'backend':<17} {'available':<9} {'version':<12} {'native kernels':<32} devices / reason")
     for r in rows:
         tail = ", ".join(r["devices"]) if r["available"] else r["reason"]
-        print(f"{r['name']:<17} {'yes' if r['available'] else 'no':<9} {r['version'] or '-':<12} {tail}")
+        kernels = ",".join(r["kernels"]) if r["kernels"] else "none (array-API reference)"
+        print(f"{r['name']:<17} {'yes' if r['available'] else 'no':<9} {r['version'] or '-':<12} {kernels:<32} {tail}")
     return 0

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
                     "with the reference and with its own eager step; backends without a compiler say so")
     sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    sp.add_argument("--kernels", choices=["default", "native", "reference", "both"], default="default",
+                    help="the backends' layers on their native kernels (torch, jax: convolution, pooling), on the "
+                    "array-API reference, or both (two rows each); default: native unless XPNET_NATIVE_KERNELS=0")
     sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
                     "--distributed): all ranks together against one process, same backend and dtype (float64 "
                     "and float32 unless --dtype says otherwise)")
@@ -43,7 +46,8 @@ def cmd_parity(args) -> int:
         model_fn, X, y = config_model(args.model, args.seed)
     report = parity(model_fn, X, y, backends=backends, dtypes=csv_values(args.dtype or "float64"), steps=args.steps,
                     device=args.device, free_tol=args.free_tol, optimizer=args.optimizer, seed=args.seed,
-                    compile=args.compile, batch_size=args.batch_size, model=args.model if model_fn is None else "mlp")
+                    compile=args.compile, batch_size=args.batch_size, model=args.model if model_fn is None else "mlp",
+                    kernels=args.kernels)
     if args.json:
         print_json(report)
     else:
@@ -61,7 +65,8 @@ def cmd_parity(args) -> int:
             growth = "-" if r["growth_per_step"] is None else f"{r['growth_per_step']:.4f}"
             print(f"{r['label']:<{w}} {r['device']:<7} {r['dtype']:<8} {r['max_abs_diff']:>12.2e} "
                   f"{r['max_rel_diff']:>12.2e} {r['tolerance']:>6.0e} {r['free_max_rel_diff']:>9.2e} "
-                  f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}")
+                  f"{growth:>11}  {'pass' if r['passed'] else 'FAIL'}"
+                  + (f"  native: {', '.join(r['kernels'])}" if r.get("kernels") else ""))
             if r.get("error"):
                 where = f" in {r['error']['where']}" if r["error"]["where"] else ""
                 print(f"{'':<{w}} error{where}: {r['error']['type']}: {r['error']['message']}")

@@ -96,6 +96,8 @@ def add_parser(sub) -> None:
     sp.add_argument("--distributed", action="store_true",
                     help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
                          "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--no-native-kernels", action="store_true", help="run convolution and pooling by xpnet's "
+                    "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
@@ -385,6 +387,8 @@ def _model_for(args, run: _Run):
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
         model.classes_ = run.classes_
         model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
+    if getattr(args, "no_native_kernels", False):
+        model.native_kernels = False  # --no-native-kernels: the layers' array-API code (a run option, not saved)
     if model.dtype_name != cfg["dtype"]:
         raise InputError(f"{args.resume} holds a {model.dtype_name} model but records a {cfg['dtype']} run; the "
                          f"checkpoint is inconsistent, start a new run")

@@ -22,6 +22,11 @@ A layer is configuration and shapes, no arrays: its parameters live in the model
   saved in checkpoints), calls such a layer as `forward(..., state={name: array})`, and after a training
   forward takes their next values from `updated_state(state, x) -> {name: array}` (pure, like forward).
   Layers without state take no `state` argument.
+- Native kernels: a layer that can run a backend's own kernel (Conv2D, the pooling layers) names it in
+  `kernel_names` ("conv2d", ...: `xpnet.backend.KERNEL_NAMES`) and takes `forward(..., kernels=)`, the backend's
+  `Kernels` (`Backend.kernels`) or None; the model passes its own (`Network.kernels`). The layer uses the kernel
+  where it is not None, else its array-API code, which stays the definition the kernel is tested against.
+  Layers without kernel_names take no `kernels` argument.
 """
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ class Layer(Configurable):
     penalized: tuple = ()
     #: True when the output has the input's shape and the layer knows nothing about sizes (activations)
     elementwise: bool = False
+    #: the backend kernels forward(..., kernels=) can use (empty: the layer takes no kernels argument)
+    kernel_names: tuple = ()
     #: the input shape the layer was constructed for, when its constructor names one (Dense(in, out))
     declared_input_shape: tuple | None = None
 

@@ -15,6 +15,9 @@ The output is an NCHW *view* of (O, OH, OW, N) memory; elementwise layers and po
 so the next Conv2D's (C, H, W, N) view of its input is contiguous and dy reshapes to (O, OH·OW·N) without a
 copy.
 
+Native kernels: where the backend has its own convolution (`Backend.kernels`: torch, JAX), `forward(...,
+kernels=)` runs that instead, and this file's im2col is the reference it is checked against (docs/cnn.md).
+
 Memory: the columns take C·kh·kw·N·OH·OW values. When they would exceed the layer's im2col limit
 (IM2COL_LIMIT bytes by default, 256 MiB; `set_im2col_limit` or Conv2D(im2col_limit=)), the minibatch is
 processed in chunks of samples whose columns fit: the forward keeps no columns and the backward builds them
@@ -165,7 +168,15 @@ class Conv2D(Layer):
         limit = IM2COL_LIMIT if self.im2col_limit is None else self.im2col_limit
         return max(1, min(n, limit // (self.scratch_per_sample() * itemsize)))
 
-    def forward(self, params, x, training=False, need_dx=True, noise=None):
+    kernel_names = ("conv2d",)
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None, kernels=None):
+        """x (N, C, H, W) -> y (N, O, OH, OW) and backward(dy) -> (dx, {"weight": dW, "bias": db}). kernels: the
+        backend's native kernels (`Backend.kernels`); with a conv2d among them it computes the layer, else the
+        array-API code below, which is its definition (tests/test_kernels.py holds them together)."""
+        native = None if kernels is None else kernels.conv2d
+        if native is not None:
+            return self._native_forward(native, params, x, need_dx)
         xp = namespace(x)
         w = params["weight"]
         o, n = self.out_channels, x.shape[0]
@@ -203,6 +214,16 @@ class Conv2D(Layer):
                 return None, grads
             dxc = dxs[0] if len(dxs) == 1 else xp.concat(dxs, axis=3)
             return xp.permute_dims(dxc, (3, 0, 1, 2)), grads
+
+        return y, backward
+
+    def _native_forward(self, conv2d, params, x, need_dx):
+        y, back = conv2d(x, params["weight"], params["bias"] if self.use_bias else None, self.strides, self.pads,
+                         need_dx)
+
+        def backward(dy):
+            dx, dw, db = back(dy)
+            return dx, ({"weight": dw, "bias": db} if self.use_bias else {"weight": dw})
 
         return y, backward
 

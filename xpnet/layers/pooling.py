@@ -4,6 +4,10 @@ A window's kh·kw offsets are the strided views x[:, :, i::s, j::s] (row-major o
 elementwise maximum; its backward sends each output's gradient to the *first* offset (in that order) that
 holds the maximum, so ties go to the first maximum on every backend (PyTorch's CPU kernel does the same).
 The per-offset gradients go back into the image through col2im (in place where arrays are writeable).
+
+Native kernels: where the backend has its own pooling (`Backend.kernels`: torch, JAX), `forward(..., kernels=)`
+runs it, and this code is the reference it is checked against; both send a tie's gradient to the first maximum
+(tests/test_kernels.py).
 """
 from __future__ import annotations
 
@@ -50,6 +54,11 @@ class _Pool2D(Layer):
         self.input_shape, self.output_shape = (c, h, w), (c, oh, ow)
         return self.output_shape
 
+    def _native_forward(self, pool, x, need_dx):
+        """The backend's own pooling kernel (forward(..., kernels=)): the same (y, backward) as the reference."""
+        y, back = pool(x, self.kernel, self.strides, need_dx)
+        return y, (lambda dy: (back(dy) if need_dx else None, {}))
+
     def _scatter(self, xp, parts, x):
         return col2im(xp, parts, tuple(x.shape), self.kernel, self.strides, like=x)
 
@@ -74,7 +83,12 @@ def _in_order_of(xp, y, dy):
 class MaxPool2D(_Pool2D):
     """Maximum over kh·kw windows (stride: default the kernel size; no padding). Ties: the first maximum."""
 
-    def forward(self, params, x, training=False, need_dx=True, noise=None):
+    kernel_names = ("max_pool2d",)
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None, kernels=None):
+        native = None if kernels is None else kernels.max_pool2d
+        if native is not None:
+            return self._native_forward(native, x, need_dx)
         xp = namespace(x)
         views = windows(x, self.kernel, self.strides, self.output_shape[1:])
         y = views[0]
@@ -104,7 +118,12 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Mean over kh·kw windows (stride: default the kernel size; no padding)."""
 
-    def forward(self, params, x, training=False, need_dx=True, noise=None):
+    kernel_names = ("avg_pool2d",)
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None, kernels=None):
+        native = None if kernels is None else kernels.avg_pool2d
+        if native is not None:
+            return self._native_forward(native, x, need_dx)
         xp = namespace(x)
         views = windows(x, self.kernel, self.strides, self.output_shape[1:])
         total = views[0]

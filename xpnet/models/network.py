@@ -210,7 +210,7 @@ class Network(Configurable):
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None, input_shape=None, compile: bool = False):
+                 seed=None, rng=None, input_shape=None, compile: bool = False, native_kernels: bool | None = None):
         self.layers = _as_layers(layers, type(self).__name__)
         self.bk = select_backend(backend, device)
         self.xp = self.bk.xp
@@ -227,6 +227,7 @@ class Network(Configurable):
         if self.compile and not self.bk.compiles:
             self.bk.compile(lambda: None)  # raises: names the backends that compile
         self._compiled_step = None
+        self.native_kernels = native_kernels  # a run option, not configuration (the property below)
         self.compile_traces_ = 0  # how many times the compiled step was traced (a new batch shape traces once)
         if isinstance(rng, str) or rng is None:
             rng = host_rng(seed, rng or "Generator")
@@ -251,6 +252,33 @@ class Network(Configurable):
         body = ", ".join(map(repr, self.layers))
         return (f"{type(self).__name__}([{body}], loss={self.loss!r}, optimizer={self.optimizer!r}, {self.penalty!r}, "
                 f"backend={self.bk.name!r}, device={self.bk.device!r}, dtype={self.dtype_name!r})")
+
+    @property
+    def native_kernels(self) -> bool:
+        """Whether the layers run the backend's native kernels where it has them (`Backend.kernels`: convolution
+        and pooling on torch and JAX) rather than their array-API reference. A run option, set by the constructor's
+        native_kernels= (None: True unless the environment variable XPNET_NATIVE_KERNELS is 0) or assigned before
+        a step; it is not saved with the model."""
+        return self._native_kernels
+
+    @native_kernels.setter
+    def native_kernels(self, value) -> None:
+        from ..backend import native_kernels_default
+        if value is not None and not isinstance(value, bool):
+            raise InputError(f"native_kernels must be True, False or None (XPNET_NATIVE_KERNELS decides), got "
+                             f"{type(value).__name__} {value!r:.40}")
+        self._native_kernels = native_kernels_default() if value is None else value
+        self.kernels = self.bk.kernels if self._native_kernels else None
+        self._kernel_users = {i for i, layer in enumerate(self.layers) if layer.kernel_names}
+        self._compiled_step = None  # a compiled step traced the other path
+
+    def kernels_used(self) -> dict:
+        """{"layers.<i>": kernel name} of the native kernels this model's layers run (empty with
+        native_kernels=False, or on a backend without kernels)."""
+        if self.kernels is None:
+            return {}
+        return {f"layers.{i}": name for i in sorted(self._kernel_users) for name in self.layers[i].kernel_names
+                if getattr(self.kernels, name, None) is not None}
 
     @property
     def n_features(self) -> int:
@@ -314,6 +342,7 @@ class Network(Configurable):
         layer_state = self.state.layer_state if layer_state is None else layer_state
         new_state = dict(layer_state)
         backs = []
+        kernels, kernel_users = self.kernels, self._kernel_users
         need_dx = False  # the first layer's dx is never used
         for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
             p = {local: params[full] for local, full in keys} if keys else _NO_PARAMS
@@ -324,6 +353,8 @@ class Network(Configurable):
                     for local, value in layer.updated_state(s, x).items():
                         new_state[param_key(i, local)] = value
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
+            elif i in kernel_users:
+                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], kernels=kernels)
             else:
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
             backs.append(back)

@@ -35,8 +35,8 @@ INFERENCE_BATCH_BYTES = 32 * 2 ** 20
 
 @register("Sequential.v1", kind="model")
 class Sequential(Network):
-    """A Network (layers, loss, penalty, optimizer, schedule, backend, dtype, seed, rng, input_shape, compile:
-    see models/network.py) that takes raw data and labels, predicts, saves and fits.
+    """A Network (layers, loss, penalty, optimizer, schedule, backend, dtype, seed, rng, input_shape, compile,
+    native_kernels: see models/network.py) that takes raw data and labels, predicts, saves and fits.
 
     preprocessing: None (inputs used as given), or an input scaling fitted on the first `fit`'s X and
     saved with the model: "unit" ([0, 1]), "symmetric" ([-1, 1]), "standardize" (per feature), "raw", or
@@ -47,9 +47,10 @@ class Sequential(Network):
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None):
+                 seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None,
+                 native_kernels: bool | None = None):
         super().__init__(layers, loss, optimizer, l1, l2, penalty, schedule, backend, device, dtype, seed, rng,
-                         input_shape, compile)
+                         input_shape, compile, native_kernels)
         self.preprocessing = as_scaler(preprocessing)
         self._classes = None  # None: output i is label i (classes_ = 0..outputs-1)
         self._class_names = None

@@ -180,10 +180,12 @@ def _upgrade_v1(meta: dict) -> dict:
     return meta
 
 
-def load(path, backend=None, device=None, dtype: str | None = None, compile: bool = False):
+def load(path, backend=None, device=None, dtype: str | None = None, compile: bool = False,
+         native_kernels: bool | None = None):
     """Rebuild the model saved at `path` on `backend`/`device` (default: the default backend) with its
     training state, ready to predict or to continue with `fit(..., resume=True)` (compile=True: compiled
-    training steps, where the backend compiles; a checkpoint does not say how it was trained). The model also gets
+    training steps, where the backend compiles; native_kernels: as the model's constructor takes it, None:
+    XPNET_NATIVE_KERNELS decides; a checkpoint does not say how it was trained). The model also gets
     `checkpoint_meta_` (the file's metadata) and `checkpoint_arrays_` (its extra arrays)."""
     from ..backend import BackendError
     from ..training.state import empty_history, empty_step_history
@@ -194,7 +196,8 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
     saved = meta["state"]
     try:
         model = deserialize(meta["model"], "model", backend=backend, device=device, dtype=dtype or meta["dtype"],
-                            **({"compile": True} if compile else {}))
+                            **({"compile": True} if compile else {}),
+                            **({} if native_kernels is None else {"native_kernels": native_kernels}))
     except BackendError:
         raise
     except InputError as exc:

@@ -75,10 +75,12 @@ def _gradcheck(model, X, y, epsilon: float) -> dict:
 
 
 def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: float = 1e-6,
-                training: bool = True) -> dict:
+                training: bool = True, kernels=None) -> dict:
     """Central differences against one layer's backward, in float64 on backend `bk`: the gradient of
     sum(layer(x) * r) with respect to x and to every parameter, for random x and r (x kept 0.05 away from
     0, where ReLU-type kinks would straddle the stencil). The layer must be built for `input_shape`.
+    kernels: the backend's native kernels (`bk.kernels`) for a layer that takes them (its kernel_names), which
+    then checks the kernels' gradients; None checks the layer's array-API code.
     Returns {'input': relative error, 'params': {name: relative error}}."""
     rng = np.random.default_rng(seed)
     f64 = bk.dtype("float64")
@@ -88,13 +90,14 @@ def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: 
     x = np.where(np.abs(x) < 0.05, 0.5, x)
     shape = layer.noise_shape(batch)
     noise = None if shape is None else put(rng.random(shape))
-    y, back = layer.forward(params, put(x), training=training, noise=noise)
+    extra = {} if kernels is None else {"kernels": kernels}
+    y, back = layer.forward(params, put(x), training=training, noise=noise, **extra)
     r = rng.standard_normal(tuple(y.shape))
     dx, grads = back(put(r))
     xp = bk.xp
 
     def f(xh, ph):
-        out, _ = layer.forward(ph, put(xh), training=training, noise=noise)
+        out, _ = layer.forward(ph, put(xh), training=training, noise=noise, **extra)
         return float(xp.sum(out * put(r)))
 
     def numeric(values, call):

@@ -112,12 +112,18 @@ MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_proble
 
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
            batch_size: int = 64, device: str | None = None, reference=("numpy", "float64"), seed: int = 0,
-           free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False, model: str = "mlp") -> dict:
+           free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False, model: str = "mlp",
+           kernels: str = "default") -> dict:
     """Run the parity check. `model_fn(backend, dtype)` builds the model (same seed every call);
     X, y: host data. compile: also compare each backend's compiled step (see the module's docstring). model: without
     model_fn, "mlp" (default_model on default_problem) or "cnn" (cnn_model on cnn_problem's 8x8 images).
     Returns {'reference', 'steps', 'results': [...], 'passed'} (and 'compile': True); a row has a 'label' (e.g. 'jax',
-    'jax (compiled)', 'jax (compiled) vs jax eager'), and 'skipped' with passed None where it could not run."""
+    'jax (compiled)', 'jax (compiled) vs jax eager'), and 'skipped' with passed None where it could not run.
+    kernels: which path the backends' layers take (the reference model always runs the array-API reference):
+    "default" (the models' own: native kernels unless XPNET_NATIVE_KERNELS=0), "native", "reference" (rows
+    labelled "<backend> (reference kernels)" where the backend has native kernels), or "both" (each such backend
+    twice, so its native kernels and the reference code are both held to the tolerance). Every row says which
+    native kernels ran ('kernels': names, empty for none)."""
     if model_fn is None:
         if model not in MODELS:
             raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
@@ -128,7 +134,11 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     if X is None or y is None:
         raise InputError("parity with your own model_fn needs host data X and y")
     check("steps", steps, POSITIVE_INT)
+    if kernels not in KERNEL_MODES:
+        raise InputError(f"kernels={kernels!r}: choose one of {', '.join(KERNEL_MODES)}")
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
+    if hasattr(ref, "native_kernels"):
+        ref.native_kernels = False  # the reference is the array-API code
     Xh = np.asarray(X)
     n = Xh.shape[0]
     batches = parity_batches(n, batch_size, steps, seed)
@@ -158,21 +168,56 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     for name in backends:
         for dtype in dtypes:
             bk = select_backend(name, device if name in GPU_CAPABLE else None)
-            eager = {} if compile else None  # the eager run, step by step, for the compiled-vs-eager row
-            try:
-                with bk:
-                    results.append(_compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after,
-                                            free_tol, eager))
-            except Exception as exc:  # a backend that fails is a parity result too: say where and why
-                results.append(_failed_row(bk, dtype, exc))
-                eager = None
-            results[-1].update(label=bk.name, compiled=False, against=against)
-            if compile:
-                results.extend(_compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after,
-                                              free_tol, eager, against))
+            modes = {"default": [None], "native": [True], "reference": [False], "both": [True, False]}[kernels]
+            if bk.kernels is None:
+                modes = modes[:1]  # the reference code either way
+            for native in modes:
+                suffix = " (reference kernels)" if native is False and bk.kernels is not None else ""
+                make = _with_kernels(model_fn, native)
+                eager = {} if compile else None  # the eager run, step by step, for the compiled-vs-eager row
+                try:
+                    with bk:
+                        results.append(_compare(make, bk, dtype, Xh, y, batches, noises, init, before, after,
+                                                free_tol, eager))
+                except Exception as exc:  # a backend that fails is a parity result too: say where and why
+                    results.append(_failed_row(bk, dtype, exc))
+                    eager = None
+                used = _kernels_of(make, bk, dtype)
+                results[-1].update(label=bk.name + suffix, compiled=False, against=against, kernels=used)
+                if compile:
+                    rows = _compiled_rows(make, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol,
+                                          eager, against, suffix)
+                    results.extend(dict(row, kernels=used) for row in rows)
     report = {"reference": {"backend": reference[0], "device": "cpu", "dtype": reference[1]}, "steps": steps,
               "results": results, "passed": all(r["passed"] is not False for r in results)}
     return dict(report, compile=True) if compile else report
+
+
+KERNEL_MODES = ("default", "native", "reference", "both")
+
+
+def _with_kernels(model_fn, native):
+    """model_fn whose models run native kernels (True), the reference code (False), or their own default (None)."""
+    if native is None:
+        return model_fn
+
+    def build(bk, dtype):
+        model = model_fn(bk, dtype)
+        if hasattr(model, "native_kernels"):
+            model.native_kernels = native
+        return model
+
+    return build
+
+
+def _kernels_of(build, bk, dtype) -> list:
+    """The names of the native kernels a model from `build` runs on bk (sorted; empty for none)."""
+    try:
+        with bk:
+            model = build(bk, dtype)
+        return sorted(set(model.kernels_used().values())) if hasattr(model, "kernels_used") else []
+    except Exception:
+        return []
 
 
 def parity_batches(n: int, batch_size: int, steps: int, seed: int = 0) -> list[np.ndarray]:
@@ -234,11 +279,12 @@ class _Worst:
 
 
 def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, free_tol, eager,
-                   against) -> list[dict]:
+                   against, suffix: str = "") -> list[dict]:
     """The compiled step against the reference, and against the same backend's eager step (`eager`: what
-    _compare recorded, None when the eager run failed)."""
-    label = f"{bk.name} (compiled)"
-    vs_label = {"label": f"{label} vs {bk.name} eager", "compiled": True, "against": f"{bk.name} eager"}
+    _compare recorded, None when the eager run failed). suffix: the eager row's label tail (" (reference kernels)")."""
+    label = f"{bk.name} (compiled){suffix}"
+    vs_label = {"label": f"{label} vs {bk.name}{suffix} eager", "compiled": True,
+                "against": f"{bk.name}{suffix} eager"}
     if not bk.compiles:
         return [_skipped_row(bk, dtype, f"no compiler: {bk.name} has none (compiled steps run on "
                                         f"{', '.join(COMPILERS)})", label=label, compiled=True, against=against)]
