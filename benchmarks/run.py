@@ -43,8 +43,8 @@ B 784-512-512-10 ReLU, softmax CE, SGD 0.1 momentum 0.9, batch 128; C 784-50-10,
 D the book's NeuralNetMLP (book2015 settings, raw pixels, float64): xpnet, tests/book_transcription.py's
 BookMLP and the NumPy loop; E 4096-4096-4096-10, batch 4096 (GPU only: skipped on the CPU unless named);
 F LeNet-5 on (N, 1, 28, 28), SGD 0.05 momentum 0.9, batch 128, float32 (when named: --cases F): xpnet's backends,
-native PyTorch (torch.nn.Conv2d/MaxPool2d, xpnet's initial weights and batch order) and the GEMM floor of the
-column layout (benchmarks/cnn_profile.py splits an xpnet step into im2col, matmul, col2im, pooling).
+native PyTorch (torch.nn.Conv2d/MaxPool2d, xpnet's initial weights and batch order), native JAX (jax-jit, the
+same weights and batches) and the GEMM floor of the column layout (benchmarks/cnn_profile.py splits an xpnet step into im2col, matmul, col2im, pooling).
 
 Method: every (repeat, case, dtype, framework) runs in its own fresh process, one at a time (a second
 busy process slows BLAS down), interleaved: repeat 1 of everything, then repeat 2, ... A worker loads the
@@ -67,7 +67,8 @@ Compiled rows: xpnet-jax-jit and xpnet-torch-compile are xpnet with compile=True
 call per minibatch: gather, forward, loss, backward, update, argmax); jax-jit is the same model written as a
 JAX user would (run_jax_jit: one jax.jit call per minibatch doing the same jnp.take gather with the step's index
 slice passed in, jax.value_and_grad of the same loss and penalty, the case's update; xpnet's initial weights
-and batch order; A-D). They skip the warm-up (a compiled step traces again for a new data shape) and train
+and batch order; A-D, and F as a native JAX LeNet-5: lax.conv_general_dilated in NCHW/OIHW, lax.reduce_window
+max-pooling; its rows also record first_step_loss, the first minibatch's loss before any update). They skip the warm-up (a compiled step traces again for a new data shape) and train
 --epochs + 1 epochs: the first compiles (and, on JAX, compiles each offset's index slice) and is not timed;
 "compile s" (JSON compile_s; first_epoch_s, compile_traces beside it) is its extra time over the timed epochs'
 median. Their rows also record last_epoch_loss and last_epoch_accuracy (xpnet rows too), so xpnet-jax-jit and

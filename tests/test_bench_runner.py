@@ -100,6 +100,41 @@ def test_native_jax_jit_trains_as_xpnet_compiled(run, case):
     assert native["last_epoch_accuracy"] == xpnet_jit["last_epoch_accuracy"]
 
 
+def test_native_jax_lenet5_trains_as_xpnet_jax(run):
+    """Case F on jax-jit (LeNet-5 written natively in JAX) starts from xpnet's weights and sees xpnet's batches:
+    on 256 random rows (two minibatches of 128) in float32 its first step's loss equals xpnet-jax's to 1e-5,
+    and after two epochs (four updates, momentum) the last epoch's loss and accuracy too."""
+    pytest.importorskip("jax")
+    import numpy as np
+    import xpnet
+    from xpnet.models.presets import lenet5_layers
+    rng = np.random.default_rng(1)
+    X = rng.random((256, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 256).astype(np.uint8)
+    c = run.CASES["F"]
+    assert run.applicable(c, "jax-jit") is None and run.applicable(c, "numpy-loop") is not None
+    native = run.run_jax_jit(c, "float32", X, y, 1, "cpu")[2]  # 1 timed epoch after the compiling one: 4 steps
+
+    class StepLosses(xpnet.Callback):
+        def __init__(self):
+            self.losses = []
+
+        def on_batch_end(self, batch, logs=None):
+            self.losses.append(float(logs["loss"]))
+
+    steps = StepLosses()
+
+    model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in lenet5_layers(10)],
+                             loss=xpnet.SoftmaxCrossEntropy(reduction=c.reduction),
+                             optimizer=xpnet.SGD(c.lr, momentum=c.momentum), backend="jax", device="cpu",
+                             dtype="float32", seed=0, input_shape=(1, 28, 28))
+    model.fit(X, y, epochs=2, batch_size=c.batch_size, callbacks=[steps])
+    assert len(steps.losses) == 4
+    assert native["first_step_loss"] == pytest.approx(steps.losses[0], rel=1e-5)
+    assert native["last_epoch_loss"] == pytest.approx(model.history_["loss"][-1], rel=1e-5)
+    assert native["last_epoch_accuracy"] == model.history_["accuracy"][-1]
+
+
 def test_an_experiment_folder_gets_a_manifest(tmp_path, monkeypatch):
     """--experiment NAME: outputs in benchmarks/results/DATE-NAME/, and the run's entry in its manifest.json
     (written as it starts, replaced when it ends), with what tests/test_bench_results.py requires."""

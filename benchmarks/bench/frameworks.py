@@ -43,9 +43,10 @@ TABLE = {f.name: f for f in (
               note="compile=True on JAX: one jax.jit call per minibatch (xpnet's own step traced)"),
     Framework("xpnet-torch-compile", backend="torch", compiled=True, gpu=True,
               note="compile=True on torch: one torch.compile'd call per minibatch (xpnet's own step)"),
-    Framework("jax-jit", run=train_jax.run_jax_jit, prepare=train_jax.prepare, gpu=True, conv=False,
+    Framework("jax-jit", run=train_jax.run_jax_jit, prepare=train_jax.prepare, gpu=True,
               note="native JAX (run.py run_jax_jit): one jax.jit step per minibatch (jnp.take gather, "
-                   "value_and_grad, the case's update, loss and argmax out), xpnet's initial weights and batch order"),
+                   "value_and_grad, the case's update, loss and argmax out), xpnet's initial weights and batch order; "
+                   "case F: lax.conv_general_dilated (NCHW/OIHW) and lax.reduce_window max-pooling"),
     Framework("numpy-loop", run=train_numpy.run_numpy_loop, conv=False,
               note="hand-written loop (numpy_loop.py): no loss value or accuracy computed"),
     Framework("torch", run=train_torch.run_torch, prepare=train_torch.prepare, gpu=True, book=False),
@@ -82,7 +83,8 @@ def applicable(case, framework: str, device: str = "cpu") -> str | None:
     if f.book_only and not case.book:
         return "the book's code is case D only"
     if case.conv and not f.conv:
-        return "case F is convolutional: no such row (xpnet's backends, native torch.nn.Conv2d and the GEMM floor)"
+        return ("case F is convolutional: no such row (xpnet's backends, native torch.nn.Conv2d, native JAX "
+                "(jax-jit) and the GEMM floor)")
     if case.book and not f.book:
         return "no equivalent of the book's look-back momentum and composed shuffles"
     return None

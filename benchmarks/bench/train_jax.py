@@ -1,4 +1,5 @@
-"""The jax-jit row: the case written as a JAX user would write it (run_jax_jit)."""
+"""The jax-jit row: the case written as a JAX user would write it (run_jax_jit); case F as a native JAX LeNet-5
+(lax.conv_general_dilated, lax.reduce_window)."""
 from __future__ import annotations
 
 import time
@@ -26,8 +27,10 @@ def _run_jax_jit(case, dtype, X, y, epochs, device):
     the loss (+ the case's L2 penalty), applies the case's update (SGD, classical momentum or the book's
     look-back) and returns the loss and the argmax. The same initial weights and batch order as xpnet (the
     permutations drawn from the generator the weights came from; composed for the book's case D, whose
-    learning rate decays per epoch as the book's does). Losses and predictions stay on the device until the
-    epoch ends (one transfer per epoch, as xpnet's fit). epochs + 1 epochs: the first compiles, untimed."""
+    learning rate decays per epoch as the book's does). Case F: LeNet-5 on X (N, 1, 28, 28), see lenet5_features.
+    Losses and predictions stay on the device until the epoch ends (one transfer per epoch, as xpnet's fit).
+    epochs + 1 epochs: the first compiles, untimed. Beside compiled_extra's figures it reports the last epoch's
+    loss and accuracy (as xpnet's history) and first_step_loss (the first minibatch's loss, before any update)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -46,10 +49,11 @@ def _run_jax_jit(case, dtype, X, y, epochs, device):
     traces = []
 
     def objective(ps, xb, yb):
-        z = xb
-        for i, (w, b) in enumerate(ps):
+        z = lenet5_features(ps[:2], xb) if case.conv else xb
+        dense = ps[2:] if case.conv else ps
+        for i, (w, b) in enumerate(dense):
             z = z @ w.T + b
-            if i < len(ps) - 1:
+            if i < len(dense) - 1:
                 z = act(z)
         if case.loss == "logistic":  # sigmoid + binary cross-entropy, from the logits
             value = jnp.sum(jax.nn.softplus(z) - yb * z)
@@ -81,7 +85,7 @@ def _run_jax_jit(case, dtype, X, y, epochs, device):
     with jax.default_device(dev):
         Xd, Yd = jax.device_put(X, dev), jax.device_put(onehot(y, case.sizes[-1], dtype), dev)
         labels = jax.device_put(y.astype(np.int32), dev)
-        bounds, order, lr, seconds = case.bounds(n), None, case.lr, []
+        bounds, order, lr, seconds, first_step = case.bounds(n), None, case.lr, [], None
         for epoch in range(epochs + 1):
             t0 = time.perf_counter()
             lr = lr / (1 + decay * epoch) if decay else lr
@@ -95,10 +99,29 @@ def _run_jax_jit(case, dtype, X, y, epochs, device):
                 preds.append(pred)
             correct = jnp.sum(jnp.concatenate(preds) == jnp.take(labels, order_d, axis=0))
             host, correct = np.asarray(jnp.stack(losses)), int(correct)
+            first_step = float(host[0]) if epoch == 0 else first_step
             jax.block_until_ready(params)
             seconds.append(time.perf_counter() - t0)
             if not np.isfinite(host).all():
                 raise FloatingPointError(f"the loss became {host[~np.isfinite(host)][0]} in epoch {epoch + 1}")
     weights = np.array([e - s for s, e in bounds] if case.reduction == "mean" else [1] * len(bounds))
-    last = {"last_epoch_loss": float(host @ weights) / n, "last_epoch_accuracy": correct / n}  # as xpnet's history
+    last = {"last_epoch_loss": float(host @ weights) / n, "last_epoch_accuracy": correct / n,  # as xpnet's history
+            "first_step_loss": first_step}
     return seconds[1:], f"jax {jax.__version__} on {dev.platform}", compiled_extra(seconds, len(traces)) | last
+
+
+def lenet5_features(convs, x):
+    """LeNet-5's convolutional part as a JAX user writes it: x (N, 1, 28, 28) -> (N, 400). convs: [(W (6, 1, 5, 5),
+    b (6,)), (W (16, 6, 5, 5), b (16,))] (xpnet's OIHW). conv 6@5x5 padding 2 -> ReLU -> 2x2 max-pool (N, 6, 14, 14)
+    -> conv 16@5x5 -> ReLU -> 2x2 max-pool (N, 16, 5, 5) -> flattened channel-major, as xpnet's Flatten and
+    torch.nn.Flatten do."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    z = x
+    for (w, b), pad in zip(convs, (2, 0)):
+        z = lax.conv_general_dilated(z, w, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        z = jax.nn.relu(z + b[None, :, None, None])
+        z = lax.reduce_window(z, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    return z.reshape(z.shape[0], -1)
