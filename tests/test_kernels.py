@@ -175,7 +175,7 @@ def test_cli_backends_lists_kernels_and_train_turns_them_off(capsys, tmp_path):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["numpy"]["kernels"] == []
     for name in NATIVE:
-        assert rows[name]["kernels"] == ["conv2d", "max_pool2d", "avg_pool2d"]
+        assert rows[name]["kernels"] == ["conv2d", "max_pool2d", "avg_pool2d", "attention", "scatter_add_rows"]
     if not NATIVE:
         return
     spec = {"class": "Sequential", "config": {"layers": [

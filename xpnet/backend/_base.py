@@ -81,15 +81,15 @@ def _seed32(seed) -> int:
 
 
 #: the kernels a backend may provide natively (Kernels' attributes), in the order `xpnet backends` lists them
-KERNEL_NAMES = ("conv2d", "max_pool2d", "avg_pool2d")
+KERNEL_NAMES = ("conv2d", "max_pool2d", "avg_pool2d", "attention", "scatter_add_rows")
 
 
 class Kernels:
     """A backend's native kernels: what the Array API standard lacks (convolution, pooling, ...) done by the
     library's own fast path. Each attribute of KERNEL_NAMES is a function or None (the backend has none: the
     layer runs its array-API reference, which also defines what a kernel must compute; tests/test_kernels.py
-    compares them). All take and return arrays of the backend's library, NCHW images, and return
-    (y, backward) as a layer's forward does; backward(dy) is pure too:
+    compares them). All take and return arrays of the backend's library (images NCHW) and, but for
+    scatter_add_rows, return (y, backward) as a layer's forward does; backward(dy) is pure too:
 
         conv2d(x, w, b, stride, pads, need_dx) -> (y, backward);  backward(dy) -> (dx | None, dw, db | None)
             x (N, C, H, W), w (O, C, kh, kw), b (O,) or None; stride (sh, sw); pads (top, bottom, left, right)
@@ -98,11 +98,17 @@ class Kernels:
             no padding; a window's gradient goes to its first maximum (row-major), as MaxPool2D's.
         avg_pool2d(x, kernel, stride, need_dx) -> (y, backward);  backward(dy) -> dx
             no padding; the window's mean, as AvgPool2D's.
+        attention(q, k, v, causal, scale) -> (out, backward);  backward(dout) -> (dq, dk, dv)
+            q (B, heads, Tq, D), k (B, heads, Tk, D), v (B, heads, Tk, Dv); softmax(q kᵀ·scale + mask) v, scale
+            None meaning 1/sqrt(D), causal the top-left `tril` mask (xpnet.layers.attention_ops.attention's).
+        scatter_add_rows(indices, values, rows) -> out
+            indices (n,) ints in [0, rows), values (n, d); out (rows, d), each value added into its row, repeats
+            summed (an embedding's weight gradient; xpnet.layers.attention_ops.scatter_add_rows).
     A kernel is added by naming it in KERNEL_NAMES and here, giving the layer that uses it the array-API
     reference, and implementing it in the backends that have it.
     """
 
-    conv2d = max_pool2d = avg_pool2d = None
+    conv2d = max_pool2d = avg_pool2d = attention = scatter_add_rows = None
 
     @classmethod
     def names(cls) -> tuple:

@@ -123,8 +123,9 @@ class JaxBackend(Backend):
 
 
 class JaxKernels(Kernels):
-    """XLA's own convolution and pooling: jax.lax.conv_general_dilated and jax.lax.reduce_window, their
-    gradients by jax.vjp (what jax.grad would run). Traced into jax.jit steps like any other operation."""
+    """XLA's own convolution, pooling, attention and scatter-add: jax.lax.conv_general_dilated,
+    jax.lax.reduce_window, jax.nn.dot_product_attention and `.at[].add`, the gradients by jax.vjp (what jax.grad would run). Traced into jax.jit steps like any other
+    operation."""
 
     def __init__(self, jax):
         self._jax = jax
@@ -171,6 +172,35 @@ class JaxKernels(Kernels):
         total, back = self._pool(x, kernel, stride, need_dx, 0.0, self._lax.add)
         scale = 1.0 / (kernel[0] * kernel[1])
         return total * scale, (None if back is None else (lambda dy: back(dy * scale)))
+
+    def attention(self, q, k, v, causal, scale):
+        """jax.nn.dot_product_attention (XLA's implementation, or cuDNN's where JAX picks it; layout (B, T, heads,
+        D), hence the transposes), its gradients by jax.vjp. float64 excepted: dot_product_attention always takes
+        its softmax in float32 (jax/_src/nn/functions.py, _dot_product_attention_core), 3e-7 away from the float64
+        reference, so float64 runs the same graph written with jnp and jax.nn.softmax in float64; so does a value
+        head_dim other than the query's, which dot_product_attention does not take."""
+        jax, jnp = self._jax, self._jax.numpy
+        bthd = (0, 2, 1, 3)
+
+        def f(q, k, v):
+            out = jax.nn.dot_product_attention(jnp.transpose(q, bthd), jnp.transpose(k, bthd),
+                                               jnp.transpose(v, bthd), scale=scale, is_causal=bool(causal))
+            return jnp.transpose(out, bthd)
+
+        if q.dtype == jnp.float64 or v.shape[-1] != q.shape[-1]:
+            def f(q, k, v):  # noqa: F811
+                s = jnp.einsum("bhtd,bhsd->bhts", q, k) * (scale if scale is not None else q.shape[-1] ** -0.5)
+                if causal:
+                    s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], dtype=bool)), s, -jnp.inf)
+                return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v)
+
+        out, vjp = self._jax.vjp(f, q, k, v)
+        return out, vjp
+
+    def scatter_add_rows(self, indices, values, rows):
+        """.at[indices].add: XLA's scatter-add (on GPUs with atomics, nondeterministic order unless XLA's
+        --xla_gpu_deterministic_ops)."""
+        return self._jax.numpy.zeros((rows, values.shape[1]), dtype=values.dtype).at[indices].add(values)
 
 
 JaxBackend.kernels_class = JaxKernels

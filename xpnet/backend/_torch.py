@@ -151,7 +151,7 @@ class TorchBackend(Backend):
 
 
 class TorchKernels(Kernels):
-    """PyTorch's own convolution and pooling (oneDNN or its own CPU kernels, cuDNN on CUDA GPUs), forward by
+    """PyTorch's own convolution, pooling, attention and scatter-add (oneDNN or its own CPU kernels, cuDNN on CUDA GPUs), forward by
     torch.nn.functional and backward by the aten ops autograd itself calls (no autograd graph is recorded:
     xpnet's arrays do not require grad). Traceable by torch.compile."""
 
@@ -191,6 +191,25 @@ class TorchKernels(Kernels):
         y = self._F.avg_pool2d(x, tuple(kernel), tuple(stride))
         aten = self._aten
         return y, lambda dy: aten.avg_pool2d_backward(dy, x, list(kernel), list(stride), [0, 0], False, True, None)
+
+    def attention(self, q, k, v, causal, scale):
+        """F.scaled_dot_product_attention (torch picks its fused CPU/flash/memory-efficient kernel, or the math
+        one, e.g. for float64 on CUDA), differentiated by torch.autograd.grad on detached copies of the inputs:
+        the graph of this one call is kept until backward, whichever kernel ran forward."""
+        torch = self._torch
+        with torch.enable_grad():
+            qkv = [a.detach().requires_grad_() for a in (q, k, v)]
+            out = self._F.scaled_dot_product_attention(*qkv, is_causal=bool(causal), scale=scale)
+
+        def backward(dout):
+            return tuple(torch.autograd.grad(out, qkv, dout, retain_graph=True))
+
+        return out.detach(), backward
+
+    def scatter_add_rows(self, indices, values, rows):
+        """index_add: on CUDA it adds with atomics, whose order (hence float rounding) varies run to run unless
+        torch.use_deterministic_algorithms(True)."""
+        return values.new_zeros((rows, values.shape[1])).index_add_(0, indices, values)
 
 
 def _no_dx(dy):
