@@ -19,7 +19,7 @@ from ..backend import backend as select_backend
 from ..backend import placement
 from ..errors import InputError
 from ..init import host_rng, rng_kind
-from ..layers.base import param_key
+from ..layers.base import layer_path, param_key
 from ..losses import Loss
 from ..optimizers import Optimizer
 from ..penalties import Penalty
@@ -277,7 +277,7 @@ class Network(Configurable):
         native_kernels=False, or on a backend without kernels)."""
         if self.kernels is None:
             return {}
-        return {f"layers.{i}": name for i in sorted(self._kernel_users) for name in self.layers[i].kernel_names
+        return {layer_path(i): name for i in sorted(self._kernel_users) for name in self.layers[i].kernel_names
                 if getattr(self.kernels, name, None) is not None}
 
     @property
@@ -512,9 +512,7 @@ class Network(Configurable):
         if layer_state is not None:
             st.layer_state = dict(layer_state)
         st.step += 1
-        plan = self._plan
-        if plan is None or plan.optimizer is not self.optimizer or plan.schedule is not self.schedule:
-            plan = self.update_plan()
+        plan = self.update_plan()
         if plan.plain:  # no per-step schedule, clipping or groups: the update as it always was
             hyper = self.optimizer.hyper(st.lr, st.step)
             st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
