@@ -399,7 +399,8 @@ def _model_for(args, run: _Run):
 
 def _announce(run: _Run, model, comm) -> None:
     """The lines printed before training: the data, the model's backend, device and dtype, a note on how
-    labels map to outputs (new runs), the ranks of a distributed run."""
+    labels map to outputs (new runs), the ranks of a distributed run, the model's summary (layers, parameters,
+    FLOPs)."""
     cfg, X = run.cfg, run.X
     what = "resuming" if run.saved_model is not None else "training"
     sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
@@ -411,6 +412,7 @@ def _announce(run: _Run, model, comm) -> None:
     if comm is not None:
         print(f"distributed over {comm.size} rank(s), global minibatch split between them: {comm.describe()}",
               flush=True)
+    model.summary()
 
 
 def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, comm) -> float:
