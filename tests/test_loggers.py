@@ -12,6 +12,7 @@ import pytest
 
 import xpnet
 from fakes import run_cli
+from test_distributed import last_json as mpi_json, mpirun, needs_mpi
 from xpnet.training.loggers import HistoryLogger, MLflowLogger, TensorBoard, process_rank
 
 RNG = np.random.default_rng(0)
@@ -152,3 +153,20 @@ def test_logging_flags_that_would_do_nothing_are_refused():
     assert rc == 2 and "give one of them too" in err
     rc, _, err = run_cli("train", "--log-every", "0")
     assert rc == 2 and "expected a number of updates" in err
+
+
+@needs_mpi
+def test_only_rank_0_logs_in_a_distributed_run(tmp_path, monkeypatch):
+    """Two ranks, each with --mlflow: one MLflow run (a second rank logging would create its own), one history."""
+    tracking = pytest.importorskip("mlflow.tracking", reason='the mlflow extra: pip install "xpnet[mlflow]"')
+    result = mpi_json(mpirun(2, "-m", "xpnet", "train", "--distributed", "--epochs", 2, "--hidden", 8, "--mlflow",
+                             "--log-dir", tmp_path, "--history", tmp_path / "h.jsonl", "--log-every", 10, "--quiet",
+                             "--json", timeout=120))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    run, = client.search_runs([client.get_experiment_by_name("xpnet").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert run.data.metrics["loss"] == pytest.approx(result["final_loss"]) and result["world_size"] == 2
+    records = [json.loads(line) for line in open(tmp_path / "h.jsonl")]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+    assert [r["step"] for r in records if r["kind"] == "step"] == [10, 20, 30, 40, 50, 60, 70, 80, 90]

@@ -137,6 +137,8 @@ class HistoryLogger(_StepLogger):
         else:
             self._write(tuple(logs.get(k) for k in self.keys))
         self.file.flush()
+        if self.steps_file is not None:
+            self.steps_file.flush()
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         row = self.step_figures(logs)
