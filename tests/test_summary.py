@@ -2,6 +2,7 @@
 torch.utils.flop_counter.FlopCounterMode for the same networks built in torch (an MLP, LeNet-5, fashion-cnn);
 nested layers (sublayers()) indented and a shared layer counted once."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +109,16 @@ def test_cli_summary(tmp_path):
     mlp_model().save(ck)
     rc, out, err = run_cli("summary", "--checkpoint", ck, "--json")
     assert rc == 0 and json.loads(out.splitlines()[-1])["params"] == 64 * 100 + 100 + 100 * 50 + 50 + 50 * 10 + 10
-    rc, out, err = run_cli("summary", "--model", "examples/lenet5.json")
-    assert rc == 0 and "Conv2D" in out, err
+    rc, out, err = run_cli("summary", "--model", Path(__file__).parent.parent / "examples" / "lenet5.json")
+    assert rc == 0 and "parameters: 61,706" in out, err
     rc, out, err = run_cli("summary", "--preset", "nope")
     assert rc == 2 and "unknown preset 'nope'" in err
+    rc, out, err = run_cli("summary", "--preset", "lenet5", "--features", "784")
+    assert rc == 2 and "takes images of shape (1, 28, 28), not rows of features; drop --features" in err
+    spec = {"class": "Sequential", "config": {"layers": [{"class": "Dense", "config": {"in_features": None,
+                                                                                        "out_features": 3}}]}}
+    (tmp_path / "m.json").write_text(json.dumps(spec))
+    rc, out, err = run_cli("summary", "--model", tmp_path / "m.json")
+    assert rc == 2 and "does not say its input size" in err and "--features N" in err, err
+    rc, out, err = run_cli("summary", "--model", tmp_path / "m.json", "--features", "5", "--json")
+    assert rc == 0 and json.loads(out)["params"] == 18 and json.loads(out)["flops_forward"] == 30, err
