@@ -13,7 +13,7 @@ import pytest
 import xpnet
 from fakes import run_cli
 from test_distributed import last_json as mpi_json, mpirun, needs_mpi
-from xpnet.training.loggers import HistoryLogger, MLflowLogger, TensorBoard, process_rank
+from xpnet.training.loggers import HistoryLogger, MLflowLogger, TensorBoard, epoch_metrics, process_rank
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(60, 4)), np.arange(60) % 3  # batch_size 8: 8 updates an epoch
@@ -59,6 +59,12 @@ def test_computed_gradient_norm_is_the_one_clipping_records(tmp_path):
         runs[name] = [json.loads(line)["grad_norm"] for line in open(tmp_path / f"{name}.jsonl")
                       if '"step"' in line]
     assert len(runs["clip"]) == 8 and runs["computed"] == pytest.approx(runs["clip"], rel=1e-12)
+
+
+def test_every_finite_number_of_an_epoch_is_a_metric():
+    """What TensorBoard and MLflow log of an epoch: fit's figures and any a later fit (or callback) adds."""
+    logs = {"epoch": 3, "loss": 0.5, "val_loss": None, "f1": 0.875, "lr": float("nan"), "flag": True, "note": "x"}
+    assert epoch_metrics(logs) == {"loss": 0.5, "f1": 0.875}
 
 
 def test_only_rank_0_logs(tmp_path, monkeypatch):

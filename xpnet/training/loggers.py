@@ -25,8 +25,13 @@ from ..checks import POSITIVE_INT, check
 from .callbacks import Callback
 from .state import GRAD_NORM, HISTORY_KEYS
 
-#: the figures of an epoch a logger writes as metrics (those fit's on_epoch_end gives that are numbers)
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", GRAD_NORM)
+
+def epoch_metrics(logs: dict) -> dict:
+    """The figures of an epoch a logger writes as metrics: every number of fit's on_epoch_end logs but the epoch's
+    number (loss, accuracy, val_loss, val_accuracy with validation, lr, seconds, grad_norm with clip_norm, and any
+    figure a later fit adds); None and non-finite values left out."""
+    return {k: float(v) for k, v in logs.items() if k != "epoch" and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def process_rank() -> int:
@@ -85,10 +90,6 @@ def gradient_norm(model):
     return xp.sqrt(total)
 
 
-def _number(value):
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
-
-
 class HistoryLogger(_StepLogger):
     """The history of a run, written as it trains: `path` ending in .jsonl is JSON Lines, one object per
     epoch ({"kind": "epoch", "epoch", "loss", ...}) and with every_steps=N per N updates ({"kind": "step",
@@ -116,7 +117,9 @@ class HistoryLogger(_StepLogger):
         history = self.model.state.history
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "w", newline="")
-        self.keys = HISTORY_KEYS + ((GRAD_NORM,) if GRAD_NORM in history else ())
+        # HISTORY_KEYS first (the CSV `--history` always wrote), then any other column the history has (grad_norm
+        # with clip_norm)
+        self.keys = HISTORY_KEYS + tuple(k for k in history if k not in HISTORY_KEYS)
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(self.keys)
@@ -197,10 +200,8 @@ class TensorBoard(_StepLogger):
         if not self.active:
             return
         n = logs["epoch"]
-        for key in EPOCH_METRICS:
-            value = _number(logs.get(key))
-            if value is not None:
-                self.writer.add_scalar(f"epoch/{key}", value, n)
+        for key, value in epoch_metrics(logs).items():
+            self.writer.add_scalar(f"epoch/{key}", value, n)
         if self.histograms:
             model = self.model
             for name, value in model.parameters().items():
@@ -248,10 +249,8 @@ class MLflowLogger(_StepLogger):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.active:
             return
-        for key in EPOCH_METRICS:
-            value = _number(logs.get(key))
-            if value is not None:
-                self.client.log_metric(self.run_id, key, value, step=logs["epoch"])
+        for key, value in epoch_metrics(logs).items():
+            self.client.log_metric(self.run_id, key, value, step=logs["epoch"])
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if not self.active:
