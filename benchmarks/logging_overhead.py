@@ -24,7 +24,9 @@ def conditions(folder: Path):
     """name -> a function making the callbacks of one run (in a fresh folder)."""
     made = {"off": lambda d: [],
             "history CSV, epochs": lambda d: [HistoryLogger(d / "h.csv")],
-            "history JSONL, every step": lambda d: [HistoryLogger(d / "h.jsonl", every_steps=1)]}
+            "history JSONL, every step": lambda d: [HistoryLogger(d / "h.jsonl", every_steps=1)],
+            "history JSONL, every step, grad norm": lambda d: [HistoryLogger(d / "h.jsonl", every_steps=1,
+                                                                           grad_norm=True)]}
     try:
         from tensorboardX import SummaryWriter
         made["tensorboard, epochs + histograms"] = lambda d: [TensorBoard(SummaryWriter(logdir=str(d)))]

@@ -159,6 +159,15 @@ def test_logging_flags_that_would_do_nothing_are_refused():
     assert rc == 2 and "give one of them too" in err
     rc, _, err = run_cli("train", "--log-every", "0")
     assert rc == 2 and "expected a number of updates" in err
+    rc, _, err = run_cli("train", "--epochs", "1", "--history", "h.csv", "--log-grad-norm", "--quiet")
+    assert rc == 2 and "--log-grad-norm computes the gradient norm of the steps --log-every N logs" in err
+
+
+def test_cli_computes_the_gradient_norm_when_asked(tmp_path):
+    rc, out, err = run_cli("train", "--epochs", "1", "--history", tmp_path / "h.jsonl", "--log-every", "15",
+                           "--log-grad-norm", "--quiet")
+    steps = [json.loads(line) for line in open(tmp_path / "h.jsonl") if '"step"' in line]
+    assert rc == 0 and [r["step"] for r in steps] == [15, 30, 45] and all(r["grad_norm"] > 0 for r in steps), err
 
 
 @needs_mpi

@@ -1,4 +1,4 @@
-"""`xpnet train`'s logging flags (--history, --log-every, --log-dir, --tensorboard, --mlflow) and the logger
+"""`xpnet train`'s logging flags (--history, --log-every, --log-grad-norm, --log-dir, --tensorboard, --mlflow) and the logger
 callbacks they make (xpnet.training.loggers): this module makes the tensorboardX writer and the MLflow client the
 callbacks are given. Only rank 0 of a distributed run logs."""
 from __future__ import annotations
@@ -30,6 +30,9 @@ def add_flags(sp) -> None:
     sp.add_argument("--log-every", type=_positive, default=None, metavar="N",
                     help="--history, --tensorboard and --mlflow also log every N updates: the step's loss, "
                          "learning rate and gradient norm (reads the loss from the device every N steps)")
+    sp.add_argument("--log-grad-norm", action="store_true",
+                    help="with --log-every: also compute each logged step's global gradient norm (--clip-norm "
+                         "records it without this flag; eager steps only)")
     sp.add_argument("--log-dir", default=None, metavar="DIR",
                     help=f"where --tensorboard and --mlflow write (default {DEFAULT_LOG_DIR}): event files in "
                          f"DIR/tensorboard/RUN, an MLflow store file:DIR/mlruns")
@@ -61,6 +64,12 @@ def make_loggers(args, model, cfg: dict, checkpointer, rank: int) -> list:
     if every is not None and not (args.history or args.tensorboard or args.mlflow):
         raise InputError(f"--log-every {every} sets how often --history, --tensorboard or --mlflow log; give one "
                          f"of them too")
+    if getattr(args, "log_grad_norm", False) and every is None:
+        raise InputError("--log-grad-norm computes the gradient norm of the steps --log-every N logs; give "
+                         "--log-every too")
+    if getattr(args, "log_grad_norm", False) and getattr(args, "compile", False):
+        raise InputError("--log-grad-norm reads the gradients an eager step keeps, and a compiled step keeps none; "
+                         "drop --compile, or use --clip-norm, whose pre-clip norm the compiled step records")
     if args.log_dir is not None and not (args.tensorboard or args.mlflow):
         raise InputError(f"--log-dir {args.log_dir} is where --tensorboard and --mlflow write; give one of them too")
     writer_module = _need("tensorboardX", "--tensorboard", "tensorboard", "tensorboardX") if args.tensorboard else None
@@ -68,13 +77,13 @@ def make_loggers(args, model, cfg: dict, checkpointer, rank: int) -> list:
     if rank != 0:
         return []
     from ..training.loggers import HistoryLogger, MLflowLogger, TensorBoard
-    loggers = []
+    loggers, norm = [], bool(getattr(args, "log_grad_norm", False))
     if args.history:
-        loggers.append(HistoryLogger(args.history, every_steps=every))
+        loggers.append(HistoryLogger(args.history, every_steps=every, grad_norm=norm))
     log_dir, name = Path(args.log_dir or DEFAULT_LOG_DIR), run_name(cfg)
     if writer_module is not None:
         writer = writer_module.SummaryWriter(logdir=str(log_dir / "tensorboard" / name))
-        loggers.append(TensorBoard(writer, every_steps=every))
+        loggers.append(TensorBoard(writer, every_steps=every, grad_norm=norm))
     if tracking is not None:
         # MLflow 3 keeps the file store (what mlflow-skinny can write without a database) behind this switch
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -84,5 +93,6 @@ def make_loggers(args, model, cfg: dict, checkpointer, rank: int) -> list:
         run_id = client.create_run(experiment_id, run_name=name).info.run_id
         params = dict(cfg, backend=model.bk.name, device=str(model.bk.device))
         checkpoint = args.checkpoint or (lambda folder: checkpointer.save(Path(folder) / "model.safetensors", model))
-        loggers.append(MLflowLogger(client, run_id, params=params, every_steps=every, checkpoint=checkpoint))
+        loggers.append(MLflowLogger(client, run_id, params=params, every_steps=every, checkpoint=checkpoint,
+                                    grad_norm=norm))
     return loggers

@@ -107,7 +107,7 @@ def add_parser(sub) -> None:
     sp.add_argument("--offline", action="store_true", help="never download data")
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
-    add_logging_flags(sp)  # --history, --log-every, --log-dir, --tensorboard, --mlflow
+    add_logging_flags(sp)  # --history, --log-every, --log-grad-norm, --log-dir, --tensorboard, --mlflow
     sp.add_argument("--plot", default=None, metavar="DIR",
                     help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
                     '(needs matplotlib: pip install "xpnet[plot]")')
