@@ -52,13 +52,19 @@ def test_jsonl_history_of_a_resumed_run_has_every_epoch(tmp_path):
     assert steps[0]["grad_norm"] > 0  # computed from the update's gradients (grad_norm=True)
 
 
-def test_computed_gradient_norm_is_the_one_clipping_records(tmp_path):
+def test_step_logging_on_every_backend(xpnet_backend, tmp_path):
+    """The step's loss, rate and computed gradient norm read from each backend's device arrays (array-api-strict
+    unrelaxed): the loss the one fit records, the norm the one clipping records."""
     runs = {}
-    for name, model, flag in (("clip", mlp(optimizer=xpnet.SGD(0.1, clip_norm=1e9)), False), ("computed", mlp(), True)):
-        model.fit(X, Y, epochs=1, batch_size=8, callbacks=[HistoryLogger(tmp_path / f"{name}.jsonl", 1, flag)])
-        runs[name] = [json.loads(line)["grad_norm"] for line in open(tmp_path / f"{name}.jsonl")
-                      if '"step"' in line]
-    assert len(runs["clip"]) == 8 and runs["computed"] == pytest.approx(runs["clip"], rel=1e-12)
+    for name, optimizer, flag in (("clip", xpnet.SGD(0.1, clip_norm=1e9), False), ("computed", xpnet.SGD(0.1), True)):
+        model = xpnet.Sequential(xpnet.mlp_layers([4, 6, 3], "tanh"), optimizer=optimizer, dtype="float64", seed=0,
+                                 backend=xpnet_backend)
+        model.fit(X, Y, epochs=1, batch_size=20, callbacks=[HistoryLogger(tmp_path / f"{name}.jsonl", 1, flag)])
+        runs[name] = [json.loads(line) for line in open(tmp_path / f"{name}.jsonl")]
+    steps = [r for r in runs["computed"] if r["kind"] == "step"]
+    assert [r["loss"] for r in steps] == model.batch_losses_ and len(steps) == 3
+    assert [r["grad_norm"] for r in steps] == pytest.approx([r["grad_norm"] for r in runs["clip"]
+                                                             if r["kind"] == "step"], rel=1e-12)
 
 
 def test_every_finite_number_of_an_epoch_is_a_metric():
