@@ -1,5 +1,6 @@
 """model.summary() and `xpnet summary`: parameter counts against PyTorch's sum(p.numel()) and FLOPs against
-torch.utils.flop_counter.FlopCounterMode for the same networks built in torch (an MLP, LeNet-5, fashion-cnn);
+torch.utils.flop_counter.FlopCounterMode for the same networks built in torch (an MLP, LeNet-5, fashion-cnn, a
+small CNN with BatchNorm and average pooling);
 nested layers (sublayers()) indented and a shared layer counted once."""
 import json
 from pathlib import Path
@@ -23,6 +24,14 @@ def mlp_model():
     return xpnet.Sequential(xpnet.mlp_layers([64, 100, 50, 10], "tanh"), backend="numpy", seed=0)
 
 
+def small_cnn():
+    """The layers the presets do not use: BatchNorm, average pooling, a strided convolution, no bias."""
+    return xpnet.Sequential([xpnet.Conv2D(1, 4, 3, padding="same"), xpnet.BatchNorm(), xpnet.ReLU(),
+                             xpnet.AvgPool2D(2), xpnet.Conv2D(4, 8, 3, stride=2), xpnet.LeakyReLU(),
+                             xpnet.GlobalAvgPool2D(), xpnet.BatchNorm(), xpnet.Dense(8, 10, bias=False)],
+                            input_shape=(1, 12, 12), backend="numpy", seed=0)
+
+
 def torch_twin(model):
     """The same network in torch.nn, layer by layer (the layers the presets use)."""
     torch = pytest.importorskip("torch")
@@ -37,15 +46,20 @@ def torch_twin(model):
             assert top == bottom and left == right
             out.append(nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.strides, (top, left),
                                  bias=layer.use_bias))
-        elif kind == "MaxPool2D":
-            out.append(nn.MaxPool2d(layer.kernel_size))
+        elif kind in ("MaxPool2D", "AvgPool2D"):
+            out.append(getattr(nn, kind[:-1] + "d")(layer.kernel, layer.strides))
+        elif kind == "BatchNorm":
+            out.append((nn.BatchNorm2d if len(layer.input_shape) == 3 else nn.BatchNorm1d)(layer.num_features))
+        elif kind == "GlobalAvgPool2D":
+            out.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
         else:
-            out.append({"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Flatten": nn.Flatten, "Dropout": nn.Dropout}[kind]())
+            out.append({"ReLU": nn.ReLU, "Tanh": nn.Tanh, "LeakyReLU": nn.LeakyReLU, "Flatten": nn.Flatten,
+                        "Dropout": nn.Dropout}[kind]())
     return nn.Sequential(*out)
 
 
-@pytest.mark.parametrize("make", [mlp_model, lambda: preset_model("lenet5"), lambda: preset_model("fashion-cnn")],
-                         ids=["mlp", "lenet5", "fashion-cnn"])
+@pytest.mark.parametrize("make", [mlp_model, lambda: preset_model("lenet5"), lambda: preset_model("fashion-cnn"),
+                                  small_cnn], ids=["mlp", "lenet5", "fashion-cnn", "batchnorm-avgpool-cnn"])
 def test_counts_match_pytorch(make):
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
@@ -76,6 +90,8 @@ def test_the_table_and_its_data():
     json.dumps(d)
     assert d["params"] == 61706 and len(d["layers"]) == 12 and d["flops_training"] == d["flops_forward"] + d[
         "flops_backward"]
+    bn = small_cnn().summary(show=False)  # BatchNorm's running statistics are state, not parameters
+    assert bn.state_values == 2 * (4 + 8) and "non-trained state: 24 values" in str(bn)
 
 
 class Pair(Layer):
