@@ -38,6 +38,7 @@ COMMUNICATION_MODULE = "distributed/communicator.py"
 MATH_MODULES = ["losses.py", "optimizers.py", "penalties.py", "schedules.py", "clipping.py", "groups.py",
                 "models/network.py", "models/sequential.py",
                 "training/loop.py", "training/state.py", "training/callbacks.py", "training/steps.py", "training/sources.py",
+                "training/loggers.py", "models/summary.py",
                 "distributed/data_parallel.py",
                 "checks.py", "registry.py", "namespace.py", "errors.py", *[f"layers/{p.name}" for p in (PKG / "layers").glob("*.py")]]
 
@@ -262,3 +263,20 @@ def test_the_library_imports_neither_the_command_line_nor_the_tools():
     assert users("xpnet.cli") == {"xpnet.__main__"}
     assert users("xpnet.tools") <= {"xpnet", "xpnet.cli.train", "xpnet.cli.gradcheck", "xpnet.cli.parity",
                                    "xpnet.distributed.parity"}
+
+
+# the optional loggers' libraries (extras tensorboard and mlflow): loaded by name by `xpnet train --tensorboard/--mlflow`
+# (cli/_loggers.py) only; the logger callbacks are given the writer or client (skorch's pattern)
+LOGGING_LIBS = {"tensorboardX", "tensorboard", "mlflow"}
+
+
+def test_no_module_imports_the_optional_logging_libraries():
+    for path, rel in modules():
+        assert not imported(path) & LOGGING_LIBS, f"{rel} imports {imported(path) & LOGGING_LIBS}"
+    import subprocess
+    import sys
+    code = ("import sys, xpnet, xpnet.training.loggers, xpnet.cli.app; xpnet.cli.app.build_parser(); "
+            f"print(sorted(m for m in {sorted(LOGGING_LIBS)!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PKG.parent).stdout
+    assert out.strip() == "[]", out

@@ -20,6 +20,7 @@ from .registry import deserialize, model_from_config, register, serialize
 from .saving.checkpoint import load
 from .schedules import Schedule, WarmupCosine, WarmupLinear
 from .training import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TrainState
+from .training.loggers import HistoryLogger, MLflowLogger, TensorBoard  # they take their writer/client
 from . import registry as _registry
 from ._moved import alias as _alias
 
@@ -49,3 +50,4 @@ __all__ = [
     "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",
 ]
+__all__ += ["HistoryLogger", "MLflowLogger", "TensorBoard"]

@@ -6,7 +6,6 @@ modules; their names are re-exported here for the old path xpnet.train (xpnet/_m
 from __future__ import annotations
 
 import argparse
-import csv
 import shlex
 import signal
 import sys
@@ -27,6 +26,7 @@ from ..registry import model_from_config
 from ..training.callbacks import ModelCheckpoint, ProgressBar
 from ._common import (common_flags, data_settings, input_kind, label_names, layer_sizes, load_dataset,  # noqa: F401
                       model_input, model_inputs, print_json, progress_bar)
+from ._loggers import add_flags as add_logging_flags, make_loggers
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
 from .predict import run_predict, write_predictions  # noqa: F401
 
@@ -107,7 +107,7 @@ def add_parser(sub) -> None:
     sp.add_argument("--offline", action="store_true", help="never download data")
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
-    sp.add_argument("--history", default=None, metavar="PATH", help="write per-epoch history as CSV")
+    add_logging_flags(sp)  # --history, --log-every, --log-grad-norm, --log-dir, --tensorboard, --mlflow
     sp.add_argument("--plot", default=None, metavar="DIR",
                     help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
                     '(needs matplotlib: pip install "xpnet[plot]")')
@@ -295,13 +295,12 @@ def run_train(args) -> dict:
     checkpointer = ModelCheckpoint(args.checkpoint, {"data_fingerprint": run.fp, "cli": cli_cfg}, writer=rank == 0)
     bar = not quiet and sys.stderr.isatty()
     callbacks = [checkpointer] + ([] if quiet else [ProgressBar(cfg["epochs"], bar=bar)])
+    callbacks += make_loggers(args, model, cli_cfg, checkpointer, rank)  # --history, --tensorboard, --mlflow
     if not quiet:
         _announce(run, model, comm)
     seconds = _fit_with_signals(args, run, model, callbacks, checkpointer, comm)
     train_acc, test_pred, test_acc, scoring = _score(run, model, bar)
     history = model.history_
-    if args.history and rank == 0:
-        write_history(args.history, history)
     if args.plot and rank == 0:
         _plot(args, run, model, test_pred, quiet)
     total = time.perf_counter() - started
@@ -399,7 +398,8 @@ def _model_for(args, run: _Run):
 
 def _announce(run: _Run, model, comm) -> None:
     """The lines printed before training: the data, the model's backend, device and dtype, a note on how
-    labels map to outputs (new runs), the ranks of a distributed run."""
+    labels map to outputs (new runs), the ranks of a distributed run, the model's summary (layers, parameters,
+    FLOPs)."""
     cfg, X = run.cfg, run.X
     what = "resuming" if run.saved_model is not None else "training"
     sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
@@ -411,6 +411,7 @@ def _announce(run: _Run, model, comm) -> None:
     if comm is not None:
         print(f"distributed over {comm.size} rank(s), global minibatch split between them: {comm.describe()}",
               flush=True)
+    model.summary()
 
 
 def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, comm) -> float:
@@ -513,13 +514,3 @@ def check_outputs(model, n_classes: int, path) -> None:
         raise InputError(f"--model {path}: the model has {model.n_outputs} outputs but the data has {n_classes} "
                          f"classes; make its last layer Dense(..., {n_classes})")
 
-
-def write_history(path, history: dict) -> None:
-    from ..training.loop import HISTORY_KEYS
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        keys = HISTORY_KEYS + (("grad_norm",) if history.get("grad_norm") else ())  # with --clip-norm
-        w.writerow(keys)
-        for row in zip(*(history[k] for k in keys)):
-            w.writerow(["" if v is None else v for v in row])

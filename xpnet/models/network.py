@@ -289,6 +289,17 @@ class Network(Configurable):
     def n_outputs(self) -> int:
         return self.output_shape[0]
 
+    def summary(self, show: bool = True):
+        """Each layer's name, type, output shape and parameter count, the total parameters and bytes, and the
+        FLOPs of one sample (forward, training step) as torch.utils.flop_counter counts them (matmuls and
+        convolutions, 2 per multiply-add; xpnet.models.summary). Printed when `show`; returned as a
+        ModelSummary (str(): the table, .to_dict(): the same as data)."""
+        from .summary import summarize
+        result = summarize(self)
+        if show:
+            print(result.text(), flush=True)
+        return result
+
     # parameters and state ---------------------------------------------------------------------------
     def parameters(self) -> dict:
         """{'layers.0.weight': array, ...} in layer order (the state's arrays, not copies)."""
