@@ -86,6 +86,11 @@ class Layer(Configurable):
         """The output shape for `input_shape`, without building (Keras' name for it)."""
         return type(self).from_config(self.get_config()).build(input_shape)
 
+    def sublayers(self) -> list:
+        """The layers inside this one as [(name, layer)], in order, named as in parameter paths ("block",
+        "0": "layers.3.block.0.weight"); empty for a layer made of no layers (combinators: layers/combinators.py)."""
+        return []
+
     def param_shapes(self) -> dict:
         return {}
 
