@@ -299,3 +299,17 @@ def test_a_cycle_and_a_shared_batch_norm_are_refused():
     with pytest.raises(xpnet.InputError, match=r"layers.1: \{\"shared\": 'layers.5'\} names no layer made before it"):
         xpnet.model_from_config({"class": "Sequential", "config": {"layers": [
             {"class": "Dense", "config": {"in_features": 2, "out_features": 2}}, {"shared": "layers.5"}]}})
+
+
+def test_checkpoint_format_3_reads_format_2(tmp_path):
+    """Format 3 (nested and shared layer configs) is what a model saves; a format-2 file (written before the
+    combinators) still loads and predicts: the fixture in tests/fixtures of a CNN with BatchNorm."""
+    from xpnet.saving.checkpoint import FORMAT_VERSION, read
+    assert FORMAT_VERSION == 3
+    model = _tiny_resnet(batch_norm=False)
+    assert read(model.save(tmp_path / "m.safetensors"))[0]["format_version"] == 3
+    from pathlib import Path
+    old = xpnet.load(Path(__file__).parent / "fixtures" / "v0.2.0.dev0-premove-cnn.safetensors")
+    assert old.checkpoint_meta_["format_version"] == 2
+    again = xpnet.load(old.save(tmp_path / "old.safetensors"))
+    assert again.checkpoint_meta_["format_version"] == 3 and again.get_config() == old.get_config()
