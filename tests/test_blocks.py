@@ -313,3 +313,23 @@ def test_checkpoint_format_3_reads_format_2(tmp_path):
     assert old.checkpoint_meta_["format_version"] == 2
     again = xpnet.load(old.save(tmp_path / "old.safetensors"))
     assert again.checkpoint_meta_["format_version"] == 3 and again.get_config() == old.get_config()
+
+
+def test_onnx_export_of_a_nested_model_in_onnx_runtime(tmp_path):
+    """Residual blocks (BatchNorm's trained statistics inside one), Concatenate and a tied Dense as ONNX Add and
+    Concat nodes; ONNX Runtime's probabilities within float32 tolerance of xpnet's, the same labels."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("ndonnx")
+    from xpnet.export.onnx import export_checkpoint
+    X, y = _images(40)
+    model = _tiny_resnet(dtype="float32").fit(X.astype("float32"), y, epochs=2, batch_size=10)
+    assert not np.allclose(model.state.layer_state["layers.2.block.1.running_var"], 1.0)
+    onnx_path = tmp_path / "m.onnx"
+    export_checkpoint(str(model.save(tmp_path / "m.safetensors")), str(onnx_path))
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
+    assert ops.count("Add") >= 2 and "Concat" in ops and ops.count("Gemm") == 4  # the tied Dense twice
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probabilities, labels = session.run(["probabilities", "label"], {"input": X.astype(np.float32)})
+    assert rel_diff(probabilities, model.predict_proba(X))[1] <= 1e-5
+    assert np.array_equal(labels, model.predict(X))
