@@ -12,6 +12,8 @@ import xpnet
 from xpnet import Add, BatchNorm, Chain, Concatenate, Conv2D, Dense, Residual
 from xpnet.parity import rel_diff
 
+from test_distributed import HERE, last_json, mpirun, needs_mpi
+
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 TOL = 1e-10
@@ -333,3 +335,21 @@ def test_onnx_export_of_a_nested_model_in_onnx_runtime(tmp_path):
     probabilities, labels = session.run(["probabilities", "label"], {"input": X.astype(np.float32)})
     assert rel_diff(probabilities, model.predict_proba(X))[1] <= 1e-5
     assert np.array_equal(labels, model.predict(X))
+
+
+@needs_mpi
+def test_data_parallel_residual_network_is_the_one_process_fit():
+    """mpiexec -n 2: a residual network without BatchNorm (Dropout inside a block, a tied Dense) trained on two
+    ranks equals the one-process fit to rounding, every rank bit-identical (tests/mpi_blocks_worker.py)."""
+    out = last_json(mpirun(2, HERE / "mpi_blocks_worker.py", "numpy", "float64", timeout=120))
+    assert out["ranks"] == 2 and out["steps"] == 10 and out["ranks_identical"] and out["accuracy_equal"]
+    assert out["params"] <= 1e-12 and out["batch_losses"] <= 1e-12, out
+    assert "layers.3.shortcut.weight" in out["names"] and "layers.9.weight" not in out["names"]
+
+
+def test_data_parallel_refuses_batch_norm_inside_a_block():
+    """resnet-fashion's blocks hold BatchNorm: data-parallel training refuses it, naming the nested statistics."""
+    from xpnet.distributed.data_parallel import refuse_layer_state
+    with pytest.raises(xpnet.InputError, match=r"layer 2 \(Residual\) keeps batch statistics \(block.1.running_mean, "
+                                               r"block.1.running_var\)"):
+        refuse_layer_state(_tiny_resnet())
