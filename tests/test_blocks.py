@@ -10,6 +10,7 @@ import pytest
 
 import xpnet
 from xpnet import Add, BatchNorm, Chain, Concatenate, Conv2D, Dense, Residual
+from xpnet.layers.combinators import walk
 from xpnet.parity import rel_diff
 
 from test_distributed import HERE, last_json, mpirun, needs_mpi
@@ -353,3 +354,52 @@ def test_data_parallel_refuses_batch_norm_inside_a_block():
     with pytest.raises(xpnet.InputError, match=r"layer 2 \(Residual\) keeps batch statistics \(block.1.running_mean, "
                                                r"block.1.running_var\)"):
         refuse_layer_state(_tiny_resnet())
+
+
+def test_resnet_fashion_preset_and_its_example_file():
+    """The preset's architecture (~13.0 M multiply-adds per sample forward against fashion-cnn's ~12.0 M: the
+    count below), and examples/resnet_fashion.json, the same model as an editable file."""
+    from pathlib import Path
+    from xpnet.models.presets import DEFAULTS, PRESETS, model_spec
+    cfg = dict(DEFAULTS, **PRESETS["resnet-fashion"].settings)
+    spec = model_spec(784, 10, cfg)
+    model = xpnet.model_from_config(spec, "numpy")
+    assert model.input_shape == (1, 28, 28) and model.n_outputs == 10
+    assert sum(int(np.prod(v.shape)) for v in model.parameters().values()) == 165626
+    assert [type(layer).__name__ for layer in model.layers].count("Residual") == 4
+    assert len(model.state.layer_state) == 2 * 11  # 11 BatchNorms: stem, 2 per block, 2 shortcuts
+
+    def macs(layer):
+        total = 0
+        for _, leaf in walk(layer):
+            if isinstance(leaf, Conv2D):
+                total += int(np.prod(leaf.output_shape)) * leaf.in_channels * int(np.prod(leaf.kernel))
+            elif isinstance(leaf, Dense):
+                total += leaf.in_features * leaf.out_features
+        return total
+
+    resnet = sum(macs(layer) for layer in model.layers)
+    plain = xpnet.model_from_config(model_spec(784, 10, dict(DEFAULTS, **PRESETS["fashion-cnn"].settings)), "numpy")
+    assert resnet == 12_958_592 and sum(macs(layer) for layer in plain.layers) == 11_992_448
+    example = json.loads((Path(__file__).parents[1] / "examples" / "resnet_fashion.json").read_text())
+    for key in ("layers", "optimizer", "schedule", "input_shape"):
+        assert example["config"][key] == spec["config"][key], key
+
+
+def test_train_with_the_example_file_and_predict_on_raw_images(tmp_path):
+    """`xpnet train --model examples/resnet_fashion.json` on a few 28x28 images, then `xpnet predict` on raw
+    (N, 28, 28) pixels: the checkpoint's own scaling, the labels the loaded model predicts."""
+    from pathlib import Path
+    from test_cli_train import cli
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 28, 28)).astype(np.uint8)
+    y = np.arange(60) % 10  # the file's model has 10 outputs
+    np.savez(tmp_path / "d.npz", X=X[:48], y=y[:48], X_test=X[48:], y_test=y[48:])
+    ck = tmp_path / "r.safetensors"
+    example = Path(__file__).parents[1] / "examples" / "resnet_fashion.json"
+    r = last_json(cli("train", "--model", example, "--dataset", tmp_path / "d.npz", "--epochs", "1", "--batch-size",
+                      "16", "--checkpoint", ck, "--quiet", "--json"))
+    assert 0.0 <= r["test_accuracy"] <= 1.0
+    np.save(tmp_path / "x.npy", X[48:])
+    pr = last_json(cli("predict", "--checkpoint", ck, tmp_path / "x.npy", "--json"))
+    assert pr["predictions"] == xpnet.load(ck).predict(X[48:]).tolist()
