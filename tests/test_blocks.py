@@ -403,3 +403,16 @@ def test_train_with_the_example_file_and_predict_on_raw_images(tmp_path):
     np.save(tmp_path / "x.npy", X[48:])
     pr = last_json(cli("predict", "--checkpoint", ck, tmp_path / "x.npy", "--json"))
     assert pr["predictions"] == xpnet.load(ck).predict(X[48:]).tolist()
+
+
+def test_gradcheck_of_a_nested_model_with_a_tied_layer(xpnet_backend):
+    """xpnet.gradcheck (central differences over every parameter of the model) on each backend: a Residual of a
+    Chain, an Add, a Concatenate and a Dense used twice, whose numerical gradient sees both uses."""
+    tied = Dense(4, 4)
+    model = xpnet.Sequential([Dense(3, 4), Residual(Chain([tied, xpnet.Tanh()])),
+                              Concatenate([Add([tied, Dense(4, 4)]), xpnet.Sigmoid()]), Dense(8, 3)],
+                             backend=xpnet_backend, dtype="float64", seed=0)
+    assert "layers.2.0.0.weight" not in model.parameters() and "layers.1.block.0.weight" in model.parameters()
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    report = xpnet.gradcheck(model, X, np.arange(5) % 3)
+    assert report["passed"] and report["max_relative_error"] <= 1e-7, report
