@@ -416,3 +416,16 @@ def test_gradcheck_of_a_nested_model_with_a_tied_layer(xpnet_backend):
     X = np.random.default_rng(0).standard_normal((5, 3))
     report = xpnet.gradcheck(model, X, np.arange(5) % 3)
     assert report["passed"] and report["max_relative_error"] <= 1e-7, report
+
+
+def test_an_error_inside_a_block_names_the_nested_layer():
+    from xpnet.layers.base import where_raised
+
+    class Broken(xpnet.ReLU):
+        def forward(self, params, x, training=False, need_dx=True, noise=None):
+            raise RuntimeError("broken")
+
+    model = xpnet.Sequential([Dense(3, 3), Residual(Chain([Dense(3, 3), Broken()]))], seed=0)
+    with pytest.raises(RuntimeError) as info:
+        model.forward(np.zeros((2, 3)))
+    assert where_raised(info.value) == "layers.1.block.1 Broken.forward"

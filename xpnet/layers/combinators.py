@@ -248,7 +248,7 @@ class Combinator(Layer):
         """Child j on x: (y, backward); its state's next values go into new_state."""
         child = self._children[j][1]
         pkeys, skeys = self._index["param"][0][j], self._index["state"][0][j]
-        p = {local: params[canon] for local, canon in pkeys if canon in params}
+        p = {local: params[canon] for local, canon in pkeys}
         extra = {"kernels": kernels} if child.kernel_names else {}
         if not skeys:
             return child.forward(p, x, training, need_dx, noise, **extra)

@@ -20,7 +20,7 @@ from ..backend import placement
 from ..errors import InputError
 from ..init import host_rng, rng_kind
 from ..layers.base import layer_path, param_key
-from ..layers.combinators import as_layer as _as_layer, deserialize_layers, serialize_layers, walk
+from ..layers.combinators import as_layer as _as_layer, deserialize_layers, index_children, serialize_layers, walk
 from ..losses import Loss
 from ..optimizers import Optimizer
 from ..penalties import Penalty
@@ -85,11 +85,9 @@ def _layer_index(layers: list) -> tuple:
     parameters, the keys of the penalized parameters, the indices of layers drawing noise, per layer the
     [(local, key)] of its non-trained state. A layer instance used twice (here or inside a combinator) has one
     key, its first use's (`index_children`)."""
-    from ..layers.combinators import index_children
     named = list(enumerate(layers))
-    key = lambda i, local: param_key(i, local)  # noqa: E731
-    keys = index_children(named, "param", key)[0]
-    state_keys = index_children(named, "state", key)[0]
+    keys = index_children(named, "param", param_key)[0]
+    state_keys = index_children(named, "state", param_key)[0]
     penalized = list(dict.fromkeys(full for layer, pairs in zip(layers, keys) for local, full in pairs
                                    if local in layer.penalized))
     noisy = [i for i, layer in enumerate(layers) if layer.noise_shape(1) is not None]
@@ -229,7 +227,8 @@ class Network(Configurable):
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture and hyperparameters as JSON-able data (backend and device are run options)."""
-        config = {"layers": serialize_layers(list(enumerate(self.layers)), root=("layers",)), "loss": serialize(self.loss),
+        config = {"layers": serialize_layers(list(enumerate(self.layers)), root=("layers",)),
+                  "loss": serialize(self.loss),
                   "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
                   "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
                   "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
@@ -269,8 +268,9 @@ class Network(Configurable):
         native_kernels=False, or on a backend without kernels)."""
         if self.kernels is None:
             return {}
-        return {layer_path((i, *path)): name for i in sorted(self._kernel_users) for path, layer in walk(self.layers[i])
-                for name in layer.kernel_names if not layer.sublayers() and getattr(self.kernels, name, None) is not None}
+        return {layer_path((i, *path)): name for i in sorted(self._kernel_users)
+                for path, layer in walk(self.layers[i]) if not layer.sublayers()
+                for name in layer.kernel_names if getattr(self.kernels, name, None) is not None}
 
     @property
     def n_features(self) -> int:
