@@ -438,7 +438,7 @@ class Concatenate(_Branches):
         from .conv import Conv2D
         from .dense import Dense
         return [({"branches": [Dense(3, 2), Chain([Dense(3, 4), Tanh()])]}, (3,)),
-                ({"branches": [Conv2D(2, 3, 3, padding=1), Chain([Conv2D(2, 1, 1), ReLU()])], "axis": -3}, (2, 4, 4))]
+                ({"branches": [Conv2D(1, 2, 3, padding=1), Chain([Conv2D(1, 1, 1), ReLU()])], "axis": -3}, (1, 3, 3))]
 
     def get_config(self) -> dict:
         return {"branches": serialize_layers(self._children), "axis": self.axis}
@@ -494,8 +494,8 @@ class Residual(_Branches):
         from .dense import Dense
         from .normalization import BatchNorm
         return [({"block": Chain([Dense(3, 3), Tanh(), Dense(3, 3)])}, (3,)),
-                ({"block": Chain([Conv2D(2, 3, 3, stride=2, padding=1, bias=False), BatchNorm(), ReLU()]),
-                  "shortcut": Conv2D(2, 3, 1, stride=2)}, (2, 5, 5))]
+                ({"block": Chain([Conv2D(1, 2, 3, stride=2, padding=1, bias=False), BatchNorm(), ReLU()]),
+                  "shortcut": Conv2D(1, 2, 1, stride=2)}, (1, 3, 3))]
 
     def get_config(self) -> dict:
         specs = serialize_layers(self._children)
