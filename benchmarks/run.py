@@ -106,8 +106,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E,F (default A,B,C,D; E on cuda; F "
-                    "when named)")
+    ap.add_argument("--cases", default=None, help="comma-separated from A,B,C,D,E,F,G (default A,B,C,D; E on cuda; "
+                    "F and G when named)")
     ap.add_argument("--frameworks", default=None, help="comma-separated from " + ",".join(
         FRAMEWORKS + tuple(f for f in GPU_FRAMEWORKS if f not in FRAMEWORKS)))
     ap.add_argument("--dtypes", default=None, help="only these of each case's dtypes, e.g. float32 (default: all)")

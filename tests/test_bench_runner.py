@@ -158,3 +158,46 @@ def test_an_experiment_folder_gets_a_manifest(tmp_path, monkeypatch):
     [run] = manifest["runs"]
     assert run["files"] == ["bench.jsonl", "bench.md"] and run["status"] == "complete" and run["commit"] == "abc"
     assert {"date", "cpu", "cpus", "cpu_flags", "threads", "load_before", "load_after", "command"} <= set(run)
+
+
+def test_case_g_native_torch_is_the_resnet_fashion_network(run):
+    """Case G (issue 30): the native PyTorch ResNet (torch.nn BasicBlocks) is xpnet's resnet-fashion network: from
+    xpnet's initial weights, in float64 and training mode (BatchNorm on the batch's statistics), the same loss and
+    every parameter's gradient to 1e-10; its FLOP table is the preset's convolutions; the rows that have no ResNet
+    say so; both rows train a few minibatches of random images."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import xpnet
+    from xpnet import Conv2D
+    from xpnet.layers.combinators import walk
+    from xpnet.models.presets import resnet_fashion_layers
+    sys.path.insert(0, str(BENCH))
+    try:
+        train_torch = importlib.import_module("bench.train_torch")
+    finally:
+        sys.path.remove(str(BENCH))
+    c = run.CASES["G"]
+    assert run.applicable(c, "torch") is None and run.applicable(c, "xpnet-numpy") is None
+    assert "ResNet" in run.applicable(c, "jax-jit") and run.applicable(c, "numpy-loop") is not None
+    params = c.initial_params()
+    model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in resnet_fashion_layers(10)], dtype="float64",
+                             input_shape=(1, 28, 28), seed=0)
+    model.set_parameters(params)
+    convs = [leaf for layer in model.layers for _, leaf in walk(layer) if isinstance(leaf, Conv2D)]
+    per_sample = sum(2 * leaf.out_channels * leaf.in_channels * int(np.prod(leaf.kernel)) *
+                     int(np.prod(leaf.output_shape[1:])) * (2 if i == 0 else 3) for i, leaf in enumerate(convs))
+    assert c.flops(1) == per_sample + 2 * 64 * 10 * 3
+    rng = np.random.default_rng(0)
+    X, y = rng.random((6, 1, 28, 28)), np.arange(6) % 10
+    value, _, grads = model.value_and_grads(X, model.as_targets(y, 6)[0])
+    net = train_torch.resnet(params, torch.float64)
+    loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(X)), torch.from_numpy(y))
+    loss.backward()
+    assert abs(float(value) - loss.item()) <= 1e-10 * loss.item()
+    for name, p in zip(params, net.parameters()):
+        want = p.grad.numpy()
+        assert np.abs(grads[name] - want).max() <= 1e-10 * np.abs(want).max(), name
+    X32, y8 = rng.random((384, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 384).astype(np.uint8)
+    assert len(train_torch.run_torch(c, "float32", X32, y8, 1, "cpu")[0]) == 1
+    seconds, what, last = run.run_xpnet(c, "numpy", "float32", X32, y8, 1, "cpu")
+    assert len(seconds) == 1 and np.isfinite(last["last_epoch_loss"])

@@ -11,6 +11,7 @@ from .errors import (BackendError, CheckpointError, InputError, OutOfMemory, Tra
 from .layers.activations import ACTIVATION_NAMES as _ACTIVATION_NAMES
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from .layers.combinators import Add, Chain, Concatenate, Residual
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
 from .models.mlp import NeuralNetMLP, mlp_layers, mlp_specs
 from .models.sequential import Sequential
@@ -47,6 +48,7 @@ __all__ = [
     "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "ModelCheckpoint", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ProgressBar", "ReLU", "Schedule",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
     "TrainingInterrupted", "WarmupCosine", "WarmupLinear",
+    "Add", "Chain", "Concatenate", "Residual",
     "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The benchmark cases (A-F): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count.
+"""The benchmark cases (A-G): architecture, loss, optimizer, minibatching, dtypes, data and FLOP count.
 
 Minibatch bounds and MNIST reading live here, not in the library, so that the same runner can time another
 checkout of xpnet (run.py --baseline-ref) whose internals differ: only initial_params() (for the non-xpnet
@@ -35,6 +35,7 @@ class Case:
     gpu_only: bool = False
     book_args: dict = field(default_factory=dict)
     conv: bool = False                # case F: LeNet-5 (xpnet.models.presets.lenet5_layers) on (N, 1, 28, 28); sizes: its dense part
+    resnet: bool = False              # case G (conv too): the resnet-fashion preset's ResNet (resnet_fashion_layers)
 
     @property
     def layers(self) -> list[tuple[int, int]]:
@@ -55,6 +56,12 @@ class Case:
         """FLOPs of one epoch's layer matrix products: 2*m*k*n for x @ W.T, dW = dy.T @ x and dx = dy @ W,
         except the first layer's dx (not needed). Case F adds its convolutions as the column-layout GEMMs:
         W (O, C·k·k) @ cols (C·k·k, OH·OW per sample), its dW and (not for the first) dcols."""
+        if self.resnet:  # the first convolution has no dx; tests/test_blocks.py checks the table against the preset
+            convs = [(16, 9, 784, 2), (32, 144, 196, 3), (32, 288, 196, 3), (32, 16, 196, 3), (32, 288, 196, 3),
+                     (32, 288, 196, 3), (64, 288, 49, 3), (64, 576, 49, 3), (64, 32, 49, 3), (64, 576, 49, 3),
+                     (64, 576, 49, 3)]
+            return float(sum(2 * n * o * ckk * p * m for o, ckk, p, m in convs) +
+                         sum(2 * n * k * o * 3 for k, o in self.layers))
         if self.conv:
             convs = [(6, 25, 28 * 28, 2), (16, 150, 10 * 10, 3)]  # (O, C·k·k, OH·OW, products)
             return float(sum(2 * n * o * ckk * p * m for o, ckk, p, m in convs) +
@@ -76,6 +83,15 @@ class Case:
             raise RuntimeError(f"xpnet.init.INITIALIZERS not importable ({exc}); the non-xpnet rows need it to start "
                                f"from xpnet's initial weights") from exc
         rng = self.host_rng() if rng is None else rng
+        if self.resnet:  # {xpnet parameter name: array} in xpnet's order (BatchNorm's weight 1 and bias 0 among them)
+            import xpnet
+            try:
+                from xpnet.models.presets import resnet_fashion_layers
+            except ImportError as exc:  # a checkout from before the combinators (--baseline-ref)
+                raise RuntimeError(f"case G needs xpnet's resnet_fashion_layers ({exc})") from exc
+            model = xpnet.Sequential([xpnet.deserialize(s, "layer") for s in resnet_fashion_layers(10)], rng=rng,
+                                     input_shape=(1, 28, 28), dtype="float64")
+            return {k: xpnet.to_numpy(v) for k, v in model.parameters().items()}
         if self.conv:  # xpnet's own draws for LeNet-5 (conv weights (O, C, k, k))
             import xpnet
             try:
@@ -111,6 +127,9 @@ CASES = {c.name: c for c in (
     Case("F", "LeNet-5 (conv 6@5x5 pad 2, max-pool 2, conv 16@5x5, max-pool 2, dense 120-84-10, ReLU), softmax CE, "
               "SGD lr 0.05 momentum 0.9, batch 128", (400, 120, 84, 10), hidden="relu", lr=0.05, momentum=0.9,
          batch_size=128, conv=True),
+    Case("G", "the resnet-fashion preset's ResNet (3x3 stem 16, basic blocks 32/2, 32, 64/2, 64 with BatchNorm and "
+              "1x1 shortcuts, global average pool, dense 10), softmax CE, SGD lr 0.05 momentum 0.9, batch 128",
+         (64, 10), hidden="relu", lr=0.05, momentum=0.9, batch_size=128, conv=True, resnet=True),
 )}
 
 

@@ -5,7 +5,7 @@ public API. Any other row names its train function run(case, dtype, X, y, epochs
 timed epoch, note[, a dict of extra figures]) and, optionally, prepare() (imports done before the worker
 measures its RSS after loading). `gpu`: it runs on --device and is in the default list of a cuda run;
 `cpu`: in the default list of a CPU run; `selectable`: may be named in --frameworks (the GEMM floor is added
-to every case instead). conv/book: whether it can run case F / case D; book_only: case D only; data: whether the worker loads
+to every case instead). conv/resnet/book: whether it can run case F (and G) / case G / case D; book_only: case D only; data: whether the worker loads
 the case's data.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Framework:
     gpu: bool = False                 # runs on --device; in a cuda run's default list
     selectable: bool = True           # may be named in --frameworks
     conv: bool = True                 # runs case F (LeNet-5)
+    resnet: bool = True               # runs case G (resnet-fashion's ResNet)
     book: bool = True                 # runs case D (the book's NeuralNetMLP)
     book_only: bool = False           # runs case D only
     data: bool = True                 # loads the case's data (the GEMM floor draws its own)
@@ -43,7 +44,7 @@ TABLE = {f.name: f for f in (
               note="compile=True on JAX: one jax.jit call per minibatch (xpnet's own step traced)"),
     Framework("xpnet-torch-compile", backend="torch", compiled=True, gpu=True,
               note="compile=True on torch: one torch.compile'd call per minibatch (xpnet's own step)"),
-    Framework("jax-jit", run=train_jax.run_jax_jit, prepare=train_jax.prepare, gpu=True,
+    Framework("jax-jit", run=train_jax.run_jax_jit, prepare=train_jax.prepare, gpu=True, resnet=False,
               note="native JAX (run.py run_jax_jit): one jax.jit step per minibatch (jnp.take gather, "
                    "value_and_grad, the case's update, loss and argmax out), xpnet's initial weights and batch order; "
                    "case F: lax.conv_general_dilated (NCHW/OIHW) and lax.reduce_window max-pooling"),
@@ -55,7 +56,7 @@ TABLE = {f.name: f for f in (
                    "output), mean loss, lr scaled by the batch size where the case sums"),
     Framework("book-transcription", run=train_others.run_book, book_only=True,
               note="tests/book_transcription.py BookMLP: bias columns, samples as columns, composed shuffles"),
-    Framework("gemm-floor", run=train_numpy.run_gemm_floor, cpu=False, selectable=False, data=False,
+    Framework("gemm-floor", run=train_numpy.run_gemm_floor, cpu=False, selectable=False, data=False, resnet=False,
               note="NumPy matrix products only, one epoch's shapes, preallocated outputs"),
 )}
 # the names a run lists by default, on the CPU and with --device cuda (and may be named in --frameworks)
@@ -85,6 +86,8 @@ def applicable(case, framework: str, device: str = "cpu") -> str | None:
     if case.conv and not f.conv:
         return ("case F is convolutional: no such row (xpnet's backends, native torch.nn.Conv2d, native JAX "
                 "(jax-jit) and the GEMM floor)")
+    if case.resnet and not f.resnet:
+        return "case G is a ResNet: no such row (xpnet's backends and native PyTorch, torch.nn modules)"
     if case.book and not f.book:
         return "no equivalent of the book's look-back momentum and composed shuffles"
     return None

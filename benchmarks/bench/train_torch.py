@@ -1,5 +1,5 @@
-"""The torch row: the case as native PyTorch (torch.nn.Linear, or Conv2d/MaxPool2d for case F), xpnet's
-initial weights."""
+"""The torch row: the case as native PyTorch (torch.nn.Linear, or Conv2d/MaxPool2d for case F, a ResNet of
+basic blocks for case G), xpnet's initial weights."""
 from __future__ import annotations
 
 import os
@@ -22,8 +22,10 @@ def run_torch(case, dtype, X, y, epochs, device):
     torch.backends.cudnn.allow_tf32 = False
     mods = []
     rng = case.host_rng()
-    params = case.initial_params(rng)  # the same initial values as xpnet (and, for F, its shuffles from rng)
-    if case.conv:  # native LeNet-5: torch.nn.Conv2d and MaxPool2d (oneDNN/ATen kernels)
+    params = case.initial_params(rng)  # the same initial values as xpnet (and, for F and G, its shuffles from rng)
+    if case.resnet:
+        mods, params = [resnet(params)], []
+    elif case.conv:  # native LeNet-5: torch.nn.Conv2d and MaxPool2d (oneDNN/ATen kernels)
         nn = torch.nn
         convs = [nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)]
         for m, (w, b) in zip(convs, params[:2]):
@@ -68,3 +70,38 @@ def run_torch(case, dtype, X, y, epochs, device):
         epoch(order.to(dev), bounds)
         seconds.append(time.perf_counter() - t0)
     return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
+
+
+def resnet(params: dict, dtype=None):
+    """Case G as a PyTorch user writes it (torchvision's BasicBlock, sized as xpnet's resnet_fashion_layers): a 3x3
+    stem of 16 channels with BatchNorm and ReLU, basic blocks (32, stride 2), 32, (64, stride 2), 64 with 1x1
+    shortcuts where the shape changes, global average pooling, Linear(64, 10); weights copied from xpnet's
+    parameters, which come in the same order as the module's (dtype: the modules' torch dtype before the copy, so
+    float64 weights stay exact; default float32, as torch.nn makes them)."""
+    import torch
+    nn = torch.nn
+
+    def conv_bn(c_in, c_out, stride=1, kernel=3):
+        return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.body = nn.Sequential(*conv_bn(c_in, c_out, stride), nn.ReLU(), *conv_bn(c_out, c_out))
+            self.shortcut = nn.Sequential(*conv_bn(c_in, c_out, stride, 1)) if stride != 1 or c_in != c_out else None
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + (x if self.shortcut is None else self.shortcut(x)))
+
+    net = nn.Sequential(*conv_bn(1, 16), nn.ReLU(), BasicBlock(16, 32, 2), BasicBlock(32, 32, 1),
+                        BasicBlock(32, 64, 2), BasicBlock(64, 64, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(64, 10))
+    if dtype is not None:
+        net = net.to(dtype=dtype)
+    mine = list(net.parameters())
+    if [tuple(p.shape) for p in mine] != [tuple(v.shape) for v in params.values()]:
+        raise RuntimeError("case G: the torch ResNet's parameters do not line up with xpnet's resnet_fashion_layers")
+    with torch.no_grad():
+        for p, v in zip(mine, params.values()):
+            p.copy_(torch.from_numpy(v))
+    return net

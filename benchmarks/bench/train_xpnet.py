@@ -32,7 +32,10 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
     else:
         act = xpnet.Sigmoid if case.hidden == "sigmoid" else xpnet.ReLU
         layers, shape = [], {}
-        if case.conv:  # LeNet-5 as the lenet5 preset builds it (xpnet.models.presets; Conv2D and MaxPool2D since 0.2)
+        if case.resnet:  # the resnet-fashion preset's ResNet (Residual, Chain and BatchNorm: since issue 30)
+            from xpnet.models.presets import resnet_fashion_layers
+            layers, shape = [xpnet.deserialize(s, "layer") for s in resnet_fashion_layers(10)], {"input_shape": (1, 28, 28)}
+        elif case.conv:  # LeNet-5 as the lenet5 preset builds it (xpnet.models.presets; Conv2D and MaxPool2D since 0.2)
             try:
                 from xpnet.models.presets import lenet5_layers
             except ImportError:  # a baseline checkout from before xpnet/models/ (--baseline-ref)

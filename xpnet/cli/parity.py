@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     sp.add_argument("--steps", type=int, default=100)
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the built-in models' optimizer")
     sp.add_argument("--model", default="mlp", metavar="MODEL", help="mlp (default), cnn (Conv2D, max-pool, "
-                    "average-pool and dense layers on 8x8 images), or your own model: a .json file (or JSON text) in "
+                    "average-pool and dense layers on 8x8 images), resnet (residual blocks, BatchNorm, Concatenate and "
+                    "a shared Dense on 8x8 images), or your own model: a .json file (or JSON text) in "
                     "the registry's config format, as xpnet.serialize(model) gives, on data of its input shape")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)

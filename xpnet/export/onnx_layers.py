@@ -20,6 +20,7 @@ GlobalAveragePool + Flatten. BatchNorm (inference, running statistics) is writte
 arithmetic, (x - mean) * inv * weight + bias with inv = 1 / sqrt(var + eps) computed on the host in float32
 as the layer computes it, rather than as a BatchNormalization node: spox's BatchNormalization (opset 21)
 always declares the training outputs, which ONNX's shape inference refuses when training_mode = 0.
+Combinators (Chain, Add, Concatenate, Residual) are their children's graphs joined by ONNX Add and Concat nodes.
 A layer in neither table has no ONNX form: `emitter` says so in one line.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import InputError
 from ..layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
                       MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from ..layers._patches import pair
+from ..layers.combinators import Chain, Combinator, Concatenate, Residual
 from ..layers.conv import conv_padding
 from ..losses import Loss, LogisticCost, MSE, SoftmaxCrossEntropy
 
@@ -71,13 +73,19 @@ def trace(layer, params: dict, x):
 
 
 def supported() -> list[str]:
-    return sorted({c.__name__ for c in TRACED} | {c.__name__ for c in NATIVE})
+    return sorted({c.__name__ for c in TRACED} | {c.__name__ for c in NATIVE} | {"Add", "Chain", "Concatenate",
+                                                                               "Residual"})
 
 
 def emitter(layer, strategy: str = "native", where: str = ""):
     """The function that exports `layer`: its native emitter (strategy 'native', the default) or its traced
-    forward ('trace', where it traces; native where it does not)."""
+    forward ('trace', where it traces; native where it does not). A combinator's children are looked up here,
+    so a child without an ONNX form is named by its path ("layers.3.block.1 ...")."""
     cls = type(layer)
+    if isinstance(layer, Combinator):
+        base = where.rstrip()
+        emits = [emitter(child, strategy, where=f"{base}.{name} ") for name, child in layer.sublayers()]
+        return lambda layer, params, x: _combinator(layer, params, x, emits)
     if strategy == "native" and cls in NATIVE:
         return NATIVE[cls]
     if cls in TRACED:
@@ -139,6 +147,31 @@ def _batch_norm(layer, params, x):
     inv = np.float32(1.0) / np.sqrt(var.astype(np.float32) + np.float32(layer.eps))
     xhat = op.mul(op.sub(x.unwrap_spox(), col(mean)), col(inv))
     return _wrap(op.add(op.mul(xhat, col(params["weight"])), col(params["bias"])))
+
+
+def _combinator(layer, inputs: dict, x, emits: list):
+    """A combinator as its children's graphs joined: Chain in sequence, Add and Residual by Add nodes,
+    Concatenate by a Concat node; a shared layer's arrays are the same constants at each use."""
+    op = _ops()
+
+    def child(j, h):
+        mine = {local: inputs[canon] for what in ("param", "state") for local, canon in layer._index[what][0][j]
+                if canon in inputs}
+        return emits[j](layer.sublayers()[j][1], mine, h)
+
+    if isinstance(layer, Chain):
+        for j in range(len(emits)):
+            x = child(j, x)
+        return x
+    ys = [child(j, x) for j in range(len(emits))]
+    if isinstance(layer, Residual) and len(ys) == 1:
+        ys.append(x)
+    if isinstance(layer, Concatenate):
+        return _wrap(op.concat([y.unwrap_spox() for y in ys], axis=layer._axis))
+    y = ys[0].unwrap_spox()
+    for other in ys[1:]:
+        y = op.add(y, other.unwrap_spox())
+    return _wrap(y)
 
 
 @native(LeakyReLU)

@@ -86,6 +86,11 @@ class Layer(Configurable):
         """The output shape for `input_shape`, without building (Keras' name for it)."""
         return type(self).from_config(self.get_config()).build(input_shape)
 
+    def sublayers(self) -> list:
+        """The layers inside this one as [(name, layer)], in order, named as in parameter paths ("block",
+        "0": "layers.3.block.0.weight"); empty for a layer made of no layers (combinators: layers/combinators.py)."""
+        return []
+
     def param_shapes(self) -> dict:
         return {}
 
@@ -165,8 +170,20 @@ def where_raised(exc: BaseException) -> str | None:
         tb = tb.tb_next
     if layer is None:
         return None
-    index = next((i for i, m in enumerate(model.layers) if m is layer), None) if model is not None else None
-    prefix = f"{layer_path(index)} " if index is not None else ""
+    path = _path_of(layer, model.layers) if model is not None else None
+    prefix = f"{layer_path(path)} " if path is not None else ""
     if method in ("<lambda>", "backward"):
         method = f"forward's backward ({method})"
     return f"{prefix}{type(layer).__name__}.{method}"
+
+
+def _path_of(target, layers, prefix: tuple = ()) -> tuple | None:
+    """The path (i, "block", 0, ...) of the first use of `target` among `layers` and the layers inside them."""
+    for name, layer in (layers if prefix else enumerate(layers)):
+        here = (*prefix, name)
+        if layer is target:
+            return here
+        found = _path_of(target, layer.sublayers(), here) if hasattr(layer, "sublayers") else None
+        if found is not None:
+            return found
+    return None

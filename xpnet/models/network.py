@@ -20,6 +20,7 @@ from ..backend import placement
 from ..errors import InputError
 from ..init import host_rng, rng_kind
 from ..layers.base import layer_path, param_key
+from ..layers.combinators import as_layer as _as_layer, deserialize_layers, index_children, serialize_layers, walk
 from ..losses import Loss
 from ..optimizers import Optimizer
 from ..penalties import Penalty
@@ -40,24 +41,6 @@ def _infer_input_shape(layers) -> tuple | None:
         if not layer.elementwise:
             return None
     return None
-
-
-def _as_layer(layer, i: int):
-    """A layer instance from a layer, a registry name of one that needs no arguments ("relu", "Flatten") or a
-    {"class", "config"} spec; anything else is refused in one line."""
-    from ..layers.base import Layer
-    if isinstance(layer, Layer):
-        return layer
-    if isinstance(layer, (str, dict)):
-        try:
-            layer = resolve(layer, "layer")
-        except TypeError as exc:  # a name whose class needs arguments ("Dense")
-            raise InputError(f"layers[{i}] {layer!r}: a layer given by name is built with no arguments, and this "
-                             f"one needs some ({exc}); pass an instance, e.g. xpnet.Dense(100, 10)") from None
-        if isinstance(layer, Layer):
-            return layer
-    raise InputError(f"layers[{i}] is {type(layer).__name__} {layer!r:.60}, not a layer; pass a layer instance "
-                     f"(xpnet.Dense(784, 100), xpnet.ReLU()) or a registered layer's name (\"relu\", \"Flatten\")")
 
 
 def micro_bounds(n: int, k: int) -> list[tuple[int, int]]:
@@ -100,12 +83,14 @@ def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
 def _layer_index(layers: list) -> tuple:
     """(keys, penalized, noisy, state_keys) of built layers: per layer [(local name, "layers.<i>.<name>")] of its
     parameters, the keys of the penalized parameters, the indices of layers drawing noise, per layer the
-    [(local, key)] of its non-trained state."""
-    keys = [[(local, param_key(i, local)) for local in layer.param_shapes()] for i, layer in enumerate(layers)]
-    penalized = [param_key(i, local) for i, layer in enumerate(layers) for local in layer.penalized
-                 if local in layer.param_shapes()]
+    [(local, key)] of its non-trained state. A layer instance used twice (here or inside a combinator) has one
+    key, its first use's (`index_children`)."""
+    named = list(enumerate(layers))
+    keys = index_children(named, "param", param_key)[0]
+    state_keys = index_children(named, "state", param_key)[0]
+    penalized = list(dict.fromkeys(full for layer, pairs in zip(layers, keys) for local, full in pairs
+                                   if local in layer.penalized))
     noisy = [i for i, layer in enumerate(layers) if layer.noise_shape(1) is not None]
-    state_keys = [[(local, param_key(i, local)) for local in layer.state_shapes()] for i, layer in enumerate(layers)]
     return keys, penalized, noisy, state_keys
 
 
@@ -115,12 +100,17 @@ def _initial_state(net, rng) -> TrainState:
     params = {}
     asarray = lambda a: net.bk.asarray(a, dtype=net.dtype)  # noqa: E731
     with net.bk:  # the model's device is current while anything of the model is made or computed
-        for i, layer in enumerate(net.layers):
-            for local, value in layer.init_params(rng, asarray).items():
-                params[param_key(i, local)] = value
+        for layer, keys in zip(net.layers, net._keys):
+            if any(full not in params for _, full in keys):  # a shared layer's parameters are drawn once
+                full = dict(keys)
+                for local, value in layer.init_params(rng, asarray).items():
+                    params.setdefault(full[local], value)
         opt_state = net.optimizer.init(params)
-        layer_state = {param_key(i, local): value for i, layer in enumerate(net.layers)
-                       for local, value in layer.init_state(asarray).items()}
+        layer_state = {}
+        for layer, keys in zip(net.layers, net._state_keys):
+            if keys:
+                full = dict(keys)
+                layer_state.update({full[local]: value for local, value in layer.init_state(asarray).items()})
     return TrainState(params=params, opt_state=opt_state, rng=rng, lr=net.optimizer.lr, layer_state=layer_state)
 
 
@@ -131,7 +121,7 @@ def _from_config(cls, config: dict, backend, device, dtype, overrides: dict):
                       ("schedule", "schedule")):
         if isinstance(config.get(key), dict):
             config[key] = deserialize(config[key], kind)
-    layers = [deserialize(spec, "layer") for spec in config.pop("layers")]
+    layers = deserialize_layers(list(enumerate(config.pop("layers"))), root=("layers",))
     if dtype is not None:
         config["dtype"] = dtype
     return cls(layers, backend=backend, device=device, **config)
@@ -237,7 +227,8 @@ class Network(Configurable):
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The architecture and hyperparameters as JSON-able data (backend and device are run options)."""
-        config = {"layers": [serialize(layer) for layer in self.layers], "loss": serialize(self.loss),
+        config = {"layers": serialize_layers(list(enumerate(self.layers)), root=("layers",)),
+                  "loss": serialize(self.loss),
                   "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
                   "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
                   "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
@@ -277,8 +268,9 @@ class Network(Configurable):
         native_kernels=False, or on a backend without kernels)."""
         if self.kernels is None:
             return {}
-        return {layer_path(i): name for i in sorted(self._kernel_users) for name in self.layers[i].kernel_names
-                if getattr(self.kernels, name, None) is not None}
+        return {layer_path((i, *path)): name for i in sorted(self._kernel_users)
+                for path, layer in walk(self.layers[i]) if not layer.sublayers()
+                for name in layer.kernel_names if getattr(self.kernels, name, None) is not None}
 
     @property
     def n_features(self) -> int:
@@ -360,9 +352,17 @@ class Network(Configurable):
             skeys = self._state_keys[i]
             if skeys:
                 s = {local: layer_state[full] for local, full in skeys}
+                if layer.sublayers():  # a combinator: its children's next state comes with its output
+                    x, back, s = layer.forward_with_state(p, x, training, need_dx, None if noise is None else noise[i],
+                                                          s, kernels if i in kernel_users else None)
+                    if training:
+                        new_state.update({full: s[local] for local, full in skeys})
+                    backs.append(back)
+                    need_dx = True
+                    continue
                 if training:
                     for local, value in layer.updated_state(s, x).items():
-                        new_state[param_key(i, local)] = value
+                        new_state[dict(skeys)[local]] = value
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
             elif i in kernel_users:
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], kernels=kernels)
@@ -376,8 +376,8 @@ class Network(Configurable):
             grads = {}
             for back, keys in zip(reversed(backs), reversed(all_keys)):
                 dy, g = back(dy)
-                for local, full in keys:
-                    grads[full] = g[local]
+                for local, full in keys:  # summed where a shared layer's parameter comes again
+                    grads[full] = grads[full] + g[local] if full in grads else g[local]
             return dy, grads
 
         return x, backward, new_state
@@ -500,8 +500,8 @@ class Network(Configurable):
         plan = self._plan
         if plan is None or plan.optimizer is not self.optimizer or plan.schedule is not self.schedule:
             from ..groups import layer_param_kinds
-            kinds = {param_key(i, local): kind for i, layer in enumerate(self.layers)
-                     for local, kind in layer_param_kinds(layer).items()}
+            kinds = {full: layer_param_kinds(layer)[local] for layer, keys in zip(self.layers, self._keys)
+                     for local, full in keys}
             plan = self._plan = self.optimizer.plan(kinds, self.schedule)
         return plan
 

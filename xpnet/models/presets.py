@@ -52,7 +52,37 @@ def fashion_cnn_layers(n_classes: int = 10, channels: int = 1) -> list[dict]:
             _layer("Dropout", p=0.5), _layer("Dense", in_features=128, out_features=n_classes)]
 
 
-CNN_MODELS = {"lenet5": lenet5_layers, "fashion-cnn": fashion_cnn_layers}
+def _conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> list[dict]:
+    """A convolution without bias (BatchNorm's shift takes its place) and BatchNorm."""
+    return [_layer("Conv2D", in_channels=c_in, out_channels=c_out, kernel_size=kernel, stride=stride,
+                   padding=kernel // 2, bias=False, init="he_normal"), _layer("BatchNorm")]
+
+
+def basic_block(c_in: int, c_out: int, stride: int = 1) -> dict:
+    """ResNet's basic block as a Residual: conv 3x3 (stride), BN, ReLU, conv 3x3, BN, added to the input, or
+    to a 1x1 strided conv + BN of it where the block changes channels or size (then ReLU, outside the block)."""
+    block = {"class": "Chain", "config": {"layers": [*_conv_bn(c_in, c_out, stride), _layer("relu"),
+                                                     *_conv_bn(c_out, c_out)]}}
+    shortcut = None
+    if stride != 1 or c_in != c_out:
+        shortcut = {"class": "Chain", "config": {"layers": _conv_bn(c_in, c_out, stride, kernel=1)}}
+    return _layer("Residual", block=block, shortcut=shortcut)
+
+
+def resnet_fashion_layers(n_classes: int = 10, channels: int = 1, stem: int = 16,
+                          stages=((32, 2), (32, 1), (64, 2), (64, 1))) -> list[dict]:
+    """A small ResNet: a 3x3 stem of `stem` channels with BN and ReLU at full size, then one basic block per
+    (width, stride) in `stages` (a stride-2 block halves the size, with a 1x1 shortcut: 28 -> 14 -> 7 on 28x28
+    inputs), each followed by ReLU, global average pooling and dense n_classes."""
+    layers = [*_conv_bn(channels, stem), _layer("relu")]
+    c_in = stem
+    for width, stride in stages:
+        layers += [basic_block(c_in, width, stride), _layer("relu")]
+        c_in = width
+    return layers + [_layer("GlobalAvgPool2D"), _layer("Dense", in_features=c_in, out_features=n_classes)]
+
+
+CNN_MODELS = {"lenet5": lenet5_layers, "fashion-cnn": fashion_cnn_layers, "resnet-fashion": resnet_fashion_layers}
 
 
 def cnn_spec(name: str, n_classes: int, cfg: dict) -> dict:
@@ -189,6 +219,11 @@ PRESETS = {
         dict(model="fashion-cnn", dataset="fashion-mnist", optimizer="adam", lr=0.001, epochs=15, batch_size=128,
              seed=1, scale="unit"),
         _cnn("fashion-cnn"), input_shape=(1, 28, 28)),
+    "resnet-fashion": Preset(
+        "a small ResNet on Fashion-MNIST",
+        dict(model="resnet-fashion", dataset="fashion-mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128,
+             seed=1, scale="unit"),
+        _cnn("resnet-fashion"), input_shape=(1, 28, 28)),
 }
 
 #: the row of a run that names no preset: the MLP its flags describe

@@ -23,7 +23,8 @@ from .files import looks_pickled, refuse_pickle
 from ..registry import deserialize, serialize
 
 FORMAT = "xpnet-checkpoint"
-FORMAT_VERSION = 2  # 2: the model as a registry config, the TrainState; 1 (release 0.1.0) is still read
+FORMAT_VERSION = 3  # 3: layer configs may nest (Residual, Chain, ...) and share ({"shared": path}); 2: the model
+#                     as a registry config, the TrainState; 1 (release 0.1.0). All three are read.
 
 
 def fingerprint(X, y) -> str:

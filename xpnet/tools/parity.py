@@ -30,7 +30,8 @@ import numpy as np
 from .._callable import make_callable
 from ..backend import COMPILERS, GPU_CAPABLE, Backend
 from ..backend import backend as select_backend
-from ..layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
+from ..layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
+from ..layers.combinators import Chain, Concatenate, Residual
 from ..errors import InputError
 from ..layers.base import where_raised
 from ..checks import POSITIVE_INT, check
@@ -107,7 +108,24 @@ def cnn_model(bk, dtype: str, optimizer: str = "sgd", classes: int = 4, seed: in
                       backend=bk, dtype=dtype, seed=seed, input_shape=(1, 8, 8))
 
 
-MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_problem)}
+def resnet_model(bk, dtype: str, optimizer: str = "sgd", classes: int = 4, seed: int = 0):
+    """The residual parity model on (1, 8, 8) images: a stem Conv2D, a residual block with BatchNorm (identity
+    shortcut; its convolution without bias, whose gradient BatchNorm makes zero), a strided block with Dropout and a 1x1 strided Conv2D shortcut, average- and max-pooling
+    concatenated over channels, and one Dense used twice (one parameter, its gradients summed)."""
+    opt = SGD(0.01, momentum=0.9) if optimizer == "sgd" else Adam(0.001)
+    conv = lambda i, o, k=3, s=1, bias=True: Conv2D(i, o, k, stride=s, padding=k // 2, bias=bias,  # noqa: E731
+                                                   init="glorot_uniform")
+    tied = Dense(8, 8)
+    return Sequential([conv(1, 4), Tanh(),
+                       Residual(Chain([conv(4, 4, bias=False), BatchNorm(), Tanh(), conv(4, 4)])),
+                       Residual(Chain([conv(4, 6, s=2), Tanh(), Dropout(0.2)]), shortcut=conv(4, 6, k=1, s=2)),
+                       Concatenate([AvgPool2D(2), MaxPool2D(2)], axis=1), Flatten(), Dense(48, 8), Tanh(), tied,
+                       Tanh(), tied, Dense(8, classes)], loss="softmax_cross_entropy", optimizer=opt, l1=1e-4,
+                      l2=1e-3, backend=bk, dtype=dtype, seed=seed, input_shape=(1, 8, 8))
+
+
+MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_problem),
+          "resnet": (resnet_model, cnn_problem)}
 
 
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
@@ -309,8 +327,11 @@ def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, af
                 # lockstep: the reference's state in, one compiled step, loss, parameters and buffers out
                 model.set_state(before[i])
                 hyper = bk.scalar_args(model.update_hyper(before[i]["lr"], before[i]["step"] + 1)[1])
+                # a model with layer state (BatchNorm) passes it: the training forward normalizes with the
+                # batch's statistics, so the running ones (not compared here) change no parameter
+                state_in = (model.state.layer_state,) if model.has_layer_state else ()
                 params, opt_state, value = step(model.state.params, model.state.opt_state, Xs, Ys, idx_s, noise,
-                                                hyper, 1)[:3]
+                                                hyper, 1, *state_in)[:3]
                 got = {"loss": float(value), "params": {k: to_np(v, copy=True) for k, v in params.items()},
                        "opt_state": {k: {b: to_np(v, copy=True) for b, v in bufs.items()}
                                      for k, bufs in opt_state.items()}}
@@ -325,7 +346,8 @@ def _compiled_rows(model_fn, bk, dtype, Xh, y, batches, noises, init, before, af
                 # free-running: its own state, the same batch and random inputs
                 free_t += 1
                 free_lr, hyper = model.update_hyper(free_lr, free_t)
-                free_params, free_opt = step(free_params, free_opt, Xs, Ys, idx_s, noise, bk.scalar_args(hyper), 1)[:2]
+                free_params, free_opt = step(free_params, free_opt, Xs, Ys, idx_s, noise, bk.scalar_args(hyper), 1,
+                                             *state_in)[:2]
                 fp = {k: to_np(v) for k, v in free_params.items()}
                 free_ref.append(max(rel_diff(fp[k], after[i]["params"][k])[1] for k in fp))
                 if eager:
