@@ -138,3 +138,28 @@ def test_cli_summary(tmp_path):
     assert rc == 2 and "does not say its input size" in err and "--features N" in err, err
     rc, out, err = run_cli("summary", "--model", tmp_path / "m.json", "--features", "5", "--json")
     assert rc == 0 and json.loads(out)["params"] == 18 and json.loads(out)["flops_forward"] == 30, err
+
+
+def test_resnet_counts_match_pytorch_and_a_tied_layer_counts_once():
+    """The merged pair of issues 29 and 30: resnet-fashion's nested summary against case G's torch.nn ResNet
+    (BasicBlocks as torchvision writes them), and a real layer used twice in a Chain counted once."""
+    torch = pytest.importorskip("torch")
+    import sys
+    from torch.utils.flop_counter import FlopCounterMode
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench.train_torch import resnet
+    model = preset_model("resnet-fashion")
+    s = model.summary(show=False)
+    net = resnet({k: np.asarray(v) for k, v in model.get_state()["params"].items()})
+    assert s.params == sum(p.numel() for p in net.parameters()) == 165_626
+    assert [r.name for r in s.rows if r.depth == 2][:2] == ["layers.3.block.0", "layers.3.block.1"]
+    x = torch.zeros((3, 1, 28, 28))
+    with FlopCounterMode(display=False) as forward:
+        net(x)
+    with FlopCounterMode(display=False) as step:
+        torch.nn.functional.cross_entropy(net(x), torch.zeros(3, dtype=torch.long)).backward()
+    assert s.flops_forward * 3 == forward.get_total_flops() and s.flops_training * 3 == step.get_total_flops()
+    tied = Dense(4, 4)
+    shared = xpnet.Sequential([xpnet.Chain([tied, ReLU(), tied]), Dense(4, 2)], input_shape=(4,), backend="numpy",
+                              seed=0).summary(show=False)
+    assert shared.params == 20 + 10 and [r.shared_with for r in shared.rows].count("layers.0.0") == 1
