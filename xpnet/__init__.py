@@ -20,6 +20,7 @@ from .registry import deserialize, model_from_config, register, serialize
 from .saving.checkpoint import load
 from .schedules import Schedule, WarmupCosine, WarmupLinear
 from .training import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TrainState
+from . import metrics  # xpnet.metrics: precision, recall, F1, top-k, classification_report
 from . import registry as _registry
 from ._moved import alias as _alias
 

@@ -273,6 +273,26 @@ class Sequential(Network):
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
             return evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
 
+    def classification_report(self, X, y, top_k=None, batch_size: int | None = None, progress=None) -> dict:
+        """Per-class precision, recall, F1 and support, accuracy and the macro, micro and weighted averages
+        of `predict(X)` against labels y, rows named by `class_names_` (xpnet.metrics.report_from_confusion:
+        scikit-learn's classification_report(output_dict=True) layout), plus "confusion_matrix" (rows true,
+        columns predicted). top_k: an int or ints: "top_<k>_accuracy" from predict_proba's scores too."""
+        from ..metrics import confusion_matrix, report_from_confusion, top_k_accuracy
+        Xs = self.prepare(self.as_samples(X))
+        truth = self.encode_labels(y, Xs.shape[0])
+        ks = [] if top_k is None else [top_k] if isinstance(top_k, Integral) else list(top_k)
+        host = lambda a: self.bk.to_numpy(a) if placement(a, self.bk) == "device" else a  # noqa: E731
+        pred = host(self._outputs(Xs, False, batch_size, "classification_report", progress))
+        cm = confusion_matrix(truth, pred, self.n_outputs)
+        report = report_from_confusion(cm, self.class_names_)
+        if ks:
+            scores = host(self._outputs(Xs, True, batch_size, "classification_report"))
+            for k in ks:
+                report[f"top_{k}_accuracy"] = top_k_accuracy(truth, scores, k)
+        report["confusion_matrix"] = cm.tolist()
+        return report
+
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.saving.checkpoint); xpnet.load(path, backend=, device=) reads it."""
         return save_checkpoint(self, path, extra=extra or None)

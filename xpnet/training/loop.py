@@ -23,6 +23,7 @@ from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..checks import FRACTION, POSITIVE_INT, Interval, check
+from ..metrics import VALIDATION_METRICS, metrics_from_confusion
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
@@ -471,11 +472,15 @@ class _Run:
         weights = [e - s for s, e in bounds] if model.loss.reduction == "mean" else [1] * len(bounds)
         logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
                 "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": st.lr}
-        if self.data.val is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(model, *self.data.val)
+        if self.data.val is not None:  # and precision/recall/F1 from the validation confusion counts
+            logs["val_loss"], logs["val_accuracy"], cm = evaluate(model, *self.data.val, confusion=True)
+            logs.update(metrics_from_confusion(cm, "val_"))
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
             st.history[k].append(logs[k])
+        if self.data.val is not None:
+            for k in VALIDATION_METRICS:
+                st.history.setdefault(k, []).append(logs[k])
         if self.norms:  # the epoch's mean pre-clip norm
             values = [float(v) for v in host[len(losses):-1]]
             logs[GRAD_NORM] = sum(values) / len(values) if values else None
