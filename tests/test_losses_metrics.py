@@ -454,3 +454,21 @@ def test_weighted_monitored_fit_on_two_ranks_is_the_one_process_fit():
     assert out["ranks"] == 2 and out["ranks_identical"] and out["ranks_agree_on_f1"], out
     assert out["params"] <= 1e-12 and out["batch_losses"] <= 1e-12, out
     assert out["val_f1_macro"] == out["one_val_f1_macro"] and out["stopped"][0] == out["stopped"][1], out
+
+
+def test_a_weighted_run_resumes_exactly_and_only_with_its_weights():
+    X, y = default_problem(n=60, features=6, classes=3, seed=6)
+
+    def model():
+        return xpnet.Sequential([xpnet.Dense(6, 3)], optimizer=xpnet.SGD(0.1, 0.9), backend="numpy", dtype="float64",
+                                seed=0)
+
+    whole = model().fit(X, y, epochs=2, batch_size=16, class_weight="balanced")
+    part = model().fit(X, y, steps=5, batch_size=16, class_weight="balanced")  # stops inside epoch 2
+    with pytest.raises(xpnet.InputError, match=r"trained with class or sample weights, and this fit gives none"):
+        part.fit(X, y, resume=True, epochs=2)
+    with pytest.raises(xpnet.InputError, match=r"with other weights than this fit's"):
+        part.fit(X, y, resume=True, epochs=2, class_weight={0: 2.0})
+    part.fit(X, y, resume=True, epochs=2, class_weight="balanced")
+    a, b = whole.get_state()["params"], part.get_state()["params"]
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -142,16 +142,17 @@ def _itemsize(a) -> int:
     return 8 if "64" in str(a.dtype) else 4 if "32" in str(a.dtype) else 2
 
 
-def run_digest(model, X, Y, settings: dict) -> str:
+def run_digest(model, X, Y, settings: dict, W=None) -> str:
     """A hash of what must be the same on every rank before the first step: the model's configuration and
-    parameters, the fit's settings and position, and the training data (host bytes of X and Y)."""
+    parameters, the fit's settings and position, and the training data (host bytes of X and Y, and of the
+    per-sample weights W when given)."""
     bk = model.bk
     h = hashlib.sha256()
     st = model.state
     meta = {"config": model.get_config(), "settings": settings, "position": [st.epoch, st.batch, st.step, st.lr],
             "backend": bk.name, "dtype": model.dtype_name}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    for a in [X, Y, *st.params.values()]:
+    for a in [X, Y, *([] if W is None else [W]), *st.params.values()]:
         host = bk.to_numpy(a)
         h.update(f"{host.shape}{host.dtype}".encode())
         h.update(host.tobytes() if not host.flags.c_contiguous else memoryview(host).cast("B"))

@@ -178,14 +178,17 @@ def _fit(model, X, y, o: _Options) -> dict:
         cb.set_model(model)
         cb.set_params(params)
         cb.on_train_begin({})
+    weights = _weights_digest(model, data.W, st.settings if resume else None)  # a resumed run: its own weights
     settings = _begin_run(model, o, source.settings(), data.n, dp, resume)
+    if weights is not None and not resume:
+        settings["weights"] = weights
     params["epochs"] = settings["epochs"]
     step = make_step(model, data.X, data.Y, data.L, settings.get("accumulate", o.accumulate) if resume
                      else o.accumulate, dp, data.W)
     if dp is not None:  # refused on every rank before the first step unless every rank runs the same
         from ..distributed.data_parallel import run_digest
-        dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"}),
-                           "configurations, data or states")
+        dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"},
+                                      data.W), "configurations, data or states")
     try:
         logs = _Run(model, data, source, step, callbacks, params, o).run()
     finally:
@@ -335,6 +338,21 @@ def _begin_run(model, o: _Options, source_settings: dict, n: int, dp, resume: bo
             st.history[GRAD_NORM] = []
     st.stop_requested = False
     return st.settings
+
+
+def _weights_digest(model, W, saved: dict | None) -> str | None:
+    """A digest of the per-sample weights (class_weight times sample_weight; None without), which a new run
+    records in its settings; resuming (saved: the run's settings), refused when it differs from the run's (it
+    would silently continue as another run)."""
+    import hashlib
+    digest = None if W is None else hashlib.sha256(model.bk.to_numpy(W).tobytes()).hexdigest()[:16]
+    if saved is not None and saved.get("weights") != digest:
+        was = saved.get("weights")
+        what = ("with class or sample weights, and this fit gives none" if digest is None else
+                "without weights, and this fit gives some" if was is None else "with other weights than this fit's")
+        raise InputError(f"the run being resumed trained {what}; pass the same class_weight/sample_weight "
+                         f"(--class-weight) to continue it")
+    return digest
 
 
 def _resumed_limits(epochs, steps, saved_epochs, saved_steps) -> tuple:
