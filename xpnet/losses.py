@@ -60,8 +60,19 @@ def check_weight(xp, z, weight, owner: str):
     return weight if weight.dtype == z.dtype else xp.astype(weight, z.dtype)
 
 
+def for_loss(loss, z, y):
+    """y as `loss` takes it: as given to a loss that takes class indices (`takes_indices`: the built-in ones),
+    else class indices made one-hot rows here (a subclass written for rows only, as every loss was before class indices)."""
+    if getattr(loss, "takes_indices", False) or not namespace(z).isdtype(y.dtype, "integral"):
+        return y
+    return target_rows(namespace(z), z, y, type(loss).__name__)
+
+
 class Loss(Configurable):
     kind = "loss"
+    # whether __call__ takes integer class indices itself (target_rows); a subclass that leaves it False gets
+    # one-hot rows (for_loss), made per minibatch
+    takes_indices = False
 
     def __init__(self, reduction: str = "mean"):
         check("reduction", reduction, Options("mean", "sum"), owner=type(self).__name__)
@@ -98,6 +109,8 @@ class LogisticCost(Loss):
     Computed stably as softplus(z) - y z with softplus(z) = max(z, 0) + log1p(exp(-|z|)).
     """
 
+    takes_indices = True
+
     def __call__(self, z, y, denom=None, weight=None):
         xp = namespace(z)
         y = target_rows(xp, z, y, "LogisticCost")
@@ -122,6 +135,8 @@ class SoftmaxCrossEntropy(Loss):
     label_smoothing=e: the targets become (1 - e) y + e / outputs, as torch.nn.functional.cross_entropy(
     label_smoothing=) does. With weights, the whole smoothed loss of a position counts weight[i] times (torch's
     weight= instead weights the uniform part class by class: see docs/losses-metrics.md)."""
+
+    takes_indices = True
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
@@ -157,6 +172,8 @@ class SoftmaxCrossEntropy(Loss):
 class MSE(Loss):
     """Mean squared error over every output (reduction 'mean'), or its sum; identity output. Targets are
     usually continuous values of the logits' shape (a regressor's); class indices make one-hot rows."""
+
+    takes_indices = True
 
     def __call__(self, z, y, denom=None, weight=None):
         xp = namespace(z)

@@ -21,7 +21,7 @@ from ..backend import placement
 from ..errors import InputError
 from ..init import host_rng, rng_kind
 from ..layers.base import layer_path, param_key
-from ..losses import Loss
+from ..losses import Loss, for_loss
 from ..optimizers import Optimizer
 from ..penalties import Penalty
 from ..registry import Configurable, deserialize, resolve, serialize
@@ -409,6 +409,7 @@ class Network(Configurable):
         indices=True), weight: per-sample weights (batch,) or None; no gradients."""
         self.check_targets(x, y, "objective", indices)
         z, _ = self.forward(x, training, params, noise)
+        y = for_loss(self.loss, z, y)
         value = self.loss(z, y)[0] if weight is None else self.loss(z, y, None, weight)[0]
         return value + self.penalty_cost(params)
 
@@ -416,7 +417,7 @@ class Network(Configurable):
         """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes
         (xpnet.losses): (batch, outputs) floating rows (one-hot for class labels, probabilities, or values),
         or with indices=True integer class indices (batch,) (`as_labels`; no one-hot is made for the data).
-        Integer labels without indices=True are refused in one line (before 0.2 they broadcast against the
+        Integer labels without indices=True are refused in one line (they used to broadcast against the
         logits: a wrong loss when batch == outputs), as is anything else. Shapes and dtypes only: nothing is
         read from the device (safe inside a compiled step)."""
         shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
@@ -434,6 +435,7 @@ class Network(Configurable):
 
     def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None, weight=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
+        y = for_loss(self.loss, z, y)
         value, dz = self.loss(z, y, denom) if weight is None else self.loss(z, y, denom, weight)
         return value, z, backward(dz)[1], new_state
 

@@ -23,6 +23,7 @@ from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..checks import FRACTION, POSITIVE_INT, Interval, check
+from ..losses import for_loss
 from ..metrics import VALIDATION_METRICS, metrics_from_confusion
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
@@ -57,7 +58,7 @@ def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = Fal
         e = min(s + batch_size, n)
         xb, yb = model.cast(X[s:e, ...]), Y[s:e, ...]
         z, _ = model.forward(xb)
-        value = model.loss(z, yb)[0]
+        value = model.loss(z, for_loss(model.loss, z, yb))[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
         labels, pred = yb if indices else xp.argmax(yb, axis=1), xp.argmax(z, axis=1)
         correct = correct + xp.sum(xp.astype(pred == labels, model.dtype))
