@@ -11,8 +11,7 @@ import pytest
 
 import xpnet
 from xpnet.data.labels import class_weight_vector, sample_weights
-from xpnet.metrics import (classification_report, confusion_matrix, format_report, monitor_mode,
-                           report_from_confusion, top_k_accuracy)
+from xpnet.metrics import classification_report, confusion_matrix, format_report, monitor_mode, top_k_accuracy
 from xpnet.parity import default_problem
 
 torch = pytest.importorskip("torch")
@@ -429,8 +428,11 @@ def test_cli_train_weights_smoothing_monitor_and_evaluate_report(tmp_path):
     ck, best = tmp_path / "ck.safetensors", tmp_path / "best.safetensors"
     rc, out, err = run_cli("train", "--epochs", 3, "--hidden", 16, "--class-weight", "balanced", "--label-smoothing",
                            0.1, "--validation-split", 0.2, "--early-stopping", 2, "--monitor", "val_f1_macro",
-                           "--best-checkpoint", best, "--checkpoint", ck, "--quiet", "--json")
+                           "--best-checkpoint", best, "--checkpoint", ck, "--history", tmp_path / "h.csv", "--quiet",
+                           "--json")
     assert rc == 0, err
+    header = (tmp_path / "h.csv").read_text().splitlines()[0].split(",")
+    assert "val_f1_macro" in header and "val_recall_weighted" in header
     assert best.exists() and xpnet.load(ck).loss.label_smoothing == 0.1
     rc, out, err = run_cli("evaluate", "--checkpoint", ck, "--report", "--top-k", 3, "--json")
     assert rc == 0, err

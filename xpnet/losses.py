@@ -62,7 +62,7 @@ def check_weight(xp, z, weight, owner: str):
 
 def for_loss(loss, z, y):
     """y as `loss` takes it: as given to a loss that takes class indices (`takes_indices`: the built-in ones),
-    else class indices made one-hot rows here (a subclass written for rows only, as every loss was before class indices)."""
+    else class indices made one-hot rows here (a subclass written for rows only, as every loss once was)."""
     if getattr(loss, "takes_indices", False) or not namespace(z).isdtype(y.dtype, "integral"):
         return y
     return target_rows(namespace(z), z, y, type(loss).__name__)

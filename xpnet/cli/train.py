@@ -571,6 +571,8 @@ def write_history(path, history: dict) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         keys = HISTORY_KEYS + (("grad_norm",) if history.get("grad_norm") else ())  # with --clip-norm
+        from ..metrics import VALIDATION_METRICS  # with validation data: precision, recall, F1 per epoch
+        keys += tuple(k for k in VALIDATION_METRICS if len(history.get(k) or ()) == len(history["epoch"]) > 0)
         w.writerow(keys)
         for row in zip(*(history[k] for k in keys)):
             w.writerow(["" if v is None else v for v in row])
