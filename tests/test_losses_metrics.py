@@ -455,14 +455,15 @@ def test_cli_train_weights_smoothing_monitor_and_evaluate_report(tmp_path):
 
 # -- data-parallel ---------------------------------------------------------------------------------------------
 
-def test_weighted_monitored_fit_on_two_ranks_is_the_one_process_fit():
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_weighted_monitored_fit_on_two_ranks_is_the_one_process_fit(backend):
     """mpiexec -n 2: class weights ("balanced") times sample weights, label smoothing, accumulate=2 and early
     stopping on val_f1_macro: the one-process run to rounding (the weighted mean divides by the global
     minibatch's weight sum on each rank), the same F1 on every rank and the same stopping epoch."""
     from test_distributed import HERE, last_json, mpirun, needs_mpi
     if needs_mpi.args[0]:
         pytest.skip(needs_mpi.kwargs["reason"])
-    out = last_json(mpirun(2, HERE / "mpi_weights_worker.py", "numpy", "float64", timeout=180))
+    out = last_json(mpirun(2, HERE / "mpi_weights_worker.py", backend, "float64", timeout=180))
     assert out["ranks"] == 2 and out["ranks_identical"] and out["ranks_agree_on_f1"], out
     assert out["params"] <= 1e-12 and out["batch_losses"] <= 1e-12, out
     assert out["val_f1_macro"] == out["one_val_f1_macro"] and out["stopped"][0] == out["stopped"][1], out
