@@ -181,7 +181,8 @@ class ModelCheckpoint(Callback):
 
     monitor (e.g. "val_f1_macro"; mode 'auto' infers 'max' or 'min' from the name, as EarlyStopping does): write
     at an epoch's end only when that figure improved on the best so far (the file holds the best epoch's
-    model; every_steps writes are then left out). `best` is the best value seen."""
+    model; every_steps writes are then left out). `best` is the best value seen since this fit began (a resumed
+    fit starts afresh)."""
 
     def __init__(self, path, extra: dict | None = None, arrays: dict | None = None, writer: bool = True,
                  every_steps: int | None = None, monitor: str | None = None, mode: str = "auto"):
