@@ -31,6 +31,7 @@ HOST_NUMPY = {
     "distributed/communicator.py": "host buffers of the MPI all-reduce",
     "distributed/parity.py": "host comparison of results",
     "models/presets.py": "host image arrays brought to (N, C, H, W)",
+    "metrics.py": "precision, recall, F1 and reports from host confusion counts",
 }
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
 COMMUNICATION_LIBS = {"mpi4py", "cupy"}

@@ -22,6 +22,7 @@ from .saving.checkpoint import load
 from .schedules import Schedule, WarmupCosine, WarmupLinear
 from .training import Callback, EarlyStopping, ModelCheckpoint, ProgressBar, TrainState
 from .training.loggers import HistoryLogger, MLflowLogger, TensorBoard  # they take their writer/client
+from . import metrics  # xpnet.metrics: precision, recall, F1, top-k, classification_report
 from . import registry as _registry
 from ._moved import alias as _alias
 

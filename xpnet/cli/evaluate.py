@@ -1,4 +1,5 @@
-"""`xpnet evaluate`: a checkpoint's loss, accuracy and confusion matrix on a dataset's test split."""
+"""`xpnet evaluate`: a checkpoint's loss, accuracy and confusion matrix on a dataset's test split; with --report
+per-class precision, recall and F1 and their averages (xpnet.metrics), --top-k K the top-K accuracy."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +7,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import format_report, report_from_confusion, top_k_accuracy
 from ._common import (common_flags, data_settings, load_dataset, load_for_inference, model_input, print_json,
                       progress_bar)
 
@@ -19,6 +21,10 @@ def add_parser(sub) -> None:
     sp.add_argument("--data-dir", default=None, help="default: where the data was when it was trained")
     sp.add_argument("--label-column", default=None, help="default: the one it was trained with")
     sp.add_argument("--offline", action="store_true")
+    sp.add_argument("--report", action="store_true",
+                    help="print per-class precision, recall, F1 and support with their averages (--json: 'report')")
+    sp.add_argument("--top-k", type=int, action="append", default=None, metavar="K",
+                    help="also the top-K accuracy (repeatable; with --report)")
     sp.set_defaults(func=cmd_evaluate)
 
 
@@ -53,13 +59,28 @@ def run_evaluate(args) -> dict:
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (truth, pred), 1)
     names = model.class_names_
+    report = None
+    if getattr(args, "report", False):
+        report = report_from_confusion(cm, names)
+        for k in getattr(args, "top_k", None) or []:
+            if k < 1:
+                raise InputError(f"--top-k must be 1 or more, got {k}")
+            with progress_bar(len(y), f"top-{k} accuracy", bar) as update:
+                report[f"top_{k}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), k)
+    elif getattr(args, "top_k", None):
+        raise InputError("--top-k is part of the per-class report: give --report too")
     if not args.quiet:
         print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
         print("confusion matrix (rows: true, columns: predicted):")
         print("\n".join(confusion_table(cm, names)))
-    return {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
-            "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
-            "class_names": names, "confusion_matrix": cm.tolist()}
+        if report is not None:
+            print(format_report(report))
+    result = {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+              "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
+              "class_names": names, "confusion_matrix": cm.tolist()}
+    if report is not None:
+        result["report"] = report
+    return result
 
 
 def confusion_table(cm, names) -> list[str]:

@@ -104,6 +104,15 @@ def add_parser(sub) -> None:
                     help="input scaling (default unit: [0, 1])")
     sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
     sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    sp.add_argument("--class-weight", choices=["balanced"], default=None,
+                    help="weigh each class's samples by n / (classes x its count) (scikit-learn's 'balanced')")
+    sp.add_argument("--label-smoothing", type=float, default=None, metavar="E",
+                    help="softmax cross-entropy against (1 - E) one-hot + E / classes (a new run's loss)")
+    sp.add_argument("--monitor", default=None, metavar="NAME",
+                    help="the validation figure --early-stopping and --best-checkpoint watch: val_loss (default), "
+                         "val_accuracy, val_f1_macro, val_precision_weighted, ... (min/max from the name)")
+    sp.add_argument("--best-checkpoint", default=None, metavar="PATH",
+                    help="write the model of the best epoch by --monitor here")
     sp.add_argument("--offline", action="store_true", help="never download data")
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
@@ -375,8 +384,12 @@ def _model_for(args, run: _Run):
     cfg, X = run.cfg, run.X
     if run.saved_model is not None:
         model = run.saved_model
+        e = getattr(args, "label_smoothing", None)
+        if e is not None and e != getattr(model.loss, "label_smoothing", None):
+            raise InputError(f"--label-smoothing {e}: the run being resumed trains its saved loss ({model.loss!r}); "
+                             f"drop the flag, or start a new run")
     else:
-        spec = model_spec(X.shape[1], run.n_classes, cfg)
+        spec = _with_label_smoothing(model_spec(X.shape[1], run.n_classes, cfg), args)
         if run.image_shape is not None:
             spec["config"].setdefault("input_shape", list(X.shape[1:]))
         model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
@@ -414,6 +427,43 @@ def _announce(run: _Run, model, comm) -> None:
     model.summary()
 
 
+def _with_label_smoothing(spec: dict, args) -> dict:
+    """The model config with --label-smoothing E in its softmax cross-entropy loss (refused for another loss)."""
+    e = getattr(args, "label_smoothing", None)
+    if e is None:
+        return spec
+    loss = spec["config"].get("loss", "softmax_cross_entropy")
+    name = loss if isinstance(loss, str) else loss.get("class")
+    if name not in ("softmax_cross_entropy", "SoftmaxCrossEntropy.v1", "SoftmaxCrossEntropy"):
+        raise InputError(f"--label-smoothing applies to the softmax_cross_entropy loss, and this run's is {name}; "
+                         f"drop it or use --loss softmax_cross_entropy")
+    config = dict(loss.get("config") or {}) if isinstance(loss, dict) else {}
+    spec["config"]["loss"] = {"class": "SoftmaxCrossEntropy.v1", "config": dict(config, label_smoothing=e)}
+    return spec
+
+
+def _weight_and_monitor_options(args, cfg: dict, callbacks: list, comm) -> dict:
+    """fit's class_weight (--class-weight) and the monitored early stopping (--monitor with --early-stopping);
+    --best-checkpoint adds its ModelCheckpoint(monitor=) to `callbacks` (rank 0 writes)."""
+    from ..training.callbacks import EarlyStopping
+    options = {}
+    if getattr(args, "class_weight", None):
+        options["class_weight"] = args.class_weight
+    monitor, best = getattr(args, "monitor", None), getattr(args, "best_checkpoint", None)
+    if monitor is None and best is None:
+        return options
+    monitor = monitor or "val_loss"
+    if monitor.startswith("val_") and monitor != "val_loss" and not cfg.get("validation_split"):
+        raise InputError(f"--monitor {monitor} is a validation figure: give --validation-split (e.g. 0.1) too")
+    if cfg.get("early_stopping"):
+        options["early_stopping"] = EarlyStopping(cfg["early_stopping"], monitor=monitor)
+    elif best is None:
+        raise InputError("--monitor names the figure --early-stopping and --best-checkpoint watch; give one of them")
+    if best is not None:
+        callbacks.append(ModelCheckpoint(best, writer=comm is None or comm.rank == 0, monitor=monitor))
+    return options
+
+
 def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, comm) -> float:
     """model.fit with SIGINT and SIGTERM caught: either stops the run after the current step, saves its state
     (rank 0; to --checkpoint or INTERRUPTED), says how to resume, and exits 130 (SIGINT) or 143 (SIGTERM).
@@ -428,7 +478,8 @@ def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, com
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
-        model.fit(run.X, run.y, resume=run.saved_model is not None, callbacks=callbacks, **fit_options(run.cfg),
+        options = dict(fit_options(run.cfg), **_weight_and_monitor_options(args, run.cfg, callbacks, comm))
+        model.fit(run.X, run.y, resume=run.saved_model is not None, callbacks=callbacks, **options,
                   **({} if comm is None else {"distributed": comm}))
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED

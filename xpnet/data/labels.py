@@ -120,3 +120,63 @@ def infer_classes(y, n_outputs: int) -> np.ndarray | None:
                          f"but the model has {n_outputs} outputs; build it with {found.size} outputs, or pass "
                          f"classes=[...] to fit (one label per output)")
     return found
+
+
+def sample_weights(labels: np.ndarray, n_outputs: int, class_weight=None, sample_weight=None, classes_=None,
+                   name: str = "class_weight") -> np.ndarray | None:
+    """Per-sample weights (n,) float64 on the host from output indices `labels` (n,): class_weight[label] times
+    sample_weight, or None when neither is given.
+
+    class_weight: {label: weight} (labels as y gives them, through `classes_` when given; a class left out
+    weighs 1, as in Keras), or "balanced": n / (classes present * count of the class), scikit-learn's
+    compute_class_weight("balanced"). sample_weight: (n,) non-negative finite numbers."""
+    if class_weight is None and sample_weight is None:
+        return None
+    n = labels.shape[0]
+    w = np.ones(n, dtype=np.float64)
+    if class_weight is not None:
+        w *= class_weight_vector(labels, n_outputs, class_weight, classes_, name)[labels]
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight)
+        if sw.shape != (n,) or sw.dtype.kind not in "biuf":
+            raise InputError(f"sample_weight must be {n} numbers, one per sample, got "
+                             f"{'shape ' + str(sw.shape) if sw.dtype.kind in 'biuf' else 'dtype ' + str(sw.dtype)}")
+        sw = sw.astype(np.float64)
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise InputError("sample_weight must hold finite numbers >= 0; got a negative or non-finite value")
+        w *= sw
+    if not (w > 0).any():
+        raise InputError("every sample weighs 0 (class_weight times sample_weight): nothing would be trained")
+    return w
+
+
+def class_weight_vector(labels: np.ndarray, n_outputs: int, class_weight, classes_=None,
+                        name: str = "class_weight") -> np.ndarray:
+    """The weight of each output (n_outputs,) float64 from a {label: weight} dict or "balanced"."""
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise InputError(f"{name} must be 'balanced' or a {{label: weight}} dict, got {class_weight!r}")
+        counts = np.bincount(labels, minlength=n_outputs).astype(np.float64)
+        present = int((counts > 0).sum())
+        out = np.ones(n_outputs, dtype=np.float64)
+        out[counts > 0] = labels.shape[0] / (present * counts[counts > 0])
+        return out
+    if not isinstance(class_weight, dict):
+        raise InputError(f"{name} must be 'balanced' or a {{label: weight}} dict, got {type(class_weight).__name__}")
+    out = np.ones(n_outputs, dtype=np.float64)
+    for key, value in class_weight.items():
+        if classes_ is not None:
+            hits = np.flatnonzero(np.asarray(classes_).astype(str) == str(key))
+            if hits.size != 1:
+                raise InputError(f"{name} names the label {key!r}, which is not one of the model's classes "
+                                 f"({shown(classes_)})")
+            index = int(hits[0])
+        else:
+            if not isinstance(key, (int, np.integer)) or isinstance(key, bool) or not 0 <= key < n_outputs:
+                raise InputError(f"{name} names the label {key!r}; the labels are 0..{n_outputs - 1}")
+            index = int(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
+                or value < 0:
+            raise InputError(f"{name}[{key!r}] must be a finite number >= 0, got {value!r}")
+        out[index] = float(value)
+    return out

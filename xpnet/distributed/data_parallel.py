@@ -54,8 +54,13 @@ class DataParallel:
         params = self.model.state.params
         return sum(_itemsize(p) * _numel(p) for p in params.values()) + 3 * _itemsize(next(iter(params.values())))
 
-    def step(self, X, Y, labels, idx, accumulate: int = 1, noise=None, stop: bool = False, apply: bool = True):
+    def step(self, X, Y, labels, idx, accumulate: int = 1, noise=None, stop: bool = False, apply: bool = True,
+             W=None):
         """One update from the global minibatch `idx` (device index vector into X, Y, labels: its n rows).
+
+        Y: class indices (n_all,) or one-hot rows. W: per-sample weights (n_all,) or None: a mean loss then
+        divides by the sum of the global minibatch's weights, which every rank computes from the rows it knows
+        (every rank holds the data and the global idx: the sum an all-reduce of the shards' sums would give).
 
         noise: the global minibatch's random inputs (default: model.draw_noise(n), from the shared host RNG).
         stop: this rank's stop request; the returned stop is True on every rank when any rank asked.
@@ -69,12 +74,16 @@ class DataParallel:
         a, b = shard(n, self.rank, self.size)
         params = model.state.params
         t0 = self._now(params)
+        denom = n
+        if W is not None and model.loss.reduction == "mean":
+            denom = xp.sum(bk.take(W, idx))
         if b > a:
             local = idx[a:b]
             xb, yb = model.cast(bk.take(X, local)), bk.take(Y, local)
             part = None if noise is None else [None if u is None else u[a:b, ...] for u in noise]
-            value, z, grads = model.value_and_grads(xb, yb, noise=part, accumulate=accumulate, denom=n,
-                                                    penalty=False)
+            value, z, grads = model.value_and_grads(xb, yb, noise=part, accumulate=accumulate, denom=denom,
+                                                    penalty=False, weight=None if W is None else bk.take(W, local),
+                                                    indices=xp.isdtype(Y.dtype, "integral"))
             correct = xp.sum(xp.astype(xp.argmax(z, axis=1) == bk.take(labels, local), model.dtype))
         else:  # more ranks than rows: this rank adds nothing (made on the model's device: without device=, torch
             # would put it on its default device, the CPU, and the all-reduce's concat would mix devices)
@@ -133,16 +142,17 @@ def _itemsize(a) -> int:
     return 8 if "64" in str(a.dtype) else 4 if "32" in str(a.dtype) else 2
 
 
-def run_digest(model, X, Y, settings: dict) -> str:
+def run_digest(model, X, Y, settings: dict, W=None) -> str:
     """A hash of what must be the same on every rank before the first step: the model's configuration and
-    parameters, the fit's settings and position, and the training data (host bytes of X and Y)."""
+    parameters, the fit's settings and position, and the training data (host bytes of X and Y, and of the
+    per-sample weights W when given)."""
     bk = model.bk
     h = hashlib.sha256()
     st = model.state
     meta = {"config": model.get_config(), "settings": settings, "position": [st.epoch, st.batch, st.step, st.lr],
             "backend": bk.name, "dtype": model.dtype_name}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    for a in [X, Y, *st.params.values()]:
+    for a in [X, Y, *([] if W is None else [W]), *st.params.values()]:
         host = bk.to_numpy(a)
         h.update(f"{host.shape}{host.dtype}".encode())
         h.update(host.tobytes() if not host.flags.c_contiguous else memoryview(host).cast("B"))

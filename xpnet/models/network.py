@@ -9,7 +9,8 @@ One training step is two pure pieces and an update of the state:
     net.apply_gradients(grads)      # optimizer.apply(params, grads, opt_state, hyper) -> new state
 
 Between them is where gradients can be accumulated or all-reduced; `train_step` does both. x: (batch,
-*input_shape) arrays of the backend, y: (batch, outputs) targets (one-hot rows for class labels).
+*input_shape) arrays of the backend, y: (batch, outputs) targets (one-hot rows for class labels), or integer
+class indices (batch,) with indices=True (xpnet.losses has the rule); weight=: per-sample weights (batch,).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..errors import InputError
 from ..init import host_rng, rng_kind
 from ..layers.base import layer_path, param_key
 from ..layers.combinators import as_layer as _as_layer, deserialize_layers, index_children, serialize_layers, walk
-from ..losses import Loss
+from ..losses import Loss, for_loss
 from ..optimizers import Optimizer
 from ..penalties import Penalty
 from ..registry import Configurable, deserialize, resolve, serialize
@@ -183,7 +184,8 @@ def _check_targets_in_general(x, y, n_outputs: int, owner: str) -> None:
         got = f"shape {tuple(shape)} ({dtype})"
     raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
                      f"rows for class labels), got {got}; make them from labels with "
-                     f"yb, _ = model.as_targets(labels, len(labels))")
+                     f"yb, _ = model.as_targets(labels, len(labels)), or pass integer class indices (batch,) "
+                     f"with indices=True")
 
 
 class Network(Configurable):
@@ -412,32 +414,46 @@ class Network(Configurable):
         params = self.state.params if params is None else params
         return self.penalty.cost(self.xp, [params[k] for k in self._penalized]) if self.penalty else 0.0
 
-    def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None):
-        """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs); no gradients."""
-        self.check_targets(x, y, "objective")
+    def objective(self, x, y, training: bool = False, params: dict | None = None, noise=None, weight=None,
+                  indices: bool = False):
+        """Loss plus penalty for x: (batch, *input_shape), y: (batch, outputs) (or class indices (batch,) with
+        indices=True), weight: per-sample weights (batch,) or None; no gradients."""
+        self.check_targets(x, y, "objective", indices)
         z, _ = self.forward(x, training, params, noise)
-        return self.loss(z, y)[0] + self.penalty_cost(params)
+        y = for_loss(self.loss, z, y)
+        value = self.loss(z, y)[0] if weight is None else self.loss(z, y, None, weight)[0]
+        return value + self.penalty_cost(params)
 
-    def check_targets(self, x, y, owner: str = "value_and_grads") -> None:
-        """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes:
-        (batch, outputs) floating rows (one-hot for class labels), made from labels by `as_targets`. Class
-        labels (batch,) would broadcast against the logits (a wrong loss when batch == outputs); refused in one
-        line. Shapes and dtypes only: nothing is read from the device (safe inside a compiled step)."""
+    def check_targets(self, x, y, owner: str = "value_and_grads", indices: bool = False) -> None:
+        """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes
+        (xpnet.losses): (batch, outputs) floating rows (one-hot for class labels, probabilities, or values),
+        or with indices=True integer class indices (batch,) (`as_labels`; no one-hot is made for the data).
+        Integer labels without indices=True are refused in one line (they used to broadcast against the
+        logits: a wrong loss when batch == outputs), as is anything else. Shapes and dtypes only: nothing is
+        read from the device (safe inside a compiled step)."""
         shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
+        if indices:
+            if shape is not None and tuple(shape) == (x.shape[0],) and self.xp.isdtype(dtype, "integral"):
+                return
+            raise InputError(f"{owner}(indices=True): y must be integer class indices of shape ({x.shape[0]},), "
+                             f"got {'a ' + type(y).__name__ if shape is None else f'shape {tuple(shape)} ({dtype})'}; "
+                             f"make them from labels with model.as_labels(labels, len(labels))")
         # the common case first, cheaply (it runs every step: ~0.5 us, where the general test took 2.2 us)
         if shape is not None and len(shape) == 2 and shape[1] == self.output_shape[0] and shape[0] == x.shape[0] \
                 and (dtype == self.dtype or dtype == self.xp.float32 or dtype == self.xp.float64):
             return
         _check_targets_in_general(x, y, self.n_outputs, owner)
 
-    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None):
+    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None, weight=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
-        value, dz = self.loss(z, y, denom)
+        y = for_loss(self.loss, z, y)
+        value, dz = self.loss(z, y, denom) if weight is None else self.loss(z, y, denom, weight)
         return value, z, backward(dz)[1], new_state
 
     def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
                         accumulate: int = 1, denom: int | None = None, penalty: bool = True,
-                        layer_state: dict | None = None, with_state: bool = False):
+                        layer_state: dict | None = None, with_state: bool = False, weight=None,
+                        indices: bool = False):
         """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
 
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
@@ -450,21 +466,27 @@ class Network(Configurable):
         Layer state (BatchNorm's running statistics): taken from `layer_state` (default the model's); with
         with_state=True the result is (value, logits, grads, new layer_state) (each micro-batch of accumulate=k
         updates the statistics in turn, as k forwards do in PyTorch); `apply_gradients(grads, layer_state)`
-        stores it. train_step does both."""
-        self.check_targets(x, y, "value_and_grads")
+        stores it. train_step does both.
+
+        Targets (xpnet.losses): y (batch, outputs) floating rows, or with indices=True integer class indices
+        (batch,). weight: per-sample weights (batch,) (class weights looked up by label times sample weights):
+        a mean then divides by their sum (denom, when given, is the whole minibatch's sum)."""
+        self.check_targets(x, y, "value_and_grads", indices)
         params = self.state.params if params is None else params
         layer_state = self.state.layer_state if layer_state is None else layer_state
         if accumulate == 1:
             value, z, grads, layer_state = self._data_value_and_grads(params, x, y, noise, training, denom,
-                                                                      layer_state)
+                                                                      layer_state, weight)
         else:
             n = x.shape[0]
-            denom = n if denom is None else denom
+            if denom is None:  # the whole minibatch's, so the micro-batches' means add up to its mean
+                denom = n if weight is None or self.loss.reduction == "sum" else self.xp.sum(weight)
             value, grads, zs = None, None, []
             for s, e in micro_bounds(n, accumulate):
                 part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
                 v, z_part, g, layer_state = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part,
-                                                                       training, denom, layer_state)
+                                                                       training, denom, layer_state,
+                                                                       None if weight is None else weight[s:e])
                 zs.append(z_part)
                 if grads is None:
                     value, grads = v, g
@@ -551,20 +573,23 @@ class Network(Configurable):
             self._compiled_step = _compile_step(self)
         return self._compiled_step
 
-    def step_inputs(self, X, Y, idx) -> tuple:
+    def step_inputs(self, X, Y, idx, W=None) -> tuple:
         """(X, Y, idx) for the compiled step from the device-resident data and a minibatch's device indices:
         as given where the backend gathers inside its compiled step (JAX), else the minibatch gathered here and
-        idx None (torch: a CUDA graph would copy whole non-static inputs on every replay)."""
+        idx None (torch: a CUDA graph would copy whole non-static inputs on every replay). With per-sample
+        weights W (n,): (X, Y, idx, W), W gathered alike."""
         if self.bk.gathers_in_step:
-            return X, Y, idx
-        return self.bk.take(X, idx), self.bk.take(Y, idx), None
+            return (X, Y, idx) if W is None else (X, Y, idx, W)
+        out = self.bk.take(X, idx), self.bk.take(Y, idx), None
+        return out if W is None else out + (self.bk.take(W, idx),)
 
-    def train_step(self, x, y, noise=None, accumulate: int = 1):
+    def train_step(self, x, y, noise=None, accumulate: int = 1, weight=None, indices: bool = False):
         """One optimizer step on a minibatch (noise drawn here when not given); returns (loss, logits) as
-        device arrays."""
+        device arrays. y, weight, indices: as value_and_grads takes them."""
         if noise is None and self._noisy:
             noise = self.draw_noise(x.shape[0])
-        value, z, grads, layer_state = self.value_and_grads(x, y, noise=noise, accumulate=accumulate, with_state=True)
+        value, z, grads, layer_state = self.value_and_grads(x, y, noise=noise, accumulate=accumulate, with_state=True,
+                                                            weight=weight, indices=indices)
         self.apply_gradients(grads, layer_state if self.has_layer_state else None)
         return value, z
 
@@ -578,14 +603,17 @@ def _compile_step(model):
     counted in model.compile_traces_."""
     xp, opt, plan = model.xp, model.optimizer, model.update_plan()
 
-    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None):
+    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None, W=None):
+        # Y: one-hot rows, or integer class indices (kept integer: only X is cast); W: per-sample weights or None
         if idx is None:
-            xb, yb = model.cast(X), Y
+            xb, yb, wb = model.cast(X), Y, W
         else:
             xb, yb = model.cast(xp.take(X, idx, axis=0)), xp.take(Y, idx, axis=0)
+            wb = None if W is None else xp.take(W, idx, axis=0)
         value, z, grads, new_state = model.value_and_grads(xb, yb, params=params, noise=noise,
                                                            accumulate=accumulate, layer_state=layer_state or {},
-                                                           with_state=True)
+                                                           with_state=True, weight=wb,
+                                                           indices=xp.isdtype(Y.dtype, "integral"))
         if plan.plain:
             params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
             norm = None

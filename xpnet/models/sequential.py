@@ -17,7 +17,7 @@ import warnings
 from ..backend import placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
-from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes
+from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes, sample_weights
 from ..checks import Interval, check
 from ..penalties import Penalty
 from ..data.preprocessing import as_scaler
@@ -104,6 +104,18 @@ class Sequential(Network):
         classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
         onehot = xp.astype(xp.reshape(lab, (n, 1)) == xp.reshape(classes, (1, self.n_outputs)), self.dtype)
         return onehot, lab
+
+    def as_labels(self, y, n: int, name: str = "y", warn: bool = False):
+        """Class labels -> integer output indices (n,) on the backend: the targets fit trains on (losses take
+        class indices, and make the one-hot rows of each minibatch themselves: xpnet.losses)."""
+        return self.bk.asarray(self.encode_labels(y, n, name, warn))
+
+    def sample_weights(self, labels, class_weight=None, sample_weight=None):
+        """Per-sample weights (n,) on the backend in the model's dtype for host output indices `labels` (n,):
+        class_weight ({label: weight} or "balanced") looked up by label, times sample_weight; None when neither
+        is given (xpnet.data.labels.sample_weights)."""
+        w = sample_weights(labels, self.n_outputs, class_weight, sample_weight, self.classes_)
+        return None if w is None else self.bk.asarray(w, dtype=self.dtype)
 
     def encode_labels(self, y, n: int, name: str = "y", warn: bool = False):
         """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`."""
@@ -259,8 +271,27 @@ class Sequential(Network):
         _check_progress(progress, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
-            Yd, _ = self.as_targets(y, Xd.shape[0], warn=False)
-            return evaluate(self, Xd, Yd, batch_size, progress)
+            return evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
+
+    def classification_report(self, X, y, top_k=None, batch_size: int | None = None, progress=None) -> dict:
+        """Per-class precision, recall, F1 and support, accuracy and the macro, micro and weighted averages
+        of `predict(X)` against labels y, rows named by `class_names_` (xpnet.metrics.report_from_confusion:
+        scikit-learn's classification_report(output_dict=True) layout), plus "confusion_matrix" (rows true,
+        columns predicted). top_k: an int or ints: "top_<k>_accuracy" from predict_proba's scores too."""
+        from ..metrics import confusion_matrix, report_from_confusion, top_k_accuracy
+        Xs = self.prepare(self.as_samples(X))
+        truth = self.encode_labels(y, Xs.shape[0])
+        ks = [] if top_k is None else [top_k] if isinstance(top_k, Integral) else list(top_k)
+        host = lambda a: self.bk.to_numpy(a) if placement(a, self.bk) == "device" else a  # noqa: E731
+        pred = host(self._outputs(Xs, False, batch_size, "classification_report", progress))
+        cm = confusion_matrix(truth, pred, self.n_outputs)
+        report = report_from_confusion(cm, self.class_names_)
+        if ks:
+            scores = host(self._outputs(Xs, True, batch_size, "classification_report"))
+            for k in ks:
+                report[f"top_{k}_accuracy"] = top_k_accuracy(truth, scores, k)
+        report["confusion_matrix"] = cm.tolist()
+        return report
 
     def save(self, path, **extra):
         """One safetensors checkpoint (see xpnet.saving.checkpoint); xpnet.load(path, backend=, device=) reads it."""
@@ -277,13 +308,16 @@ class Sequential(Network):
             batch_size: int | None = None, minibatches: int | None = None, shuffle: bool = True,
             compose_shuffles: bool = False, drop_last: bool = False, source=None, validation_split: float = 0.0,
             validation_data=None, eval_every: int | None = None, early_stopping=None, callbacks=(),
-            verbose: bool = False, resume=None, accumulate: int = 1, distributed=None) -> "Sequential":
+            verbose: bool = False, resume=None, accumulate: int = 1, distributed=None, class_weight=None,
+            sample_weight=None) -> "Sequential":
         """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). The
         options are xpnet.training.fit's: epochs (default 10) and/or steps (total updates; whichever ends
         first), batch_size or minibatches, shuffle, compose_shuffles, drop_last, or source (a BatchSource),
         validation_split or validation_data, eval_every, early_stopping, callbacks, verbose, resume, accumulate,
         distributed. classes: the label of each output (a list, or N for 0..N-1); by default 0..outputs-1, or
-        y's sorted distinct labels when they are names or other numbers.
+        y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
+        "balanced"; sample_weight: (samples,) numbers; a minibatch's mean loss is then weighted, divided by the
+        sum of its weights (docs/losses-metrics.md).
 
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
@@ -299,7 +333,8 @@ class Sequential(Network):
                  shuffle=shuffle, compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                  validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
                  early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                 accumulate=accumulate, distributed=distributed)
+                 accumulate=accumulate, distributed=distributed, class_weight=class_weight,
+                 sample_weight=sample_weight)
         return self
 
     # views of the training state, as earlier versions had them -------------------------------------

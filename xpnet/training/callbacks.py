@@ -42,6 +42,7 @@ import sys
 
 from ..errors import InputError
 from ..checks import POSITIVE_INT, check
+from ..metrics import monitor_mode
 
 
 class Callback:
@@ -81,21 +82,39 @@ class Callback:
         pass
 
 
-class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved for `patience` epochs; restore the best parameters."""
+def monitored(monitor: str, sign: float, logs: dict, owner: str):
+    """The monitored figure of an epoch's logs times sign (+1 to minimize, -1 to maximize). val_loss falls back
+    to the training loss when there is no validation data (as it always did); any other figure missing is
+    refused in one line."""
+    value = logs.get(monitor)
+    if value is None:
+        if monitor == "val_loss":
+            return sign * logs["loss"]
+        have = ", ".join(k for k, v in logs.items() if isinstance(v, float))
+        raise InputError(f"{owner}(monitor={monitor!r}): this fit's epochs report no {monitor} (they report {have}); "
+                         f"validation figures need validation_split or validation_data (--val-split)")
+    return sign * value
 
-    def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True):
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved for `patience` epochs; restore the best parameters.
+
+    monitor: any figure of the epoch's logs: val_loss (default), val_accuracy, val_f1_macro, ... (see
+    xpnet.metrics.VALIDATION_METRICS). mode: 'min', 'max', or 'auto' (from the name: losses fall, the rest
+    rise). min_delta: the least change that counts as an improvement."""
+
+    def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True,
+                 mode: str = "auto"):
         check("patience", patience, POSITIVE_INT, owner="EarlyStopping")
         self.patience, self.monitor, self.min_delta, self.restore_best = patience, monitor, min_delta, restore_best
+        self.mode = monitor_mode(monitor, mode)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best, self.wait, self.best_params, self.stopped_epoch = math.inf, 0, None, None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         model = self.model
-        value = logs.get(self.monitor)
-        if value is None:
-            value = logs["loss"]
+        value = monitored(self.monitor, 1.0 if self.mode == "min" else -1.0, logs, "EarlyStopping")
         if value < self.best - self.min_delta:
             self.best, self.wait = value, 0
             if self.restore_best:  # copies: training updates parameters in place where it can
@@ -158,14 +177,24 @@ class ModelCheckpoint(Callback):
     epoch, atomically (a diverged epoch raises before this runs, so the last good file stays), and with
     every_steps=N also after every N updates of the run (inside an epoch too: such a file resumes exactly).
     extra: more JSON metadata, arrays: more host arrays stored with it. writer: whether this process writes (in a
-    distributed run rank 0 only: every rank holds the same state). path None writes nothing."""
+    distributed run rank 0 only: every rank holds the same state). path None writes nothing.
+
+    monitor (e.g. "val_f1_macro"; mode 'auto' infers 'max' or 'min' from the name, as EarlyStopping does): write
+    at an epoch's end only when that figure improved on the best so far (the file holds the best epoch's
+    model; every_steps writes are then left out). `best` is the best value seen since this fit began (a resumed
+    fit starts afresh)."""
 
     def __init__(self, path, extra: dict | None = None, arrays: dict | None = None, writer: bool = True,
-                 every_steps: int | None = None):
+                 every_steps: int | None = None, monitor: str | None = None, mode: str = "auto"):
         if every_steps is not None:
             check("every_steps", every_steps, POSITIVE_INT, owner="ModelCheckpoint")
+        if monitor is not None and every_steps is not None:
+            raise InputError("ModelCheckpoint: monitor= keeps the best epoch's model, every_steps= the latest "
+                             "state; give one of them (two callbacks for both)")
         self.path, self.extra, self.arrays, self.writer = path, extra or {}, arrays or {}, writer
-        self.every_steps = every_steps
+        self.every_steps, self.monitor, self.best = every_steps, monitor, None
+        if monitor is not None:
+            self.mode = monitor_mode(monitor, mode)
 
     def implements(self, hook: str) -> bool:
         if hook == "on_batch_end":
@@ -181,7 +210,16 @@ class ModelCheckpoint(Callback):
         if self.path and self.writer and logs["step"] % self.every_steps == 0:
             self.save()
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best = None
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.monitor is not None:
+            sign = 1.0 if self.mode == "min" else -1.0
+            value = monitored(self.monitor, sign, logs, "ModelCheckpoint")
+            if self.best is not None and not value < sign * self.best:
+                return
+            self.best = sign * value
         if self.path and self.writer:
             self.save()
 

@@ -17,10 +17,14 @@ from __future__ import annotations
 import math
 import time
 
+from array_api_compat import device
+
 from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
 from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
 from ..checks import FRACTION, POSITIVE_INT, Interval, check
+from ..losses import for_loss
+from ..metrics import VALIDATION_METRICS, metrics_from_confusion
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
@@ -36,29 +40,41 @@ def _scalar(model, v):
     return model.xp.astype(v, model.dtype)
 
 
-def evaluate(model, X, Y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
-    """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: one-hot (n, outputs).
-    batch_size: default the model's `inference_batch_size()`. progress: called with the number of samples
-    after each batch."""
+def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False):
+    """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: integer class indices (n,) or
+    one-hot rows (n, outputs). batch_size: default the model's `inference_batch_size()`. progress: called with
+    the number of samples after each batch. confusion=True: (loss, accuracy, confusion counts) with the counts
+    a host int64 (outputs, outputs) array, rows true and columns predicted (xpnet.metrics reads them)."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
     with model.bk:
-        return _evaluate(model, X, Y, batch_size, progress)
+        return _evaluate(model, X, Y, batch_size, progress, confusion)
 
 
-def _evaluate(model, X, Y, batch_size: int, progress=None) -> tuple[float, float]:
-    xp, n = model.xp, X.shape[0]
-    total, correct = 0.0, 0.0
+def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = False):
+    xp, n, k = model.xp, X.shape[0], model.n_outputs
+    total, correct, counts = 0.0, 0.0, None
+    indices = xp.isdtype(Y.dtype, "integral")
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
         xb, yb = model.cast(X[s:e, ...]), Y[s:e, ...]
         z, _ = model.forward(xb)
-        value = model.loss(z, yb)[0]
+        value = model.loss(z, for_loss(model.loss, z, yb))[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
-        correct = correct + xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(yb, axis=1), model.dtype))
+        labels, pred = yb if indices else xp.argmax(yb, axis=1), xp.argmax(z, axis=1)
+        correct = correct + xp.sum(xp.astype(pred == labels, model.dtype))
+        if confusion:  # one-hot(true)^T one-hot(pred): the counts of this batch, on the device
+            classes = xp.reshape(xp.arange(k, dtype=labels.dtype, device=device(z)), (1, k))
+            t = xp.astype(xp.reshape(labels, (-1, 1)) == classes, model.dtype)
+            p = xp.astype(xp.reshape(xp.astype(pred, labels.dtype), (-1, 1)) == classes, model.dtype)
+            batch_counts = xp.matmul(xp.matrix_transpose(t), p)
+            counts = batch_counts if counts is None else counts + batch_counts
         if progress is not None:
             progress(e - s)
     vals = model.bk.to_numpy(xp.stack([_scalar(model, total), _scalar(model, correct)]))
-    return float(vals[0]) / n, float(vals[1]) / n
+    if not confusion:
+        return float(vals[0]) / n, float(vals[1]) / n
+    cm = model.bk.to_numpy(counts).round().astype("int64") if counts is not None else None
+    return float(vals[0]) / n, float(vals[1]) / n, cm
 
 
 DEFAULT_EPOCHS = 10  # what fit trains without epochs= and steps=
@@ -68,7 +84,7 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
         minibatches: int | None = None, shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False,
         source=None, validation_split: float = 0.0, validation_data=None, eval_every: int | None = None,
         early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
-        distributed=None) -> dict:
+        distributed=None, class_weight=None, sample_weight=None) -> dict:
     """Train `model` in place on device-ready X and labels y; returns the history (per-epoch lists of HISTORY_KEYS,
     also `model.state.history`).
 
@@ -95,6 +111,12 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     global minibatch, the same run as one process up to summation order (xpnet.distributed.data_parallel). Every
     rank calls fit with the same model, data and options; a stop requested on any rank stops all after the same
     step. Write checkpoints from rank 0 only (ModelCheckpoint(writer=)).
+    class_weight ({label: weight} or "balanced") and sample_weight ((n,) numbers): each minibatch's loss is
+    the weighted mean, divided by the sum of the minibatch's weights (over its micro-batches and ranks too).
+
+    The targets stay class indices (integers) on the device; each step's loss makes its minibatch's one-hot
+    rows (xpnet.losses). Validation figures include precision, recall and F1 (val_f1_macro, ...:
+    xpnet.metrics.VALIDATION_METRICS), which EarlyStopping and ModelCheckpoint can monitor.
 
     An out-of-memory error from any backend becomes OutOfMemory, naming the batch size and model size to lower.
     It is raised after the failed attempt's exception is gone, so the failed step's frames and device arrays
@@ -103,7 +125,8 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
                        compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                        validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
                        early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                       accumulate=accumulate, distributed=distributed)
+                       accumulate=accumulate, distributed=distributed, class_weight=class_weight,
+                       sample_weight=sample_weight)
     error = None
     try:
         return _fit(model, X, y, options)
@@ -128,11 +151,11 @@ class _Options:
 
 
 class _Data:
-    """The training rows on the device: X (n, ...), one-hot Y (n, outputs), labels L (n,), and val: (X, Y) of the
-    validation data or None."""
+    """The training rows on the device: X (n, ...), targets Y (n,): the class indices, the same array as the
+    labels L (n,), per-sample weights W (n,) or None, and val: (X, labels) of the validation data or None."""
 
-    def __init__(self, X, Y, L, val):
-        self.X, self.Y, self.L, self.val, self.n = X, Y, L, val, X.shape[0]
+    def __init__(self, X, Y, L, val, W=None):
+        self.X, self.Y, self.L, self.val, self.n, self.W = X, Y, L, val, X.shape[0], W
 
 
 def _fit(model, X, y, o: _Options) -> dict:
@@ -141,7 +164,7 @@ def _fit(model, X, y, o: _Options) -> dict:
     st = model.state
     resume = _resume_flag(st, o.resume)
     dp = _data_parallel(model, o.distributed)
-    data = _prepare_data(model, X, y, o.validation_split, o.validation_data)
+    data = _prepare_data(model, X, y, o.validation_split, o.validation_data, o.class_weight, o.sample_weight)
     if o.eval_every is not None and data.val is None:
         raise InputError.for_argument("eval_every", f"{o.eval_every} evaluates on validation data, and this fit has "
                                                     f"none: give validation_split or validation_data too")
@@ -156,14 +179,17 @@ def _fit(model, X, y, o: _Options) -> dict:
         cb.set_model(model)
         cb.set_params(params)
         cb.on_train_begin({})
+    weights = _weights_digest(model, data.W, st.settings if resume else None)  # a resumed run: its own weights
     settings = _begin_run(model, o, source.settings(), data.n, dp, resume)
+    if weights is not None and not resume:
+        settings["weights"] = weights
     params["epochs"] = settings["epochs"]
     step = make_step(model, data.X, data.Y, data.L, settings.get("accumulate", o.accumulate) if resume
-                     else o.accumulate, dp)
+                     else o.accumulate, dp, data.W)
     if dp is not None:  # refused on every rank before the first step unless every rank runs the same
         from ..distributed.data_parallel import run_digest
-        dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"}),
-                           "configurations, data or states")
+        dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"},
+                                      data.W), "configurations, data or states")
     try:
         logs = _Run(model, data, source, step, callbacks, params, o).run()
     finally:
@@ -223,25 +249,30 @@ def _data_parallel(model, distributed):
     return DataParallel(model, communicator(distributed))
 
 
-def _prepare_data(model, X, y, validation_split: float, validation_data) -> _Data:
-    """The training data on the device, raw pixels kept uint8 until a minibatch is gathered, and the validation
-    data: validation_split's last part of X (as the book's later editions hold out the last 5,000), or
-    validation_data."""
+def _prepare_data(model, X, y, validation_split: float, validation_data, class_weight=None,
+                  sample_weight=None) -> _Data:
+    """The training data on the device, raw pixels kept uint8 until a minibatch is gathered, the labels as
+    integer class indices (no one-hot rows: the loss makes each minibatch's), the per-sample weights, and the
+    validation data: validation_split's last part of X (as the book's later editions hold out the last 5,000),
+    or validation_data."""
     Xd = model.as_input(X, keep_integers=True)
     n_all = Xd.shape[0]
-    Yd, Ld = model.as_targets(y, n_all)
+    host = model.encode_labels(y, n_all, warn=True)
+    Ld = model.bk.asarray(host)
+    Wd = model.sample_weights(host, class_weight, sample_weight)
     val = None
     if validation_split:
         n_val = int(round(n_all * validation_split))
         if n_val < 1 or n_val >= n_all:
             raise InputError.for_argument("validation_split", f"{validation_split} of {n_all} samples leaves an empty "
                                                              f"training or validation set")
-        val = (Xd[n_all - n_val:, ...], Yd[n_all - n_val:, ...])
-        Xd, Yd, Ld = Xd[:n_all - n_val, ...], Yd[:n_all - n_val, ...], Ld[:n_all - n_val]
+        val = (Xd[n_all - n_val:, ...], Ld[n_all - n_val:])
+        Xd, Ld = Xd[:n_all - n_val, ...], Ld[:n_all - n_val]
+        Wd = None if Wd is None else Wd[:n_all - n_val]
     elif validation_data is not None:
         Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
-        val = (Xv, model.as_targets(validation_data[1], Xv.shape[0], "validation y", warn=False)[0])
-    return _Data(Xd, Yd, Ld, val)
+        val = (Xv, model.as_labels(validation_data[1], Xv.shape[0], "validation y"))
+    return _Data(Xd, Ld, Ld, val, Wd)
 
 
 # ShuffledEpochs' options as fit takes them, with fit's defaults (a value equal to its default was not given)
@@ -308,6 +339,21 @@ def _begin_run(model, o: _Options, source_settings: dict, n: int, dp, resume: bo
             st.history[GRAD_NORM] = []
     st.stop_requested = False
     return st.settings
+
+
+def _weights_digest(model, W, saved: dict | None) -> str | None:
+    """A digest of the per-sample weights (class_weight times sample_weight; None without), which a new run
+    records in its settings; resuming (saved: the run's settings), refused when it differs from the run's (it
+    would silently continue as another run)."""
+    import hashlib
+    digest = None if W is None else hashlib.sha256(model.bk.to_numpy(W).tobytes()).hexdigest()[:16]
+    if saved is not None and saved.get("weights") != digest:
+        was = saved.get("weights")
+        what = ("with class or sample weights, and this fit gives none" if digest is None else
+                "without weights, and this fit gives some" if was is None else "with other weights than this fit's")
+        raise InputError(f"the run being resumed trained {what}; pass the same class_weight/sample_weight "
+                         f"(--class-weight) to continue it")
+    return digest
 
 
 def _resumed_limits(epochs, steps, saved_epochs, saved_steps) -> tuple:
@@ -445,11 +491,15 @@ class _Run:
         weights = [e - s for s, e in bounds] if model.loss.reduction == "mean" else [1] * len(bounds)
         logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
                 "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": st.lr}
-        if self.data.val is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(model, *self.data.val)
+        if self.data.val is not None:  # and precision/recall/F1 from the validation confusion counts
+            logs["val_loss"], logs["val_accuracy"], cm = evaluate(model, *self.data.val, confusion=True)
+            logs.update(metrics_from_confusion(cm, "val_"))
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:
             st.history[k].append(logs[k])
+        if self.data.val is not None:
+            for k in VALIDATION_METRICS:
+                st.history.setdefault(k, []).append(logs[k])
         if self.norms:  # the epoch's mean pre-clip norm
             values = [float(v) for v in host[len(losses):-1]]
             logs[GRAD_NORM] = sum(values) / len(values) if values else None

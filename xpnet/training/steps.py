@@ -20,10 +20,12 @@ from ..layers.base import where_raised
 
 
 class EagerStep:
-    """model.train_step on rows of the device-resident data X (n, ...), targets Y (n, outputs), labels L (n,)."""
+    """model.train_step on rows of the device-resident data X (n, ...), targets Y (class indices (n,), as fit
+    gives them, or one-hot rows (n, outputs)), labels L (n,), per-sample weights W (n,) or None."""
 
-    def __init__(self, model, X, Y, L, accumulate: int):
+    def __init__(self, model, X, Y, L, accumulate: int, W=None):
         self.model, self.st, self.X, self.Y, self.L, self.accumulate = model, model.state, X, Y, L, accumulate
+        self.W, self.indices = W, model.xp.isdtype(Y.dtype, "integral")
         self.order_d, self.preds, self.correct, self.r0 = None, [], 0.0, 0
         # bound once: the loop runs ~100 us steps, where each attribute lookup shows
         self.take, self.argmax, self.cast, self.train_step = model.bk.take, model.xp.argmax, model.cast, \
@@ -37,12 +39,15 @@ class EagerStep:
 
     def __call__(self, s: int, e: int):
         order_d = self.order_d
+        W = self.W
         if order_d is not None:
             idx = order_d[s:e]
             xb, yb = self.take(self.X, idx), self.take(self.Y, idx)
+            wb = None if W is None else self.take(W, idx)
         else:
             xb, yb = self.X[s:e, ...], self.Y[s:e, ...]
-        value, z = self.train_step(self.cast(xb), yb, None, self.accumulate)
+            wb = None if W is None else W[s:e]
+        value, z = self.train_step(self.cast(xb), yb, None, self.accumulate, wb, self.indices)
         self.preds.append(self.argmax(z, axis=1))
         return value
 
@@ -64,8 +69,8 @@ class EagerStep:
 class CompiledStep(EagerStep):
     """The model's compiled step (model.compiled_step(): one traced call) on rows of the device-resident data."""
 
-    def __init__(self, model, X, Y, L, accumulate: int):
-        super().__init__(model, X, Y, L, accumulate)
+    def __init__(self, model, X, Y, L, accumulate: int, W=None):
+        super().__init__(model, X, Y, L, accumulate, W)
         self.compiled = model.compiled_step()
         self.identity = None
         self.norm_out = getattr(model.optimizer, "clip_norm", None) is not None  # the step returns the norm last
@@ -83,14 +88,20 @@ class CompiledStep(EagerStep):
         noise = model.draw_noise(idx.shape[0])
         st.lr, hyper = model.update_hyper(st.lr, st.step + 1)
         hyper = model.bk.scalar_args(hyper)
-        Xs, Ys, idx = model.step_inputs(self.X, self.Y, idx)
+        if self.W is None:
+            Xs, Ys, idx = model.step_inputs(self.X, self.Y, idx)
+            weights = ()
+        else:
+            Xs, Ys, idx, Ws = model.step_inputs(self.X, self.Y, idx, self.W)
+            weights = (Ws,)
         try:
             if model.has_layer_state:
                 out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
-                                    st.layer_state)
+                                    st.layer_state, *weights)
                 st.layer_state = out[4]
             else:
-                out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate)
+                out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
+                                    None, *weights)
             st.params, st.opt_state, value, pred = out[:4]
             if self.norm_out:
                 st.grad_norm = out[-1]
@@ -118,13 +129,13 @@ class DataParallelStep(CompiledStep):
     """`dp.step` (an xpnet.distributed.data_parallel.DataParallel): this rank's shard of the global minibatch, one
     all-reduce of gradients, loss, correct count and stop flag; every rank stops after the same update."""
 
-    def __init__(self, model, X, Y, L, accumulate: int, dp):
-        EagerStep.__init__(self, model, X, Y, L, accumulate)
+    def __init__(self, model, X, Y, L, accumulate: int, dp, W=None):
+        EagerStep.__init__(self, model, X, Y, L, accumulate, W)
         self.dp, self.identity, self.agreed = dp, None, False
 
     def __call__(self, s: int, e: int):
         value, counted, self.agreed, _ = self.dp.step(self.X, self.Y, self.L, self.order_d[s:e], self.accumulate,
-                                                      stop=self.st.stop_requested)
+                                                      stop=self.st.stop_requested, W=self.W)
         self.correct = self.correct + counted
         return value
 
@@ -135,10 +146,11 @@ class DataParallelStep(CompiledStep):
         return self.correct
 
 
-def make_step(model, X, Y, L, accumulate: int, dp=None):
-    """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager."""
+def make_step(model, X, Y, L, accumulate: int, dp=None, W=None):
+    """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager. W: per-sample
+    weights (n,) or None."""
     if dp is not None:
-        return DataParallelStep(model, X, Y, L, accumulate, dp)
+        return DataParallelStep(model, X, Y, L, accumulate, dp, W)
     if getattr(model, "compile", False):
-        return CompiledStep(model, X, Y, L, accumulate)
-    return EagerStep(model, X, Y, L, accumulate)
+        return CompiledStep(model, X, Y, L, accumulate, W)
+    return EagerStep(model, X, Y, L, accumulate, W)
