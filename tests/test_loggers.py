@@ -29,7 +29,8 @@ def test_csv_history_by_epoch_and_by_steps(tmp_path):
     log = HistoryLogger(tmp_path / "h.csv", every_steps=3)
     model.fit(X, Y, epochs=3, batch_size=8, validation_split=0.2, callbacks=[log])
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
-    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "grad_norm"]
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "grad_norm",
+                             *xpnet.metrics.VALIDATION_METRICS]  # with validation data: precision, recall, F1
     assert [float(r["loss"]) for r in rows] == model.history_["loss"]
     assert [float(r["grad_norm"]) for r in rows] == model.history_["grad_norm"]
     steps = list(csv.DictReader(open(tmp_path / "h.steps.csv")))  # 6 updates an epoch: steps 3, 6, ..., 18

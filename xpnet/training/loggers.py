@@ -117,9 +117,10 @@ class HistoryLogger(_StepLogger):
         history = self.model.state.history
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "w", newline="")
-        # HISTORY_KEYS first (the CSV `--history` always wrote), then any other column the history has (grad_norm
-        # with clip_norm)
-        self.keys = HISTORY_KEYS + tuple(k for k in history if k not in HISTORY_KEYS)
+        # HISTORY_KEYS first (the CSV `--history` always wrote), then any other column every epoch has (grad_norm
+        # with clip_norm, the validation precision/recall/F1 with validation data)
+        n = len(history["epoch"])
+        self.keys = HISTORY_KEYS + tuple(k for k in history if k not in HISTORY_KEYS and len(history[k]) == n)
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(self.keys)
