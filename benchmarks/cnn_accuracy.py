@@ -36,7 +36,7 @@ from bench.results import experiment_folder, record_run  # noqa: E402
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=["lenet5", "fashion-cnn"], default="lenet5")
+    p.add_argument("--preset", choices=["lenet5", "fashion-cnn", "resnet-fashion"], default="lenet5")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's (15)")
     p.add_argument("--backend", default="numpy")
