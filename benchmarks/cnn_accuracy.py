@@ -29,14 +29,14 @@ from xpnet.models.presets import as_images  # noqa: E402
 from xpnet.data.datasets import load_mnist  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
-from xpnet.models.presets import model_spec, preset_settings  # noqa: E402
+from xpnet.models.presets import CNN_MODELS, model_spec, preset_settings  # noqa: E402
 from bench.checkout import checkout_id  # noqa: E402
 from bench.results import experiment_folder, record_run  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=["lenet5", "fashion-cnn", "resnet-fashion"], default="lenet5")
+    p.add_argument("--preset", choices=list(CNN_MODELS), default="lenet5")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's (15)")
     p.add_argument("--backend", default="numpy")

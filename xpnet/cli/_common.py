@@ -30,6 +30,19 @@ def layer_sizes(text: str) -> list[int]:
     return values
 
 
+def whole_number(what: str = "a whole number from 1"):
+    """An argparse type: a whole number from 1, refused with `what` it counts ("a number of updates, ...")."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return n
+    return parse
+
+
 def common_flags(sp, device_help: str = "cpu, cuda or cuda:N") -> None:
     """The flags of every command that runs a model: --backend, --device, --json, --debug."""
     sp.add_argument("--backend", default=None, help=f"{', '.join(NAMES)} or auto (default: $XPNET_BACKEND or auto)")

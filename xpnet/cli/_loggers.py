@@ -3,31 +3,21 @@ callbacks they make (xpnet.training.loggers): this module makes the tensorboardX
 callbacks are given. Only rank 0 of a distributed run logs."""
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 from ..errors import InputError
+from ._common import whole_number
 
 DEFAULT_LOG_DIR = "runs"
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of updates, a whole number from 1, got {text!r}")
-    return n
 
 
 def add_flags(sp) -> None:
     sp.add_argument("--history", default=None, metavar="PATH",
                     help="write the history as it trains: CSV, one row per epoch (a .jsonl path: JSON Lines); with "
                          "--log-every N also every N updates (a CSV's steps go to PATH's .steps.csv)")
-    sp.add_argument("--log-every", type=_positive, default=None, metavar="N",
+    sp.add_argument("--log-every", type=whole_number("a number of updates, a whole number from 1"), default=None, metavar="N",
                     help="--history, --tensorboard and --mlflow also log every N updates: the step's loss, "
                          "learning rate and gradient norm (reads the loss from the device every N steps)")
     sp.add_argument("--log-grad-norm", action="store_true",

@@ -2,24 +2,12 @@
 a model file or a checkpoint, without data or training."""
 from __future__ import annotations
 
-import argparse
 
 from ..errors import InputError
-from ._common import common_flags, print_json
+from ._common import common_flags, print_json, whole_number
 
 #: values per sample of the built-in datasets (what a preset's MLP takes without --features)
 DATASET_FEATURES = {"digits": 64, "mnist": 784, "fashion-mnist": 784}
-
-
-def _count(text: str) -> int:
-    """argparse type of --features and --classes: a whole number from 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
-    return n
 
 
 def add_parser(sub) -> None:
@@ -32,10 +20,10 @@ def add_parser(sub) -> None:
     g.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
                    help="a model as a registry config (e.g. examples/lenet5.json)")
     g.add_argument("--checkpoint", default=None, metavar="PATH", help="a checkpoint written by xpnet")
-    sp.add_argument("--features", type=_count, default=None, metavar="N",
+    sp.add_argument("--features", type=whole_number(), default=None, metavar="N",
                     help="values per sample of a model taking flat rows (default: its dataset's, digits 64, "
                          "mnist 784)")
-    sp.add_argument("--classes", type=_count, default=10, metavar="N", help="outputs of a preset's model (default 10)")
+    sp.add_argument("--classes", type=whole_number(), default=10, metavar="N", help="outputs of a preset's model (default 10)")
     sp.set_defaults(func=cmd_summary)
 
 

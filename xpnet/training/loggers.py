@@ -75,6 +75,19 @@ class _StepLogger(Callback):
             row.update(val_loss=evaluation["val_loss"], val_accuracy=evaluation["val_accuracy"])
         return row
 
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Every every_steps-th update: each of the step's figures to `log_step` (a metric logger's one method)."""
+        row = self.step_figures(logs)
+        if row is None:
+            return
+        step = row.pop("step")
+        row.pop("epoch")
+        for key, value in row.items():
+            self.log_step(key, value, step)
+
+    def log_step(self, key: str, value: float, step: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} logs no steps")
+
 
 def gradient_norm(model):
     """The global L2 norm of the last update's gradients (model.state.grads), a 0-d device array; None where
@@ -188,14 +201,8 @@ class TensorBoard(_StepLogger):
             self.writer.add_text("model/summary", "    " + self.model.summary(show=False).text().replace(
                 "\n", "\n    "))  # indented: Markdown shows it as a fixed-width block
 
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        row = self.step_figures(logs)
-        if row is None:
-            return
-        step = row.pop("step")
-        row.pop("epoch")
-        for key, value in row.items():
-            self.writer.add_scalar(f"step/{key}", value, step)
+    def log_step(self, key: str, value: float, step: int) -> None:
+        self.writer.add_scalar(f"step/{key}", value, step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.active:
@@ -238,14 +245,8 @@ class MLflowLogger(_StepLogger):
             for key, value in self.run_params.items():
                 self.client.log_param(self.run_id, key, "none" if value is None else str(value)[:6000])
 
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        row = self.step_figures(logs)
-        if row is None:
-            return
-        step = row.pop("step")
-        row.pop("epoch")
-        for key, value in row.items():
-            self.client.log_metric(self.run_id, f"step_{key}", value, step=step)
+    def log_step(self, key: str, value: float, step: int) -> None:
+        self.client.log_metric(self.run_id, f"step_{key}", value, step=step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.active:
