@@ -275,3 +275,108 @@ def test_a_chain_of_sequence_layers_equals_torch():
     want, wgrads = torch_grads(model, (ids, *params.values()), dy)
     assert rel(y, want) <= TOL
     assert max(rel(grads[k], g) for k, g in zip(names, wgrads[1:])) <= TOL
+
+
+# ---- MultiHeadAttention ------------------------------------------------------------------------------------------
+
+def torch_mha(x, w_in, b_in, w_out, b_out, heads, causal, weights_mask=None):
+    """The same attention in torch: F.linear, heads by view and transpose, scaled_dot_product_attention (or, with a
+    dropout mask, the softmax written out so the mask can be the one xpnet drew)."""
+    b, t, d = x.shape
+    q, k, v = (a.view(b, t, heads, d // heads).transpose(1, 2) for a in F.linear(x, w_in, b_in).split(d, dim=-1))
+    if weights_mask is None:
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    else:
+        s = q @ k.transpose(-1, -2) / (d // heads) ** 0.5
+        if causal:
+            s = s.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf"))
+        o = (torch.softmax(s, dim=-1) * weights_mask) @ v
+    return F.linear(o.transpose(1, 2).reshape(b, t, d), w_out, b_out)
+
+
+def _mha_problem(dim, heads, time, seed):
+    rng = np.random.default_rng(seed)
+    params = {"in_proj_weight": rng.standard_normal((3 * dim, dim)) / dim ** 0.5, "in_proj_bias": rng.standard_normal(3 * dim),
+              "out_proj_weight": rng.standard_normal((dim, dim)) / dim ** 0.5, "out_proj_bias": rng.standard_normal(dim)}
+    return params, rng.standard_normal((2, time, dim)), rng.standard_normal((2, time, dim))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("native", [False, True])
+def test_multi_head_attention_equals_torch_sdpa(xpnet_backend, causal, native):
+    if native and xpnet_backend.kernels is None:
+        pytest.skip(f"{xpnet_backend.name} has no native kernels")
+    if native and xpnet_backend.name == "jax":
+        pytest.skip("JAX's dot_product_attention takes its softmax in float32 (3e-7 from float64: "
+                    "tests/test_attention_kernels.py); its float64 oracle check is the reference's")
+    layer = xpnet.MultiHeadAttention(6, 3, causal=causal)
+    layer.build((5, 6))
+    params, x, dy = _mha_problem(6, 3, 5, seed=11)
+    y, dx, grads = run_layer(xpnet_backend, layer, params, x, dy, kernels=xpnet_backend.kernels if native else None)
+    names = ["in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"]
+    want, (wdx, *wgrads) = torch_grads(lambda x, *p: torch_mha(x, *p, heads=3, causal=causal),
+                                       (x, *(params[n] for n in names)), dy)
+    assert max(rel(y, want), rel(dx, wdx), *(rel(grads[n], g) for n, g in zip(names, wgrads))) <= TOL
+
+
+def test_multi_head_attention_dropout_on_the_weights_equals_torch():
+    """dropout=0.4 while training: the weights times the mask drawn from noise (< keep, scaled by 1/keep), the same
+    mask given to torch; not training, no dropout."""
+    bk = xpnet.backend("numpy")
+    layer = xpnet.MultiHeadAttention(4, 2, dropout=0.4)
+    layer.build((4, 4))
+    params, x, dy = _mha_problem(4, 2, 3, seed=12)  # a sequence shorter than the built time: the noise sliced
+    noise = np.random.default_rng(13).random(layer.noise_shape(2))
+    assert noise.shape == (2, 2, 4, 4)
+    f64 = bk.dtype("float64")
+    p = {k: bk.asarray(v, dtype=f64) for k, v in params.items()}
+    y, back = layer.forward(p, bk.asarray(x, dtype=f64), training=True, noise=bk.asarray(noise, dtype=f64))
+    dx, grads = back(bk.asarray(dy, dtype=f64))
+    mask = torch.tensor((noise[:, :, :3, :3] < 0.6) / 0.6)
+    names = ["in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"]
+    want, (wdx, *wgrads) = torch_grads(lambda x, *q: torch_mha(x, *q, heads=2, causal=True, weights_mask=mask),
+                                       (x, *(params[n] for n in names)), dy)
+    assert max(rel(bk.to_numpy(y), want), rel(bk.to_numpy(dx), wdx),
+               *(rel(bk.to_numpy(grads[n]), g) for n, g in zip(names, wgrads))) <= TOL
+    plain, _ = layer.forward(p, bk.asarray(x, dtype=f64), training=False)
+    no_dropout = torch_mha(*(torch.tensor(a) for a in (x, *(params[n] for n in names))), heads=2, causal=True)
+    assert rel(bk.to_numpy(plain), no_dropout.numpy()) <= TOL
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_causality_a_later_token_never_changes_an_earlier_output(xpnet_backend, native):
+    """Embedding -> PositionalEmbedding -> MultiHeadAttention -> LayerNorm -> Dense (logits): changing token t
+    leaves the logits of positions 0..t-1 exactly as they were, and changes position t's."""
+    if native and xpnet_backend.kernels is None:
+        pytest.skip(f"{xpnet_backend.name} has no native kernels")
+    chain = xpnet.Chain([Embedding(9, 4), PositionalEmbedding(6, 4), xpnet.MultiHeadAttention(4, 2),
+                         xpnet.LayerNorm(4), xpnet.Dense(4, 9)])
+    chain, params = built(chain, (6,), seed=14)
+    f64 = xpnet_backend.dtype("float64")
+    p = {k: xpnet_backend.asarray(v, dtype=f64) for k, v in params.items()}
+    kernels = {"kernels": xpnet_backend.kernels} if native else {}
+    ids = np.random.default_rng(15).integers(0, 9, (2, 6))
+    logits = lambda a: xpnet_backend.to_numpy(chain.forward(  # noqa: E731
+        p, xpnet_backend.asarray(a, dtype=xpnet_backend.xp.int64), **kernels)[0])
+    base = logits(ids)
+    for t in range(6):
+        changed = ids.copy()
+        changed[:, t] = (changed[:, t] + 1) % 9
+        after = logits(changed)
+        np.testing.assert_array_equal(after[:, :t], base[:, :t])
+        assert np.all(np.abs(after[:, t] - base[:, t]).max(axis=-1) > 0)
+
+
+def test_multi_head_attention_refusals_and_config():
+    with pytest.raises(xpnet.InputError, match="multiple of heads.*dim=6, heads=4") as e:
+        xpnet.MultiHeadAttention(6, 4)
+    assert "\n" not in str(e.value)
+    with pytest.raises(xpnet.InputError, match=r"takes \(batch, time, 6\) input but gets \(batch, 5, 4\)"):
+        xpnet.MultiHeadAttention(6, 2).build((5, 4))
+    with pytest.raises(xpnet.InputError, match="dropout"):
+        xpnet.MultiHeadAttention(6, 2, dropout=1.0)
+    layer = xpnet.MultiHeadAttention(6, 2, causal=False, dropout=0.1, bias=False)
+    again = xpnet.deserialize(json.loads(json.dumps(xpnet.serialize(layer))), "layer")
+    assert type(again) is type(layer) and again.get_config() == layer.get_config()
+    again.build((3, 6))
+    assert set(again.param_shapes()) == {"in_proj_weight", "out_proj_weight"} and again.noise_shape(2) == (2, 2, 3, 3)

@@ -1,5 +1,6 @@
 """Layers: configuration and shapes; parameters are passed in (see base.Layer for the protocol)."""
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
+from .attention import MultiHeadAttention
 from .base import Layer
 from .combinators import Add, Chain, Concatenate, Residual
 from .conv import Conv2D, set_im2col_limit
@@ -11,4 +12,4 @@ from .embedding import Embedding, PositionalEmbedding
 from .reshape import Flatten
 
 __all__ = ["Add", "AvgPool2D", "Chain", "Concatenate", "Residual", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "GELU", "GlobalAvgPool2D",
-           "Identity", "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "PositionalEmbedding", "ReLU", "Sigmoid", "Softmax", "Tanh", "set_im2col_limit", "sigmoid", "softmax"]
+           "Identity", "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "MultiHeadAttention", "PositionalEmbedding", "ReLU", "Sigmoid", "Softmax", "Tanh", "set_im2col_limit", "sigmoid", "softmax"]
