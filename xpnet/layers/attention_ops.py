@@ -1,5 +1,5 @@
 """Attention and scatter-add written with the array API only: the reference (and fallback) of the backends'
-`attention` and `scatter_add_rows` kernels (`xpnet.backend.Kernels`), which the sequence layers will call.
+`attention` and `scatter_add_rows` kernels (`xpnet.backend.Kernels`), which the sequence layers call (Embedding, MultiHeadAttention).
 
 Each function takes `kernels=` as the layers' forward does: the backend's Kernels object (a model passes
 `bk.kernels`), whose kernel of the same name runs instead when the backend has it; None or a missing kernel runs
