@@ -50,9 +50,9 @@ class Dense(Layer):
             raise InputError("Dense takes (batch, ..., features) input but gets (batch,) with no feature axis; "
                              "reshape the input to (batch, 1)")
         if self.in_features is not None and input_shape[-1] != self.in_features:
-            raise InputError(f"Dense expects {self.in_features} input features (the last axis) but the previous layer "
-                             f"gives {input_shape[-1]} (input (batch, {', '.join(map(str, input_shape))})); make the "
-                             f"sizes agree, or put a Flatten() before it for image input")
+            raise InputError(f"Dense expects {self.in_features} input features but the previous layer gives "
+                             f"{input_shape[-1]} (the last axis of (batch, {', '.join(map(str, input_shape))})); make "
+                             f"the sizes agree, or put a Flatten() before it for image input")
         self.in_features = input_shape[-1]
         self.input_shape, self.output_shape = input_shape, (*input_shape[:-1], self.out_features)
         return self.output_shape
