@@ -306,9 +306,6 @@ def _mha_problem(dim, heads, time, seed):
 def test_multi_head_attention_equals_torch_sdpa(xpnet_backend, causal, native):
     if native and xpnet_backend.kernels is None:
         pytest.skip(f"{xpnet_backend.name} has no native kernels")
-    if native and xpnet_backend.name == "jax":
-        pytest.skip("JAX's dot_product_attention takes its softmax in float32 (3e-7 from float64: "
-                    "tests/test_attention_kernels.py); its float64 oracle check is the reference's")
     layer = xpnet.MultiHeadAttention(6, 3, causal=causal)
     layer.build((5, 6))
     params, x, dy = _mha_problem(6, 3, 5, seed=11)
