@@ -195,7 +195,8 @@ def test_channels_last_hint():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: xpnet.Sequential([xpnet.Flatten(), xpnet.Dense(10)]), "does not say its input size; pass input_shape="),
-    (lambda: xpnet.Sequential([xpnet.Dense(10)], input_shape=(2, 3)), r"Dense takes \(batch, features\) input .* Flatten\(\)"),
+    # Dense now works on the last axis of N-D input (issue 31); such a model is still refused, for its N-D logits
+    (lambda: xpnet.Sequential([xpnet.Dense(10)], input_shape=(2, 3)), r"outputs of shape \(2, 10\) .* Flatten\(\)"),
     (lambda: xpnet.Sequential([xpnet.Dense(4, 3), xpnet.Dense(5, 2)]), "Dense expects 5 input features but the previous"),
     (lambda: xpnet.Sequential([]), "needs at least one layer"),
     (lambda: xpnet.Dense(4, 3, init="zeros_please"), "unknown initializer 'zeros_please'; choose one of: uniform"),

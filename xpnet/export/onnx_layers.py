@@ -6,7 +6,7 @@ An emitter is `emit(layer, params, x) -> y` with `params` the layer's parameters
 - traced: the layer's own `forward(params, x, training=False)`, run on ndonnx arrays (xpnet's layers take
   `xp` from their input, so the Array API code that trains is the code that is exported). Used where the
   traced graph is as good as a hand-written one: Sigmoid (its 0.5 * tanh(0.5 z) + 0.5, the same formula as
-  training), Tanh, ReLU (Max), Identity, Dropout (identity when not training), Flatten (Reshape).
+  training), Tanh, GELU (its tanh form, as trained), ReLU (Max), Identity, Dropout (identity when not training), Flatten (Reshape).
 - native: one ONNX node from the layer's config, written with spox, where tracing gives a poor graph.
   Dense -> Gemm(transB=1): the traced `x @ w.T + b` is Transpose, two Size, Mul, Equal and an If around the
   MatMul (ndonnx guards empty arrays), then Add. LeakyReLU -> LeakyRelu: the traced where() expands two
@@ -26,7 +26,7 @@ A layer in neither table has no ONNX form: `emitter` says so in one line.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
+from ..layers import (GELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
                       MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from ..layers._patches import pair
 from ..layers.combinators import Chain, Combinator, Concatenate, Residual
@@ -96,11 +96,15 @@ def emitter(layer, strategy: str = "native", where: str = ""):
                      f"{', '.join(supported())}); add one in xpnet/export/onnx_layers.py (traced(...) or native(...))")
 
 
-traced(Sigmoid, Tanh, ReLU, Identity, Dropout, Flatten, Dense, LeakyReLU, Softmax)
+traced(Sigmoid, Tanh, ReLU, Identity, Dropout, Flatten, Dense, LeakyReLU, Softmax, GELU)
 
 
 @native(Dense)
 def _dense(layer, params, x):
+    if layer.input_shape is not None and len(layer.input_shape) != 1:
+        raise InputError(f"ONNX export takes Dense on (batch, features) input only, not on "
+                         f"(batch, {', '.join(map(str, layer.input_shape))}) (the sequence layers' ONNX form is still to "
+                         f"come, issue 31); export a model whose Dense layers see 2-D input")
     op = _ops()
     args = [x.unwrap_spox(), op.const(params["weight"])]
     if layer.use_bias:

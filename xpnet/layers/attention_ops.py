@@ -1,5 +1,5 @@
 """Attention and scatter-add written with the array API only: the reference (and fallback) of the backends'
-`attention` and `scatter_add_rows` kernels (`xpnet.backend.Kernels`), which the sequence layers will call.
+`attention` and `scatter_add_rows` kernels (`xpnet.backend.Kernels`), which the sequence layers call (Embedding, MultiHeadAttention).
 
 Each function takes `kernels=` as the layers' forward does: the backend's Kernels object (a model passes
 `bk.kernels`), whose kernel of the same name runs instead when the backend has it; None or a missing kernel runs
@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..namespace import namespace
 
 
-def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=None):
+def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=None, weights_mask=None):
     """Scaled-dot-product attention, softmax(q kᵀ · scale + mask) v, with its backward.
 
     q (batch, heads, Tq, D), k (batch, heads, Tk, D), v (batch, heads, Tk, Dv), one floating dtype;
@@ -26,9 +26,13 @@ def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=
 
     Numerically safe softmax: the row maximum is subtracted before exp (finite: the row's unmasked scores
     include key 0), masked scores are -inf, so their exp is exactly 0 and they get no gradient.
+
+    weights_mask: None, or an array broadcasting against the weights (batch, heads, Tq, Tk) that multiplies them
+    after the softmax (dropout on the attention weights: the keep mask scaled by 1/keep, MultiHeadAttention's);
+    the native kernels take none, so the code here runs whenever it is given.
     """
     _check_attention(q, k, v, scale)
-    if kernels is not None and getattr(kernels, "attention", None) is not None:
+    if weights_mask is None and kernels is not None and getattr(kernels, "attention", None) is not None:
         return kernels.attention(q, k, v, causal, scale)
     xp = namespace(q)
     if scale is None:
@@ -40,11 +44,14 @@ def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=
         s = xp.where(keep, s, xp.full_like(s, -math.inf))
     e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
     p = e / xp.sum(e, axis=-1, keepdims=True)
-    out = xp.matmul(p, v)
+    pm = p if weights_mask is None else p * weights_mask
+    out = xp.matmul(pm, v)
 
     def backward(dout):
-        dv = xp.matmul(xp.permute_dims(p, (0, 1, 3, 2)), dout)
+        dv = xp.matmul(xp.permute_dims(pm, (0, 1, 3, 2)), dout)
         dp = xp.matmul(dout, xp.permute_dims(v, (0, 1, 3, 2)))
+        if weights_mask is not None:
+            dp = dp * weights_mask
         ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale  # softmax's Jacobian; masked p are 0
         return xp.matmul(ds, k), xp.matmul(xp.permute_dims(ds, (0, 1, 3, 2)), q), dv
 

@@ -66,6 +66,9 @@ class Layer(Configurable):
     kernel_names: tuple = ()
     #: the input shape the layer was constructed for, when its constructor names one (Dense(in, out))
     declared_input_shape: tuple | None = None
+    #: True when the layer takes integer input (Embedding's token ids): it has no input gradient (backward's dx
+    #: is None), and `sample_input` draws valid integers for the tests and gradient checks
+    integer_input: bool = False
 
     input_shape: tuple | None = None
     output_shape: tuple | None = None
@@ -76,6 +79,11 @@ class Layer(Configurable):
         builds, gradchecks and round-trips through its config. The default, one sample of 5 features with no
         arguments, fits layers whose constructor needs none; others override it."""
         return [({}, (5,))]
+
+    def sample_input(self, rng, shape: tuple):
+        """A host NumPy input of `shape` (batch included) that the layer accepts, for tests and gradient checks:
+        standard normal values by default; integer-input layers draw valid ids."""
+        return rng.standard_normal(shape)
 
     def build(self, input_shape: tuple) -> tuple:
         """Record and check the input shape (batch excluded); return the output shape."""

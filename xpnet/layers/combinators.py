@@ -306,9 +306,20 @@ class Chain(Combinator):
         from .activations import Tanh
         from .dense import Dense
         from .normalization import BatchNorm
+        from .embedding import Embedding
+        from .normalization import LayerNorm
         shared = Dense(3, 3)
         return [({"layers": [Dense(4, 3), Tanh(), BatchNorm(), Dense(3, 2)]}, (4,)),
-                ({"layers": [shared, Tanh(), shared]}, (3,))]
+                ({"layers": [shared, Tanh(), shared]}, (3,)),
+                ({"layers": [Embedding(6, 3), LayerNorm(), Dense(3, 2)]}, (4,))]
+
+    @property
+    def integer_input(self) -> bool:
+        """The first layer's: a chain that starts with an Embedding takes token ids."""
+        return bool(self.layers) and self.layers[0].integer_input
+
+    def sample_input(self, rng, shape: tuple):
+        return self.layers[0].sample_input(rng, shape)
 
     def get_config(self) -> dict:
         return {"layers": serialize_layers(self._children)}

@@ -1,4 +1,5 @@
-"""Dense: y = x @ W.T + b with W: (out_features, in_features), b: (out_features,) (the book's w[:, 1:] and w[:, 0])."""
+"""Dense: y = x @ W.T + b with W: (out_features, in_features), b: (out_features,) (the book's w[:, 1:] and w[:, 0]),
+on the last axis of (batch, ..., in_features) input (torch.nn.functional.linear's rule)."""
 from __future__ import annotations
 
 from .. import init as initializers
@@ -12,9 +13,12 @@ from .base import Layer, weight_and_bias
 
 @register("Dense.v1", aliases=("dense",))
 class Dense(Layer):
-    """Fully connected layer on (batch, in_features) input.
+    """Fully connected layer on the last axis: (batch, in_features) -> (batch, out_features), and
+    (batch, ..., in_features) -> (batch, ..., out_features) for sequences (batch, time, features).
 
-    Dense(in_features, out_features) or Dense(out_features) (input size taken from the previous layer)."""
+    Dense(in_features, out_features) or Dense(out_features) (input size taken from the previous layer).
+    N-D input runs as one GEMM on its (batch·..., in_features) reshape, so the weight's gradient is summed over
+    every leading axis; 2-D input runs the 2-D code unchanged."""
 
     penalized = ("weight",)
 
@@ -33,7 +37,8 @@ class Dense(Layer):
     @classmethod
     def examples(cls):
         return [({"in_features": 4, "out_features": 3}, (4,)), ({"in_features": 3}, (3,)),
-                ({"in_features": 4, "out_features": 2, "init": "he_uniform", "bias": False}, (4,))]
+                ({"in_features": 4, "out_features": 2, "init": "he_uniform", "bias": False}, (4,)),
+                ({"in_features": 3, "out_features": 2}, (2, 3)), ({"in_features": 2, "bias": False}, (2, 1, 2))]
 
     def get_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
@@ -41,14 +46,15 @@ class Dense(Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
-            raise InputError(f"Dense takes (batch, features) input but gets (batch, {', '.join(map(str, input_shape))}); "
-                             f"put a Flatten() before it")
-        if self.in_features is not None and input_shape[0] != self.in_features:
+        if len(input_shape) < 1:
+            raise InputError("Dense takes (batch, ..., features) input but gets (batch,) with no feature axis; "
+                             "reshape the input to (batch, 1)")
+        if self.in_features is not None and input_shape[-1] != self.in_features:
             raise InputError(f"Dense expects {self.in_features} input features but the previous layer gives "
-                             f"{input_shape[0]}; make the sizes agree")
-        self.in_features = input_shape[0]
-        self.input_shape, self.output_shape = input_shape, (self.out_features,)
+                             f"{input_shape[-1]} (the last axis of (batch, {', '.join(map(str, input_shape))})); make "
+                             f"the sizes agree, or put a Flatten() before it for image input")
+        self.in_features = input_shape[-1]
+        self.input_shape, self.output_shape = input_shape, (*input_shape[:-1], self.out_features)
         return self.output_shape
 
     def param_shapes(self):
@@ -65,6 +71,8 @@ class Dense(Layer):
         return weight_and_bias(self.init, rng, (self.out_features, self.in_features), self.use_bias, asarray)
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
+        if x.ndim != 2:
+            return self._forward_nd(params, x, need_dx)
         w = params["weight"]
         y = x @ w.T
         if self.use_bias:
@@ -77,6 +85,18 @@ class Dense(Layer):
             return (dy @ w if need_dx else None), grads
 
         return y, backward
+
+    def _forward_nd(self, params, x, need_dx):
+        """(..., in) input as the 2-D forward of its (prod(...), in) reshape; dy and dx reshaped back."""
+        xp = namespace(x)
+        lead = tuple(x.shape[:-1])
+        y2, back2 = self.forward(params, xp.reshape(x, (-1, x.shape[-1])), need_dx=need_dx)
+
+        def backward(dy):
+            dx, grads = back2(xp.reshape(dy, (-1, self.out_features)))
+            return (None if dx is None else xp.reshape(dx, (*lead, x.shape[-1]))), grads
+
+        return xp.reshape(y2, (*lead, self.out_features)), backward
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"

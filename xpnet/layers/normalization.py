@@ -138,3 +138,76 @@ class BatchNorm(Layer):
 
     def __repr__(self) -> str:
         return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
+
+
+@register("LayerNorm.v1", aliases=("layer_norm", "layernorm"))
+class LayerNorm(Layer):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis of (batch, ..., dim) input, each
+    sample and position on its own (torch.nn.functional.layer_norm over the last axis; biased variance).
+
+    dim: the last axis (None: taken from the input). Parameters weight (dim,) = 1 (kind "norm") and bias
+    (dim,) = 0. The statistics and the normalized values are computed in float32 or wider: a float16/bfloat16
+    input is normalized in float32 and the output cast back to the input's dtype. No state: training and
+    inference compute the same."""
+
+    def __init__(self, dim: int | None = None, eps: float = 1e-5):
+        if dim is not None:
+            check("dim", dim, Interval(int, 1, None), owner="LayerNorm")
+        check("eps", eps, Interval(float, 0.0, None, closed="neither"), owner="LayerNorm")
+        self.dim, self.eps = dim, float(eps)
+
+    @classmethod
+    def examples(cls):
+        return [({"dim": 4}, (4,)), ({}, (3, 5)), ({"dim": 3, "eps": 1e-3}, (2, 1, 3))]
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim, "eps": self.eps}
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 1:
+            raise InputError("LayerNorm takes (batch, ..., dim) input but gets (batch,) with no feature axis; "
+                             "reshape the input to (batch, 1)")
+        if self.dim is not None and input_shape[-1] != self.dim:
+            raise InputError(f"LayerNorm expects dim {self.dim} (the last axis) but the previous layer gives "
+                             f"{input_shape[-1]}; make them agree")
+        self.dim = input_shape[-1]
+        self.input_shape = self.output_shape = input_shape
+        return self.output_shape
+
+    def param_shapes(self):
+        return {"weight": (self.dim,), "bias": (self.dim,)}
+
+    def param_kinds(self):
+        return {"weight": NORM, "bias": BIAS}
+
+    def init_params(self, rng, asarray):
+        self._require_built()
+        return {"weight": asarray(initializers.ones(self.dim)), "bias": asarray(initializers.zeros(self.dim))}
+
+    def forward(self, params, x, training=False, need_dx=True, noise=None):
+        xp = namespace(x)
+        narrow = xp.finfo(x.dtype).bits < 32
+        wide = (lambda a: xp.astype(a, xp.float32)) if narrow else (lambda a: a)  # noqa: E731
+        back_to = (lambda a: xp.astype(a, x.dtype)) if narrow else (lambda a: a)  # noqa: E731
+        gamma, beta = wide(params["weight"]), wide(params["bias"])
+        xw = wide(x)
+        centered = xw - xp.mean(xw, axis=-1, keepdims=True)
+        inv = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True) + self.eps)
+        xhat = centered * inv
+        dim = self.dim
+
+        def backward(dy):
+            dyw = wide(dy)
+            rows = lambda a: xp.reshape(a, (-1, dim))  # noqa: E731  (sums over every leading axis)
+            grads = {"weight": back_to(xp.sum(rows(dyw * xhat), axis=0)), "bias": back_to(xp.sum(rows(dyw), axis=0))}
+            if not need_dx:
+                return None, grads
+            g = dyw * gamma
+            dx = (g - xp.mean(g, axis=-1, keepdims=True) - xhat * xp.mean(g * xhat, axis=-1, keepdims=True)) * inv
+            return back_to(dx), grads
+
+        return back_to(xhat * gamma + beta), backward
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.dim}, eps={self.eps})"

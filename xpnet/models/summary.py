@@ -152,14 +152,15 @@ def walk_layers(layers, prefix: str = "layers") -> list[LayerRow]:
 
 def forward_flops(layer) -> int:
     """FLOPs of one sample's forward through a built leaf layer (see the module's docstring): the layer's own
-    `forward_flops()` where it has one, 2·in·out for Dense, 2·C_out·C_in·kh·kw·OH·OW for Conv2D, else 0."""
+    `forward_flops()` where it has one, 2·in·out for Dense (times the positions of N-D input), 2·C_out·C_in·kh·kw·OH·OW for Conv2D, else 0."""
     own = getattr(layer, "forward_flops", None)
     if callable(own):
         return int(own())
     from ..layers.conv import Conv2D
     from ..layers.dense import Dense
-    if isinstance(layer, Dense):
-        return 2 * layer.in_features * layer.out_features
+    if isinstance(layer, Dense):  # on N-D input, once per position of the leading axes
+        positions = math.prod(layer.input_shape[:-1]) if layer.input_shape is not None else 1
+        return 2 * layer.in_features * layer.out_features * positions
     if isinstance(layer, Conv2D) and layer.output_shape is not None:
         _, oh, ow = layer.output_shape
         kh, kw = layer.kernel

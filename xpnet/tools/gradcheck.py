@@ -81,23 +81,30 @@ def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: 
     0, where ReLU-type kinks would straddle the stencil). The layer must be built for `input_shape`.
     kernels: the backend's native kernels (`bk.kernels`) for a layer that takes them (its kernel_names), which
     then checks the kernels' gradients; None checks the layer's array-API code.
-    Returns {'input': relative error, 'params': {name: relative error}}."""
+    Integer-input layers (`layer.integer_input`: Embedding) get valid ids from `layer.sample_input` and no input
+    check. Returns {'input': relative error (None for integer input), 'params': {name: relative error}}."""
     rng = np.random.default_rng(seed)
     f64 = bk.dtype("float64")
     put = lambda a: bk.asarray(a, dtype=f64)  # noqa: E731
     params = layer.init_params(rng, put)
-    x = rng.standard_normal((batch, *input_shape))
-    x = np.where(np.abs(x) < 0.05, 0.5, x)
+    integer = getattr(layer, "integer_input", False)
+    if integer:  # token ids: no input gradient to check
+        x = layer.sample_input(rng, (batch, *input_shape))
+        put_x = lambda a: bk.asarray(a, dtype=bk.xp.int64)  # noqa: E731
+    else:
+        x = rng.standard_normal((batch, *input_shape))
+        x = np.where(np.abs(x) < 0.05, 0.5, x)
+        put_x = put
     shape = layer.noise_shape(batch)
     noise = None if shape is None else put(rng.random(shape))
     extra = {} if kernels is None else {"kernels": kernels}
-    y, back = layer.forward(params, put(x), training=training, noise=noise, **extra)
+    y, back = layer.forward(params, put_x(x), training=training, noise=noise, **extra)
     r = rng.standard_normal(tuple(y.shape))
     dx, grads = back(put(r))
     xp = bk.xp
 
     def f(xh, ph):
-        out, _ = layer.forward(ph, put(xh), training=training, noise=noise, **extra)
+        out, _ = layer.forward(ph, put_x(xh), training=training, noise=noise, **extra)
         return float(xp.sum(out * put(r)))
 
     def numeric(values, call):
@@ -109,7 +116,8 @@ def check_layer(layer, bk, input_shape, batch: int = 4, seed: int = 0, epsilon: 
             num[i] = (call(plus) - call(minus)) / (2 * epsilon)
         return num
 
-    report = {"input": relative_error(numeric(x, lambda v: f(v, params)), bk.to_numpy(dx)), "params": {}}
+    report = {"input": None if integer else relative_error(numeric(x, lambda v: f(v, params)), bk.to_numpy(dx)),
+              "params": {}}
     for name, value in params.items():
         host = bk.to_numpy(value, copy=True).astype(np.float64)
         num = numeric(host, lambda v, name=name: f(x, {**params, name: put(v)}))
