@@ -34,3 +34,13 @@ def run_cli(*argv) -> tuple[int, str, str]:
         except SystemExit as exc:
             rc = exc.code
     return rc, out.getvalue(), err.getvalue()
+
+
+def installed(name: str) -> bool:
+    """Whether the backend `name` can be made on this machine (its library imports)."""
+    import xpnet
+    try:
+        xpnet.backend(name)
+        return True
+    except xpnet.BackendError:
+        return False

@@ -2,7 +2,6 @@
 (nested blocks, a strided shortcut, Concatenate, a tied Dense, Dropout inside a block) against fit on one
 process, on every rank. Prints one JSON line from rank 0: the largest relative differences, and whether every
 rank ended with bit-identical parameters. argv: backend dtype."""
-import hashlib
 import json
 import sys
 
@@ -10,8 +9,8 @@ import numpy as np
 
 import xpnet
 from xpnet import Chain, Concatenate, Conv2D, Dense, Residual
-from xpnet.distributed import Communicator
 from xpnet.parity import rel_diff
+from mpi_common import fit_one_and_many
 
 backend, dtype = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(0)
@@ -32,16 +31,9 @@ def model():
 
 # batch 20 of 90 rows: a last short minibatch of 10, shards of 10 and 5 on two ranks
 options = dict(epochs=2, batch_size=20)
-comm = Communicator()
-one, many = model(), model()
-one.fit(X, y, **options)
-many.fit(X, y, distributed=comm, **options)
-a, b = one.get_state()["params"], many.get_state()["params"]
-digest = hashlib.sha256(b"".join(np.ascontiguousarray(b[k]).tobytes() for k in sorted(b))).hexdigest()
-same = len(set(comm.allgather(digest))) == 1
-out = {"params": max(rel_diff(b[k], a[k])[1] for k in a),
-       "batch_losses": rel_diff(np.asarray(many.batch_losses_), np.asarray(one.batch_losses_))[1],
-       "accuracy_equal": one.history_["accuracy"] == many.history_["accuracy"], "ranks_identical": same,
-       "steps": len(many.batch_losses_), "names": list(a), "ranks": comm.size}
+comm, one, many, facts = fit_one_and_many(model, X, y, **options)
+out = {**facts, "batch_losses": rel_diff(np.asarray(many.batch_losses_), np.asarray(one.batch_losses_))[1],
+       "accuracy_equal": one.history_["accuracy"] == many.history_["accuracy"],
+       "steps": len(many.batch_losses_), "names": list(one.get_state()["params"])}
 if comm.rank == 0:
     print(json.dumps(out), flush=True)

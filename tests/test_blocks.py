@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet
+from fakes import installed
 from xpnet import Add, BatchNorm, Chain, Concatenate, Conv2D, Dense, Residual
 from xpnet.layers.combinators import walk
 from xpnet.parity import rel_diff
@@ -20,15 +21,7 @@ F = torch.nn.functional
 TOL = 1e-10
 
 
-def _installed(name):
-    try:
-        xpnet.backend(name)
-        return True
-    except xpnet.BackendError:
-        return False
-
-
-CPU_BACKENDS = [b for b in ("numpy", "array_api_strict", "torch", "jax") if _installed(b)]
+CPU_BACKENDS = [b for b in ("numpy", "array_api_strict", "torch", "jax") if installed(b)]
 
 
 def _torch_forward(layer, params, x, uses):
@@ -173,7 +166,7 @@ def test_residual_network_parity_on_every_cpu_backend():
     assert all(r["max_rel_diff"] <= 1e-10 for r in report["results"])
 
 
-@pytest.mark.parametrize("name", [b for b in ("jax", "torch") if _installed(b)])
+@pytest.mark.parametrize("name", [b for b in ("jax", "torch") if installed(b)])
 def test_residual_network_parity_compiled(name):
     report = xpnet.parity(model="resnet", backends=[name], dtypes=["float64"], steps=2, compile=True)
     rows = {r["label"]: r for r in report["results"]}
@@ -181,7 +174,7 @@ def test_residual_network_parity_compiled(name):
 
 
 def test_names_kinds_penalties_and_kernels_of_nested_layers():
-    model = _tiny_resnet("torch" if _installed("torch") else "numpy", l2=1e-3)
+    model = _tiny_resnet("torch" if installed("torch") else "numpy", l2=1e-3)
     names = list(model.parameters())
     assert names[:6] == ["layers.0.weight", "layers.0.bias", "layers.2.block.0.weight", "layers.2.block.1.weight",
                          "layers.2.block.1.bias", "layers.3.block.0.weight"]
@@ -235,7 +228,7 @@ def test_config_json_round_trip_keeps_nesting_and_sharing():
 
 @pytest.mark.parametrize("writer, reader", [("numpy", "torch"), ("torch", "jax")])
 def test_a_nested_checkpoint_loads_on_another_backend(tmp_path, writer, reader):
-    if not (_installed(writer) and _installed(reader)):
+    if not (installed(writer) and installed(reader)):
         pytest.skip("needs both backends")
     X, y = _images(30)
     model = _tiny_resnet(writer, "float32")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet
+from fakes import installed
 from xpnet.layers import AvgPool2D, BatchNorm, Conv2D, MaxPool2D
 from xpnet.layers._patches import col2im
 from xpnet.parity import rel_diff
@@ -22,16 +23,8 @@ TOL = 1e-10  # parity's metric, max|a - b| / max|b| per tensor
 EXAMPLES = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _installed(name):
-    try:
-        xpnet.backend(name)
-        return True
-    except xpnet.BackendError:
-        return False
-
-
 # the layers' array-API reference on NumPy, and each installed backend's native kernels (issue 37)
-PATHS = ["reference"] + [name for name in ("torch", "jax") if _installed(name)]
+PATHS = ["reference"] + [name for name in ("torch", "jax") if installed(name)]
 
 
 def _run(layer, input_shape, x, params, dy, state=None, training=True, path="reference"):
@@ -303,7 +296,7 @@ def test_compiled_step_updates_running_statistics_as_eager():
 
 def test_cnn_parity_rows():
     """`xpnet parity --model cnn`: the small CNN (Conv2D, max- and average-pooling) in lockstep with NumPy float64."""
-    backends = [b for b in ("numpy", "array_api_strict", "torch") if _installed(b)]
+    backends = [b for b in ("numpy", "array_api_strict", "torch") if installed(b)]
     report = xpnet.parity(model="cnn", backends=backends, dtypes=["float64"], steps=2)
     assert report["passed"], report
     assert {r["backend"] for r in report["results"]} == set(backends)
