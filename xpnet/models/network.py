@@ -67,8 +67,9 @@ def _as_layers(layers, owner: str) -> list:
 def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
     """(input_shape, output_shape) of one sample, after building each layer on its input's shape (input_shape:
     given, or the first layers' declared one); refused when it is unknown or the logits are neither 1-D
-    (outputs,) per sample nor per position (time, outputs) (a sequence model's: the loss, accuracy and metrics
-    then run over the last axis, every position counting)."""
+    (outputs,) per sample nor, for a sequence model (its first layer takes integer ids: Embedding), per
+    position (time, outputs) (the loss, accuracy and metrics then run over the last axis, every position
+    counting)."""
     shape = _infer_input_shape(layers) if input_shape is None else tuple(int(s) for s in input_shape)
     if shape is None:
         raise InputError(f"the first layer ({type(layers[0]).__name__}) does not say its input size; pass "
@@ -77,10 +78,11 @@ def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
     input_shape = shape
     for layer in layers:
         shape = tuple(layer.build(shape))
-    if len(shape) not in (1, 2):
+    sequence = bool(getattr(layers[0], "integer_input", False))  # token ids in: logits per position allowed
+    if len(shape) != 1 and not (sequence and len(shape) == 2):
         raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
-                         f"1-D (outputs,), or (time, outputs) per position for a sequence model: end with "
-                         f"Flatten() and Dense(..., n_classes)")
+                         f"1-D (outputs,), or (time, outputs) per position for a sequence model (one starting "
+                         f"with Embedding): end with Flatten() and Dense(..., n_classes)")
     return input_shape, shape
 
 
