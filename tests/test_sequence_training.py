@@ -48,7 +48,8 @@ def test_token_ids_stay_integer_and_class_models_still_cast():
     ids = model.as_input(X)
     assert ids.dtype == np.int64 and model.cast(ids) is ids
     mlp = xpnet.Sequential([Dense(4, 3), ReLU(), Dense(3, 2)], backend="numpy")
-    assert not mlp.integer_input and mlp.positions == 1 and mlp.cast(np.ones((2, 4), dtype=np.int64)).dtype == np.float32
+    assert not mlp.integer_input and mlp.positions == 1
+    assert mlp.cast(np.ones((2, 4), dtype=np.int64)).dtype == np.float32
 
 
 @pytest.fixture(scope="module")

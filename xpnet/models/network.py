@@ -187,7 +187,8 @@ def _check_targets_in_general(x, y, output_shape: tuple, owner: str) -> None:
         got = f"class labels of shape {tuple(shape)} ({dtype})"
     else:
         got = f"shape {tuple(shape)} ({dtype})"
-    raise InputError(f"{owner}: y must be targets of shape {'(batch, outputs)' if len(want) == 2 else '(batch, time, outputs)'} = {want} in a floating dtype (one-hot "
+    named = "(batch, outputs)" if len(want) == 2 else "(batch, time, outputs)"
+    raise InputError(f"{owner}: y must be targets of shape {named} = {want} in a floating dtype (one-hot "
                      f"rows for class labels), got {got}; make them from labels with "
                      f"yb, _ = model.as_targets(labels, len(labels)), or pass integer class indices {want[:-1]} "
                      f"with indices=True")
@@ -483,8 +484,8 @@ class Network(Configurable):
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
         computes the minibatch as k micro-batches (rows split as numpy.array_split does) and sums their
         gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
-        of positions a mean loss divides by (default the batch's: samples times `positions`). The penalty is added once, at the end;
-        penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
+        of positions a mean loss divides by (default the batch's: samples times `positions`). The penalty is
+        added once, at the end; penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
         `add_penalty`).
 
         Layer state (BatchNorm's running statistics): taken from `layer_state` (default the model's); with

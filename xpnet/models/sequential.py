@@ -24,7 +24,8 @@ from ..data.preprocessing import as_scaler
 from ..registry import register
 from ..training.state import TrainState
 from ..training.loop import fit as _fit
-from ..data.validation import check_labels, check_sequence_targets, check_X, foreign_array_error, host_samples, sample_shape
+from ..data.validation import (check_labels, check_sequence_targets, check_X, foreign_array_error, host_samples,
+                               sample_shape)
 from .network import Network, micro_bounds  # noqa: F401  (micro_bounds: also this module's name)
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
