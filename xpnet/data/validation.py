@@ -112,6 +112,27 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y", warn: bool 
     return labels
 
 
+def check_sequence_targets(y, n_samples: int, target_shape: tuple, n_classes: int, name: str = "y") -> np.ndarray:
+    """A sequence model's targets -> int64 NumPy (n_samples, *target_shape) with values in 0..n_classes-1 (the
+    next token of each position, say); refused in one line otherwise."""
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise InputError(f"{name} must be integer targets (samples, {', '.join(map(str, target_shape))}); could not "
+                         f"read it: {exc}") from None
+    want = (n_samples, *target_shape)
+    if arr.shape != want or arr.dtype.kind not in "biu":
+        raise InputError(f"{name} must be integer targets of shape (samples, {', '.join(map(str, target_shape))}) "
+                         f"= {want}, one class index per position of the model's {target_shape + (n_classes,)} "
+                         f"outputs, got shape {arr.shape} ({arr.dtype}); pass the token ids each position predicts")
+    labels = arr.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise InputError(f"{name} holds targets from {labels.min()} to {labels.max()} but the model has {n_classes} "
+                         f"outputs per position (0..{n_classes - 1}); build it with a vocabulary of "
+                         f"{labels.max() + 1} or more")
+    return labels
+
+
 def foreign_array_error(a, bk, name: str = "X") -> InputError:
     return InputError(f"{name} is a {library_of(a)} array but the model runs on backend {bk.name!r} "
                       f"({bk.device}); pass a NumPy array or a {bk.name} array on {bk.device}, "

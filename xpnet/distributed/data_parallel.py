@@ -74,7 +74,7 @@ class DataParallel:
         a, b = shard(n, self.rank, self.size)
         params = model.state.params
         t0 = self._now(params)
-        denom = n
+        denom = n * model.positions  # a mean loss divides by every position of the global minibatch
         if W is not None and model.loss.reduction == "mean":
             denom = xp.sum(bk.take(W, idx))
         if b > a:
@@ -84,7 +84,7 @@ class DataParallel:
             value, z, grads = model.value_and_grads(xb, yb, noise=part, accumulate=accumulate, denom=denom,
                                                     penalty=False, weight=None if W is None else bk.take(W, local),
                                                     indices=xp.isdtype(Y.dtype, "integral"))
-            correct = xp.sum(xp.astype(xp.argmax(z, axis=1) == bk.take(labels, local), model.dtype))
+            correct = model.count_correct(xp.argmax(z, axis=-1), bk.take(labels, local))
         else:  # more ranks than rows: this rank adds nothing (made on the model's device: without device=, torch
             # would put it on its default device, the CPU, and the all-reduce's concat would mix devices)
             value = correct = xp.zeros((), dtype=model.dtype, device=bk.native_device)
@@ -119,7 +119,7 @@ class DataParallel:
         for dtype, names in self._groups.items():
             parts = [xp.reshape(grads[k], (-1,)) for k in names]
             if dtype == self._scalars_in:
-                parts += [xp.reshape(model.cast(value), (1,)), xp.reshape(correct, (1,)), flag]
+                parts += [xp.reshape(xp.astype(value, model.dtype), (1,)), xp.reshape(correct, (1,)), flag]
             flat = self.comm.allreduce_(parts[0] if len(parts) == 1 else xp.concat(parts), bk)
             o = 0
             for k in names:

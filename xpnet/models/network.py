@@ -66,7 +66,10 @@ def _as_layers(layers, owner: str) -> list:
 
 def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
     """(input_shape, output_shape) of one sample, after building each layer on its input's shape (input_shape:
-    given, or the first layers' declared one); refused when it is unknown or the logits are not 1-D."""
+    given, or the first layers' declared one); refused when it is unknown or the logits are neither 1-D
+    (outputs,) per sample nor, for a sequence model (its first layer takes integer ids: Embedding), per
+    position (time, outputs) (the loss, accuracy and metrics then run over the last axis, every position
+    counting)."""
     shape = _infer_input_shape(layers) if input_shape is None else tuple(int(s) for s in input_shape)
     if shape is None:
         raise InputError(f"the first layer ({type(layers[0]).__name__}) does not say its input size; pass "
@@ -75,9 +78,11 @@ def _build_layers(layers: list, input_shape) -> tuple[tuple, tuple]:
     input_shape = shape
     for layer in layers:
         shape = tuple(layer.build(shape))
-    if len(shape) != 1:
+    sequence = bool(getattr(layers[0], "integer_input", False))  # token ids in: logits per position allowed
+    if len(shape) != 1 and not (sequence and len(shape) == 2):
         raise InputError(f"the last layer gives outputs of shape {shape} per sample; a model's logits must be "
-                         f"1-D (outputs,): end with Flatten() and Dense(..., n_classes)")
+                         f"1-D (outputs,), or (time, outputs) per position for a sequence model (one starting "
+                         f"with Embedding): end with Flatten() and Dense(..., n_classes)")
     return input_shape, shape
 
 
@@ -169,11 +174,11 @@ def _make_native_rng(net):
         return net.bk.make_native_rng(seed)
 
 
-def _check_targets_in_general(x, y, n_outputs: int, owner: str) -> None:
-    """Network.check_targets past its fast path: any floating (batch, outputs) targets pass; anything else is
-    refused in one line that says what came (class labels, another shape) and how to make targets."""
+def _check_targets_in_general(x, y, output_shape: tuple, owner: str) -> None:
+    """Network.check_targets past its fast path: any floating (batch, *output_shape) targets pass; anything else
+    is refused in one line that says what came (class labels, another shape) and how to make targets."""
     shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
-    want = (int(x.shape[0]), n_outputs)
+    want = (int(x.shape[0]), *output_shape)
     if shape is not None and tuple(shape) == want and "float" in str(dtype):
         return
     if shape is None:
@@ -182,9 +187,10 @@ def _check_targets_in_general(x, y, n_outputs: int, owner: str) -> None:
         got = f"class labels of shape {tuple(shape)} ({dtype})"
     else:
         got = f"shape {tuple(shape)} ({dtype})"
-    raise InputError(f"{owner}: y must be targets of shape (batch, outputs) = {want} in a floating dtype (one-hot "
+    named = "(batch, outputs)" if len(want) == 2 else "(batch, time, outputs)"
+    raise InputError(f"{owner}: y must be targets of shape {named} = {want} in a floating dtype (one-hot "
                      f"rows for class labels), got {got}; make them from labels with "
-                     f"yb, _ = model.as_targets(labels, len(labels)), or pass integer class indices (batch,) "
+                     f"yb, _ = model.as_targets(labels, len(labels)), or pass integer class indices {want[:-1]} "
                      f"with indices=True")
 
 
@@ -210,6 +216,8 @@ class Network(Configurable):
         self.dtype = self.bk.dtype(dtype)
         self.seed = seed
         self.input_shape, self.output_shape = _build_layers(self.layers, input_shape)
+        # token ids (Embedding first) stay integer on every path: `cast` leaves them as they are
+        self.integer_input = bool(getattr(self.layers[0], "integer_input", False))
         self.loss: Loss = resolve(loss, "loss")
         self.optimizer: Optimizer = resolve(optimizer, "optimizer")
         self.penalty = penalty if penalty is not None else Penalty(l1, l2)
@@ -281,7 +289,20 @@ class Network(Configurable):
 
     @property
     def n_outputs(self) -> int:
-        return self.output_shape[0]
+        """Outputs (classes, or the vocabulary) per sample or, for a sequence model, per position."""
+        return self.output_shape[-1]
+
+    @property
+    def target_shape(self) -> tuple:
+        """The shape of one sample's integer class indices: () for (outputs,) logits, (time,) for a sequence
+        model's (time, outputs) logits."""
+        return tuple(self.output_shape[:-1])
+
+    @property
+    def positions(self) -> int:
+        """Predictions per sample: 1, or a sequence model's time steps. Accuracy counts every position: the
+        loop's correct count is divided by this, so correct / samples is the fraction of positions right."""
+        return math.prod(self.output_shape[:-1])
 
     def summary(self, show: bool = True):
         """Each layer's name, type, output shape and parameter count, the total parameters and bytes, and the
@@ -427,22 +448,26 @@ class Network(Configurable):
     def check_targets(self, x, y, owner: str = "value_and_grads", indices: bool = False) -> None:
         """The targets of the low-level calls (value_and_grads, train_step, objective) are what the loss takes
         (xpnet.losses): (batch, outputs) floating rows (one-hot for class labels, probabilities, or values),
-        or with indices=True integer class indices (batch,) (`as_labels`; no one-hot is made for the data).
+        or with indices=True integer class indices (batch,) (`as_labels`; no one-hot is made for the data). A
+        sequence model ((time, outputs) logits) takes (batch, time, outputs) rows or (batch, time) indices.
         Integer labels without indices=True are refused in one line (they used to broadcast against the
         logits: a wrong loss when batch == outputs), as is anything else. Shapes and dtypes only: nothing is
         read from the device (safe inside a compiled step)."""
         shape, dtype = getattr(y, "shape", None), getattr(y, "dtype", None)
         if indices:
-            if shape is not None and tuple(shape) == (x.shape[0],) and self.xp.isdtype(dtype, "integral"):
+            want = (x.shape[0], *self.output_shape[:-1])
+            if shape is not None and tuple(shape) == want and self.xp.isdtype(dtype, "integral"):
                 return
-            raise InputError(f"{owner}(indices=True): y must be integer class indices of shape ({x.shape[0]},), "
+            raise InputError(f"{owner}(indices=True): y must be integer class indices of shape {want}, "
                              f"got {'a ' + type(y).__name__ if shape is None else f'shape {tuple(shape)} ({dtype})'}; "
                              f"make them from labels with model.as_labels(labels, len(labels))")
         # the common case first, cheaply (it runs every step: ~0.5 us, where the general test took 2.2 us)
-        if shape is not None and len(shape) == 2 and shape[1] == self.output_shape[0] and shape[0] == x.shape[0] \
+        out = self.output_shape
+        if shape is not None and len(shape) == 1 + len(out) and shape[-1] == out[-1] and shape[0] == x.shape[0] \
+                and (len(out) == 1 or tuple(shape[1:]) == out) \
                 and (dtype == self.dtype or dtype == self.xp.float32 or dtype == self.xp.float64):
             return
-        _check_targets_in_general(x, y, self.n_outputs, owner)
+        _check_targets_in_general(x, y, out, owner)
 
     def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None, weight=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
@@ -459,8 +484,8 @@ class Network(Configurable):
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
         computes the minibatch as k micro-batches (rows split as numpy.array_split does) and sums their
         gradients: the same result up to summation order, in 1/k of the activation memory. denom: the number
-        of samples a mean loss divides by (default the batch's). The penalty is added once, at the end;
-        penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
+        of positions a mean loss divides by (default the batch's: samples times `positions`). The penalty is
+        added once, at the end; penalty=False leaves it out (data-parallel training adds it once, after the all-reduce:
         `add_penalty`).
 
         Layer state (BatchNorm's running statistics): taken from `layer_state` (default the model's); with
@@ -479,8 +504,8 @@ class Network(Configurable):
                                                                       layer_state, weight)
         else:
             n = x.shape[0]
-            if denom is None:  # the whole minibatch's, so the micro-batches' means add up to its mean
-                denom = n if weight is None or self.loss.reduction == "sum" else self.xp.sum(weight)
+            if denom is None:  # the whole minibatch's positions, so the micro-batches' means add up to its mean
+                denom = n * self.positions if weight is None or self.loss.reduction == "sum" else self.xp.sum(weight)
             value, grads, zs = None, None, []
             for s, e in micro_bounds(n, accumulate):
                 part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
@@ -593,8 +618,20 @@ class Network(Configurable):
         self.apply_gradients(grads, layer_state if self.has_layer_state else None)
         return value, z
 
+    def count_correct(self, pred, labels):
+        """The correct predictions of a minibatch as a device scalar of the model's dtype: pred, labels integer
+        (batch,) or, for a sequence model, (batch, time), every position compared and the count divided by
+        `positions` (so that dividing by the samples gives the fraction of positions right)."""
+        xp = self.xp
+        correct = xp.sum(xp.astype(pred == labels, self.dtype))
+        return correct if self.positions == 1 else correct / self.positions
+
     def cast(self, x):
-        """x in the model's dtype (a no-op when it already is)."""
+        """A minibatch as the first layer takes it: x in the model's dtype (a no-op when it already is), or, for
+        a model whose first layer takes integer token ids (`integer_input`: Embedding), x as it is (integer ids
+        stay integer; a float x then reaches Embedding, which refuses it in one line)."""
+        if self.integer_input:
+            return x
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
 
@@ -619,7 +656,7 @@ def _compile_step(model):
             norm = None
         else:
             params, opt_state, norm = plan.apply(xp, params, grads, opt_state, hyper, False)
-        out = (params, opt_state, value, xp.argmax(z, axis=1))
+        out = (params, opt_state, value, xp.argmax(z, axis=-1))
         if layer_state is not None:
             out += (new_state,)
         return out if norm is None else out + (norm,)

@@ -24,7 +24,8 @@ from ..data.preprocessing import as_scaler
 from ..registry import register
 from ..training.state import TrainState
 from ..training.loop import fit as _fit
-from ..data.validation import check_labels, check_X, foreign_array_error, host_samples, sample_shape
+from ..data.validation import (check_labels, check_sequence_targets, check_X, foreign_array_error, host_samples,
+                               sample_shape)
 from .network import Network, micro_bounds  # noqa: F401  (micro_bounds: also this module's name)
 
 # the default inference batch (Sequential.inference_batch_size): at most this many samples, and on the CPU
@@ -81,6 +82,8 @@ class Sequential(Network):
         if where == "foreign":
             raise foreign_array_error(X, self.bk, name)
         host = check_X(X, self.input_shape, name)
+        if self.integer_input and host.dtype.kind in "ui":  # token ids: int64, as every backend's take wants
+            return self.bk.asarray(host.astype("int64", copy=False))
         if keep_integers and host.dtype.kind in "ui":
             return self.bk.asarray(host)
         return self.bk.asarray(host, dtype=self.dtype)
@@ -96,13 +99,16 @@ class Sequential(Network):
         return X if where == "foreign" else host_samples(X, self.input_shape)
 
     def as_targets(self, y, n: int, name: str = "y", warn: bool = True):
-        """Class labels -> (one-hot targets (n, outputs), output indices) on the backend. warn: warn when the
-        labels hold fewer classes than the model has outputs (for training data; not for validation or scoring)."""
+        """Class labels -> (one-hot targets (n, outputs), output indices) on the backend; for a sequence model
+        (n, time) targets -> ((n, time, outputs), (n, time)). warn: warn when the labels hold fewer classes than
+        the model has outputs (for training data; not for validation or scoring)."""
         labels = self.encode_labels(y, n, name, warn)
         xp = self.xp
         lab = self.bk.asarray(labels)
         classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
-        onehot = xp.astype(xp.reshape(lab, (n, 1)) == xp.reshape(classes, (1, self.n_outputs)), self.dtype)
+        ones = (1,) * lab.ndim
+        onehot = xp.astype(xp.reshape(lab, (*lab.shape, 1)) == xp.reshape(classes, (*ones, self.n_outputs)),
+                           self.dtype)
         return onehot, lab
 
     def as_labels(self, y, n: int, name: str = "y", warn: bool = False):
@@ -114,16 +120,22 @@ class Sequential(Network):
         """Per-sample weights (n,) on the backend in the model's dtype for host output indices `labels` (n,):
         class_weight ({label: weight} or "balanced") looked up by label, times sample_weight; None when neither
         is given (xpnet.data.labels.sample_weights)."""
+        if len(self.output_shape) > 1 and (class_weight is not None or sample_weight is not None):
+            raise InputError(f"class_weight and sample_weight weigh samples of a classifier; this sequence model "
+                             f"(outputs {self.output_shape} per sample) trains every position alike: drop them")
         w = sample_weights(labels, self.n_outputs, class_weight, sample_weight, self.classes_)
         return None if w is None else self.bk.asarray(w, dtype=self.dtype)
 
     def encode_labels(self, y, n: int, name: str = "y", warn: bool = False):
-        """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`."""
+        """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`; for a sequence
+        model ((time, outputs) logits), integer targets (n, time) with values 0..outputs-1."""
         where = placement(y, self.bk)
         if where == "device":
             y = self.bk.to_numpy(y)
         elif where == "foreign":
             raise foreign_array_error(y, self.bk, name)
+        if len(self.output_shape) > 1:
+            return check_sequence_targets(y, n, self.target_shape, self.n_outputs, name)
         if self._classes is not None:
             y = as_label_array(y, name)
             if y.ndim == 1 and y.shape[0] == n:
@@ -236,7 +248,7 @@ class Sequential(Network):
         n = Xd.shape[0]
         for s in range(0, n, batch_size):
             z, _ = self.forward(self.cast(Xd[s:min(s + batch_size, n), ...]))
-            chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=1))
+            chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=-1))
             if progress is not None:
                 progress(min(s + batch_size, n) - s)
         out = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
@@ -259,7 +271,8 @@ class Sequential(Network):
         return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
 
     def score(self, X, y, progress=None) -> float:
-        """Accuracy (0-1) of `predict(X)` against labels y."""
+        """Accuracy (0-1) of `predict(X)` against labels y; for a sequence model (y: (samples, time) integer
+        targets) the fraction of every position right."""
         pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score", progress))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())

@@ -30,7 +30,8 @@ import numpy as np
 from .._callable import make_callable
 from ..backend import COMPILERS, GPU_CAPABLE, Backend
 from ..backend import backend as select_backend
-from ..layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
+from ..layers import (GELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten, LayerNorm, MaxPool2D,
+                      MultiHeadAttention, PositionalEmbedding, ReLU, Sigmoid, Tanh)
 from ..layers.combinators import Chain, Concatenate, Residual
 from ..errors import InputError
 from ..layers.base import where_raised
@@ -124,8 +125,29 @@ def resnet_model(bk, dtype: str, optimizer: str = "sgd", classes: int = 4, seed:
                       l2=1e-3, backend=bk, dtype=dtype, seed=seed, input_shape=(1, 8, 8))
 
 
+def sequence_problem(n: int = 64, vocab: int = 11, time: int = 6, seed: int = 0):
+    """Token sequences for the transformer parity model: X (n, time) integer ids in [0, vocab), y (n, time) the
+    next token of each position (X shifted left, its last target the first token: a cyclic copy task)."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, vocab, (n, time))
+    return X, np.roll(X, -1, axis=1)
+
+
+def transformer_model(bk, dtype: str, optimizer: str = "sgd", vocab: int = 11, time: int = 6, dim: int = 8,
+                      heads: int = 2, seed: int = 0):
+    """The tiny transformer parity model on (time,) token ids: Embedding, PositionalEmbedding, a pre-norm
+    residual attention block [LayerNorm, causal MultiHeadAttention] and an MLP block [LayerNorm, Dense, GELU,
+    Dense], LayerNorm and Dense(vocab): logits (time, vocab) per sample, trained on every position."""
+    opt = SGD(0.05, momentum=0.9) if optimizer == "sgd" else Adam(0.001)
+    return Sequential([Embedding(vocab, dim, std=0.5), PositionalEmbedding(time, dim, std=0.5),
+                       Residual(Chain([LayerNorm(dim), MultiHeadAttention(dim, heads, causal=True)])),
+                       Residual(Chain([LayerNorm(dim), Dense(dim, 2 * dim), GELU(), Dense(2 * dim, dim)])),
+                       LayerNorm(dim), Dense(dim, vocab)], loss="softmax_cross_entropy", optimizer=opt, l2=1e-3,
+                      backend=bk, dtype=dtype, seed=seed, input_shape=(time,))
+
+
 MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_problem),
-          "resnet": (resnet_model, cnn_problem)}
+          "resnet": (resnet_model, cnn_problem), "transformer": (transformer_model, sequence_problem)}
 
 
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
@@ -134,7 +156,8 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
            kernels: str = "default") -> dict:
     """Run the parity check. `model_fn(backend, dtype)` builds the model (same seed every call);
     X, y: host data. compile: also compare each backend's compiled step (see the module's docstring). model: without
-    model_fn, "mlp" (default_model on default_problem) or "cnn" (cnn_model on cnn_problem's 8x8 images).
+    model_fn, "mlp" (default_model on default_problem), "cnn" (cnn_model on cnn_problem's 8x8 images), "resnet" or
+    "transformer" (transformer_model on sequence_problem's token ids, integer targets per position).
     Returns {'reference', 'steps', 'results': [...], 'passed'} (and 'compile': True); a row has a 'label' (e.g. 'jax',
     'jax (compiled)', 'jax (compiled) vs jax eager'), and 'skipped' with passed None where it could not run.
     kernels: which path the backends' layers take (the reference model always runs the array-API reference):

@@ -42,7 +42,9 @@ def _scalar(model, v):
 
 def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False):
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: integer class indices (n,) or
-    one-hot rows (n, outputs). batch_size: default the model's `inference_batch_size()`. progress: called with
+    one-hot rows (n, outputs); for a sequence model ((time, outputs) logits) Y (n, time) or (n, time, outputs),
+    the accuracy then the fraction of every position right (argmax over the last axis) and the confusion
+    counts over every position. batch_size: default the model's `inference_batch_size()`. progress: called with
     the number of samples after each batch. confusion=True: (loss, accuracy, confusion counts) with the counts
     a host int64 (outputs, outputs) array, rows true and columns predicted (xpnet.metrics reads them)."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
@@ -60,8 +62,8 @@ def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = Fal
         z, _ = model.forward(xb)
         value = model.loss(z, for_loss(model.loss, z, yb))[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
-        labels, pred = yb if indices else xp.argmax(yb, axis=1), xp.argmax(z, axis=1)
-        correct = correct + xp.sum(xp.astype(pred == labels, model.dtype))
+        labels, pred = yb if indices else xp.argmax(yb, axis=-1), xp.argmax(z, axis=-1)
+        correct = correct + model.count_correct(pred, labels)
         if confusion:  # one-hot(true)^T one-hot(pred): the counts of this batch, on the device
             classes = xp.reshape(xp.arange(k, dtype=labels.dtype, device=device(z)), (1, k))
             t = xp.astype(xp.reshape(labels, (-1, 1)) == classes, model.dtype)

@@ -48,7 +48,7 @@ class EagerStep:
             xb, yb = self.X[s:e, ...], self.Y[s:e, ...]
             wb = None if W is None else W[s:e]
         value, z = self.train_step(self.cast(xb), yb, None, self.accumulate, wb, self.indices)
-        self.preds.append(self.argmax(z, axis=1))
+        self.preds.append(self.argmax(z, axis=-1))
         return value
 
     def stopping(self) -> bool:
@@ -61,7 +61,7 @@ class EagerStep:
             model, xp, preds, order_d = self.model, self.model.xp, self.preds, self.order_d
             pred = preds[0] if len(preds) == 1 else xp.concat(preds)
             lab = self.L[self.r0:r1] if order_d is None else xp.take(self.L, order_d[self.r0:r1], axis=0)
-            self.correct = self.correct + xp.sum(xp.astype(pred == lab, model.dtype))
+            self.correct = self.correct + model.count_correct(pred, lab)
             self.preds, self.r0 = [], r1
         return self.correct
 
