@@ -264,3 +264,22 @@ def test_the_gpt_config_round_trips_with_its_tied_table():
     assert list(again.parameters()) == list(m.parameters())
     assert xpnet.serialize(m)["config"]["layers"][-1]["config"]["embedding"] == {"shared": "layers.0"}
     assert gpt_spec(7, 6)["config"]["schedule"]["class"] == "warmup_cosine"
+
+
+def test_gpu_check_has_the_gpu_recipe_as_a_mode_of_its_own(tmp_path):
+    """GPU_CHECK_SECTIONS=gpt: probe, backends, then gpt-shakespeare a few hundred steps on CuPy and torch CUDA,
+    within the script's budget (dry run: the plan only)."""
+    import re
+    import subprocess
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "GPU_CHECK_DRY_RUN": "1",
+                               "GPU_CHECK_SECTIONS": "gpt"})
+    assert done.returncode == 0, done.stderr
+    sections = re.findall(r"^== ([\w:-]+) \(limit (\d+) s\)(?:: (.*))?$", done.stdout, re.M)
+    assert [n for n, _, _ in sections] == ["probe", "backends", "gpt-cupy", "gpt-torch"]
+    total, budget = map(int, re.search(r": (\d+) s of the budget's (\d+) s", done.stdout).groups())
+    assert total <= budget <= 360
+    for name, backend in (("gpt-cupy", "cupy"), ("gpt-torch", "torch")):
+        command = dict((n, c) for n, _, c in sections)[name]
+        assert f"--preset gpt-shakespeare --backend {backend} --device cuda --steps 300" in command
