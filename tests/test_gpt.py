@@ -283,3 +283,15 @@ def test_gpu_check_has_the_gpu_recipe_as_a_mode_of_its_own(tmp_path):
     for name, backend in (("gpt-cupy", "cupy"), ("gpt-torch", "torch")):
         command = dict((n, c) for n, _, c in sections)[name]
         assert f"--preset gpt-shakespeare --backend {backend} --device cuda --steps 300" in command
+
+
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_the_compiled_jax_step_trains_a_tiny_gpt_as_the_eager_one():
+    train, _ = tiny_data()
+    runs = []
+    for compiled in (False, True):
+        m = tiny("jax", compile=compiled)
+        m.fit(train, None, steps=4, source=RandomBatches(4, seed=1))
+        runs.append({k: m.bk.to_numpy(v) for k, v in m.parameters().items()})
+    assert m.compile_traces_ == 1
+    assert max(float(np.max(np.abs(runs[0][k] - runs[1][k]))) for k in runs[0]) < 1e-12

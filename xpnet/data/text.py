@@ -7,8 +7,8 @@ context-length blocks, xpnet.training.sources' dataset protocol) and the offsets
     train, val = split_ids(vocab.encode(text), 0.9)    # int64 ids: the first 90 % and the last 10 %
     ds = TextBlocks(train, block=64)                   # row i: ids[i:i+64], target ids[i+1:i+65]
 
-The batch stream (what `xpnet.training.RandomBatches` draws and `block_offsets` gives): step i (0-based) of a run trains on
-the blocks at offsets `block_offsets(i, seed=, n_blocks=len(ds), batch=)` of the training split, `batch`
+The batch stream (what `xpnet.training.RandomBatches` draws and `block_offsets` gives): step i (0-based) of a run
+trains on the blocks at offsets `block_offsets(i, seed=, n_blocks=len(ds), batch=)` of the training split, `batch`
 offsets drawn with replacement in [0, n_blocks) (nanoGPT's get_batch: [0, len(train) - block)), from a
 NumPy generator made for the step's epoch from (seed, epoch) alone, so the stream is the same on every
 backend, does not depend on the model, is not changed by evaluation, and is a pure function of the step.

@@ -146,8 +146,8 @@ class LayerNorm(Layer):
     sample and position on its own (torch.nn.functional.layer_norm over the last axis; biased variance).
 
     dim: the last axis (None: taken from the input). Parameters weight (dim,) = 1 (kind "norm") and bias
-    (dim,) = 0 (bias=False: none, GPT-2 without biases as nanoGPT's bias=False). The statistics and the normalized values are computed in float32 or wider: a float16/bfloat16
-    input is normalized in float32 and the output cast back to the input's dtype. No state: training and
+    (dim,) = 0 (bias=False: none, nanoGPT's bias=False). The statistics and the normalized values are
+    computed in float32 or wider: a float16/bfloat16 input is normalized in float32 and the output cast back to the input's dtype. No state: training and
     inference compute the same."""
 
     def __init__(self, dim: int | None = None, eps: float = 1e-5, bias: bool = True):

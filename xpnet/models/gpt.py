@@ -80,10 +80,12 @@ def gpt_spec(vocab: int, block: int, layers: int = 4, heads: int = 4, dim: int =
 
 
 def gpt(vocab: int, block: int, layers: int = 4, heads: int = 4, dim: int = 128, backend=None, device=None,
-        **options):
-    """A GPT Sequential (gpt_spec's options) on `backend`: xpnet.models.gpt.gpt(65, 64) is nanoGPT's CPU model."""
+        compile: bool = False, **options):
+    """A GPT Sequential (gpt_spec's options) on `backend`: xpnet.models.gpt.gpt(65, 64) is nanoGPT's CPU model.
+    compile=True: each training step one compiled call (JAX, torch)."""
     from ..registry import model_from_config
-    return model_from_config(gpt_spec(vocab, block, layers, heads, dim, **options), backend, device)
+    return model_from_config(gpt_spec(vocab, block, layers, heads, dim, **options), backend, device,
+                             **({"compile": True} if compile else {}))
 
 
 def nanogpt_parameters(vocab: int, block: int, layers: int, dim: int, bias: bool = False,
@@ -215,7 +217,8 @@ def generate(model, prompt, tokens: int, temperature: float = 1.0, top_k: int | 
         ids = [int(i) for i in np.asarray(prompt).reshape(-1)]
         bad = [i for i in ids if not 0 <= i < model.n_outputs]
         if bad:
-            raise InputError(f"the prompt holds token id {bad[0]}, outside the model's vocabulary 0..{model.n_outputs - 1}")
+            raise InputError(f"the prompt holds token id {bad[0]}, outside the model's vocabulary "
+                             f"0..{model.n_outputs - 1}; give ids the model was trained on")
     if not ids:
         raise InputError("the prompt is empty; give at least one character (e.g. '\\n')")
     block = context_length(model)

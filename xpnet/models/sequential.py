@@ -328,8 +328,8 @@ class Sequential(Network):
         first), batch_size or minibatches, shuffle, compose_shuffles, drop_last, or source (a BatchSource),
         validation_split or validation_data, eval_every, eval_batches, early_stopping, callbacks, verbose, resume,
         accumulate, distributed. X may be a map-style dataset (len and __getitems__, e.g.
-        xpnet.data.text.TextBlocks; y None), validation_data= too (xpnet.training.sources). classes: the label of each output (a list, or N for 0..N-1); by default 0..outputs-1, or
-        y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
+        xpnet.data.text.TextBlocks; y None), validation_data= too (xpnet.training.sources). classes: the label
+        of each output (a list, or N for 0..N-1); by default 0..outputs-1, or y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
         "balanced"; sample_weight: (samples,) numbers; a minibatch's mean loss is then weighted, divided by the
         sum of its weights (docs/losses-metrics.md).
 
@@ -352,8 +352,8 @@ class Sequential(Network):
             _fit(self, X, y, epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches,
                  shuffle=shuffle, compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                  validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
-                 eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                 accumulate=accumulate, distributed=distributed, class_weight=class_weight,
+                 eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose,
+                 resume=resume, accumulate=accumulate, distributed=distributed, class_weight=class_weight,
                  sample_weight=sample_weight)
         return self
 

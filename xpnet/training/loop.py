@@ -97,8 +97,8 @@ DEFAULT_EPOCHS = 10  # what fit trains without epochs= and steps=
 def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
         minibatches: int | None = None, shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False,
         source=None, validation_split: float = 0.0, validation_data=None, eval_every: int | None = None,
-        eval_batches: int | None = None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
-        distributed=None, class_weight=None, sample_weight=None) -> dict:
+        eval_batches: int | None = None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
+        accumulate: int = 1, distributed=None, class_weight=None, sample_weight=None) -> dict:
     """Train `model` in place on device-ready X and labels y; returns the history (per-epoch lists of HISTORY_KEYS,
     also `model.state.history`).
 
@@ -142,8 +142,8 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     options = _Options(epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches, shuffle=shuffle,
                        compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                        validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
-                       eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                       accumulate=accumulate, distributed=distributed, class_weight=class_weight,
+                       eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks,
+                       verbose=verbose, resume=resume, accumulate=accumulate, distributed=distributed, class_weight=class_weight,
                        sample_weight=sample_weight)
     error = None
     try:
