@@ -295,3 +295,16 @@ def test_the_compiled_jax_step_trains_a_tiny_gpt_as_the_eager_one():
         runs.append({k: m.bk.to_numpy(v) for k, v in m.parameters().items()})
     assert m.compile_traces_ == 1
     assert max(float(np.max(np.abs(runs[0][k] - runs[1][k]))) for k in runs[0]) < 1e-12
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_device_mask_dropout_trains_and_repeats_on_one_backend(backend):
+    """The GPU recipe's Dropout(host_rng=False): masks from the backend's own generator, seeded by the model's
+    seed, so a run repeats on one backend (not bit for bit across backends)."""
+    train, _ = tiny_data()
+    runs = []
+    for _ in range(2):
+        m = tiny(backend, dropout=0.3, host_rng=False)
+        m.fit(train, None, steps=3, source=RandomBatches(4, seed=1))
+        runs.append([float(m.bk.to_numpy(v)) for v in m.state.partial_losses])
+    assert runs[0] == runs[1] and len(runs[0]) == 3 and all(np.isfinite(runs[0]))

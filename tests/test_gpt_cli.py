@@ -28,6 +28,7 @@ def test_train_resume_and_generate_round_trip(tmp_path, capsys):
     assert main(["train", *TINY, "--steps", "6", "--checkpoint", str(straight)]) == 0
     result = _last_json(capsys)
     assert result["steps"] == 6 and 3.5 < result["val_loss"] < 4.6 and result["seconds_per_step"] > 0
+    assert 3.5 < result["final_train_loss"] < 4.6 and 3.5 < result["val_loss_estimate"] < 4.6
     assert main(["train", *TINY, "--steps", "4", "--checkpoint", str(part)]) == 0
     capsys.readouterr()
     assert main(["train", *TINY, "--steps", "6", "--checkpoint", str(part), "--resume", str(part)]) == 0

@@ -125,7 +125,7 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     history = model.state.step_history
     result = {"backend": model.bk.name, "device": model.bk.device, "dtype": model.dtype_name, "steps": steps,
               "seconds": seconds, "seconds_per_step": seconds / max(1, steps - done),
-              "final_train_loss": model.state.batch_losses[-1] if model.state.batch_losses else None,
+              "final_train_loss": _last_loss(model),
               "val_loss_estimate": history["val_loss"][-1] if history["val_loss"] else None,
               "val_loss": final_loss, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
               "total_seconds": time.perf_counter() - started}
@@ -133,6 +133,14 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
         print(f"validation loss {final_loss:.4f} over the whole validation split ({len(val) // block} blocks of "
               f"{block}); {result['seconds_per_step'] * 1000:.1f} ms/step, {seconds:.1f} s training", flush=True)
     return result
+
+
+def _last_loss(model):
+    """The last update's training loss (a run ended by steps keeps its epoch's losses as device scalars)."""
+    st = model.state
+    if st.partial_losses:
+        return float(model.bk.to_numpy(st.partial_losses[-1]))
+    return st.batch_losses[-1] if st.batch_losses else None
 
 
 def _fit(args, model, blocks, val_blocks, source, steps, eval_every, eval_batches, resume, callbacks,
