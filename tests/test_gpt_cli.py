@@ -33,6 +33,14 @@ def test_train_resume_and_generate_round_trip(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *TINY, "--steps", "6", "--checkpoint", str(part), "--resume", str(part)]) == 0
     assert _last_json(capsys)["val_loss"] == result["val_loss"]
+    again = tmp_path / "again.safetensors"
+    assert main(["train", *TINY, "--steps", "4", "--checkpoint", str(again)]) == 0
+    capsys.readouterr()
+    # the preset and data given again without the run options (--steps, --eval-every, ...): they resume as saved
+    assert main(["train", "--preset", "gpt-shakespeare-cpu", "--layers", "1", "--heads", "2", "--dim", "16",
+                 "--block", "16", "--batch-size", "4", "--data-dir", str(DATA), "--offline", "--backend", "numpy",
+                 "--quiet", "--json", "--steps", "6", "--resume", str(again), "--checkpoint", str(again)]) == 0
+    assert _last_json(capsys)["val_loss"] == result["val_loss"]
     a, b = xpnet.load(straight), xpnet.load(part)
     assert all(np.array_equal(v, b.state.params[k]) for k, v in a.state.params.items())
     assert len(a.class_names_) == 65 and a.checkpoint_meta_["cli"]["steps"] == 6

@@ -40,6 +40,8 @@ INTERRUPTED = "xpnet-interrupted.safetensors"
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
+#: a text run's run options, which a GPT preset sets and a resumed run may change like --epochs
+TEXT_RUN_OPTIONS = ("steps", "eval_every", "eval_batches")
 
 
 def add_parser(sub) -> None:
@@ -236,7 +238,7 @@ def check_resume_flags(args, saved: dict) -> None:
         else:
             diffs += [f"--preset {args.preset} sets {k.replace('_', '-')} {_shown(_effective(fresh, k))}, which "
                       f"differs from the checkpoint's {_shown(_effective(saved, k))}" for k in preset
-                      if k not in ("epochs", "model") and getattr(args, k, None) is None
+                      if k not in ("epochs", "model", *TEXT_RUN_OPTIONS) and getattr(args, k, None) is None
                       and not _same(k, _effective(fresh, k), _effective(saved, k))]
     if diffs:
         raise InputError(f"{'; '.join(diffs)}; drop {'it' if len(diffs) == 1 else 'them'} or start a new run")
