@@ -121,7 +121,9 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     seconds = time.perf_counter() - t0
     if args.checkpoint:
         checkpointer.save(args.checkpoint, model)
-    final_loss, _ = evaluate(model, TextBlocks(val, block, stride=block), None, batch_size=max(batch, 32))
+    # the whole split in non-overlapping blocks, ~16k tokens a batch (the attention weights of a batch then
+    # hold 16k·heads·block values: 100 MB in float32 for the GPU recipe)
+    final_loss, _ = evaluate(model, TextBlocks(val, block, stride=block), None, batch_size=max(batch, 16384 // block))
     history = model.state.step_history
     result = {"backend": model.bk.name, "device": model.bk.device, "dtype": model.dtype_name, "steps": steps,
               "seconds": seconds, "seconds_per_step": seconds / max(1, steps - done),
