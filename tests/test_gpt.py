@@ -312,3 +312,14 @@ def test_device_mask_dropout_trains_and_repeats_on_one_backend(backend):
         m.fit(train, None, steps=3, source=RandomBatches(4, seed=1))
         runs.append([float(m.bk.to_numpy(v)) for v in m.state.partial_losses])
     assert runs[0] == runs[1] and len(runs[0]) == 3 and all(np.isfinite(runs[0]))
+
+
+def test_a_dataset_validates_on_arrays_as_on_the_same_rows_as_a_dataset():
+    train, val = tiny_data()
+    X, Y = val.__getitems__(np.arange(len(val)))
+    figures = []
+    for validation in (val, (X, Y)):
+        m = tiny()
+        m.fit(train, None, steps=2, source=RandomBatches(4, seed=1), validation_data=validation, eval_every=2)
+        figures.append(m.state.step_history["val_loss"])
+    assert figures[0] == figures[1] and len(figures[0]) == 1

@@ -143,8 +143,8 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
                        compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                        validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
                        eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks,
-                       verbose=verbose, resume=resume, accumulate=accumulate, distributed=distributed, class_weight=class_weight,
-                       sample_weight=sample_weight)
+                       verbose=verbose, resume=resume, accumulate=accumulate, distributed=distributed,
+                       class_weight=class_weight, sample_weight=sample_weight)
     error = None
     try:
         return _fit(model, X, y, options)
@@ -278,7 +278,7 @@ def _prepare_data(model, X, y, validation_split: float, validation_data, class_w
     validation data: validation_split's last part of X (as the book's later editions hold out the last 5,000),
     or validation_data. A map-style dataset stays where it is (each step reads its rows)."""
     if is_dataset(X):
-        return _dataset_data(X, y, validation_split, validation_data, class_weight, sample_weight)
+        return _dataset_data(model, X, y, validation_split, validation_data, class_weight, sample_weight)
     Xd = model.as_input(X, keep_integers=True)
     n_all = Xd.shape[0]
     host = model.encode_labels(y, n_all, warn=True)
@@ -299,9 +299,9 @@ def _prepare_data(model, X, y, validation_split: float, validation_data, class_w
     return _Data(Xd, Ld, Ld, val, Wd)
 
 
-def _dataset_data(ds, y, validation_split, validation_data, class_weight, sample_weight) -> _Data:
-    """_Data of a map-style dataset: X the dataset, no device targets (each step reads them with its rows);
-    what cannot apply to one is refused in one line."""
+def _dataset_data(model, ds, y, validation_split, validation_data, class_weight, sample_weight) -> _Data:
+    """_Data of a map-style dataset: X the dataset, no device targets (each step reads them with its rows), the
+    validation data a dataset too or arrays (X, y) moved to the device; what cannot apply is refused in one line."""
     if y is not None:
         raise InputError("a dataset gives its own targets (its __getitems__ returns (x, y)); pass y=None")
     if validation_split:
@@ -312,8 +312,11 @@ def _dataset_data(ds, y, validation_split, validation_data, class_weight, sample
     if len(ds) < 1:
         raise InputError("the training dataset has no rows (len 0); give a longer one")
     val = None
-    if validation_data is not None:
-        val = (validation_data, None) if is_dataset(validation_data) else validation_data
+    if validation_data is not None and is_dataset(validation_data):
+        val = (validation_data, None)
+    elif validation_data is not None:
+        Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
+        val = (Xv, model.as_labels(validation_data[1], Xv.shape[0], "validation y"))
     return _Data(ds, None, None, val, None, n=len(ds))
 
 
