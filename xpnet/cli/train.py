@@ -306,7 +306,7 @@ def run_train(args) -> dict:
     restored, callbacks and signal handling around fit, then scoring, history, plots and the report
     (returned: what --json prints)."""
     from ..data.text import is_text_dataset
-    if is_text_dataset(args.dataset or _resumed_dataset(args) or (PRESETS[args.preset].settings.get("dataset")
+    if is_text_dataset(args.dataset or _resumed_dataset(args) or (preset_settings(args.preset)["dataset"]
                                                                   if args.preset else None)):
         from ._text import run_text_train
         if getattr(args, "distributed", False):
