@@ -1,6 +1,8 @@
 """Regression: Sequential(task="regression") fits continuous (samples, outputs) targets with the identity output
 and MSE, predicts its outputs, scores R² (scikit-learn's r2_score), saves the task in its checkpoint, and trains the
 same on every backend."""
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,33 @@ def test_one_output_takes_a_vector_and_refusals_are_one_line():
         model.fit(X, Y, epochs=1, class_weight="balanced")
     with pytest.raises(InputError, match="must hold numbers for a regression model"):
         check_targets(np.array(["a"]), 1, 1)
+
+
+def _csv(path, n=240):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3
+    with open(path, "w") as f:
+        f.write("a,b,c,d,target\n")
+        f.writelines(",".join(f"{v:.6f}" for v in row) + f",{t:.6f}\n" for row, t in zip(X, y))
+    return X, y
+
+
+def test_the_command_line_trains_saves_and_resumes_a_regression(tmp_path, capsys):
+    """xpnet train --task regression: a .csv's label column as continuous targets, identity output and MSE,
+    R² reported; the checkpoint is a regression model and resumes as one; a softmax loss is refused."""
+    from xpnet.cli.app import main
+    path, ckpt = tmp_path / "reg.csv", tmp_path / "reg.safetensors"
+    X, y = _csv(path)
+    flags = ["train", "--dataset", str(path), "--label-column", "target", "--task", "regression", "--optimizer",
+             "adam", "--lr", "0.01", "--scale", "standardize", "--quiet", "--json"]
+    assert main([*flags, "--epochs", "15", "--checkpoint", str(ckpt)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task"] == "regression" and out["train_r2"] > 0.95 and out["test_r2"] is None
+    model = xpnet.load(ckpt)
+    assert model.task == "regression" and model.predict(X).shape == (len(X), 1)
+    assert model.score(X, y) == pytest.approx(out["train_r2"], abs=1e-6)
+    assert main([*flags, "--epochs", "20", "--resume", str(ckpt)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 20
+    assert main([*flags, "--loss", "logistic"]) == 2
+    assert "--task regression fits continuous targets with --loss mse" in capsys.readouterr().err
