@@ -107,6 +107,11 @@ def test_pickle_and_parallel_jobs_keep_predictions():
     est = MLPClassifier((8,), max_iter=10, random_state=0).fit(X, y)
     back = pickle.loads(pickle.dumps(est))
     assert np.array_equal(back.predict_proba(X), est.predict_proba(X)) and back.n_iter_ == est.n_iter_
+    assert [w.shape for w in est.coefs_] == [(6, 8), (8, 2)] and [b.shape for b in est.intercepts_] == [(8,), (2,)]
+    hidden = np.maximum(X @ est.coefs_[0] + est.intercepts_[0], 0)  # relu: scikit-learn's layout reproduces it
+    np.testing.assert_allclose(est.predict_proba(X)[:, 1] > 0.5,
+                               (hidden @ est.coefs_[1] + est.intercepts_[1]).argmax(1) == 1)
+    assert not hasattr(MLPClassifier(), "coefs_")
     serial = cross_val_score(MLPClassifier((8,), max_iter=10, random_state=0), X, y, cv=2)
     parallel = cross_val_score(MLPClassifier((8,), max_iter=10, random_state=0), X, y, cv=2, n_jobs=2)
     assert np.array_equal(serial, parallel)

@@ -36,6 +36,8 @@ from ..backend import Backend, backend_for, is_foreign, library_of, placement, t
 from ..checks import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Options, check
 from ..data.regression import r2_score
 from ..errors import InputError
+from ..layers import Dense
+from ..layers.base import param_key
 from ..models.mlp import mlp_specs
 from ..models.sequential import Sequential
 from ..optimizers import SGD, Adam
@@ -370,6 +372,23 @@ class _MLP:
         from ..registry import get
         return [get("layer", s["class"])(**s["config"])
                 for s in mlp_specs([n_features, *sizes, n_outputs], ACTIVATIONS[self.activation])]
+
+    def _dense(self, name: str) -> list:
+        check_is_fitted(self)
+        model = self.model_
+        params = model.parameters()
+        return [params[param_key(i, name)] for i, layer in enumerate(model.layers) if isinstance(layer, Dense)]
+
+    @property
+    def coefs_(self) -> list:
+        """scikit-learn's coefs_: each Dense layer's weights (n_in, n_out) (its weight transposed), in the model's
+        namespace and on its device."""
+        return [self.model_.xp.matrix_transpose(w) for w in self._dense("weight")]
+
+    @property
+    def intercepts_(self) -> list:
+        """scikit-learn's intercepts_: each Dense layer's bias (n_out,)."""
+        return self._dense("bias")
 
 
 class MLPClassifier(_MLP, _Classifier):
