@@ -215,9 +215,10 @@ class _XpnetEstimator(BaseEstimator):
         check_is_fitted(self)
         model = self.model_
         dispatch = get_config()["array_api_dispatch"]
-        X = validate_data(self, X, reset=False, dtype=(model.xp.float64, model.xp.float32)
-                          if dispatch and is_foreign(X) else (np.float64, np.float32))
-        if dispatch and model.bk.name != "numpy" and placement(X, model.bk) != "device":
+        xp = backend_for(X).xp if dispatch and is_foreign(X) else np
+        X = validate_data(self, X, reset=False, dtype=(xp.float64, xp.float32))
+        same = placement(X, model.bk) == "device" if model.bk.name != "numpy" else not is_foreign(X)
+        if dispatch and not same:
             raise ValueError(f"{type(self).__name__}.{method}() must use the same namespace and device as the data it "
                              f"was fitted on: {model.bk.name} on {model.bk.device}, got {library_of(X)}; move X there "
                              f"first")
@@ -236,7 +237,7 @@ class _XpnetEstimator(BaseEstimator):
 
     # -- pickling: the model travels as one xpnet checkpoint (safetensors, no pickle inside) -------------------
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # scikit-learn's: the __dict__ and its version
         model = state.pop("model_", None)
         if model is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -249,7 +250,7 @@ class _XpnetEstimator(BaseEstimator):
     def __setstate__(self, state):
         state = dict(state)
         data = state.pop("_model_checkpoint", None)
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if data is not None:
             from ..saving.checkpoint import load
             name, device = state.get("_backend_", ("numpy", "cpu"))
