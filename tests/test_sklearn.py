@@ -84,7 +84,8 @@ def test_fitted_on_a_device_predicts_there_and_refuses_another_namespace():
 def test_pipeline_in_a_grid_search_on_the_digits():
     X, y = load_digits(return_X_y=True)
     X, y = X[:600], y[:600]
-    pipe = Pipeline([("scale", StandardScaler()), ("mlp", MLPClassifier(max_iter=20, batch_size=64, learning_rate_init=0.01, random_state=0))])
+    mlp = MLPClassifier(max_iter=20, batch_size=64, learning_rate_init=0.01, random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
     grid = GridSearchCV(pipe, {"mlp__hidden_layer_sizes": [(16,), (32,)], "mlp__alpha": [1e-4, 1e-2]}, cv=3)
     grid.fit(X, y)
     assert set(grid.best_params_) == {"mlp__hidden_layer_sizes", "mlp__alpha"} and grid.best_score_ > 0.85
