@@ -6,9 +6,13 @@ backend had no passing test, so a broken install cannot pass by skipping everyth
 import os
 from pathlib import Path
 
-import pytest
+# scikit-learn's array-API dispatch (tests/test_sklearn.py) needs SciPy's array-API mode, which SciPy reads when it
+# is first imported: set before any test module imports scipy or sklearn
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from xpnet.tools.testing import xpnet_backend  # noqa: F401  (the fixture)
+import pytest  # noqa: E402
+
+from xpnet.tools.testing import xpnet_backend  # noqa: F401,E402  (the fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"

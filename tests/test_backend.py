@@ -367,3 +367,34 @@ def test_out_of_memory_raised_after_the_except_block_frees_the_failed_step():
         fit("after the block")
     assert refs[-1]() is None and freed.value.__context__ is None and freed.value.__cause__ is None
     assert out_of_memory_message(ValueError("bad shape"), bk, "training") is None
+
+
+def test_backend_for_names_an_arrays_library_and_device(xpnet_backend):
+    """backend_for(a): the backend `a` lives on (what xpnet.sklearn trains an input on); host data is numpy's."""
+    from xpnet.backend import backend_for
+    bk = xpnet_backend
+    a = bk.asarray(np.ones(3))
+    got = backend_for(a)
+    assert (got.name, got.device) == (("numpy", "cpu") if bk.name == "numpy" else (bk.name, bk.device))
+    assert got.owns(a) or bk.name == "numpy"
+    assert backend_for([1.0, 2.0]).name == "numpy"
+    with pytest.raises(BackendError, match="is not an array of a backend xpnet runs on"):
+        backend_for(object())
+
+
+def test_array_api_strict_has_three_devices_that_do_not_mix():
+    """array-api-strict's CPU_DEVICE, device1 and device2 are xpnet's cpu, cpu:1 and cpu:2; a model on cpu:1
+    makes every array on its device (array_api_strict refuses to mix devices)."""
+    strict = pytest.importorskip("array_api_strict")
+    from xpnet.backend import backend_for
+    bk = Backend("array_api_strict", "cpu:1")
+    assert bk.native_device == strict.Device("device1") and bk.device == "cpu:1"
+    a = strict.ones(3, device=strict.Device("device2"))
+    assert backend_for(a).device == "cpu:2" and not bk.owns(a)
+    with pytest.raises(BackendError, match=r"device 'cpu:3' does not exist: array_api_strict sees 3 CPU"):
+        Backend("array_api_strict", "cpu:3")
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    model = xpnet.Sequential([xpnet.Dense(4, 8), "relu", xpnet.Dense(8, 3)], optimizer="adam", backend=bk, seed=0)
+    Xd = bk.asarray(X, dtype=bk.dtype("float32"))
+    model.fit(Xd, np.arange(40) % 3, epochs=2, validation_split=0.25)
+    assert model.predict(Xd).device == strict.Device("device1")

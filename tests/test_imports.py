@@ -26,6 +26,8 @@ HOST_NUMPY = {
     "tools/plots.py": "host arrays for matplotlib",
     "data/labels.py": "class labels (names or numbers) stay on the host; only output indices go to a device",
     "data/predict_inputs.py": "reading input files",
+    "sklearn/estimators.py": "scikit-learn's host labels, targets, weights and scores (X stays in its namespace)",
+    "data/regression.py": "a regression model's continuous targets and R² on the host",
     "export/onnx.py": "host float32 weights and constants written into the ONNX graph",
     "export/onnx_layers.py": "BatchNorm's running statistics as host float32 constants of the graph",
     "distributed/communicator.py": "host buffers of the MPI all-reduce",

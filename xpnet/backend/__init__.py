@@ -21,7 +21,7 @@ from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, KERNEL_NAMES, NAMES
                     NativeRNG, _cuda_count, _import, _parse_device, backend_class)
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "KERNEL_NAMES", "NAMES", "Backend", "BackendError", "Kernels", "NativeRNG",
-           "backend", "native_kernels_default",
+           "backend", "backend_for", "native_kernels_default",
            "backend_class", "describe", "is_foreign", "is_host", "is_out_of_memory", "library_of",
            "out_of_memory_detail", "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
@@ -116,6 +116,20 @@ def library_of(a) -> str:
             return cls.name
     mod = type(a).__module__.split(".")[0]
     return mod or type(a).__name__
+
+
+def backend_for(a) -> Backend:
+    """The backend an array lives on: its library and device (`Backend.device_of`), e.g. a torch tensor on
+    cuda:1 -> Backend('torch', 'cuda:1'), an array_api_strict array on its "device1" -> Backend('array_api_strict',
+    'cpu:1'); host data (NumPy, Python numbers and sequences) -> Backend('numpy'). What a caller that takes any
+    array library's input (xpnet.sklearn) trains on, so that the input stays where it is."""
+    if is_host(a):
+        return Backend("numpy")
+    for cls in _classes():
+        if cls.is_array(a):
+            return Backend(cls.name, cls.device_of(a))
+    raise BackendError(f"{type(a).__module__}.{type(a).__name__} is not an array of a backend xpnet runs on; give a "
+                       f"NumPy array or an array of: {', '.join(NAMES)}")
 
 
 def backend(name: str | Backend | None = None, device: str | None = None) -> Backend:

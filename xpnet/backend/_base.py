@@ -206,6 +206,11 @@ class Backend(abc.ABC):
         """The name of CUDA device `index`, for `xpnet backends` ('' when unknown)."""
         return ""
 
+    @classmethod
+    def device_of(cls, a) -> str:
+        """xpnet's name ("cpu", "cuda:N", "cpu:N") of the device array `a` of this library lies on."""
+        return "cpu"
+
     @staticmethod
     @abc.abstractmethod
     def is_array(a) -> bool:

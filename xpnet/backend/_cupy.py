@@ -32,6 +32,10 @@ class CupyBackend(Backend):
     def _native_device(self, kind: str, index: int):
         return self._mod.cuda.Device(index)
 
+    @classmethod
+    def device_of(cls, a) -> str:
+        return f"cuda:{a.device.id}"
+
     def cuda_pointers(self, a):
         return a.data.ptr, self._mod.cuda.get_current_stream().ptr
 

@@ -35,6 +35,14 @@ class JaxBackend(Backend):
     def _native_device(self, kind: str, index: int):
         return self._mod.devices("cpu" if kind == "cpu" else "gpu")[index]
 
+    @classmethod
+    def device_of(cls, a) -> str:
+        jax = importlib.import_module("jax")
+        d = next(iter(a.devices()))
+        kind = "cpu" if d.platform == "cpu" else "cuda"
+        index = jax.devices(d.platform).index(d)
+        return f"{kind}:{index}" if kind == "cuda" or index else "cpu"
+
     def _probe(self):
         return self._mod.device_put(np.empty(0, dtype=np.float32), self.native_device)
 

@@ -26,6 +26,11 @@ class TorchBackend(Backend):
     def to_host(a):
         return a.detach().cpu().numpy()
 
+    @classmethod
+    def device_of(cls, a) -> str:
+        d = a.device
+        return f"cuda:{d.index or 0}" if d.type == "cuda" else "cpu" if d.type == "cpu" else str(d)
+
     def _native_device(self, kind: str, index: int):
         return self._mod.device("cpu" if kind == "cpu" else f"cuda:{index}")
 

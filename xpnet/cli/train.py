@@ -121,6 +121,10 @@ def add_parser(sub) -> None:
     sp.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
     sp.add_argument("--class-weight", choices=["balanced"], default=None,
                     help="weigh each class's samples by n / (classes x its count) (scikit-learn's 'balanced')")
+    sp.add_argument("--task", choices=["classification", "regression"], default=None,
+                    help="regression: fit continuous targets (a .csv's label column, an .npz's y of shape (samples,) "
+                         "or (samples, outputs)) with the identity output and MSE, scored by R² (default "
+                         "classification)")
     sp.add_argument("--label-smoothing", type=float, default=None, metavar="E",
                     help="softmax cross-entropy against (1 - E) one-hot + E / classes (a new run's loss)")
     sp.add_argument("--monitor", default=None, metavar="NAME",
@@ -337,11 +341,19 @@ def run_train(args) -> dict:
     train_acc, test_pred, test_acc, scoring = _score(run, model, bar)
     history = model.history_
     if args.plot and rank == 0:
-        _plot(args, run, model, test_pred, quiet)
+        _plot(args, run, model, None if model.regression else test_pred, quiet)
     total = time.perf_counter() - started
+    figure = "R²" if model.regression else "accuracy"  # a regression run scores R² (model.score)
     if not quiet:
-        print(f"train accuracy {train_acc:.4f}" + ("" if test_acc is None else f"  test accuracy {test_acc:.4f}") +
+        print(f"train {figure} {train_acc:.4f}" + ("" if test_acc is None else f"  test {figure} {test_acc:.4f}") +
               f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
+    if model.regression:
+        return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"], "task": "regression",
+                "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring,
+                "total_seconds": total, "train_r2": train_acc, "test_r2": test_acc,
+                "final_loss": history["loss"][-1] if history["loss"] else None,
+                "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                **({} if comm is None else {"rank": rank, "world_size": comm.size})}
     return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
             "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
             "train_accuracy": train_acc,
@@ -388,13 +400,16 @@ def _resolve_run(args) -> _Run:
     if saved and not args.dataset and saved.get("dataset_file") and not Path(source).is_file():
         source = saved["dataset_file"]
     X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
+    cfg["task"] = _task(args, cfg, saved_model)
     kind = input_kind(cfg["dataset"], X)
     image_shape = image_input(cfg, saved_model)
     if image_shape is not None:  # a convolutional model: (N, C, H, W), checked as flat rows below
         X = as_images(X, image_shape or None, cfg["dataset"])
         X_test = None if X_test is None else as_images(X_test, X.shape[1:], cfg["dataset"], "X_test")
     flat = (lambda a: a) if image_shape is None else (lambda a: None if a is None else a.reshape(len(a), -1))
-    if saved_model is None:
+    if cfg["task"] == "regression":  # continuous targets: their columns are the outputs, there are no classes
+        n_classes, classes_ = _regression_outputs(flat(X), y, flat(X_test), y_test, cfg["dataset"]), None
+    elif saved_model is None:
         n_classes, classes_ = check_dataset(flat(X), y, flat(X_test), y_test, cfg["dataset"], cfg.get("classes"),
                                             label_column)
     elif saved_model.default_classes:  # resumed: the checkpoint's outputs 0..n-1
@@ -424,6 +439,8 @@ def _model_for(args, run: _Run):
                              f"drop the flag, or start a new run")
     else:
         spec = _with_label_smoothing(model_spec(X.shape[1], run.n_classes, cfg), args)
+        if cfg["task"] == "regression":
+            _as_regression(spec, args)
         if run.image_shape is not None:
             spec["config"].setdefault("input_shape", list(X.shape[1:]))
         model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
@@ -431,8 +448,9 @@ def _model_for(args, run: _Run):
             cfg["dtype"] = model.dtype_name
             check_outputs(model, run.n_classes, cfg["model_file"])
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
-        model.classes_ = run.classes_
-        model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
+        if not model.regression:
+            model.classes_ = run.classes_
+            model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
     if getattr(args, "no_native_kernels", False):
         model.native_kernels = False  # --no-native-kernels: the layers' array-API code (a run option, not saved)
     if model.dtype_name != cfg["dtype"]:
@@ -450,7 +468,9 @@ def _announce(run: _Run, model, comm) -> None:
     cfg, X = run.cfg, run.X
     what = "resuming" if run.saved_model is not None else "training"
     sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
-    print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {run.n_classes} classes; "
+    outputs = f"{run.n_classes} target{'s' if run.n_classes != 1 else ''} (regression)" if model.regression \
+        else f"{run.n_classes} classes"
+    print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {outputs}; "
           f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
     note = class_mapping_note(run.classes_)
     if note and run.saved_model is None:
@@ -459,6 +479,45 @@ def _announce(run: _Run, model, comm) -> None:
         print(f"distributed over {comm.size} rank(s), global minibatch split between them: {comm.describe()}",
               flush=True)
     model.summary()
+
+
+def _task(args, cfg: dict, saved_model) -> str:
+    """The run's task: --task, else a resumed run's (its model's), else classification; a resumed run keeps its
+    own (refused when --task names the other)."""
+    task = getattr(args, "task", None)
+    if saved_model is not None:
+        if task is not None and task != saved_model.task:
+            raise InputError(f"--task {task} differs from the checkpoint's run, which is a {saved_model.task}; drop "
+                             f"it or start a new run")
+        return saved_model.task
+    return task or cfg.get("task") or "classification"
+
+
+def _regression_outputs(X, y, X_test, y_test, source) -> int:
+    """--task regression: the number of target columns (1 for (samples,) targets), every target a finite number
+    and the test split's as wide; refused in one line naming the dataset otherwise."""
+    from ..data.regression import check_targets
+    y = np.asarray(y)
+    outputs = 1 if y.ndim == 1 else y.shape[1] if y.ndim == 2 else 0
+    if outputs < 1 or len(y) != len(X):
+        raise InputError(f"{source}: --task regression takes targets of shape (samples,) or (samples, outputs) for "
+                         f"{len(X)} samples, got {y.shape}")
+    check_targets(y, len(X), outputs, f"{source}'s targets")
+    if y_test is not None:
+        check_targets(y_test, len(X_test), outputs, f"{source}'s test targets")
+    return outputs
+
+
+def _as_regression(spec: dict, args) -> None:
+    """A new regression run's model config: task regression with the MSE loss (the identity output)."""
+    loss = getattr(args, "loss", None)
+    if loss is not None and loss not in ("mse", "MSE.v1", "MSE"):
+        raise InputError(f"--loss {loss} squashes the outputs into probabilities; --task regression fits continuous "
+                         f"targets with --loss mse (its default)")
+    if getattr(args, "label_smoothing", None) is not None:
+        raise InputError("--label-smoothing smooths class labels; --task regression has none: drop it")
+    spec["config"]["loss"] = "mse"
+    spec["config"]["task"] = "regression"
 
 
 def _with_label_smoothing(spec: dict, args) -> dict:
@@ -541,7 +600,9 @@ def _score(run: _Run, model, bar: bool) -> tuple:
     with progress_bar(n_train, "train accuracy", bar) as update:
         train_acc = model.score(X[:n_train], y[:n_train], progress=update)
     test_pred = test_acc = None
-    if X_test is not None:
+    if X_test is not None and model.regression:  # R² of the test split
+        test_acc = model.score(X_test, y_test)
+    elif X_test is not None:
         with progress_bar(len(X_test), "test accuracy", bar) as update:
             test_pred = np.asarray(model.predict(X_test, progress=update))
         test_acc = float(np.mean(model.encode_labels(test_pred, len(test_pred)) ==

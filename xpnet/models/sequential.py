@@ -7,6 +7,9 @@ step) with the estimator face added: data conversion and checks (`prepare`, `as_
     model = Sequential([Dense(784, 100), "relu", Dense(100, 10)], optimizer="adam", seed=0)
     model.fit(X, y, epochs=5)            # X: (samples, *input_shape) raw data, y: labels (samples,)
     model.predict(X_test)                # labels from classes_, (samples,)
+
+A regression model (task="regression", loss "mse": the identity output) takes continuous targets (samples,
+outputs) instead of labels, predicts its outputs and scores R² (xpnet.data.regression).
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import warnings
 from ..backend import placement
 from ..saving.checkpoint import save as save_checkpoint
 from ..errors import InputError
+from ..data.regression import check_targets, r2_score
 from ..data.labels import as_label_array, check_classes, encode, identity_classes, infer_classes, sample_weights
-from ..checks import Interval, check
+from ..checks import Interval, Options, check
 from ..penalties import Penalty
 from ..data.preprocessing import as_scaler
 from ..registry import register
@@ -42,16 +46,25 @@ class Sequential(Network):
     preprocessing: None (inputs used as given), or an input scaling fitted on the first `fit`'s X and
     saved with the model: "unit" ([0, 1]), "symmetric" ([-1, 1]), "standardize" (per feature), "raw", or
     an `xpnet.data.preprocessing.Scaler`. `predict`, `predict_proba`, `score`, `evaluate` and `fit` then take
-    raw data. `classes_`: the label of each output (see xpnet.data.labels); `class_names_`: their display names."""
+    raw data. `classes_`: the label of each output (see xpnet.data.labels); `class_names_`: their display names.
+
+    task: "classification" (labels; predict gives the label of the largest output, score the accuracy) or
+    "regression" (continuous targets (samples, outputs), or (samples,) for one output; predict gives the
+    outputs (samples, outputs), score R²; with an identity-output loss such as "mse")."""
 
     stop_training = False  # fit sets it False; a Callback sets it True to end fit after the current epoch
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None,
-                 native_kernels: bool | None = None):
+                 native_kernels: bool | None = None, task: str = "classification"):
+        check("task", task, Options("classification", "regression"), owner=type(self).__name__)
         super().__init__(layers, loss, optimizer, l1, l2, penalty, schedule, backend, device, dtype, seed, rng,
                          input_shape, compile, native_kernels)
+        self.task = task
+        if self.regression and type(self.loss).__name__ in ("SoftmaxCrossEntropy", "LogisticCost"):
+            raise InputError(f"task='regression' fits continuous targets, but loss={self.loss!r} squashes the outputs "
+                             f"into probabilities; use loss='mse' (the identity output)")
         self.preprocessing = as_scaler(preprocessing)
         self._classes = None  # None: output i is label i (classes_ = 0..outputs-1)
         self._class_names = None
@@ -61,7 +74,14 @@ class Sequential(Network):
         config = super().get_config()
         if getattr(self, "preprocessing", None) is not None:
             config["preprocessing"] = self.preprocessing.kind  # the kind; its fitted statistics are state
+        if getattr(self, "task", "classification") != "classification":
+            config["task"] = self.task  # only when not the default: classifiers' configs stay as they were
         return config
+
+    @property
+    def regression(self) -> bool:
+        """Whether the model fits continuous targets (task="regression") rather than class labels."""
+        return getattr(self, "task", "classification") == "regression"
 
     # data -------------------------------------------------------------------------------------------
     def as_input(self, X, name: str = "X", keep_integers: bool = False):
@@ -103,6 +123,9 @@ class Sequential(Network):
         (n, time) targets -> ((n, time, outputs), (n, time)). warn: warn when the labels hold fewer classes than
         the model has outputs (for training data; not for validation or scoring)."""
         labels = self.encode_labels(y, n, name, warn)
+        if self.regression:
+            targets = self.bk.asarray(labels)
+            return targets, targets
         xp = self.xp
         lab = self.bk.asarray(labels)
         classes = self.bk.asarray(list(range(self.n_outputs)), dtype=lab.dtype)
@@ -120,6 +143,9 @@ class Sequential(Network):
         """Per-sample weights (n,) on the backend in the model's dtype for host output indices `labels` (n,):
         class_weight ({label: weight} or "balanced") looked up by label, times sample_weight; None when neither
         is given (xpnet.data.labels.sample_weights)."""
+        if self.regression and class_weight is not None:
+            raise InputError("class_weight weighs the classes of a classifier; this model fits continuous targets "
+                             "(task='regression'): give sample_weight instead")
         if len(self.output_shape) > 1 and (class_weight is not None or sample_weight is not None):
             raise InputError(f"class_weight and sample_weight weigh samples of a classifier; this sequence model "
                              f"(outputs {self.output_shape} per sample) trains every position alike: drop them")
@@ -128,12 +154,15 @@ class Sequential(Network):
 
     def encode_labels(self, y, n: int, name: str = "y", warn: bool = False):
         """Labels (host or backend) -> int64 host output indices 0..outputs-1 through `classes_`; for a sequence
-        model ((time, outputs) logits), integer targets (n, time) with values 0..outputs-1."""
+        model ((time, outputs) logits), integer targets (n, time) with values 0..outputs-1; for a regression
+        model, the targets as host (n, outputs) values in the model's dtype (xpnet.data.regression)."""
         where = placement(y, self.bk)
         if where == "device":
             y = self.bk.to_numpy(y)
         elif where == "foreign":
             raise foreign_array_error(y, self.bk, name)
+        if self.regression:
+            return check_targets(y, n, self.n_outputs, name, self.dtype_name)
         if len(self.output_shape) > 1:
             return check_sequence_targets(y, n, self.target_shape, self.n_outputs, name)
         if self._classes is not None:
@@ -141,6 +170,13 @@ class Sequential(Network):
             if y.ndim == 1 and y.shape[0] == n:
                 y = encode(y, self._classes, name)
         return check_labels(y, n, self.n_outputs, name, warn)
+
+    def count_correct(self, pred, labels):
+        """Network.count_correct; for a regression model, whose targets are not classes, zero: fit's history
+        then shows accuracy 0 and its loss columns are the mean squared error."""
+        if self.regression:
+            return self.xp.sum(self.xp.zeros_like(pred, dtype=self.dtype))
+        return super().count_correct(pred, labels)
 
     # labels and preprocessing -----------------------------------------------------------------------
     @property
@@ -182,6 +218,11 @@ class Sequential(Network):
     def _learn_classes(self, y, classes) -> None:
         """Before a new fit: classes_ from `classes` (a list, or N for 0..N-1), else from y when its labels
         are not 0..outputs-1 (names, or other numbers): their sorted distinct values, one per output."""
+        if self.regression:
+            if classes is not None:
+                raise InputError("classes= names the labels of a classifier's outputs; this model fits continuous "
+                                 "targets (task='regression'): drop it")
+            return
         if classes is not None:
             self.classes_ = identity_classes(classes) if isinstance(classes, Integral) and not isinstance(classes, bool) \
                 else classes
@@ -260,6 +301,8 @@ class Sequential(Network):
         `inference_batch_size()`). progress: called with the number of samples after each batch (a tqdm
         bar's `update`, as `xpnet train` and `evaluate` use on a terminal); the same for predict_proba, score
         and evaluate."""
+        if self.regression:  # the outputs themselves (samples, outputs)
+            return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict", progress)
         idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
@@ -272,19 +315,28 @@ class Sequential(Network):
 
     def score(self, X, y, progress=None) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y; for a sequence model (y: (samples, time) integer
-        targets) the fraction of every position right."""
+        targets) the fraction of every position right; for a regression model R² (xpnet.data.regression.r2_score,
+        scikit-learn's r2_score)."""
+        if self.regression:
+            pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), True, None, "score", progress))
+            return r2_score(self.encode_labels(y, pred.shape[0]), pred)
         pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), False, None, "score", progress))
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
     def evaluate(self, X, y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
-        """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them."""
+        """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them; for a
+        regression model (mean loss per sample, R²)."""
         from ..training.loop import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         _check_progress(progress, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
-            return evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
+            loss, accuracy = evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
+        if self.regression:
+            pred = self.bk.to_numpy(self._outputs(Xd, True, batch_size, "evaluate"))
+            return loss, r2_score(self.encode_labels(y, pred.shape[0]), pred)
+        return loss, accuracy
 
     def classification_report(self, X, y, top_k=None, batch_size: int | None = None, progress=None) -> dict:
         """Per-class precision, recall, F1 and support, accuracy and the macro, micro and weighted averages
@@ -292,6 +344,9 @@ class Sequential(Network):
         scikit-learn's classification_report(output_dict=True) layout), plus "confusion_matrix" (rows true,
         columns predicted). top_k: an int or ints: "top_<k>_accuracy" from predict_proba's scores too."""
         from ..metrics import confusion_matrix, report_from_confusion, top_k_accuracy
+        if self.regression:
+            raise InputError("a classification report needs class labels; this model fits continuous targets "
+                             "(task='regression'): use score (R²) or evaluate")
         Xs = self.prepare(self.as_samples(X))
         truth = self.encode_labels(y, Xs.shape[0])
         ks = [] if top_k is None else [top_k] if isinstance(top_k, Integral) else list(top_k)

@@ -290,8 +290,8 @@ def _prepare_data(model, X, y, validation_split: float, validation_data, class_w
         if n_val < 1 or n_val >= n_all:
             raise InputError.for_argument("validation_split", f"{validation_split} of {n_all} samples leaves an empty "
                                                              f"training or validation set")
-        val = (Xd[n_all - n_val:, ...], Ld[n_all - n_val:])
-        Xd, Ld = Xd[:n_all - n_val, ...], Ld[:n_all - n_val]
+        val = (Xd[n_all - n_val:, ...], Ld[n_all - n_val:, ...])
+        Xd, Ld = Xd[:n_all - n_val, ...], Ld[:n_all - n_val, ...]
         Wd = None if Wd is None else Wd[:n_all - n_val]
     elif validation_data is not None:
         Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)

@@ -60,7 +60,7 @@ class EagerStep:
         if self.preds:
             model, xp, preds, order_d = self.model, self.model.xp, self.preds, self.order_d
             pred = preds[0] if len(preds) == 1 else xp.concat(preds)
-            lab = self.L[self.r0:r1] if order_d is None else xp.take(self.L, order_d[self.r0:r1], axis=0)
+            lab = self.L[self.r0:r1, ...] if order_d is None else xp.take(self.L, order_d[self.r0:r1], axis=0)
             self.correct = self.correct + model.count_correct(pred, lab)
             self.preds, self.r0 = [], r1
         return self.correct
