@@ -2,6 +2,7 @@
 
     python benchmarks/cnn_accuracy.py --preset lenet5 --seed 1 --out benchmarks/results/DATE-cnn-accuracy/lenet5-seed1.jsonl
     python benchmarks/cnn_accuracy.py --preset fashion-cnn --seed 1 --backend numpy
+    python benchmarks/cnn_accuracy.py --preset resnet-fashion --seed 1 --backend torch --augment crop,flip
 
 The run is `xpnet train --preset PRESET --seed SEED` (the same model config, scaling, seed, shuffles and
 updates: xpnet.models.presets' settings and model_spec, and Scaler), with the test set scored after every
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's (15)")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--augment", default=None, help="the preset with `xpnet train --augment`'s layers first, e.g. crop,flip")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=None, help="JSON lines, one per epoch (default: stdout only)")
     args = p.parse_args(argv)
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
     cfg["seed"] = args.seed
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
+    if args.augment:
+        cfg["augment"] = args.augment
     X, y, Xt, yt = load_mnist(cfg["dataset"], args.data_dir, download=False)
     X, Xt = as_images(X, (1, 28, 28)), as_images(Xt, (1, 28, 28))
     scaler = Scaler(cfg["scale"]).fit(X)
@@ -55,7 +59,7 @@ def main(argv=None) -> int:
     model = model_from_config(model_spec(784, 10, cfg), args.backend, **({"compile": True} if args.compile else {}))
     out = open(args.out, "a") if args.out else None
     head = {"record": "meta", "preset": args.preset, "seed": args.seed, "backend": args.backend,
-            "compile": args.compile, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
+            "compile": args.compile, "augment": args.augment, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
 
     def emit(row):
         line = json.dumps(row)

@@ -12,6 +12,7 @@ from .layers.activations import ACTIVATION_NAMES as _ACTIVATION_NAMES
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .layers.combinators import Add, Chain, Concatenate, Residual
+from .layers.augmentation import RandomCrop, RandomFlip
 from .layers import GELU, Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding, TiedOutput
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
 from .models.mlp import NeuralNetMLP, mlp_layers, mlp_specs
@@ -50,7 +51,7 @@ __all__ = [
     "LeakyReLU", "LogisticCost", "Loss", "MaxPool2D", "ModelCheckpoint", "NeuralNetMLP", "Optimizer", "OutOfMemory", "Penalty", "ProgressBar", "ReLU", "Schedule",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
     "TrainingInterrupted", "WarmupCosine", "WarmupLinear",
-    "Add", "Chain", "Concatenate", "Residual",
+    "Add", "Chain", "Concatenate", "Residual", "RandomCrop", "RandomFlip",
     "Embedding", "GELU", "LayerNorm", "MultiHeadAttention", "PositionalEmbedding", "TiedOutput",
     "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..init import check_seed
 from ..models.presets import (DEFAULTS, PRESETS, as_images, default_lr, fit_options, learning_rate,  # noqa: F401
                               model_spec, preset_for, preset_settings, read_model_file, takes_images)
+from ..models.presets import AUGMENT_HELP, canonical_augment
 from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
 from ..data.preprocessing import Scaler
@@ -127,6 +128,10 @@ def add_parser(sub) -> None:
                          "classification)")
     sp.add_argument("--label-smoothing", type=float, default=None, metavar="E",
                     help="softmax cross-entropy against (1 - E) one-hot + E / classes (a new run's loss)")
+    sp.add_argument("--augment", type=_augment, default=None, metavar="LIST",
+                    help=f"augment training images on the device, per sample, from the run's seed: {AUGMENT_HELP} "
+                         f"(RandomCrop(padding) and RandomFlip(p) layers put first in the model; identity when "
+                         f"evaluating and predicting; image models only)")
     sp.add_argument("--monitor", default=None, metavar="NAME",
                     help="the validation figure --early-stopping and --best-checkpoint watch: val_loss (default), "
                          "val_accuracy, val_f1_macro, val_precision_weighted, ... (min/max from the name)")
@@ -154,6 +159,14 @@ def _classes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected the number of classes, a whole number from 2 to {MAX_CLASSES}, "
                                          f"got {text!r}")
     return n
+
+
+def _augment(text: str) -> str:
+    """argparse type of --augment: its canonical form ("crop,flip" -> "crop=4,flip=0.5"), as the run records it."""
+    try:
+        return canonical_augment(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_model(spec: dict, backend=None, device=None, **options):

@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..layers import (GELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
                       MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from ..layers._patches import pair
+from ..layers.augmentation import RandomCrop, RandomFlip
 from ..layers.combinators import Chain, Combinator, Concatenate, Residual
 from ..layers.conv import conv_padding
 from ..losses import Loss, LogisticCost, MSE, SoftmaxCrossEntropy
@@ -97,6 +98,7 @@ def emitter(layer, strategy: str = "native", where: str = ""):
 
 
 traced(Sigmoid, Tanh, ReLU, Identity, Dropout, Flatten, Dense, LeakyReLU, Softmax, GELU)
+traced(RandomCrop, RandomFlip)  # augmentation: training only, so the traced inference forward is the identity
 
 
 @native(Dense)

@@ -369,7 +369,9 @@ class Network(Configurable):
         new_state = dict(layer_state)
         backs = []
         kernels, kernel_users = self.kernels, self._kernel_users
-        need_dx = False  # the first layer's dx is never used
+        # no layer needs its input's gradient until one with parameters has come: the first layer's dx is never
+        # used, nor that of a layer after parameterless ones (the conv after RandomCrop, RandomFlip)
+        need_dx = False
         for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
             p = {local: params[full] for local, full in keys} if keys else _NO_PARAMS
             skeys = self._state_keys[i]
@@ -381,7 +383,7 @@ class Network(Configurable):
                     if training:
                         new_state.update({full: s[local] for local, full in skeys})
                     backs.append(back)
-                    need_dx = True
+                    need_dx = need_dx or bool(keys)
                     continue
                 if training:
                     for local, value in layer.updated_state(s, x).items():
@@ -392,12 +394,14 @@ class Network(Configurable):
             else:
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i])
             backs.append(back)
-            need_dx = True
+            need_dx = need_dx or bool(keys)
         all_keys = self._keys
 
         def backward(dy):
             grads = {}
             for back, keys in zip(reversed(backs), reversed(all_keys)):
+                if dy is None:  # a layer that needed no input gradient: the layers before it have no parameters
+                    break
                 dy, g = back(dy)
                 for local, full in keys:  # summed where a shared layer's parameter comes again
                     grads[full] = grads[full] + g[local] if full in grads else g[local]

@@ -24,7 +24,7 @@ from ..registry import get, load_config
 from .mlp import mlp_specs
 
 #: layer classes whose input is (C, H, W) images: a model starting with one takes NCHW input
-IMAGE_LAYERS = ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D")
+IMAGE_LAYERS = ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "RandomCrop", "RandomFlip")
 
 
 def _layer(name: str, **config) -> dict:
@@ -101,7 +101,7 @@ DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
                 dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
                 model_file=None, clip_norm=None, clip_value=None, weight_decay=None, param_groups=None,
-                warmup_steps=None, decay_steps=None, min_lr=None, lr_decay=None,
+                warmup_steps=None, decay_steps=None, min_lr=None, lr_decay=None, augment=None,
                 layers=None, heads=None, dim=None, block=None, dropout=None)
 
 #: the settings of training regimes (`with_regimes`): clipping, weight decay and its groups go into the
@@ -285,8 +285,60 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
         spec = read_model_file(cfg["model_file"])
         spec["config"].setdefault("seed", cfg["seed"])
         spec["config"].setdefault("dtype", cfg["dtype"])
-        return with_regimes(spec, cfg)
-    return with_regimes(preset_for(cfg).build(n_features, n_classes, cfg), cfg)
+        return with_augmentation(with_regimes(spec, cfg), cfg)
+    return with_augmentation(with_regimes(preset_for(cfg).build(n_features, n_classes, cfg), cfg), cfg)
+
+
+#: the augmentations `--augment` names: name -> (layer class, its argument, the argument's default)
+AUGMENTATIONS = {"crop": ("RandomCrop", "padding", 4), "flip": ("RandomFlip", "p", 0.5)}
+AUGMENT_HELP = "a comma-separated list of crop[=PADDING] and flip[=P], e.g. crop,flip or crop=2,flip=0.5"
+
+
+def augment_layers(text: str) -> list[dict]:
+    """`--augment crop,flip` (`crop=2`: the crop's padding, default 4; `flip=0.3`: the flip's probability, default
+    0.5) -> the registry configs of the layers (RandomCrop, RandomFlip), in the order given. Refused in one line
+    otherwise."""
+    from ..layers.augmentation import RandomCrop, RandomFlip
+    specs, seen = [], set()
+    for item in [part.strip() for part in str(text).split(",")]:
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in AUGMENTATIONS or name in seen:
+            raise InputError(f"--augment {text}: {'twice' if name in seen else 'unknown'} augmentation {name!r}; "
+                             f"give {AUGMENT_HELP}")
+        seen.add(name)
+        cls, arg, default = AUGMENTATIONS[name]
+        try:
+            number = default if not value.strip() else int(value) if arg == "padding" else float(value)
+        except ValueError:
+            raise InputError(f"--augment {text}: {item} needs a {'whole ' if arg == 'padding' else ''}number after "
+                             f"'='; give {AUGMENT_HELP}") from None
+        try:  # the layer's own checks (padding >= 1, p in [0, 1])
+            {"RandomCrop": RandomCrop, "RandomFlip": RandomFlip}[cls](**{arg: number})
+        except InputError as exc:
+            raise InputError(f"--augment {text}: {exc}") from None
+        specs.append({"class": cls, "config": {arg: number}})
+    return specs
+
+
+def canonical_augment(text: str) -> str:
+    """--augment's value as the run records it, every argument written out: "crop,flip" -> "crop=4,flip=0.5"."""
+    names = {cls: name for name, (cls, _, _) in AUGMENTATIONS.items()}
+    return ",".join(f"{names[s['class']]}={next(iter(s['config'].values()))}" for s in augment_layers(text))
+
+
+def with_augmentation(spec: dict, cfg: dict) -> dict:
+    """`spec` with the layers --augment names (cfg["augment"]) first, where the model takes images; as it is
+    without --augment. They act while training only, so evaluate and predict see the model without them."""
+    if not cfg.get("augment"):
+        return spec
+    if not takes_images(spec):
+        images = ", ".join(name for name, p in PRESETS.items() if p.input_shape is not None)
+        raise InputError(f"--augment {cfg['augment']}: augments images (samples, channels, height, width), and this "
+                         f"model takes flat rows; use it with an image model (--preset {images}, or a --model file "
+                         f"with a 3-D input_shape)")
+    spec["config"]["layers"] = augment_layers(cfg["augment"]) + list(spec["config"]["layers"])
+    return spec
 
 
 def with_regimes(spec: dict, cfg: dict) -> dict:
