@@ -30,8 +30,11 @@ def test_a_compiled_torch_transformer_step_is_one_graph():
         pytest.skip("torch is not installed")
     compiled, eager = transformer_model("torch", "float64"), transformer_model("torch", "float64")
     compiled.compile = True
+    import torch
+    counters = torch._dynamo.utils.counters
+    counters.clear()
     compiled.fit(X, Y, epochs=1, batch_size=8, shuffle=False)
-    assert compiled.compile_traces_ == 1
+    assert compiled.compile_traces_ == 1, {k: dict(v) for k, v in counters.items()}
     eager.fit(X, Y, epochs=1, batch_size=8, shuffle=False)
     for k, v in eager.parameters().items():
         np.testing.assert_allclose(compiled.bk.to_numpy(compiled.parameters()[k]), eager.bk.to_numpy(v),

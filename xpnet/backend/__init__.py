@@ -23,7 +23,8 @@ from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, KERNEL_NAMES, NAMES
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "KERNEL_NAMES", "NAMES", "Backend", "BackendError", "Kernels", "NativeRNG",
            "backend", "native_kernels_default",
-           "backend_class", "describe", "is_foreign", "is_host", "is_traced", "is_out_of_memory", "library_of",
+           "backend_class", "describe", "is_foreign", "is_host", "is_traced", "torch_compiling",
+           "is_out_of_memory", "library_of",
            "out_of_memory_detail", "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
 
@@ -94,14 +95,20 @@ def placement(a, bk: Backend) -> str:
     return "foreign" if is_foreign(a) else "host"
 
 
+def torch_compiling() -> bool:
+    """Whether torch.compile (dynamo) is tracing now (`torch.compiler.is_compiling()`; False where torch was
+    never imported). Dynamo reads it as the constant True, so code may branch on it without a graph break."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
+
+
 def is_traced(a) -> bool:
     """Whether array `a` is abstract, being traced into a compiled function: a tracer inside jax.jit, or any
     array while torch.compile (dynamo) traces (`torch.compiler.is_compiling()`, which dynamo reads as the
     constant True, so a branch on it costs no graph break). A check that needs the array's values
     (`int(xp.max(ids))`: a host sync, and a graph break under dynamo) runs only where this is False. Reads
     the libraries from sys.modules: one that was never imported cannot be tracing."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.compiler.is_compiling():
+    if torch_compiling():
         return True
     jax = sys.modules.get("jax")
     return jax is not None and isinstance(a, jax.core.Tracer)
