@@ -23,8 +23,7 @@ from ._base import (COMPILERS, DTYPES, GPU_CAPABLE, INSTALL, KERNEL_NAMES, NAMES
 
 __all__ = ["DTYPES", "GPU_CAPABLE", "INSTALL", "KERNEL_NAMES", "NAMES", "Backend", "BackendError", "Kernels", "NativeRNG",
            "backend", "native_kernels_default",
-           "backend_class", "describe", "is_foreign", "is_host", "is_traced", "torch_compiling",
-           "is_out_of_memory", "library_of",
+           "backend_class", "describe", "is_foreign", "is_host", "is_out_of_memory", "library_of",
            "out_of_memory_detail", "out_of_memory_message", "placement",
            "set_array_api_strict_version", "to_numpy"]
 
@@ -112,6 +111,9 @@ def is_traced(a) -> bool:
         return True
     jax = sys.modules.get("jax")
     return jax is not None and isinstance(a, jax.core.Tracer)
+
+
+__all__ += ["is_traced", "torch_compiling"]
 
 
 def _classes():
