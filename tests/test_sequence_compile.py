@@ -34,13 +34,18 @@ def test_a_compiled_torch_transformer_step_is_one_graph():
     counters = torch._dynamo.utils.counters
     counters.clear()
     compiled.fit(X, Y, epochs=1, batch_size=8, shuffle=False)
-    assert compiled.compile_traces_ == 1, {k: dict(v) for k, v in counters.items()}
+    seen = {k: dict(v) for k, v in counters.items()}
+    # one frame, one graph, no graph break (it was 27 graphs); in a long test session the backend has been seen
+    # to compile that one graph twice (counters: unique_graphs 1, aot_autograd total 2), hence at most 2 traces
+    assert seen["frames"]["total"] == 1 and seen["stats"]["unique_graphs"] == 1 and not seen.get("graph_break"), seen
+    assert compiled.compile_traces_ in (1, 2), seen
     eager.fit(X, Y, epochs=1, batch_size=8, shuffle=False)
     for k, v in eager.parameters().items():
         np.testing.assert_allclose(compiled.bk.to_numpy(compiled.parameters()[k]), eager.bk.to_numpy(v),
                                    rtol=1e-10, atol=1e-13)
+    traces = compiled.compile_traces_
     _refused(lambda: compiled.fit(BAD, Y, epochs=1, batch_size=8))  # refused before the compiled step runs
-    assert compiled.compile_traces_ == 1
+    assert compiled.compile_traces_ == traces
 
 
 @pytest.mark.parametrize("name", [b for b in ("numpy", "array_api_strict", "torch", "jax") if installed(b)])
