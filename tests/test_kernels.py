@@ -97,6 +97,24 @@ def test_lockstep_parity_native_against_reference():
         assert rows[(name, "float64")]["max_rel_diff"] <= 1e-10
 
 
+def test_lockstep_parity_of_the_transformer_native_against_reference():
+    """`xpnet parity --model transformer --kernels both` on every CPU backend: torch and JAX on their attention
+    and scatter-add kernels and on the array-API code, NumPy and array-api-strict on the code (one row each),
+    float64 within 1e-10 and float32 within its tolerance of NumPy float64."""
+    backends = ["numpy", "array_api_strict"] + NATIVE
+    report = xpnet.parity(model="transformer", backends=backends, dtypes=["float64", "float32"], steps=2,
+                          kernels="both")
+    assert report["passed"], [(r["label"], r["dtype"], r["max_rel_diff"]) for r in report["results"]]
+    rows = {(r["label"], r["dtype"]): r for r in report["results"]}
+    assert len(rows) == 2 * (2 + 2 * len(NATIVE))
+    for name in NATIVE:
+        for dtype in ("float64", "float32"):
+            assert rows[(name, dtype)]["kernels"] == ["attention", "scatter_add_rows"]
+            assert rows[(f"{name} (reference kernels)", dtype)]["kernels"] == []
+    for (label, dtype), row in rows.items():
+        assert row["max_rel_diff"] <= (1e-10 if dtype == "float64" else 1e-4), (label, dtype, row["max_rel_diff"])
+
+
 def test_compiled_jax_step_traces_the_native_kernels():
     """jax.jit traces the kernels (they are called while tracing), and the compiled step equals the eager one."""
     bk = _backend("jax")

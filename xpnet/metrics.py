@@ -39,19 +39,23 @@ def monitor_mode(name: str, mode: str = "auto") -> str:
 
 
 def _labels(y, name: str) -> np.ndarray:
+    """Integer class indices as int64: (samples,), or a sequence model's (samples, time), every position one
+    label (as the loop's accuracy counts them)."""
     y = np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "biu":
-        raise InputError(f"{name} must be 1-D integer class indices 0..k-1, got shape {y.shape} ({y.dtype}); "
-                         f"encode names first (model.encode_labels(y, len(y)))")
+    if y.ndim not in (1, 2) or y.dtype.kind not in "biu":
+        raise InputError(f"{name} must be integer class indices 0..k-1 of shape (samples,) or, per position, "
+                         f"(samples, time), got shape {y.shape} ({y.dtype}); encode names first "
+                         f"(model.encode_labels(y, len(y)))")
     return y.astype(np.int64)
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
-    """Counts (n_classes, n_classes) int64 of class indices: [i, j] = samples of class i predicted j. n_classes:
-    default the largest index + 1."""
+    """Counts (n_classes, n_classes) int64 of class indices: [i, j] = samples of class i predicted j (for
+    (samples, time) indices, positions: every position counts once). n_classes: default the largest index + 1."""
     t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
     if t.shape != p.shape:
-        raise InputError(f"y_true and y_pred must have the same length, got {t.shape[0]} and {p.shape[0]}")
+        raise InputError(f"y_true and y_pred must have the same shape, got {t.shape} and {p.shape}")
+    t, p = t.reshape(-1), p.reshape(-1)
     k = int(max(t.max(initial=-1), p.max(initial=-1)) + 1) if n_classes is None else int(n_classes)
     if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k):
         raise InputError(f"class indices must be 0..{k - 1}, got {min(t.min(), p.min())}..{max(t.max(), p.max())}")
@@ -114,7 +118,8 @@ def report_from_confusion(cm, target_names=None) -> dict:
 
 
 def classification_report(y_true, y_pred, n_classes: int | None = None, target_names=None) -> dict:
-    """The per-class report of class indices y_true, y_pred (n,): see report_from_confusion."""
+    """The per-class report of class indices y_true, y_pred (n,), or (n, time) for a sequence model, every
+    position counted (its support is positions): see report_from_confusion."""
     return report_from_confusion(confusion_matrix(y_true, y_pred, n_classes), target_names)
 
 
@@ -131,11 +136,15 @@ def metrics_from_confusion(cm, prefix: str = "val_") -> dict:
 
 def top_k_accuracy(y_true, scores, k: int = 5) -> float:
     """The fraction of samples whose class is among the k highest scores (n, classes) (ties broken as
-    scikit-learn's top_k_accuracy_score breaks them: a stable ascending sort, reversed)."""
+    scikit-learn's top_k_accuracy_score breaks them: a stable ascending sort, reversed); for a sequence model
+    y_true (n, time) and scores (n, time, classes), the fraction of positions."""
     t = _labels(y_true, "y_true")
     s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2 or s.shape[0] != t.shape[0]:
-        raise InputError(f"scores must be (samples, classes) = ({t.shape[0]}, classes), got shape {s.shape}")
+    if s.ndim != t.ndim + 1 or s.shape[:-1] != t.shape:
+        want = ", ".join(map(str, t.shape))
+        raise InputError(f"scores must be (samples, classes) or (samples, time, classes) = ({want}, classes), got "
+                         f"shape {s.shape}")
+    t, s = t.reshape(-1), s.reshape(-1, s.shape[-1])
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise InputError(f"k must be a whole number >= 1, got {k!r}")
     if t.size == 0:

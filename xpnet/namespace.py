@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import array_api_compat
 
+from .backend import torch_compiling
+
 _CACHE: dict = {}
 
 
 def namespace(x):
-    """The Array API namespace of array `x` (e.g. array_api_compat.numpy for a NumPy array)."""
+    """The Array API namespace of array `x` (e.g. array_api_compat.numpy for a NumPy array). While torch.compile
+    traces, array-api-compat is asked directly: dynamo would guard the compiled graph on the cache's size, so any
+    array type seen later for the first time (anywhere in the process) would recompile every compiled step."""
+    if torch_compiling():
+        return array_api_compat.array_namespace(x)
     try:
         return _CACHE[type(x)]
     except KeyError:

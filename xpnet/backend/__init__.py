@@ -12,6 +12,7 @@ while `import xpnet.backend` gives this module.
 from __future__ import annotations
 
 import os
+import sys
 
 import array_api_compat
 import numpy as np
@@ -91,6 +92,28 @@ def placement(a, bk: Backend) -> str:
     if not is_host(a) and bk.owns(a):
         return "device"
     return "foreign" if is_foreign(a) else "host"
+
+
+def torch_compiling() -> bool:
+    """Whether torch.compile (dynamo) is tracing now (`torch.compiler.is_compiling()`; False where torch was
+    never imported). Dynamo reads it as the constant True, so code may branch on it without a graph break."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
+
+
+def is_traced(a) -> bool:
+    """Whether array `a` is abstract, being traced into a compiled function: a tracer inside jax.jit, or any
+    array while torch.compile (dynamo) traces (`torch.compiler.is_compiling()`, which dynamo reads as the
+    constant True, so a branch on it costs no graph break). A check that needs the array's values
+    (`int(xp.max(ids))`: a host sync, and a graph break under dynamo) runs only where this is False. Reads
+    the libraries from sys.modules: one that was never imported cannot be tracing."""
+    if torch_compiling():
+        return True
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(a, jax.core.Tracer)
+
+
+__all__ += ["is_traced", "torch_compiling"]
 
 
 def _classes():

@@ -270,7 +270,7 @@ class Backend(abc.ABC):
     @property
     def kernels(self) -> Kernels | None:
         """The library's own kernels (a `kernels_class` object, made once per backend), or None where it has none:
-        the layers then run their array-API reference (NumPy, array-api-strict, CuPy). A model uses them unless
+        the layers then run their array-API reference (NumPy, array-api-strict). A model uses them unless
         native_kernels=False or XPNET_NATIVE_KERNELS=0 (Network.kernels)."""
         if self.kernels_class is None:
             return None

@@ -1,11 +1,12 @@
-"""CuPy: NumPy's interface on a CUDA GPU (no CPU device)."""
+"""CuPy: NumPy's interface on a CUDA GPU (no CPU device), with one native kernel: the scatter-add of an
+embedding's gradient (cupyx.scatter_add)."""
 from __future__ import annotations
 
 import importlib
 
 import array_api_compat
 
-from ._base import Backend, BackendError, _seed32
+from ._base import Backend, BackendError, Kernels, _seed32
 
 
 class CupyBackend(Backend):
@@ -77,3 +78,25 @@ class CupyBackend(Backend):
     def _generator_from_state(self, data):
         raise BackendError("expected no CuPy native RNG state (CuPy's curand generator cannot be restored); "
                            "start a new stream with make_native_rng(seed) instead")
+
+
+class CupyKernels(Kernels):
+    """CuPy's native scatter-add (`cupyx.scatter_add`, atomic adds on the GPU: the order of the additions, hence
+    the last bits of a row that several tokens share, varies run to run). Convolution, pooling and attention run
+    the layers' array-API code (CuPy has no such kernels of its own outside cuDNN's optional bindings)."""
+
+    def __init__(self, cupy):
+        self._cupy = cupy
+        self._scatter_add = importlib.import_module("cupyx").scatter_add
+
+    def scatter_add_rows(self, indices, values, rows):
+        """out (rows, d) = zeros, then out[indices[i]] += values[i] by cupyx.scatter_add, summed in float32 or
+        wider: float16 values are widened for the sums and the result cast back."""
+        cp = self._cupy
+        wide = values if values.dtype.itemsize >= 4 else values.astype(cp.float32)
+        out = cp.zeros((rows, values.shape[1]), dtype=wide.dtype)
+        self._scatter_add(out, indices, wide)
+        return out if wide is values else out.astype(values.dtype)
+
+
+CupyBackend.kernels_class = CupyKernels

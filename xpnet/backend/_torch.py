@@ -202,6 +202,8 @@ class TorchKernels(Kernels):
         one, e.g. for float64 on CUDA), differentiated by torch.autograd.grad on detached copies of the inputs:
         the graph of this one call is kept until backward, whichever kernel ran forward."""
         torch = self._torch
+        if torch.compiler.is_compiling():  # autograd inside a traced step would break dynamo's graph
+            return self._attention_traced(q, k, v, causal, scale)
         with torch.enable_grad():
             qkv = [a.detach().requires_grad_() for a in (q, k, v)]
             out = self._F.scaled_dot_product_attention(*qkv, is_causal=bool(causal), scale=scale)
@@ -210,6 +212,27 @@ class TorchKernels(Kernels):
             return tuple(torch.autograd.grad(out, qkv, dout, retain_graph=True))
 
         return out.detach(), backward
+
+    def _attention_traced(self, q, k, v, causal, scale):
+        """The same attention under torch.compile: forward by F.scaled_dot_product_attention, backward written
+        out (the softmax weights recomputed from q and k, then attention_ops.attention's formulas), so the
+        step stays one graph that inductor fuses."""
+        torch, F = self._torch, self._F
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), scale=scale)
+        s_scale = q.shape[-1] ** -0.5 if scale is None else scale
+
+        def backward(dout):
+            s = torch.matmul(q, k.transpose(-1, -2)) * s_scale
+            if causal:
+                keep = torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril()
+                s = s.masked_fill(~keep, float("-inf"))
+            p = torch.softmax(s, dim=-1)
+            dv = torch.matmul(p.transpose(-1, -2), dout)
+            dp = torch.matmul(dout, v.transpose(-1, -2))
+            ds = p * (dp - (dp * p).sum(dim=-1, keepdim=True)) * s_scale
+            return torch.matmul(ds, k), torch.matmul(ds.transpose(-1, -2), q), dv
+
+        return out, backward
 
     def scatter_add_rows(self, indices, values, rows):
         """index_add: on CUDA it adds with atomics, whose order (hence float rounding) varies run to run unless

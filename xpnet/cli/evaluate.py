@@ -1,5 +1,6 @@
 """`xpnet evaluate`: a checkpoint's loss, accuracy and confusion matrix on a dataset's test split; with --report
-per-class precision, recall and F1 and their averages (xpnet.metrics), --top-k K the top-K accuracy."""
+per-class precision, recall and F1 and their averages (xpnet.metrics), --top-k K the top-K accuracy. A sequence
+model's (samples, time) targets count every position, as its accuracy does."""
 from __future__ import annotations
 
 import sys
@@ -7,9 +8,14 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from ..metrics import format_report, report_from_confusion, top_k_accuracy
+from ..metrics import confusion_matrix, format_report, report_from_confusion, top_k_accuracy
 from ._common import (common_flags, data_settings, load_dataset, load_for_inference, model_input, print_json,
                       progress_bar)
+
+
+#: above this many classes the confusion matrix is not printed (nor given in --json), and above CONFUSION_LIMIT it
+#: is counted over the classes that occur only (a language model's vocabulary: 50257² counts would be 20 GB)
+CONFUSION_SHOWN, CONFUSION_LIMIT = 64, 4096
 
 
 def add_parser(sub) -> None:
@@ -56,9 +62,13 @@ def run_evaluate(args) -> dict:
     with progress_bar(len(y), "confusion matrix", bar) as update:
         pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
     k = model.n_outputs
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (truth, pred), 1)
     names = model.class_names_
+    if k <= CONFUSION_LIMIT:
+        cm = confusion_matrix(truth, pred, k)  # a sequence model's (samples, time): every position counts
+    else:  # a language model's vocabulary: the counts of the classes that occur only (the same report)
+        seen = np.union1d(truth.reshape(-1), pred.reshape(-1))
+        cm = confusion_matrix(np.searchsorted(seen, truth), np.searchsorted(seen, pred), len(seen))
+        names = [names[i] for i in seen]
     report = None
     if getattr(args, "report", False):
         report = report_from_confusion(cm, names)
@@ -69,15 +79,20 @@ def run_evaluate(args) -> dict:
                 report[f"top_{k}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), k)
     elif getattr(args, "top_k", None):
         raise InputError("--top-k is part of the per-class report: give --report too")
+    shown = k <= CONFUSION_SHOWN
     if not args.quiet:
-        print(f"{dataset} ({split}): n {len(y)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
-        print("confusion matrix (rows: true, columns: predicted):")
-        print("\n".join(confusion_table(cm, names)))
+        positions = f" ({truth.size} positions)" if truth.ndim > 1 else ""
+        print(f"{dataset} ({split}): n {len(y)}{positions}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        if shown:
+            print("confusion matrix (rows: true, columns: predicted):")
+            print("\n".join(confusion_table(cm, names)))
         if report is not None:
             print(format_report(report))
     result = {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
               "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
-              "class_names": names, "confusion_matrix": cm.tolist()}
+              "class_names": model.class_names_, "confusion_matrix": cm.tolist() if shown else None}
+    if truth.ndim > 1:
+        result["positions"] = int(truth.size)
     if report is not None:
         result["report"] = report
     return result

@@ -16,15 +16,17 @@ def add_parser(sub) -> None:
     sp.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="the built-in models' optimizer")
     sp.add_argument("--model", default="mlp", metavar="MODEL", help="mlp (default), cnn (Conv2D, max-pool, "
                     "average-pool and dense layers on 8x8 images), resnet (residual blocks, BatchNorm, Concatenate and "
-                    "a shared Dense on 8x8 images), or your own model: a .json file (or JSON text) in "
-                    "the registry's config format, as xpnet.serialize(model) gives, on data of its input shape")
+                    "a shared Dense on 8x8 images), transformer (Embedding, PositionalEmbedding, causal attention, "
+                    "LayerNorm, GELU on token ids, logits per position), or your own model: a .json file (or JSON "
+                    "text) in the registry's config format, as xpnet.serialize(model) gives, on data of its input shape")
     sp.add_argument("--free-tol", type=float, default=None, help="also fail when the free-running difference exceeds this")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--compile", action="store_true", help="also compare each backend's compiled step (compile=True) "
                     "with the reference and with its own eager step; backends without a compiler say so")
     sp.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
     sp.add_argument("--kernels", choices=["default", "native", "reference", "both"], default="default",
-                    help="the backends' layers on their native kernels (torch, jax: convolution, pooling), on the "
+                    help="the backends' layers on their native kernels (torch, jax: convolution, pooling, attention, "
+                    "scatter-add; cupy: scatter-add), on the "
                     "array-API reference, or both (two rows each); default: native unless XPNET_NATIVE_KERNELS=0")
     sp.add_argument("--distributed", action="store_true", help="under an MPI launcher (mpiexec -n 2 xpnet parity "
                     "--distributed): all ranks together against one process, same backend and dtype (float64 "

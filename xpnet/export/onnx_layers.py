@@ -25,9 +25,14 @@ A layer in neither table has no ONNX form: `emitter` says so in one line.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ..errors import InputError
-from ..layers import (GELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
-                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from ..layers import (GELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D, Identity,
+                      LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, PositionalEmbedding, ReLU, Sigmoid, Softmax,
+                      Tanh)
 from ..layers._patches import pair
 from ..layers.augmentation import RandomCrop, RandomFlip
 from ..layers.combinators import Chain, Combinator, Concatenate, Residual
@@ -103,11 +108,9 @@ traced(RandomCrop, RandomFlip)  # augmentation: training only, so the traced inf
 
 @native(Dense)
 def _dense(layer, params, x):
-    if layer.input_shape is not None and len(layer.input_shape) != 1:
-        raise InputError(f"ONNX export takes Dense on (batch, features) input only, not on "
-                         f"(batch, {', '.join(map(str, layer.input_shape))}) (the sequence layers' ONNX form is still to "
-                         f"come, issue 31); export a model whose Dense layers see 2-D input")
     op = _ops()
+    if layer.input_shape is not None and len(layer.input_shape) != 1:  # (batch, ..., in): MatMul on the last axis
+        return _wrap(linear(x.unwrap_spox(), params["weight"], params.get("bias") if layer.use_bias else None))
     args = [x.unwrap_spox(), op.const(params["weight"])]
     if layer.use_bias:
         args.append(op.const(params["bias"]))
@@ -144,15 +147,136 @@ def _global_avg_pool(layer, params, x):
 
 @native(BatchNorm)
 def _batch_norm(layer, params, x):
-    import numpy as np
     op = _ops()
+    dt = params["weight"].dtype.type  # float32 (the default export) or float64
     shape = (1, -1) if len(layer.input_shape) == 1 else (1, -1, 1, 1)
-    col = lambda v: op.const(np.asarray(v, dtype=np.float32).reshape(shape))  # noqa: E731
-    mean = params.get("running_mean", np.zeros(layer.num_features, np.float32))
-    var = params.get("running_var", np.ones(layer.num_features, np.float32))
-    inv = np.float32(1.0) / np.sqrt(var.astype(np.float32) + np.float32(layer.eps))
+    col = lambda v: op.const(np.asarray(v, dtype=dt).reshape(shape))  # noqa: E731
+    mean = params.get("running_mean", np.zeros(layer.num_features, dt))
+    var = params.get("running_var", np.ones(layer.num_features, dt))
+    inv = dt(1.0) / np.sqrt(var.astype(dt) + dt(layer.eps))
     xhat = op.mul(op.sub(x.unwrap_spox(), col(mean)), col(inv))
     return _wrap(op.add(op.mul(xhat, col(params["weight"])), col(params["bias"])))
+
+
+# ---- the sequence layers (issue 31) ---------------------------------------------------------------------------
+# Written on spox Vars with host (NumPy) parameters, as small functions a new layer can reuse: a tied output
+# projection is `linear(h, embedding_weight)` (logits = h @ weight.T), a lookup `gather_rows(weight, ids)`.
+
+def _const(a):
+    """A host array as an ONNX constant; an ndonnx array or a spox Var as its Var."""
+    if hasattr(a, "unwrap_spox"):
+        return a.unwrap_spox()
+    return _ops().const(a) if isinstance(a, np.ndarray) else a
+
+
+def _ints(*values):
+    return _ops().const(np.array(values, dtype=np.int64))
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T (+ bias) on the last axis of x of any rank (MatMul against the transposed host weight (in,
+    out), then Add): Dense on (batch, ..., in), the attention projections, and a tied output projection whose
+    weight is an Embedding's table (vocab, dim). x: a spox Var; weight (out, in), bias (out,): host arrays."""
+    op = _ops()
+    if isinstance(weight, np.ndarray):
+        w_t = op.const(np.ascontiguousarray(weight.T))
+    else:  # a graph value (a weight computed in the graph): transposed there
+        w_t = op.transpose(_const(weight), perm=[1, 0])
+    y = op.matmul(x, w_t)
+    return y if bias is None else op.add(y, _const(np.asarray(bias)))
+
+
+def gather_rows(table, ids):
+    """table[ids]: rows of a host (rows, dim) table by int64 ids of any shape (Gather on axis 0; ONNX Runtime
+    refuses an id outside [-rows, rows), a negative one counts from the end as in NumPy)."""
+    return _ops().gather(_const(table), ids, axis=0)
+
+
+def time_of(x):
+    """The time axis (axis 1) of a (batch, time, ...) Var as an int64 (1,) tensor: dynamic in the graph."""
+    return _ops().shape(x, start=1, end=2)
+
+
+def layer_norm(x, weight, bias, eps: float):
+    """LayerNorm over the last axis: one LayerNormalization node (opset 17) in float32, where ONNX Runtime's
+    kernel is as close to the float64 truth as xpnet's two-pass float32 arithmetic (both within 7e-6 at inputs
+    of mean 100 and unit spread); in float64, xpnet's own arithmetic written out ((x - mean) / sqrt(var + eps)
+    with the variance of the centred values), since ONNX Runtime's float64 kernel is 1e-13 to 1e-11 away from
+    it, too far for a float64 check to rounding."""
+    op = _ops()
+    weight, bias = np.asarray(weight), np.asarray(bias)
+    if weight.dtype != np.float64:
+        y, _, _ = op.layer_normalization(x, op.const(weight), op.const(bias), axis=-1, epsilon=float(eps))
+        return y
+    last = _ints(-1)
+    centred = op.sub(x, op.reduce_mean(x, last, keepdims=1))
+    var = op.reduce_mean(op.mul(centred, centred), last, keepdims=1)
+    inv = op.div(op.const(np.float64(1.0)), op.sqrt(op.add(var, op.const(np.float64(eps)))))
+    return op.add(op.mul(op.mul(centred, inv), op.const(weight)), op.const(bias))
+
+
+def causal_keep(time):
+    """The (time, time) boolean mask keep[i, j] = j <= i (`attention_ops.attention`'s top-left `tril`) from the
+    int64 (1,) length `time`, so the sequence length stays dynamic."""
+    op = _ops()
+    pos = op.range(op.const(np.int64(0)), op.squeeze(time, _ints(0)), op.const(np.int64(1)))
+    return op.less_or_equal(op.unsqueeze(pos, _ints(0)), op.unsqueeze(pos, _ints(1)))
+
+
+def attention(q, k, v, causal: bool, scale: float, dtype):
+    """softmax(q kᵀ · scale + mask) v on (batch, heads, time, head_dim) Vars: MatMul, Mul, Where(keep, s, -inf),
+    Softmax on the last axis, MatMul (`attention_ops.attention`'s definition)."""
+    op = _ops()
+    s = op.mul(op.matmul(q, op.transpose(k, perm=[0, 1, 3, 2])), op.const(np.asarray(scale, dtype=dtype)))
+    if causal:
+        s = op.where(causal_keep(op.shape(q, start=2, end=3)), s, op.const(np.asarray(-np.inf, dtype=dtype)))
+    return op.matmul(op.softmax(s, axis=-1), v)
+
+
+def self_attention(x, params: dict, dim: int, heads: int, causal: bool = True):
+    """MultiHeadAttention's inference forward on a (batch, time, dim) Var with torch's parameter layout
+    (in_proj_weight (3·dim, dim): q's rows, k's, v's; out_proj_weight (dim, dim); biases where present)."""
+    op = _ops()
+    hd = dim // heads
+    w_in, b_in = params["in_proj_weight"], params.get("in_proj_bias")
+
+    def split_heads(i):  # (B, T, dim) -> (B, heads, T, head_dim)
+        part = slice(i * dim, (i + 1) * dim)
+        y = linear(x, w_in[part], None if b_in is None else b_in[part])
+        return op.transpose(op.reshape(y, _ints(0, 0, heads, hd)), perm=[0, 2, 1, 3])
+
+    o = attention(split_heads(0), split_heads(1), split_heads(2), causal, 1.0 / math.sqrt(hd), w_in.dtype)
+    merged = op.reshape(op.transpose(o, perm=[0, 2, 1, 3]), _ints(0, 0, dim))
+    return linear(merged, params["out_proj_weight"], params.get("out_proj_bias"))
+
+
+@native(Embedding)
+def _embedding(layer, params, x):
+    return _wrap(gather_rows(params["weight"], x.unwrap_spox()))
+
+
+@native(PositionalEmbedding)
+def _positional_embedding(layer, params, x):
+    """x + weight[:time], time read from x (dynamic, at most max_len: a longer input fails the Add's shapes)."""
+    op = _ops()
+    xs = x.unwrap_spox()
+    rows = op.slice(op.const(params["weight"]), _ints(0), time_of(xs), _ints(0))
+    return _wrap(op.add(xs, rows))
+
+
+@native(LayerNorm)
+def _layer_norm(layer, params, x):
+    return _wrap(layer_norm(x.unwrap_spox(), params["weight"], params["bias"], layer.eps))
+
+
+@native(MultiHeadAttention)
+def _multi_head_attention(layer, params, x):
+    """Inference: dropout is the identity."""
+    return _wrap(self_attention(x.unwrap_spox(), params, layer.dim, layer.heads, layer.causal))
+
+
+#: the lowest opset a layer's native form needs (LayerNormalization is opset 17)
+MIN_OPSET = {LayerNorm: 17}
 
 
 def _combinator(layer, inputs: dict, x, emits: list):

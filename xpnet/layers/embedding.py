@@ -8,8 +8,11 @@ GPT-2's, and are of kind "embedding" (xpnet.groups: the "nanogpt" grouping decay
 """
 from __future__ import annotations
 
+import math
+
 from array_api_compat import device
 
+from ..backend import is_traced
 from ..checks import POSITIVE, POSITIVE_INT, check
 from ..errors import InputError
 from ..groups import EMBEDDING
@@ -25,8 +28,9 @@ def _shape_text(shape) -> str:
 
 def _ids_range(xp, ids):
     """(min, max) of integer ids as Python ints where the array holds values (eager), None where it is abstract
-    (traced under jax.jit: int() of a tracer raises a TypeError) or empty."""
-    if ids.size == 0:
+    (traced under jax.jit or torch.compile: `xpnet.backend.is_traced`, so the check costs torch.compile no graph
+    break) or empty."""
+    if is_traced(ids) or math.prod(ids.shape) == 0:  # checked first: dynamo cannot compare a traced shape
         return None
     try:
         return int(xp.min(ids)), int(xp.max(ids))
@@ -42,9 +46,11 @@ class Embedding(Layer):
     The ids get no gradient (backward's dx is None); the table's gradient sums the upstream gradient of every
     position holding a token into that token's row, in float32 or wider (a float16/bfloat16 model's gradient is
     summed in float32 and cast back). Refused in one line: float input, and, where the ids have values (eager
-    calls on every backend), an id outside [0, vocab). Inside a compiled JAX step (jax.jit) the ids are abstract
-    and are not checked: there an id >= vocab gives a row of NaN (jnp.take's fill mode, so the loss turns NaN and
-    the loop's divergence check stops the run) and a negative id counts from the table's end, as NumPy's."""
+    calls on every backend), an id outside [0, vocab). Inside a compiled step (jax.jit, torch.compile) the ids
+    are abstract and are not checked there, so the step stays one graph: a model checks its whole X once where
+    the data enters fit, evaluate and predict (`check_token_ids`, from `Sequential.as_input`). Ids given
+    straight to a compiled step unchecked: on JAX an id >= vocab gives a row of NaN (jnp.take's fill mode) and a
+    negative id counts from the table's end, as NumPy's; torch's index_select raises."""
 
     penalized = ("weight",)
     kernel_names = ("scatter_add_rows",)
@@ -108,6 +114,24 @@ class Embedding(Layer):
 
     def __repr__(self) -> str:
         return f"Embedding({self.vocab}, {self.dim})"
+
+
+def first_embedding(layer):
+    """The Embedding that takes a model's token ids: `layer` itself, or the first layer of a combinator whose
+    input is integer ids (a Chain starting with one), depth first; None where there is none."""
+    while layer is not None and not isinstance(layer, Embedding):
+        children = layer.sublayers() if hasattr(layer, "sublayers") else []
+        layer = children[0][1] if children and getattr(layer, "integer_input", False) else None
+    return layer
+
+
+def check_token_ids(layer, ids) -> None:
+    """Refuse, in Embedding's one line, ids out of the vocabulary of the Embedding that takes them (`layer`: a
+    model's first layer): one min/max over the whole array where data enters a model (host or device ids; a
+    float array is left for Embedding's own dtype refusal)."""
+    first = first_embedding(layer)
+    if first is not None and namespace(ids).isdtype(ids.dtype, "integral"):
+        first.check_ids(ids)
 
 
 @register("PositionalEmbedding.v1", aliases=("positional_embedding",))

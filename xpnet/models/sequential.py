@@ -25,6 +25,7 @@ from ..data.labels import as_label_array, check_classes, encode, identity_classe
 from ..checks import Interval, Options, check
 from ..penalties import Penalty
 from ..data.preprocessing import as_scaler
+from ..layers.embedding import check_token_ids
 from ..registry import register
 from ..training.state import TrainState
 from ..training.loop import fit as _fit
@@ -94,6 +95,8 @@ class Sequential(Network):
             if tuple(X.shape[1:]) != self.input_shape or X.ndim != 1 + len(self.input_shape):
                 raise InputError(f"{name} must have shape (samples, {', '.join(map(str, self.input_shape))}), got "
                                  f"{tuple(X.shape)}")
+            if self.integer_input:  # token ids out of the vocabulary refused once here, not in the traced step
+                check_token_ids(self.layers[0], X)
             if not (keep_integers and self.xp.isdtype(X.dtype, "integral")):
                 if not bool(self.xp.all(self.xp.isfinite(X))):
                     raise InputError(f"{name} contains NaN or infinity; remove or impute those values")
@@ -103,6 +106,7 @@ class Sequential(Network):
             raise foreign_array_error(X, self.bk, name)
         host = check_X(X, self.input_shape, name)
         if self.integer_input and host.dtype.kind in "ui":  # token ids: int64, as every backend's take wants
+            check_token_ids(self.layers[0], host)
             return self.bk.asarray(host.astype("int64", copy=False))
         if keep_integers and host.dtype.kind in "ui":
             return self.bk.asarray(host)
