@@ -1,6 +1,7 @@
-"""`xpnet evaluate` on a regression checkpoint (`xpnet train --task regression`): the loss (MSE), R² (scikit-learn's
-r2_score, uniform average), MAE and RMSE, per output for several; the classification-only flags refused in one
-line."""
+"""`xpnet evaluate` and `xpnet predict` on a regression checkpoint (`xpnet train --task regression`): the loss (MSE),
+R² (scikit-learn's r2_score, uniform average), MAE and RMSE, per output for several; the continuous outputs, one
+column per output; the classification-only flags refused in one line; the same figures on another backend."""
+import csv
 import json
 
 import numpy as np
@@ -94,6 +95,45 @@ def test_evaluate_several_outputs_reports_each_one(two_outputs, capsys):
         np.sqrt(metrics.mean_squared_error(truth, pred, multioutput="raw_values")), rel=1e-9)
 
 
+def test_predict_writes_one_column_per_output(one_output, two_outputs, tmp_path, capsys):
+    path, ckpt, X, y = one_output
+    capsys.readouterr()
+    out_csv = tmp_path / "one.csv"
+    assert main(["predict", "--checkpoint", str(ckpt), str(path), "--output", str(out_csv)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith("0: ") and text[-2].startswith("R² ") and text[-1] == f"wrote {out_csv}"
+    assert main(["predict", "--checkpoint", str(ckpt), str(path), "--json"]) == 0
+    out = _last_json(capsys)
+    model = xpnet.load(ckpt)
+    np.testing.assert_allclose(out["predictions"], model.predict(X)[:, 0], rtol=1e-12)
+    assert out["outputs"] == 1 and out["r2"] == pytest.approx(model.score(X, y), abs=1e-12)
+    assert "probabilities" not in out and "class_names" not in out
+    assert out["rows"][3]["prediction"] == out["predictions"][3]
+    with open(out_csv) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "index", "prediction"] and len(rows) == 161
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], out["predictions"], rtol=1e-8)
+
+    path, ckpt, X_test, y_test = two_outputs
+    np.save(tmp_path / "x.npy", X_test[:3])
+    out_csv = tmp_path / "two.csv"
+    assert main(["predict", "--checkpoint", str(ckpt), str(path), str(tmp_path / "x.npy"), "--json", "--output",
+                 str(out_csv)]) == 0
+    out = _last_json(capsys)
+    model = xpnet.load(ckpt)
+    with np.load(path) as data:
+        X_train = data["X"]
+    expected = model.predict(np.concatenate([X_train, X_test[:3]]))
+    np.testing.assert_allclose(out["predictions"], expected, rtol=1e-6)
+    assert out["outputs"] == 2 and "r2" not in out  # the .npy has no targets
+    with open(out_csv) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "index", "prediction_0", "prediction_1"] and len(rows) == 164
+    assert main(["predict", "--checkpoint", str(ckpt), str(path), "--json"]) == 0  # the .npz's (samples, 2) y
+    with np.load(path) as data:
+        assert _last_json(capsys)["r2"] == pytest.approx(model.score(data["X"], data["y"]), abs=1e-12)
+
+
 def test_classification_flags_are_refused_in_one_line(one_output, two_outputs, tmp_path, capsys):
     _, ckpt, _, _ = one_output
     capsys.readouterr()
@@ -111,6 +151,27 @@ def test_classification_flags_are_refused_in_one_line(one_output, two_outputs, t
     assert main(["evaluate", "--checkpoint", str(two_outputs[1]), "--dataset", str(tmp_path / "narrow.npz")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "narrow.npz's targets must have shape (10, 2)" in err and "got (10,)" in err
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "array_api_strict"])
+def test_a_numpy_trained_checkpoint_gives_the_same_figures_on_another_backend(two_outputs, backend, capsys):
+    """Trained on NumPy in float32, evaluated and predicted on another backend: the same figures within float32's
+    rounding."""
+    pytest.importorskip(backend)
+    path, ckpt, X_test, _ = two_outputs
+    figures = {}
+    for name in ("numpy", backend):
+        capsys.readouterr()
+        assert main(["evaluate", "--checkpoint", str(ckpt), "--backend", name, "--quiet", "--json"]) == 0
+        figures[name] = _last_json(capsys)
+        assert main(["predict", "--checkpoint", str(ckpt), str(path), "--backend", name, "--quiet", "--json"]) == 0
+        figures[name]["predictions"] = _last_json(capsys)["predictions"]
+    a, b = figures["numpy"], figures[backend]
+    for k in ("loss", "r2", "mae", "mse", "rmse"):
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
+    for oa, ob in zip(a["outputs"], b["outputs"]):
+        assert ob == pytest.approx(oa, rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(b["predictions"], a["predictions"], rtol=1e-5, atol=1e-6)
 
 
 def test_regression_report_is_scikit_learns():
