@@ -1,6 +1,7 @@
 """`xpnet evaluate`: a checkpoint's loss, accuracy and confusion matrix on a dataset's test split; with --report
 per-class precision, recall and F1 and their averages (xpnet.metrics), --top-k K the top-K accuracy. A sequence
-model's (samples, time) targets count every position, as its accuracy does."""
+model's (samples, time) targets count every position, as its accuracy does. A regression model's (task
+"regression"): its loss (MSE), R², MAE and RMSE, each output's too when it has several (xpnet.data.regression)."""
 from __future__ import annotations
 
 import sys
@@ -19,7 +20,8 @@ CONFUSION_SHOWN, CONFUSION_LIMIT = 64, 4096
 
 
 def add_parser(sub) -> None:
-    sp = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix of a checkpoint on a dataset")
+    sp = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix of a checkpoint on a dataset (a "
+                        "regression model's loss, R², MAE and RMSE)")
     common_flags(sp)
     sp.add_argument("--checkpoint", required=True, metavar="PATH")
     sp.add_argument("--quiet", action="store_true")
@@ -43,6 +45,8 @@ def cmd_evaluate(args) -> int:
 
 def run_evaluate(args) -> dict:
     model = load_for_inference(args)
+    if model.regression:
+        refuse_class_flags(args)
     saved = (model.checkpoint_meta_ or {}).get("cli") or {}
     dataset = args.dataset or saved.get("dataset")
     if not dataset:
@@ -56,6 +60,8 @@ def run_evaluate(args) -> dict:
         X, y = X_test, y_test
     X = model_input(model, X, dataset)
     bar = not args.quiet and sys.stderr.isatty()
+    if model.regression:
+        return evaluate_regression(args, model, X, y, dataset, "test" if X_test is not None else "train", split, bar)
     with progress_bar(len(y), "loss and accuracy", bar) as update:
         loss, accuracy = model.evaluate(X, y, progress=update)
     truth = model.encode_labels(y, len(y))
@@ -106,3 +112,36 @@ def confusion_table(cm, names) -> list[str]:
     cw = max(5, w, len(str(int(cm.max(initial=0)))))
     return [" " * w + "".join(f" {n:>{cw}}" for n in shown)] + [
         f"{shown[i]:>{w}}" + "".join(f" {v:>{cw}d}" for v in row) for i, row in enumerate(cm)]
+
+
+def refuse_class_flags(args) -> None:
+    """A regression checkpoint has no classes: --report and --top-k are refused in one line saying what it gets."""
+    flag = "--report" if getattr(args, "report", False) else "--top-k" if getattr(args, "top_k", None) else None
+    if flag:
+        what = "a per-class precision/recall/F1 report" if flag == "--report" else "a top-K accuracy over classes"
+        raise InputError(f"{flag} asks for {what}, but {args.checkpoint} is a regression model (continuous targets, "
+                         f"no classes): drop it; xpnet evaluate prints its loss, R², MAE and RMSE (per output too)")
+
+
+def evaluate_regression(args, model, X, y, dataset, split: str, where: str, bar: bool) -> dict:
+    """A regression checkpoint's figures on (X, y): the model's loss (MSE), R² (uniform average over the outputs,
+    scikit-learn's r2_score), MAE and RMSE, and with several outputs each one's R², MAE and RMSE."""
+    from ..data.regression import regression_report
+    truth = model.encode_labels(y, len(X), f"{dataset}'s targets")  # (samples, outputs) in the model's dtype
+    with progress_bar(len(X), "loss", bar) as update:
+        loss, _ = model.evaluate(X, truth, progress=update)
+    with progress_bar(len(X), "predict", bar) as update:
+        pred = np.asarray(model.predict(X, progress=update))
+    report = regression_report(truth, pred)
+    k = truth.shape[1]
+    if not args.quiet:
+        outputs = f", {k} outputs" if k > 1 else ""
+        mean = " (uniform average)" if k > 1 else ""
+        print(f"{dataset} ({where}): n {len(X)}{outputs}  loss (MSE) {loss:.6g}  R²{mean} {report['r2']:.4f}  "
+              f"MAE {report['mae']:.6g}  RMSE {report['rmse']:.6g}")
+        if k > 1:
+            print(f"{'output':>6} {'R²':>8} {'MAE':>11} {'RMSE':>11}")
+            for i, o in enumerate(report["outputs"]):
+                print(f"{i:>6} {o['r2']:>8.4f} {o['mae']:>11.6g} {o['rmse']:>11.6g}")
+    return {"task": "regression", "loss": loss, **{m: report[m] for m in ("r2", "mae", "mse", "rmse")},
+            "outputs": report["outputs"], "n": int(len(X)), "dataset": str(dataset), "split": split}

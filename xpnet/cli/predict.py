@@ -1,4 +1,5 @@
-"""`xpnet predict`: a checkpoint's predictions for image files, arrays or CSV rows (and a CSV of them)."""
+"""`xpnet predict`: a checkpoint's predictions for image files, arrays or CSV rows (and a CSV of them): a
+classifier's labels and probabilities, a regression model's outputs (one value per output)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,8 @@ from ._common import (common_flags, data_settings, label_names, load_for_inferen
 
 
 def add_parser(sub) -> None:
-    sp = sub.add_parser("predict", help="labels and probabilities for .npy, .npz, .csv files or images")
+    sp = sub.add_parser("predict", help="labels and probabilities (a regression model's outputs) for .npy, .npz, "
+                        ".csv files or images")
     common_flags(sp)
     sp.add_argument("--checkpoint", required=True, metavar="PATH")
     sp.add_argument("--quiet", action="store_true")
@@ -24,7 +26,8 @@ def add_parser(sub) -> None:
     sp.add_argument("--label-column", default=None, help="a .csv's label column, left out of the "
                     "features and compared with the predictions (default: the one it was trained with)")
     sp.add_argument("--output", default=None, metavar="PATH",
-                    help="write a CSV: file, index, label, class_name, one probability column per class")
+                    help="write a CSV: file, index, label, class_name, one probability column per class (a "
+                         "regression model's: file, index, prediction or prediction_0, prediction_1, ...)")
     sp.set_defaults(func=cmd_predict)
 
 
@@ -40,7 +43,9 @@ def run_predict(args) -> dict:
     model = load_for_inference(args)
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
     X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
-                                trained_on=model_inputs(model))
+                                trained_on=model_inputs(model), wide_targets=model.regression)
+    if model.regression:
+        return predict_regression(args, model, X, sources, y)
     with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
         proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
     idx = proba.argmax(axis=1)
@@ -57,16 +62,60 @@ def run_predict(args) -> dict:
     if not args.quiet and not args.json:
         show_name = label_names(model) is not None
         for row in rows:
-            where = row["file"] if len(sources) == 1 or row["index"] is None else f"{row['file']}[{row['index']}]"
-            if len({f for f, _ in sources}) == 1:
-                where = str(row["index"] if row["index"] is not None else 0)
             name = f" ({row['class_name']})" if show_name else ""
-            print(f"{where}: {row['label']}{name}  (p = {row['probability']:.3f})")
+            print(f"{_where(row, sources)}: {row['label']}{name}  (p = {row['probability']:.3f})")
         if y is not None:
             print(f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
         if args.output:
             print(f"wrote {args.output}")
     return result
+
+
+def predict_regression(args, model, X, sources, y) -> dict:
+    """A regression checkpoint's outputs for the inputs: `predictions` one value per input for one output, else
+    one list of `outputs` values each (no labels, no probabilities); R² against the files' targets (a .csv's
+    label column, an .npz's y) when every file has them; --output writes them as CSV columns."""
+    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        pred = np.asarray(model.predict(X, progress=update), dtype=np.float64)
+    k = pred.shape[1]
+    values = pred[:, 0].tolist() if k == 1 else pred.tolist()
+    rows = [{"file": f, "index": r, "prediction": v} for (f, r), v in zip(sources, values)]
+    result = {"task": "regression", "predictions": values, "outputs": k, "rows": rows}
+    if y is not None:
+        from ..data.regression import r2_score
+        result["r2"] = r2_score(model.encode_labels(y, len(y), "the files' targets (a .csv label column, an .npz y)"),
+                                pred)
+    if args.output:
+        write_outputs(args.output, sources, pred)
+    if not args.quiet and not args.json:
+        for row, p in zip(rows, pred):
+            print(f"{_where(row, sources)}: {', '.join(f'{v:.6g}' for v in p)}")
+        if y is not None:
+            print(f"R² {result['r2']:.4f} against the files' targets ({len(y)} samples)")
+        if args.output:
+            print(f"wrote {args.output}")
+    return result
+
+
+def _where(row: dict, sources) -> str:
+    """How a printed prediction names its input: the row index when all come from one file, else the file (and
+    its row)."""
+    if len({f for f, _ in sources}) == 1:
+        return str(row["index"] if row["index"] is not None else 0)
+    return row["file"] if row["index"] is None else f"{row['file']}[{row['index']}]"
+
+
+def write_outputs(path, sources, pred) -> None:
+    """A CSV of a regression model's outputs: file, index, then `prediction` (one output) or prediction_0, ...
+    (one column per output)."""
+    from ..saving.files import atomic_write_text
+    k = pred.shape[1]
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["file", "index"] + (["prediction"] if k == 1 else [f"prediction_{i}" for i in range(k)]))
+    for (f, r), p in zip(sources, pred):
+        w.writerow([f, "" if r is None else r, *(f"{v:.9g}" for v in p)])
+    atomic_write_text(path, out.getvalue())
 
 
 def write_predictions(path, rows: list[dict], names: list[str]) -> None:

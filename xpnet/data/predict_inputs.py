@@ -21,9 +21,11 @@ from .validation import check_X, host_samples
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
-def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None)):
+def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
+                wide_targets: bool = False):
     """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
-    Labels come back only when every file has them (a .csv label column, an .npz y).
+    Labels come back only when every file has them (a .csv label column, an .npz y). wide_targets: an .npz's
+    (samples, outputs) y counts too (a regression model's targets); otherwise only a (samples,) y does.
 
     trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
     image for a model trained on a table is refused (it was resized into the table's features), and so is an
@@ -35,7 +37,8 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     blocks, sources, labels = [], [], []
     for path in paths:
         try:
-            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on)
+            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on,
+                                     wide_targets)
         except InputError as exc:
             kind, dataset = trained_on
             if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
@@ -49,6 +52,10 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
         sources += [(str(path), None if single else i) for i in range(len(X))]
         labels.append(y)
     X = blocks[0] if len(blocks) == 1 else np.concatenate([b.astype(np.result_type(*blocks)) for b in blocks])
+    if wide_targets and len(labels) > 1 and all(v is not None for v in labels) and len({v.ndim for v in labels}) > 1:
+        labels = [v.reshape(len(v), -1) for v in labels]  # (samples,) and (samples, 1) targets of one output
+    if len(labels) > 1 and all(v is not None for v in labels) and len({v.shape[1:] for v in labels}) > 1:
+        labels = [None]  # targets of different widths: predict only
     y = None if any(v is None for v in labels) else np.concatenate(labels) if len(labels) > 1 else labels[0]
     return X, sources, y
 
@@ -69,7 +76,8 @@ def _square(input_shape) -> str:
     return f"{side}x{side}" if side * side == size else ""
 
 
-def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None)):
+def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None),
+              wide_targets: bool = False):
     """(X, y or None, single sample?) of one file."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -84,7 +92,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, tr
                 raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
         return _fit_shape(path, np.asarray(X), input_shape, False), None, False
     if suffix == ".npz":
-        return _read_npz(path, input_shape)
+        return _read_npz(path, input_shape, wide_targets)
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
     if suffix in IMAGE_SUFFIXES:
@@ -93,7 +101,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, tr
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
 
-def _read_npz(path: Path, input_shape: tuple):
+def _read_npz(path: Path, input_shape: tuple, wide_targets: bool = False):
     try:
         with no_unpickling(path, "holds pickled data", "save plain numeric arrays with numpy.savez(path, X=X)"):
             with np.load(path, allow_pickle=False) as data:
@@ -108,7 +116,7 @@ def _read_npz(path: Path, input_shape: tuple):
     except Exception as exc:
         raise InputError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     X = _fit_shape(path, X, input_shape, False)
-    if y is not None and (y.ndim != 1 or len(y) != len(X)):
+    if y is not None and (y.ndim not in ((1, 2) if wide_targets else (1,)) or len(y) != len(X)):
         y = None  # not one label per row: predict only
     return X, y, False
 

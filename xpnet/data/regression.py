@@ -39,9 +39,13 @@ def r2_score(y_true, y_pred, sample_weight=None) -> float:
     """R² = 1 - sum w (y - pred)² / sum w (y - mean_w y)², per output, then their uniform mean (scikit-learn's
     r2_score, multioutput="uniform_average"): 1 for a perfect fit, 0 for predicting the mean. An output whose
     targets are constant scores 1 when predicted exactly, else 0 (scikit-learn's force_finite)."""
-    t = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(y_pred, dtype=np.float64)
-    t, p = t.reshape(t.shape[0], -1), p.reshape(p.shape[0], -1)
+    return float(r2_scores(y_true, y_pred, sample_weight).mean())
+
+
+def r2_scores(y_true, y_pred, sample_weight=None) -> np.ndarray:
+    """R² of each output, float64 (outputs,) (scikit-learn's r2_score with multioutput="raw_values"); y_true and
+    y_pred (samples,) or (samples, outputs)."""
+    t, p = _columns(y_true, y_pred)
     w = np.ones((t.shape[0], 1)) if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1, 1)
     num = (w * (t - p) ** 2).sum(axis=0)
     den = (w * (t - np.average(t, axis=0, weights=w[:, 0])) ** 2).sum(axis=0)
@@ -49,4 +53,26 @@ def r2_score(y_true, y_pred, sample_weight=None) -> float:
     ok = den != 0
     scores[ok] = 1.0 - num[ok] / den[ok]
     scores[(~ok) & (num != 0)] = 0.0
-    return float(scores.mean())
+    return scores
+
+
+def regression_report(y_true, y_pred) -> dict:
+    """The figures `xpnet evaluate` gives a regression model, computed on the host in float64 as scikit-learn's
+    metrics do: "r2", "mae", "mse", "rmse", each the uniform average over the outputs (r2_score,
+    mean_absolute_error, mean_squared_error, root_mean_squared_error with their default multioutput), and
+    "outputs": one {"r2", "mae", "mse", "rmse"} per output. y_true, y_pred: (samples,) or (samples, outputs)."""
+    t, p = _columns(y_true, y_pred)
+    r2 = r2_scores(t, p)
+    mae, mse = np.abs(t - p).mean(axis=0), ((t - p) ** 2).mean(axis=0)
+    rmse = np.sqrt(mse)
+    outputs = [{"r2": float(a), "mae": float(b), "mse": float(c), "rmse": float(d)}
+               for a, b, c, d in zip(r2, mae, mse, rmse)]
+    return {"r2": float(r2.mean()), "mae": float(mae.mean()), "mse": float(mse.mean()), "rmse": float(rmse.mean()),
+            "outputs": outputs}
+
+
+def _columns(y_true, y_pred) -> tuple:
+    """y_true, y_pred as float64 (samples, outputs) (a (samples,) vector is one output)."""
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    return t.reshape(t.shape[0], -1), p.reshape(p.shape[0], -1)
