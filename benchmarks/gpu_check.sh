@@ -38,6 +38,14 @@
 #   bench-jax-jit   the same for xpnet-jax-jit and the native jax-jit; 10 s per worker                 12 s
 #   book2015    xpnet train --preset book2015 --epochs 30 float32 on CuPy (else torch): the epochs     10 s
 #               that end in the time (each epoch's line is parsed)
+# GPU_CHECK_SECTIONS=gpt runs, in place of the sections above after probe and backends, the GPU recipe of the
+# character-level GPT (issue 32; docs/gpt.md), a few hundred steps each (carry .data with
+# .data/tinyshakespeare/input.txt, else ../shared/data is read):
+#   gpt-cupy    xpnet train --preset gpt-shakespeare --backend cupy --device cuda --steps 300            140 s
+#               --eval-every 100 --eval-batches 20 --json (6 layers, 6 heads, 384 wide, context 256, batch 64,
+#               dropout 0.2 with device masks): its lines every 100 steps (losses, ms/step) and the final
+#               validation loss over the whole split -> gpt.txt
+#   gpt-torch   the same on torch CUDA                                                                  140 s
 # Files in $OUT (the device tool returns at most 8): summary.txt (machine, versions, backends, every section's
 # rc, time and figures), compiled_smoke.txt, gpu_tests.txt, parity.json (stdout only: the MLP's JSON
 # document, then the CNN's) and parity.stderr.txt, bench.txt (progress and tables of the benchmark sections,
@@ -53,8 +61,15 @@ BUDGET=${GPU_CHECK_BUDGET:-350}
 DRY=${GPU_CHECK_DRY_RUN:-}
 KILL_AFTER=3  # seconds `timeout` waits after its TERM before it kills
 SETUP=10      # seconds kept for the install and what runs outside the sections
-declare -A LIMITS=([probe]=25 [backends]=10 [compiled-smoke]=55 [gpu-tests]=80 [parity]=25 [benchmarks]=35
-                   [bench-cnn]=20 [bench-torch-compile]=35 [bench-jax-jit]=12 [book2015]=10)
+MODE=${GPU_CHECK_SECTIONS:-all}
+if [ "$MODE" = gpt ]; then
+    declare -A LIMITS=([probe]=25 [backends]=10 [gpt-cupy]=140 [gpt-torch]=140)
+    LATER="gpt-cupy gpt-torch"
+else
+    declare -A LIMITS=([probe]=25 [backends]=10 [compiled-smoke]=55 [gpu-tests]=80 [parity]=25 [benchmarks]=35
+                       [bench-cnn]=20 [bench-torch-compile]=35 [bench-jax-jit]=12 [book2015]=10)
+    LATER="compiled-smoke gpu-tests parity benchmarks bench-cnn bench-torch-compile bench-jax-jit book2015"
+fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 LOG="$OUT/summary.txt"
@@ -149,8 +164,25 @@ skipped() { say "== $1: skipped: $GPU_WHY"; }
 section backends summary.txt - $PY -m xpnet backends
 
 if [ -n "$GPU_WHY" ]; then
-    for name in compiled-smoke gpu-tests parity benchmarks bench-cnn bench-torch-compile bench-jax-jit book2015; do
+    for name in $LATER; do
         skipped $name
+    done
+    say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"
+    exit 0
+fi
+
+if [ "$MODE" = gpt ]; then  # the GPT's GPU recipe, a few hundred steps on each GPU backend (docs/gpt.md)
+    TEXT=${XPNET_GPU_DATA:-.data}
+    [ -f "$TEXT/tinyshakespeare/input.txt" ] || TEXT=../shared/data
+    for BK in cupy torch; do
+        if [ "$BK" = cupy ]; then WHY=$CUPY_WHY; else WHY=$TORCH_WHY; fi
+        if [ -n "$WHY" ]; then say "== gpt-$BK: skipped: $WHY"; continue; fi
+        [ -z "$DRY" ] && echo "### xpnet train --preset gpt-shakespeare --backend $BK --device $DEV --steps 300" \
+            >> "$OUT/gpt.txt"
+        if section "gpt-$BK" gpt.txt - $PY -m xpnet train --preset gpt-shakespeare --backend $BK --device "$DEV" \
+                --steps 300 --eval-every 100 --eval-batches 20 --data-dir "$TEXT" --offline --json; then
+            grep -E '^step |^validation loss' "$OUT/gpt.txt" | tail -n 4 | sed 's/^/   | /' | tee -a "$LOG"
+        fi
     done
     say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"
     exit 0

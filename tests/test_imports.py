@@ -34,6 +34,8 @@ HOST_NUMPY = {
     "distributed/parity.py": "host comparison of results",
     "models/presets.py": "host image arrays brought to (N, C, H, W)",
     "metrics.py": "precision, recall, F1 and reports from host confusion counts",
+    "data/text.py": "reading text files; host token ids and their blocks",
+    "models/gpt.py": "sampling the next token on the host",
 }
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why
 COMMUNICATION_LIBS = {"mpi4py", "cupy"}

@@ -13,7 +13,7 @@ from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, Glob
                      MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .layers.combinators import Add, Chain, Concatenate, Residual
 from .layers.augmentation import RandomCrop, RandomFlip
-from .layers import GELU, Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding
+from .layers import GELU, Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding, TiedOutput
 from .losses import MSE, Loss, LogisticCost, SoftmaxCrossEntropy
 from .models.mlp import NeuralNetMLP, mlp_layers, mlp_specs
 from .models.sequential import Sequential
@@ -52,7 +52,7 @@ __all__ = [
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "TrainState", "TrainingDiverged",
     "TrainingInterrupted", "WarmupCosine", "WarmupLinear",
     "Add", "Chain", "Concatenate", "Residual", "RandomCrop", "RandomFlip",
-    "Embedding", "GELU", "LayerNorm", "MultiHeadAttention", "PositionalEmbedding",
+    "Embedding", "GELU", "LayerNorm", "MultiHeadAttention", "PositionalEmbedding", "TiedOutput",
     "backend", "deserialize", "gradcheck", "load", "mlp_layers", "mlp_specs",
     "model_from_config", "parity", "register", "serialize", "to_numpy", "__version__",
 ]

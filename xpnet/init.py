@@ -65,7 +65,24 @@ register("xavier_uniform.v1", kind="initializer", aliases=("xavier_uniform",))(g
 
 
 def get(name: str):
-    """The initializer registered under `name` (InputError naming the valid ones otherwise)."""
+    """The initializer registered under `name` (InputError naming the valid ones otherwise). "name:VALUE" gives
+    its scale argument (the one after fan_out): "normal:0.02" is N(0, 0.02^2) (GPT-2's), "uniform:0.1"
+    U(-0.1, 0.1)."""
+    if isinstance(name, str) and ":" in name:
+        import functools
+        import inspect
+        base, _, value = name.partition(":")
+        fn = _get("initializer", base)
+        extra = list(inspect.signature(fn).parameters)[4:5]
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not extra or number is None or not number > 0:
+            from .errors import InputError
+            raise InputError(f"initializer {name!r}: 'name:VALUE' takes a positive number after the colon for an "
+                             f"initializer with a scale (normal, uniform), e.g. 'normal:0.02'")
+        return functools.partial(fn, **{extra[0]: number})
     return _get("initializer", name)
 
 

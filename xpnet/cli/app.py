@@ -1,4 +1,4 @@
-"""The `xpnet` command: backends, gradcheck, parity, train, evaluate, predict, export, summary. `build_parser`
+"""The `xpnet` command: backends, gradcheck, parity, train, evaluate, predict, generate, export, summary. `build_parser`
 assembles the parser from each command module's `add_parser`; `main` runs the command and maps its errors
 to one line. Configuration is read here, at run time."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ import warnings
 
 from .._version import __version__
 from ..backend import BackendError
-from . import backends, evaluate, export, gradcheck, parity, predict, summary, train
+from . import backends, evaluate, export, generate, gradcheck, parity, predict, summary, train
 
 # one module per command, each with add_parser(sub) (its subparser and flags) and cmd_<name>(args) -> exit code
-COMMANDS = (backends, gradcheck, parity, train, evaluate, predict, export, summary)
+COMMANDS = (backends, gradcheck, parity, train, evaluate, predict, generate, export, summary)
 EPILOG = "Environment: XPNET_BACKEND, XPNET_DEVICE (defaults for --backend/--device), XPNET_DATA (data directory)."
 
 

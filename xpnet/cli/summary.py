@@ -7,7 +7,8 @@ from ..errors import InputError
 from ._common import common_flags, print_json, whole_number
 
 #: values per sample of the built-in datasets (what a preset's MLP takes without --features)
-DATASET_FEATURES = {"digits": 64, "mnist": 784, "fashion-mnist": 784}
+#: (a text dataset's model takes token ids: its input is the preset's context, not a count of features)
+DATASET_FEATURES = {"digits": 64, "mnist": 784, "fashion-mnist": 784, "tinyshakespeare": 0}
 
 
 def add_parser(sub) -> None:

@@ -41,6 +41,8 @@ INTERRUPTED = "xpnet-interrupted.safetensors"
 # Every other flag is a run option (--epochs, --backend, --device, --data-dir, paths, output), free to
 # change when a run is resumed.
 CONFIG_FLAGS = ("preset", *[k for k in DEFAULTS if k != "epochs"])
+#: a text run's run options, which a GPT preset sets and a resumed run may change like --epochs
+TEXT_RUN_OPTIONS = ("steps", "eval_every", "eval_batches")
 
 
 def add_parser(sub) -> None:
@@ -54,7 +56,8 @@ def add_parser(sub) -> None:
     sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
                     help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
                          "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
-    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, or a .npz/.csv file")
+    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, a .npz/.csv file, or "
+                    "tinyshakespeare (a character-level language model: with a GPT preset or --model; docs/gpt.md)")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
     sp.add_argument("--label-column", default=None, help="label column of a .csv dataset (default label; a resumed "
                     "run's own)")
@@ -92,6 +95,18 @@ def add_parser(sub) -> None:
     sp.add_argument("--min-lr", type=float, default=None, help="the rate the per-step decay ends at (default 0)")
     sp.add_argument("--lr-decay", choices=["cosine", "linear"], default=None,
                     help="the shape of the per-step decay (default cosine)")
+    # a text dataset's language model (docs/gpt.md): its shape, and training by steps
+    sp.add_argument("--layers", type=int, default=None, help="a GPT's transformer blocks (its preset's: 4 on CPU)")
+    sp.add_argument("--heads", type=int, default=None, help="a GPT's attention heads")
+    sp.add_argument("--dim", type=int, default=None, help="a GPT's embedding width")
+    sp.add_argument("--block", type=int, default=None, help="a GPT's context length (tokens)")
+    sp.add_argument("--dropout", type=float, default=None, help="a GPT's dropout probability")
+    sp.add_argument("--steps", type=int, default=None, help="a text run's total updates (its preset's: 2000 on CPU); "
+                    "a run option")
+    sp.add_argument("--eval-every", type=int, default=None, metavar="N",
+                    help="a text run: estimate the validation loss every N steps (and checkpoint); a run option")
+    sp.add_argument("--eval-batches", type=int, default=None, metavar="K",
+                    help="a text run: each estimate on K minibatches of random validation blocks; a run option")
     sp.add_argument("--compile", action="store_true",
                     help="run each training step as one compiled call (jax: jax.jit); a run option, not configuration")
     sp.add_argument("--distributed", action="store_true",
@@ -240,7 +255,7 @@ def check_resume_flags(args, saved: dict) -> None:
         else:
             diffs += [f"--preset {args.preset} sets {k.replace('_', '-')} {_shown(_effective(fresh, k))}, which "
                       f"differs from the checkpoint's {_shown(_effective(saved, k))}" for k in preset
-                      if k not in ("epochs", "model") and getattr(args, k, None) is None
+                      if k not in ("epochs", "model", *TEXT_RUN_OPTIONS) and getattr(args, k, None) is None
                       and not _same(k, _effective(fresh, k), _effective(saved, k))]
     if diffs:
         raise InputError(f"{'; '.join(diffs)}; drop {'it' if len(diffs) == 1 else 'them'} or start a new run")
@@ -307,6 +322,17 @@ def run_train(args) -> dict:
     """`xpnet train` in its steps: the run resolved (resume, settings, dataset), the model built or
     restored, callbacks and signal handling around fit, then scoring, history, plots and the report
     (returned: what --json prints)."""
+    from ..data.text import is_text_dataset
+    if is_text_dataset(args.dataset or _resumed_dataset(args) or (preset_settings(args.preset)["dataset"]
+                                                                  if args.preset else None)):
+        from ._text import run_text_train
+        if getattr(args, "distributed", False):
+            raise InputError("--distributed trains on arrays; a text dataset trains on one process: drop it")
+        return run_text_train(args, resolve_config, check_resume_flags, build_model)
+    given = [f"--{k.replace('_', '-')}" for k in ("steps", "eval_every", "eval_batches") if getattr(args, k, None)]
+    if given:
+        raise InputError(f"{', '.join(given)} train a text dataset by steps (--dataset tinyshakespeare); this run "
+                         f"trains by --epochs: drop {'it' if len(given) == 1 else 'them'}")
     started = time.perf_counter()
     comm = _distributed(args)
     rank = 0 if comm is None else comm.rank
@@ -347,6 +373,14 @@ def run_train(args) -> dict:
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             **({} if comm is None else {"rank": rank, "world_size": comm.size})}
+
+
+def _resumed_dataset(args):
+    """The dataset the run in --resume's checkpoint trained on (None without --resume, or where it says none)."""
+    if not getattr(args, "resume", None):
+        return None
+    from ..saving.checkpoint import read
+    return (read(args.resume)[0].get("cli") or {}).get("dataset")
 
 
 def _resume(args):

@@ -37,6 +37,7 @@ from ..layers._patches import pair
 from ..layers.augmentation import RandomCrop, RandomFlip
 from ..layers.combinators import Chain, Combinator, Concatenate, Residual
 from ..layers.conv import conv_padding
+from ..layers.tied import TiedOutput
 from ..losses import Loss, LogisticCost, MSE, SoftmaxCrossEntropy
 
 STRATEGIES = ("native", "trace")
@@ -80,7 +81,7 @@ def trace(layer, params: dict, x):
 
 def supported() -> list[str]:
     return sorted({c.__name__ for c in TRACED} | {c.__name__ for c in NATIVE} | {"Add", "Chain", "Concatenate",
-                                                                               "Residual"})
+                                                                               "Residual", "TiedOutput"})
 
 
 def emitter(layer, strategy: str = "native", where: str = ""):
@@ -88,7 +89,7 @@ def emitter(layer, strategy: str = "native", where: str = ""):
     forward ('trace', where it traces; native where it does not). A combinator's children are looked up here,
     so a child without an ONNX form is named by its path ("layers.3.block.1 ...")."""
     cls = type(layer)
-    if isinstance(layer, Combinator):
+    if isinstance(layer, Combinator) and cls not in NATIVE:  # TiedOutput: a combinator with a native form
         base = where.rstrip()
         emits = [emitter(child, strategy, where=f"{base}.{name} ") for name, child in layer.sublayers()]
         return lambda layer, params, x: _combinator(layer, params, x, emits)
@@ -266,7 +267,18 @@ def _positional_embedding(layer, params, x):
 
 @native(LayerNorm)
 def _layer_norm(layer, params, x):
-    return _wrap(layer_norm(x.unwrap_spox(), params["weight"], params["bias"], layer.eps))
+    """LayerNorm(bias=False) (a GPT's) as a zero bias."""
+    bias = params.get("bias")
+    if bias is None:
+        bias = np.zeros_like(np.asarray(params["weight"]))
+    return _wrap(layer_norm(x.unwrap_spox(), params["weight"], bias, layer.eps))
+
+
+@native(TiedOutput)
+def _tied_output(layer, params, x):
+    """A GPT's output through its Embedding's table: x @ table.T (one MatMul against the same table the Gather
+    reads, a second constant of it in the graph)."""
+    return _wrap(linear(x.unwrap_spox(), np.asarray(params["embedding.weight"])))
 
 
 @native(MultiHeadAttention)

@@ -11,6 +11,7 @@ from .dropout import Dropout
 from .embedding import Embedding, PositionalEmbedding
 from .reshape import Flatten
 from .augmentation import RandomCrop, RandomFlip
+from .tied import TiedOutput
 
 __all__ = ["Add", "AvgPool2D", "Chain", "Concatenate", "Residual", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "GELU", "GlobalAvgPool2D",
-           "Identity", "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "MultiHeadAttention", "PositionalEmbedding", "RandomCrop", "RandomFlip", "ReLU", "Sigmoid", "Softmax", "Tanh", "set_im2col_limit", "sigmoid", "softmax"]
+           "Identity", "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "MultiHeadAttention", "PositionalEmbedding", "RandomCrop", "RandomFlip", "ReLU", "Sigmoid", "Softmax", "Tanh", "TiedOutput", "set_im2col_limit", "sigmoid", "softmax"]

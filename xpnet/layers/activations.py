@@ -101,15 +101,21 @@ class GELU(Activation):
 
     _C = math.sqrt(2.0 / math.pi)
 
+    _CA = _C * 0.044715
+
     def forward(self, params, x, training=False, need_dx=True, noise=None):
+        # h = (1 + tanh(u)) / 2 = 1 / (1 + exp(-2u)) with u = C·x·(1 + 0.044715·x²); y = x·h (exp: torch's CPU
+        # tanh is several times slower than its exp; exp(-2u) = inf gives h = 0, the limit). The derivative,
+        # written with h (1 - tanh² = 4·h·(1 - h)) and x², takes 7 elementwise operations where the textbook
+        # form takes 12 (the GELU of a GPT's MLP is a sizeable part of its step on a CPU)
         xp = namespace(x)
         x2 = x * x
-        t = xp.tanh(self._C * (x + 0.044715 * (x2 * x)))
-        y = 0.5 * x * (1.0 + t)
+        h = 1.0 / (1.0 + xp.exp(x * (x2 * (-2.0 * self._CA) - 2.0 * self._C)))
+        y = x * h
 
         def backward(dy):
-            du = self._C * (1.0 + (3 * 0.044715) * x2)
-            return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du), {}
+            # dy/dx = h + x·(1 - tanh²)/2·du/dx = h + 2·x·h·(1 - h)·(C + 3·C·0.044715·x²)
+            return dy * (h + (x * h) * (1.0 - h) * (x2 * (6.0 * self._CA) + 2.0 * self._C)), {}
 
         return y, backward
 

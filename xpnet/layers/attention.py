@@ -11,6 +11,10 @@ first, then k's and v's; in_proj_bias (3·dim,); out_proj_weight (dim, dim); out
 """
 from __future__ import annotations
 
+import math
+
+from array_api_compat import device
+
 from .. import init as initializers
 from ..checks import FRACTION, POSITIVE_INT, check
 from ..errors import InputError
@@ -30,14 +34,18 @@ class MultiHeadAttention(Layer):
     probability of zeroing an attention weight while training (after the softmax, the rest scaled by
     1/(1 - dropout)), drawn from the model's seeded host RNG as Dropout's (`noise_shape`: (batch, heads, time,
     time)); with dropout in training the array-API attention runs, else the backend's kernel where it has one.
-    bias: the projections' biases. Sequences may be shorter than the time the layer was built for."""
+    bias: the projections' biases. init: the initializer of both projections' weights (xpnet.init: e.g.
+    "normal:0.02"); out_init: the output projection's, when it differs (GPT-2's residual projections,
+    N(0, (0.02/sqrt(2·layers))^2)). Sequences may be shorter than the time the layer was built for.
+
+    `forward_cached(params, x, cache)`: the incremental forward of generation (a key/value cache; see there)."""
 
     penalized = ("in_proj_weight", "out_proj_weight")
     kernel_names = ("attention",)
     host_rng = True
 
     def __init__(self, dim: int, heads: int, causal: bool = True, dropout: float = 0.0, bias: bool = True,
-                 init: str = "glorot_uniform"):
+                 init: str = "glorot_uniform", out_init: str | None = None):
         check("dim", dim, POSITIVE_INT, hint="the model width", owner="MultiHeadAttention")
         check("heads", heads, POSITIVE_INT, hint="the number of attention heads", owner="MultiHeadAttention")
         if dim % heads:
@@ -48,8 +56,10 @@ class MultiHeadAttention(Layer):
         if not isinstance(causal, bool) or not isinstance(bias, bool):
             raise InputError(f"MultiHeadAttention's causal and bias are True or False, not {causal!r} and {bias!r}")
         initializers.get(init)
+        if out_init is not None:
+            initializers.get(out_init)
         self.dim, self.heads, self.causal, self.dropout = dim, heads, causal, float(dropout)
-        self.use_bias, self.init = bias, init
+        self.use_bias, self.init, self.out_init = bias, init, out_init
 
     @classmethod
     def examples(cls):
@@ -57,8 +67,11 @@ class MultiHeadAttention(Layer):
                 ({"dim": 4, "heads": 2, "dropout": 0.25}, (3, 4))]
 
     def get_config(self) -> dict:
-        return {"dim": self.dim, "heads": self.heads, "causal": self.causal, "dropout": self.dropout,
-                "bias": self.use_bias, "init": self.init}
+        config = {"dim": self.dim, "heads": self.heads, "causal": self.causal, "dropout": self.dropout,
+                  "bias": self.use_bias, "init": self.init}
+        if self.out_init is not None:
+            config["out_init"] = self.out_init
+        return config
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -83,7 +96,8 @@ class MultiHeadAttention(Layer):
         self._require_built()
         d, params = self.dim, {}
         for name, rows in (("in_proj", 3 * d), ("out_proj", d)):
-            drawn = weight_and_bias(self.init, rng, (rows, d), self.use_bias, asarray)
+            init = self.out_init if name == "out_proj" and self.out_init is not None else self.init
+            drawn = weight_and_bias(init, rng, (rows, d), self.use_bias, asarray)
             params.update({f"{name}_{k}": v for k, v in drawn.items()})
         return params
 
@@ -137,6 +151,37 @@ class MultiHeadAttention(Layer):
             return (xp.reshape(dqkv @ w_in, (b, t, d)) if need_dx else None), grads
 
         return xp.reshape(y, (b, t, d)), backward
+
+    def forward_cached(self, params, x, cache=None):
+        """The forward of new positions given the keys and values of the earlier ones (generation's key/value
+        cache): x (batch, t, dim) the new positions' inputs, cache None (none before) or {"k", "v"}:
+        (batch, heads, past, head_dim) each. Returns (y (batch, t, dim), the cache with the new positions'
+        keys and values appended). The new queries attend to every cached key and, causally, to the new ones
+        up to their own: the same outputs as forward on the whole sequence at those positions (no dropout:
+        inference only, no backward)."""
+        xp = namespace(x)
+        b, t, d = x.shape
+        h = self.heads
+        hd = d // h
+        qkv = xp.reshape(x, (b * t, d)) @ params["in_proj_weight"].T
+        if self.use_bias:
+            qkv = qkv + params["in_proj_bias"]
+        qkv = xp.permute_dims(xp.reshape(qkv, (b, t, 3, h, hd)), (2, 0, 3, 1, 4))
+        q, k, v = qkv[0, ...], qkv[1, ...], qkv[2, ...]
+        if cache is not None:
+            k, v = xp.concat([cache["k"], k], axis=2), xp.concat([cache["v"], v], axis=2)
+        past = k.shape[2] - t
+        s = xp.matmul(q, xp.permute_dims(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(hd))  # (B, H, t, past + t)
+        if self.causal:
+            rows = xp.reshape(xp.arange(t, device=device(x)), (t, 1)) + past
+            keep = xp.reshape(xp.arange(past + t, device=device(x)), (1, past + t)) <= rows
+            s = xp.where(keep, s, xp.full_like(s, -math.inf))
+        e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
+        o = xp.matmul(e / xp.sum(e, axis=-1, keepdims=True), v)  # (B, H, t, hd)
+        y = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b * t, d)) @ params["out_proj_weight"].T
+        if self.use_bias:
+            y = y + params["out_proj_bias"]
+        return xp.reshape(y, (b, t, d)), {"k": k, "v": v}
 
     def __repr__(self) -> str:
         return (f"MultiHeadAttention({self.dim}, heads={self.heads}, causal={self.causal}, dropout={self.dropout}, "

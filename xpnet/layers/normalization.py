@@ -146,22 +146,24 @@ class LayerNorm(Layer):
     sample and position on its own (torch.nn.functional.layer_norm over the last axis; biased variance).
 
     dim: the last axis (None: taken from the input). Parameters weight (dim,) = 1 (kind "norm") and bias
-    (dim,) = 0. The statistics and the normalized values are computed in float32 or wider: a float16/bfloat16
-    input is normalized in float32 and the output cast back to the input's dtype. No state: training and
+    (dim,) = 0 (bias=False: none, nanoGPT's bias=False). The statistics and the normalized values are
+    computed in float32 or wider: a float16/bfloat16 input is normalized in float32 and the output cast back to the input's dtype. No state: training and
     inference compute the same."""
 
-    def __init__(self, dim: int | None = None, eps: float = 1e-5):
+    def __init__(self, dim: int | None = None, eps: float = 1e-5, bias: bool = True):
         if dim is not None:
             check("dim", dim, Interval(int, 1, None), owner="LayerNorm")
         check("eps", eps, Interval(float, 0.0, None, closed="neither"), owner="LayerNorm")
-        self.dim, self.eps = dim, float(eps)
+        if not isinstance(bias, bool):
+            raise InputError(f"LayerNorm's bias is True or False, not {bias!r}")
+        self.dim, self.eps, self.use_bias = dim, float(eps), bias
 
     @classmethod
     def examples(cls):
-        return [({"dim": 4}, (4,)), ({}, (3, 5)), ({"dim": 3, "eps": 1e-3}, (2, 1, 3))]
+        return [({"dim": 4}, (4,)), ({}, (3, 5)), ({"dim": 3, "eps": 1e-3}, (2, 1, 3)), ({"bias": False}, (2, 3))]
 
     def get_config(self) -> dict:
-        return {"dim": self.dim, "eps": self.eps}
+        return {"dim": self.dim, "eps": self.eps, "bias": self.use_bias}
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -176,21 +178,25 @@ class LayerNorm(Layer):
         return self.output_shape
 
     def param_shapes(self):
-        return {"weight": (self.dim,), "bias": (self.dim,)}
+        return {"weight": (self.dim,), "bias": (self.dim,)} if self.use_bias else {"weight": (self.dim,)}
 
     def param_kinds(self):
-        return {"weight": NORM, "bias": BIAS}
+        return {"weight": NORM, "bias": BIAS} if self.use_bias else {"weight": NORM}
 
     def init_params(self, rng, asarray):
         self._require_built()
-        return {"weight": asarray(initializers.ones(self.dim)), "bias": asarray(initializers.zeros(self.dim))}
+        params = {"weight": asarray(initializers.ones(self.dim))}
+        if self.use_bias:
+            params["bias"] = asarray(initializers.zeros(self.dim))
+        return params
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
         narrow = xp.finfo(x.dtype).bits < 32
         wide = (lambda a: xp.astype(a, xp.float32)) if narrow else (lambda a: a)  # noqa: E731
         back_to = (lambda a: xp.astype(a, x.dtype)) if narrow else (lambda a: a)  # noqa: E731
-        gamma, beta = wide(params["weight"]), wide(params["bias"])
+        gamma = wide(params["weight"])
+        beta = wide(params["bias"]) if self.use_bias else None
         xw = wide(x)
         centered = xw - xp.mean(xw, axis=-1, keepdims=True)
         inv = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True) + self.eps)
@@ -200,14 +206,17 @@ class LayerNorm(Layer):
         def backward(dy):
             dyw = wide(dy)
             rows = lambda a: xp.reshape(a, (-1, dim))  # noqa: E731  (sums over every leading axis)
-            grads = {"weight": back_to(xp.sum(rows(dyw * xhat), axis=0)), "bias": back_to(xp.sum(rows(dyw), axis=0))}
+            grads = {"weight": back_to(xp.sum(rows(dyw * xhat), axis=0))}
+            if beta is not None:
+                grads["bias"] = back_to(xp.sum(rows(dyw), axis=0))
             if not need_dx:
                 return None, grads
             g = dyw * gamma
             dx = (g - xp.mean(g, axis=-1, keepdims=True) - xhat * xp.mean(g * xhat, axis=-1, keepdims=True)) * inv
             return back_to(dx), grads
 
-        return back_to(xhat * gamma + beta), backward
+        y = xhat * gamma
+        return back_to(y if beta is None else y + beta), backward
 
     def __repr__(self) -> str:
-        return f"LayerNorm({self.dim}, eps={self.eps})"
+        return f"LayerNorm({self.dim}, eps={self.eps}" + (")" if self.use_bias else ", bias=False)")

@@ -101,7 +101,8 @@ DEFAULTS = dict(dataset="digits", hidden=[100], activation="relu", loss="softmax
                 lr=None, momentum=0.9, l1=0.0, l2=0.0, epochs=30, batch_size=None, minibatches=None, seed=1,
                 dtype="float32", scale="unit", validation_split=0.0, early_stopping=None, accumulate=1, classes=None,
                 model_file=None, clip_norm=None, clip_value=None, weight_decay=None, param_groups=None,
-                warmup_steps=None, decay_steps=None, min_lr=None, lr_decay=None, augment=None)
+                warmup_steps=None, decay_steps=None, min_lr=None, lr_decay=None, augment=None,
+                layers=None, heads=None, dim=None, block=None, dropout=None)
 
 #: the settings of training regimes (`with_regimes`): clipping, weight decay and its groups go into the
 #: optimizer's config, a per-step warmup and decay replaces the model's schedule
@@ -171,6 +172,22 @@ def _cnn(name: str) -> Callable[[int, int, dict], dict]:
     return build
 
 
+def gpt_build(n_features: int, n_classes: int, cfg: dict) -> dict:
+    """The `build` of a GPT preset: xpnet.models.gpt.gpt_spec of the settings' shape (layers, heads, dim,
+    block, dropout; host_rng) and recipe (AdamW at the settings' rate and weight decay, betas 0.9/0.99, the
+    warmup and cosine decay, clipping), one output per character of the vocabulary (n_classes)."""
+    from .gpt import gpt_spec
+    return gpt_spec(n_classes, cfg["block"], cfg["layers"], cfg["heads"], cfg["dim"], dropout=cfg["dropout"] or 0.0,
+                    bias=False, host_rng=cfg.get("host_rng", True), lr=learning_rate(cfg), betas=(0.9, 0.99),
+                    weight_decay=cfg["weight_decay"], clip_norm=cfg["clip_norm"], warmup_steps=cfg["warmup_steps"],
+                    decay_steps=cfg["decay_steps"], min_lr=cfg["min_lr"], dtype=cfg["dtype"], seed=cfg["seed"])
+
+
+#: nanoGPT's AdamW recipe for Tiny Shakespeare (config/train_shakespeare_char.py): what both GPT presets share
+_NANOGPT_RECIPE = dict(dataset="tinyshakespeare", optimizer="adamw", lr=1e-3, weight_decay=0.1, param_groups="nanogpt",
+                       clip_norm=1.0, warmup_steps=100, min_lr=1e-4, seed=1, dtype="float32")
+
+
 @dataclass(frozen=True)
 class Preset:
     """One preset, as data.
@@ -224,6 +241,16 @@ PRESETS = {
         dict(model="resnet-fashion", dataset="fashion-mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128,
              seed=1, scale="unit"),
         _cnn("resnet-fashion"), input_shape=(1, 28, 28)),
+    "gpt-shakespeare-cpu": Preset(
+        "nanoGPT's character-level GPT on Tiny Shakespeare, its CPU recipe",
+        dict(_NANOGPT_RECIPE, model="gpt-shakespeare-cpu", layers=4, heads=4, dim=128, block=64, dropout=0.0,
+             batch_size=12, steps=2000, decay_steps=2000, eval_every=250, eval_batches=20),
+        gpt_build, fit_settings=(), fit={}),
+    "gpt-shakespeare": Preset(
+        "nanoGPT's character-level GPT on Tiny Shakespeare, its GPU recipe",
+        dict(_NANOGPT_RECIPE, model="gpt-shakespeare", layers=6, heads=6, dim=384, block=256, dropout=0.2,
+             host_rng=False, batch_size=64, steps=5000, decay_steps=5000, eval_every=250, eval_batches=200),
+        gpt_build, fit_settings=(), fit={}),
 }
 
 #: the row of a run that names no preset: the MLP its flags describe

@@ -379,35 +379,50 @@ class Sequential(Network):
     def fit(self, X, y, classes=None, *, epochs: int | None = None, steps: int | None = None,
             batch_size: int | None = None, minibatches: int | None = None, shuffle: bool = True,
             compose_shuffles: bool = False, drop_last: bool = False, source=None, validation_split: float = 0.0,
-            validation_data=None, eval_every: int | None = None, early_stopping=None, callbacks=(),
-            verbose: bool = False, resume=None, accumulate: int = 1, distributed=None, class_weight=None,
-            sample_weight=None) -> "Sequential":
+            validation_data=None, eval_every: int | None = None, eval_batches: int | None = None,
+            early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
+            distributed=None, class_weight=None, sample_weight=None) -> "Sequential":
         """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). The
         options are xpnet.training.fit's: epochs (default 10) and/or steps (total updates; whichever ends
         first), batch_size or minibatches, shuffle, compose_shuffles, drop_last, or source (a BatchSource),
-        validation_split or validation_data, eval_every, early_stopping, callbacks, verbose, resume, accumulate,
-        distributed. classes: the label of each output (a list, or N for 0..N-1); by default 0..outputs-1, or
-        y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
+        validation_split or validation_data, eval_every, eval_batches, early_stopping, callbacks, verbose, resume,
+        accumulate, distributed. X may be a map-style dataset (len and __getitems__, e.g.
+        xpnet.data.text.TextBlocks; y None), validation_data= too (xpnet.training.sources). classes: the label
+        of each output (a list, or N for 0..N-1); by default 0..outputs-1, or y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
         "balanced"; sample_weight: (samples,) numbers; a minibatch's mean loss is then weighted, divided by the
         sum of its weights (docs/losses-metrics.md).
 
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
         cuda:0, do it inside `with model.bk:`."""
-        if not resume:
-            self._learn_classes(y, classes)
-        X = self.prepare(X, fit=not resume)
-        if validation_data is not None:
+        from ..training.sources import is_dataset
+        if is_dataset(X):  # a map-style dataset: its rows are read per step, as they are (classes 0..outputs-1)
+            if classes is not None:
+                raise InputError("classes= names the labels of arrays; a dataset's targets are output indices "
+                                 "0..outputs-1: drop classes")
+        else:
+            if not resume:
+                self._learn_classes(y, classes)
+            X = self.prepare(X, fit=not resume)
+        if validation_data is not None and not is_dataset(validation_data):
             Xv, yv = validation_data
             validation_data = (self.prepare(Xv, "validation X"), yv)
         with self.bk:
             _fit(self, X, y, epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches,
                  shuffle=shuffle, compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                  validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
-                 early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                 accumulate=accumulate, distributed=distributed, class_weight=class_weight,
+                 eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose,
+                 resume=resume, accumulate=accumulate, distributed=distributed, class_weight=class_weight,
                  sample_weight=sample_weight)
         return self
+
+    def generate(self, prompt, tokens: int, temperature: float = 1.0, top_k: int | None = None, seed=None,
+                 cache: bool = True):
+        """Continue `prompt` (text, for a model with a character vocabulary, or token ids) by `tokens` tokens
+        sampled on the host: a language model's (token ids in, (time, vocab) logits out, e.g. a GPT). Returns
+        (the prompt and the new tokens, stats with tokens_per_second); see xpnet.models.gpt.generate."""
+        from .gpt import generate
+        return generate(self, prompt, tokens, temperature, top_k, seed, cache)
 
     # views of the training state, as earlier versions had them -------------------------------------
     @property

@@ -28,7 +28,7 @@ from ..metrics import VALIDATION_METRICS, metrics_from_confusion
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
-from .sources import BatchSource, ShuffledEpochs, check_source
+from .sources import BatchSource, ShuffledEpochs, check_source, eval_rows, is_dataset, read_rows
 from .state import GRAD_NORM, HISTORY_KEYS, STEP_HISTORY_KEYS, empty_history, empty_step_history
 from .steps import make_step
 
@@ -40,25 +40,37 @@ def _scalar(model, v):
     return model.xp.astype(v, model.dtype)
 
 
-def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False):
+def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False, rows=None):
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: integer class indices (n,) or
     one-hot rows (n, outputs); for a sequence model ((time, outputs) logits) Y (n, time) or (n, time, outputs),
     the accuracy then the fraction of every position right (argmax over the last axis) and the confusion
-    counts over every position. batch_size: default the model's `inference_batch_size()`. progress: called with
+    counts over every position. X may be a map-style dataset (Y None; xpnet.training.sources), its rows read
+    batch by batch. rows: a host integer vector, the rows to evaluate (repeats allowed; default all).
+    batch_size: default the model's `inference_batch_size()`. progress: called with
     the number of samples after each batch. confusion=True: (loss, accuracy, confusion counts) with the counts
     a host int64 (outputs, outputs) array, rows true and columns predicted (xpnet.metrics reads them)."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
     with model.bk:
-        return _evaluate(model, X, Y, batch_size, progress, confusion)
+        return _evaluate(model, X, Y, batch_size, progress, confusion, rows)
 
 
-def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = False):
-    xp, n, k = model.xp, X.shape[0], model.n_outputs
+def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = False, rows=None):
+    xp, k = model.xp, model.n_outputs
+    dataset = is_dataset(X)
+    n = len(rows) if rows is not None else (len(X) if dataset else X.shape[0])
     total, correct, counts = 0.0, 0.0, None
-    indices = xp.isdtype(Y.dtype, "integral")
+    indices = True if dataset else xp.isdtype(Y.dtype, "integral")
+    if rows is not None and not dataset:
+        rows_d = model.bk.asarray(rows)
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
-        xb, yb = model.cast(X[s:e, ...]), Y[s:e, ...]
+        if dataset:
+            xb, yb = read_rows(model, X, range(s, e) if rows is None else rows[s:e])
+            xb = model.cast(xb)
+        elif rows is not None:
+            xb, yb = model.cast(model.bk.take(X, rows_d[s:e])), model.bk.take(Y, rows_d[s:e])
+        else:
+            xb, yb = model.cast(X[s:e, ...]), Y[s:e, ...]
         z, _ = model.forward(xb)
         value = model.loss(z, for_loss(model.loss, z, yb))[0]
         total = total + (value * xb.shape[0] if model.loss.reduction == "mean" else value)
@@ -85,8 +97,8 @@ DEFAULT_EPOCHS = 10  # what fit trains without epochs= and steps=
 def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
         minibatches: int | None = None, shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False,
         source=None, validation_split: float = 0.0, validation_data=None, eval_every: int | None = None,
-        early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
-        distributed=None, class_weight=None, sample_weight=None) -> dict:
+        eval_batches: int | None = None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
+        accumulate: int = 1, distributed=None, class_weight=None, sample_weight=None) -> dict:
     """Train `model` in place on device-ready X and labels y; returns the history (per-epoch lists of HISTORY_KEYS,
     also `model.state.history`).
 
@@ -102,7 +114,11 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     validation_split (the last part of the data) or validation_data=(X, y): figures after every epoch;
     eval_every=N also evaluates on it every N updates, rows of `model.state.step_history` (step, the mean loss
     of those N minibatches, val_loss, val_accuracy, lr) also given to callbacks (on_batch_end's
-    logs["evaluation"]). early_stopping: a patience in epochs or an EarlyStopping. callbacks: xpnet.Callback
+    logs["evaluation"]). eval_batches=K: each evaluation (periodic and after each epoch) on K minibatches of
+    validation rows drawn with replacement from a stream of its own (`sources.eval_rows`: seeded by the model's
+    seed and the update count, so it never moves the training batches), not on all of them (nanoGPT's
+    estimate_loss). X may be a map-style dataset (y None; see xpnet.training.sources), validation_data= too;
+    early_stopping: a patience in epochs or an EarlyStopping. callbacks: xpnet.Callback
     objects (xpnet.ProgressBar, xpnet.ModelCheckpoint, ...), older duck-typed objects or functions
     f(model, logs) (see xpnet.training.callbacks). verbose: one line per epoch.
     resume: True (or the model's TrainState) continues an interrupted fit exactly where its state stopped,
@@ -126,9 +142,9 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     options = _Options(epochs=epochs, steps=steps, batch_size=batch_size, minibatches=minibatches, shuffle=shuffle,
                        compose_shuffles=compose_shuffles, drop_last=drop_last, source=source,
                        validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
-                       early_stopping=early_stopping, callbacks=callbacks, verbose=verbose, resume=resume,
-                       accumulate=accumulate, distributed=distributed, class_weight=class_weight,
-                       sample_weight=sample_weight)
+                       eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks,
+                       verbose=verbose, resume=resume, accumulate=accumulate, distributed=distributed,
+                       class_weight=class_weight, sample_weight=sample_weight)
     error = None
     try:
         return _fit(model, X, y, options)
@@ -156,8 +172,9 @@ class _Data:
     """The training rows on the device: X (n, ...), targets Y (n,): the class indices, the same array as the
     labels L (n,), per-sample weights W (n,) or None, and val: (X, labels) of the validation data or None."""
 
-    def __init__(self, X, Y, L, val, W=None):
-        self.X, self.Y, self.L, self.val, self.n, self.W = X, Y, L, val, X.shape[0], W
+    def __init__(self, X, Y, L, val, W=None, n=None):
+        self.X, self.Y, self.L, self.val, self.W = X, Y, L, val, W
+        self.n = X.shape[0] if n is None else n
 
 
 def _fit(model, X, y, o: _Options) -> dict:
@@ -209,6 +226,9 @@ def _check_options(o: _Options) -> None:
         check("steps", o.steps, POSITIVE_INT, hint="the run's total number of updates")
     if o.eval_every is not None:
         check("eval_every", o.eval_every, POSITIVE_INT, hint="evaluate every this many updates")
+    if o.eval_batches is not None:
+        check("eval_batches", o.eval_batches, POSITIVE_INT, hint="the minibatches of validation rows each "
+                                                                 "evaluation draws")
     check("accumulate", o.accumulate, POSITIVE_INT)
     check("validation_split", o.validation_split, FRACTION)
     if o.early_stopping is not None and o.early_stopping is not False \
@@ -256,7 +276,9 @@ def _prepare_data(model, X, y, validation_split: float, validation_data, class_w
     """The training data on the device, raw pixels kept uint8 until a minibatch is gathered, the labels as
     integer class indices (no one-hot rows: the loss makes each minibatch's), the per-sample weights, and the
     validation data: validation_split's last part of X (as the book's later editions hold out the last 5,000),
-    or validation_data."""
+    or validation_data. A map-style dataset stays where it is (each step reads its rows)."""
+    if is_dataset(X):
+        return _dataset_data(model, X, y, validation_split, validation_data, class_weight, sample_weight)
     Xd = model.as_input(X, keep_integers=True)
     n_all = Xd.shape[0]
     host = model.encode_labels(y, n_all, warn=True)
@@ -275,6 +297,27 @@ def _prepare_data(model, X, y, validation_split: float, validation_data, class_w
         Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
         val = (Xv, model.as_labels(validation_data[1], Xv.shape[0], "validation y"))
     return _Data(Xd, Ld, Ld, val, Wd)
+
+
+def _dataset_data(model, ds, y, validation_split, validation_data, class_weight, sample_weight) -> _Data:
+    """_Data of a map-style dataset: X the dataset, no device targets (each step reads them with its rows), the
+    validation data a dataset too or arrays (X, y) moved to the device; what cannot apply is refused in one line."""
+    if y is not None:
+        raise InputError("a dataset gives its own targets (its __getitems__ returns (x, y)); pass y=None")
+    if validation_split:
+        raise InputError.for_argument("validation_split", f"{validation_split} splits arrays; a dataset's "
+                                      f"validation part is a dataset of its own: pass validation_data=dataset")
+    if class_weight is not None or sample_weight is not None:
+        raise InputError("class_weight and sample_weight weigh the rows of arrays; a dataset trains unweighted")
+    if len(ds) < 1:
+        raise InputError("the training dataset has no rows (len 0); give a longer one")
+    val = None
+    if validation_data is not None and is_dataset(validation_data):
+        val = (validation_data, None)
+    elif validation_data is not None:
+        Xv = model.as_input(validation_data[0], "validation X", keep_integers=True)
+        val = (Xv, model.as_labels(validation_data[1], Xv.shape[0], "validation y"))
+    return _Data(ds, None, None, val, None, n=len(ds))
 
 
 # ShuffledEpochs' options as fit takes them, with fit's defaults (a value equal to its default was not given)
@@ -376,6 +419,7 @@ class _Run:
     def __init__(self, model, data: _Data, source: BatchSource, step, callbacks: list, params: dict, o: _Options):
         self.model, self.st, self.data, self.source, self.step = model, model.state, data, source, step
         self.callbacks, self.params, self.verbose, self.eval_every = callbacks, params, o.verbose, o.eval_every
+        self.eval_batches = o.eval_batches
         self.begin_hooks = [cb.on_batch_begin for cb in callbacks if cb.implements("on_batch_begin")]
         self.end_hooks = [cb.on_batch_end for cb in callbacks if cb.implements("on_batch_end")]
         self.bounds, self.r0 = [], 0
@@ -470,12 +514,25 @@ class _Run:
         window = [float(v) for v in model.bk.to_numpy(model.xp.stack(losses[len(losses) - k:]))]
         if k < every:  # the window reaches into earlier epochs
             window = st.batch_losses[max(0, len(st.batch_losses) - (every - k)):] + window
-        val_loss, val_accuracy = evaluate(model, *self.data.val)
+        val_loss, val_accuracy = self.evaluate_val(step_no)
         row = {"step": step_no, "loss": sum(window) / len(window), "val_loss": val_loss, "val_accuracy": val_accuracy,
                "lr": st.lr}
         for key in STEP_HISTORY_KEYS:
             st.step_history[key].append(row[key])
         return row
+
+    def evaluate_val(self, step_no: int, confusion: bool = False):
+        """evaluate on the validation data: all of it, or with eval_batches K minibatches of rows drawn for
+        update `step_no` (`sources.eval_rows`)."""
+        model, (X, Y) = self.model, self.data.val
+        rows = None
+        if self.eval_batches is not None:
+            n = len(X) if is_dataset(X) else X.shape[0]
+            seed = model.seed if isinstance(model.seed, int) and not isinstance(model.seed, bool) else 0
+            per = self.source.batch_rows()
+            rows = eval_rows(step_no, seed=seed, n=n, rows=self.eval_batches * per)
+            return evaluate(model, X, Y, batch_size=per, confusion=confusion, rows=rows)
+        return evaluate(model, X, Y, confusion=confusion)
 
     def end_epoch(self, epoch: int, losses: list, correct, t0: float) -> dict:
         """The epoch's figures from one host transfer (divergence refused), history, state, callbacks."""
@@ -494,7 +551,7 @@ class _Run:
         logs = {"epoch": epoch + 1, "loss": sum(v * w for v, w in zip(batch_losses, weights)) / used,
                 "accuracy": float(host[-1]) / used, "val_loss": None, "val_accuracy": None, "lr": st.lr}
         if self.data.val is not None:  # and precision/recall/F1 from the validation confusion counts
-            logs["val_loss"], logs["val_accuracy"], cm = evaluate(model, *self.data.val, confusion=True)
+            logs["val_loss"], logs["val_accuracy"], cm = self.evaluate_val(len(st.batch_losses), confusion=True)
             logs.update(metrics_from_confusion(cm, "val_"))
         logs["seconds"] = time.perf_counter() - t0
         for k in HISTORY_KEYS:

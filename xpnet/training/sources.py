@@ -10,14 +10,71 @@ how a run that stopped inside an epoch continues with the same order.
     ShuffledEpochs(n, batch_size=32)                     today's epochs: a new shuffle of all rows each epoch
     IndexBatches([[0, 1, 2], [3, 4, 5]])                 a fixed list of index batches, the same every epoch
 
+    RandomBatches(12, seed=1)                            each step `batch` rows drawn with replacement (nanoGPT's
+                                                         get_batch), from a generator of (seed, epoch) alone
+
 A new source (random blocks of a text, rows of memory-mapped files) subclasses BatchSource, defines
 `bind` (check it fits n rows) and `plan` (an epoch's order and bounds; new=False asks for the order of an
 epoch a resumed run continues in its middle: `state.order`) and passes as `fit(source=...)`.
+
+Datasets in place of X. fit (and Sequential.fit, evaluate) also take, in place of the arrays X and y, a
+map-style dataset: any object with
+
+    len(ds)                      the number of rows
+    ds.__getitems__(indices)     (x, y): host arrays of the rows at a host integer vector `indices`, x
+                                 (len(indices), *input_shape) and y their targets (class indices)
+
+(torch.utils.data.Dataset's `__getitems__`), e.g. xpnet.data.text.TextBlocks: row i a context-length block of a
+text and its next tokens, none of the ~1M overlapping blocks materialized. Each step reads its minibatch's rows
+on the host and moves them to the device (one transfer of x and y); the source's plan is the same as for
+arrays. `is_dataset` tells one from arrays; validation_data= may be one too. The rows are used as they come (no
+input scaling: a model's `preprocessing` applies to arrays), x cast to the model's dtype unless its first layer
+takes integer ids; y are output indices 0..outputs-1.
 """
 from __future__ import annotations
 
 from ..errors import InputError
+from ..checks import Interval
+from ..init import host_rng
 from .batches import batch_bounds
+
+#: the stream tags of the generators made from a seed (the training and evaluation draws never share one)
+TRAIN_STREAM, EVAL_STREAM = 0x7A11, 0xE7A1
+
+
+def is_dataset(X) -> bool:
+    """Whether X is a map-style dataset (len and __getitems__; see the module's docstring), not arrays."""
+    return hasattr(X, "__getitems__") and hasattr(X, "__len__") and not hasattr(X, "shape")
+
+
+def read_rows(model, ds, idx) -> tuple:
+    """(x, y) on the model's device of the rows `idx` (host integers) of a map-style dataset: one transfer each."""
+    xh, yh = ds.__getitems__(idx)
+    return model.bk.asarray(xh) if model.integer_input else model.bk.asarray(xh, dtype=model.dtype), \
+        model.bk.asarray(yh)
+
+
+def epoch_rows(epoch: int, *, seed: int, n: int, batch: int, steps_per_epoch: int):
+    """The rows of one epoch of RandomBatches: (steps_per_epoch·batch,) int64 in [0, n), with replacement,
+    from numpy.random.default_rng((seed, TRAIN_STREAM, epoch))."""
+    rng = host_rng((int(seed), TRAIN_STREAM, int(epoch)))
+    return rng.integers(0, n, size=steps_per_epoch * batch)
+
+
+def step_rows(step: int, *, seed: int, n: int, batch: int, steps_per_epoch: int | None = None):
+    """The rows (batch,) of training step `step` (0-based, counted over the run) of RandomBatches(batch, seed,
+    steps_per_epoch) on n rows: what fit trains on at that step."""
+    spe = -(-n // batch) if steps_per_epoch is None else steps_per_epoch
+    epoch, i = divmod(int(step), spe)
+    return epoch_rows(epoch, seed=seed, n=n, batch=batch, steps_per_epoch=spe)[i * batch:(i + 1) * batch]
+
+
+def eval_rows(step: int, *, seed: int, n: int, rows: int):
+    """The validation rows (rows,) of the periodic evaluation after update `step` (fit(eval_batches=)), with
+    replacement in [0, n), from numpy.random.default_rng((seed, EVAL_STREAM, step)): a stream of its own, so
+    evaluating never moves the training batches, and the same rows however the run was stopped and resumed."""
+    rng = host_rng((int(seed), EVAL_STREAM, int(step)))
+    return rng.integers(0, n, size=rows)
 
 
 class BatchSource:
@@ -103,6 +160,44 @@ class IndexBatches(BatchSource):
 
     def batch_rows(self) -> int:
         return max(len(b) for b in self.batches)
+
+
+class RandomBatches(BatchSource):
+    """Each step `batch_size` rows drawn with replacement from the n training rows (nanoGPT's get_batch: random
+    blocks of a text, TextBlocks' offsets), an epoch being `steps_per_epoch` steps (default ceil(n / batch):
+    as many rows as the data has). The rows come from numpy.random.default_rng((seed, TRAIN_STREAM, epoch)), a
+    generator of the seed and the epoch alone: the same stream on every backend, whatever the model, the
+    evaluations or a resume do (`step_rows` gives step i's rows; a run stopped inside an epoch continues
+    with the epoch's saved order)."""
+
+    def __init__(self, batch_size: int, seed: int = 0, steps_per_epoch: int | None = None):
+        from ..checks import POSITIVE_INT, check
+        check("batch_size", batch_size, POSITIVE_INT, owner="RandomBatches")
+        if steps_per_epoch is not None:
+            check("steps_per_epoch", steps_per_epoch, POSITIVE_INT, owner="RandomBatches")
+        check("seed", seed, Interval(int, 0, None), owner="RandomBatches")
+        self.batch_size, self.seed, self.steps_per_epoch = batch_size, seed, steps_per_epoch
+        self.n, self.bounds = None, None
+
+    def bind(self, n: int) -> None:
+        if n < 1:
+            raise InputError("RandomBatches draws rows of the training data, and it has none; give data")
+        self.n = n
+        spe = -(-n // self.batch_size) if self.steps_per_epoch is None else self.steps_per_epoch
+        self.bounds = [(i * self.batch_size, (i + 1) * self.batch_size) for i in range(spe)]
+
+    def plan(self, state, new: bool) -> tuple:
+        if not new and state.order is not None:
+            return state.order, self.bounds
+        return epoch_rows(state.epoch, seed=self.seed, n=self.n, batch=self.batch_size,
+                          steps_per_epoch=len(self.bounds)), self.bounds
+
+    def settings(self) -> dict:
+        return {"source": "RandomBatches", "batch_size": self.batch_size, "seed": self.seed,
+                "steps_per_epoch": self.steps_per_epoch}
+
+    def batch_rows(self) -> int:
+        return self.batch_size
 
 
 def check_source(source) -> BatchSource:

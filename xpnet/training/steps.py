@@ -146,9 +146,75 @@ class DataParallelStep(CompiledStep):
         return self.correct
 
 
+class DatasetStep(EagerStep):
+    """Steps on a map-style dataset X (xpnet.training.sources): each reads its minibatch's rows order[s:e] on the
+    host (`__getitems__`), moves x and y to the device (one transfer each) and trains on them, eagerly or by the
+    model's compiled step (compile=True: the gathered minibatch itself, idx None). The labels of the steps are
+    kept beside their predictions for the epoch's accuracy."""
+
+    def __init__(self, model, X, accumulate: int):
+        self.model, self.st, self.X, self.accumulate = model, model.state, X, accumulate
+        self.W, self.order, self.preds, self.labels, self.correct, self.r0 = None, None, [], [], 0.0, 0
+        self.compiled = model.compiled_step() if getattr(model, "compile", False) else None
+        self.norm_out = getattr(model.optimizer, "clip_norm", None) is not None
+        from .sources import read_rows
+        self.read = read_rows
+
+    def begin_epoch(self, order, correct, r0: int) -> None:
+        if order is None:
+            order = range(len(self.X))
+        self.order, self.preds, self.labels, self.correct, self.r0 = order, [], [], correct, r0
+
+    def __call__(self, s: int, e: int):
+        model = self.model
+        xb, yb = self.read(model, self.X, self.order[s:e])
+        if self.compiled is None:
+            value, z = model.train_step(model.cast(xb), yb, None, self.accumulate, None, True)
+            pred = model.xp.argmax(z, axis=-1)
+        else:
+            value, pred = self._compiled(xb, yb)
+        self.preds.append(pred)
+        self.labels.append(yb)
+        return value
+
+    def _compiled(self, xb, yb):
+        model, st = self.model, self.st
+        noise = model.draw_noise(xb.shape[0])
+        st.lr, hyper = model.update_hyper(st.lr, st.step + 1)
+        hyper = model.bk.scalar_args(hyper)
+        try:
+            out = self.compiled(st.params, st.opt_state, xb, yb, None, noise, hyper, self.accumulate, None)
+            st.params, st.opt_state, value, pred = out[:4]
+            if self.norm_out:
+                st.grad_norm = out[-1]
+        except Exception as exc:
+            if not model.bk.is_trace_error(exc):
+                raise
+            error = _trace_error(model, exc)
+        else:
+            st.step += 1
+            return value, pred
+        raise error
+
+    def settle(self, r1: int):
+        if self.preds:
+            xp = self.model.xp
+            pred = self.preds[0] if len(self.preds) == 1 else xp.concat(self.preds)
+            lab = self.labels[0] if len(self.labels) == 1 else xp.concat(self.labels)
+            self.correct = self.correct + self.model.count_correct(pred, lab)
+            self.preds, self.labels, self.r0 = [], [], r1
+        return self.correct
+
+
 def make_step(model, X, Y, L, accumulate: int, dp=None, W=None):
-    """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager. W: per-sample
-    weights (n,) or None."""
+    """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager; DatasetStep
+    where X is a map-style dataset. W: per-sample weights (n,) or None."""
+    from .sources import is_dataset
+    if is_dataset(X):
+        if dp is not None:
+            raise InputError("distributed training shards device-resident arrays; a dataset trains on one "
+                             "process (drop distributed=, or pass arrays)")
+        return DatasetStep(model, X, accumulate)
     if dp is not None:
         return DataParallelStep(model, X, Y, L, accumulate, dp, W)
     if getattr(model, "compile", False):
