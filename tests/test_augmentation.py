@@ -149,8 +149,20 @@ def test_compiled_step_equals_eager(backend):
     pytest.importorskip(backend)
     X, y = images(32)
     eager = model(backend).fit(X, y, epochs=1, batch_size=16)
+    if backend == "torch":
+        import torch
+        counters = torch._dynamo.utils.counters
+        counters.clear()
     compiled = model(backend, compile=True).fit(X, y, epochs=1, batch_size=16)
-    assert compiled.compile_traces_ == 1, compiled.compile_traces_
+    if backend == "jax":
+        assert compiled.compile_traces_ == 1, compiled.compile_traces_
+    else:
+        # one frame, one graph, no graph break; late in a full test session torch's backend has been seen to
+        # compile that one graph twice (unique_graphs 1, aot_autograd total 2: CI, and tests/test_sequence_compile.py)
+        seen = {k: dict(v) for k, v in counters.items()}
+        assert seen["frames"]["total"] == 1 and seen["stats"]["unique_graphs"] == 1, seen
+        assert not seen.get("graph_break"), seen
+        assert compiled.compile_traces_ in (1, 2), seen
     worst = {k: rel_diff(xpnet.to_numpy(v), xpnet.to_numpy(eager.parameters()[k]))[1]
              for k, v in compiled.parameters().items()}
     assert max(worst.values()) <= TOLERANCES["float64"], worst
