@@ -169,3 +169,36 @@ def test_sequence_model_one_step(backend, precision):
     # five layers of bfloat16 rounding (8 bits of mantissa) add up: measured 1.03e-2 (torch, with or without its
     # native attention; JAX alike), float16 about 1e-3: twice the MLP's tolerance here
     assert _rel(grads[1], grads[0]) < 2 * TOL[precision]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_compiled_step_scales_without_retracing(backend):
+    """compile=True with fp16-mixed: overflowing steps skipped inside the one traced step (the scale halved each
+    time, parameters untouched), clean steps train and grow the scale, and nothing retraces (one trace per
+    minibatch shape: the scale and its counter are arguments, selected with where). bf16-mixed compiles too."""
+    if not _have(backend):
+        pytest.skip(f"{backend} not installed")
+    X, y = _data(64)
+    policy = Policy("fp16-mixed", growth_interval=2, initial_scale=2.0 ** 40)  # scaled gradients overflow float16
+    m = _model(backend, policy, optimizer="sgd", compile=True)
+    start = _host(m, m.state.params)
+    m.fit(X, y, epochs=1, batch_size=32, shuffle=False)  # two overflowing steps (the loss itself stays finite)
+    assert float(m.bk.to_numpy(m.state.loss_scale["scale"])) == 2.0 ** 38
+    for k, v in _host(m, m.state.params).items():
+        np.testing.assert_array_equal(v, start[k])
+    m.state.loss_scale = {"scale": m.bk.asarray(2.0 ** 10, dtype=m.bk.xp.float32), "good": m.state.loss_scale["good"]}
+    m.fit(X, y, epochs=1, batch_size=32, shuffle=False)  # two clean steps: the interval of 2 doubles the scale
+    assert float(m.bk.to_numpy(m.state.loss_scale["scale"])) == 2.0 ** 11
+    assert m.compile_traces_ == 1
+    assert all(np.isfinite(v).all() for v in _host(m, m.state.params).values())
+    eager = _model(backend, policy, optimizer="sgd")
+    eager.fit(X, y, epochs=1, batch_size=32, shuffle=False)
+    assert float(eager.bk.to_numpy(eager.state.loss_scale["scale"])) == 2.0 ** 38
+    eager.state.loss_scale = {"scale": eager.bk.asarray(2.0 ** 10, dtype=eager.bk.xp.float32),
+                              "good": eager.state.loss_scale["good"]}
+    eager.fit(X, y, epochs=1, batch_size=32, shuffle=False)
+    assert _rel(_host(m, m.state.params), _host(eager, eager.state.params)) < 1e-3
+    bf = _model(backend, "bf16-mixed", compile=True).fit(X, y, epochs=2, batch_size=32)
+    f32 = _model(backend, None, compile=True).fit(X, y, epochs=2, batch_size=32)
+    assert bf.compile_traces_ <= f32.compile_traces_  # no more traces than float32's (torch: 1 or 2 on the CPU)
+    assert {str(v.dtype).rsplit(".", 1)[-1] for v in bf.state.params.values()} == {"float32"}

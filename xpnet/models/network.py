@@ -636,7 +636,9 @@ class Network(Configurable):
         `hyper` (update_hyper(lr, t)[1]: host floats, the clip thresholds among them) and `noise` (draw_noise)
         are arguments, so a new learning rate, step count or threshold does not retrace; a new minibatch size
         (the last short one) traces once more. With clip_norm the global norm before clipping comes last.
-        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's)."""
+        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's).
+        Under float16 mixed precision the loss-scale state (TrainState.loss_scale) is the last argument,
+        after W (None when unweighted), and its next value the last output."""
         if self._compiled_step is None:
             self._compiled_step = _compile_step(self)
         return self._compiled_step
@@ -700,8 +702,10 @@ def _compile_step(model):
     """The compiled training step of `model` (see Network.compiled_step): traced once per minibatch shape,
     counted in model.compile_traces_."""
     xp, opt, plan = model.xp, model.optimizer, model.update_plan()
+    policy = model.precision
+    scaling = policy is not None and policy.scaling
 
-    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None, W=None):
+    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None, W=None, loss_scale=None):
         # Y: one-hot rows, or integer class indices (kept integer: only X is cast); W: per-sample weights or None
         if idx is None:
             xb, yb, wb = model.cast(X), Y, W
@@ -711,16 +715,24 @@ def _compile_step(model):
         value, z, grads, new_state = model.value_and_grads(xb, yb, params=params, noise=noise,
                                                            accumulate=accumulate, layer_state=layer_state or {},
                                                            with_state=True, weight=wb,
-                                                           indices=xp.isdtype(Y.dtype, "integral"))
+                                                           indices=xp.isdtype(Y.dtype, "integral"),
+                                                           loss_scale=loss_scale["scale"] if scaling else None)
+        old_params, old_opt_state = params, opt_state
         if plan.plain:
             params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
             norm = None
         else:
             params, opt_state, norm = plan.apply(xp, params, grads, opt_state, hyper, False)
+        if scaling:  # float16: the update kept only where every gradient is finite (xpnet.precision.LossScale)
+            finite = LossScale.all_finite(xp, grads)
+            params = LossScale.select(xp, finite, params, old_params)
+            opt_state = LossScale.select(xp, finite, opt_state, old_opt_state)
+            loss_scale = LossScale.update(xp, loss_scale, finite, policy.growth_interval)
         out = (params, opt_state, value, xp.argmax(z, axis=-1))
         if layer_state is not None:
             out += (new_state,)
-        return out if norm is None else out + (norm,)
+        out = out if norm is None else out + (norm,)
+        return out + (loss_scale,) if scaling else out
 
     def traced():
         model.compile_traces_ += 1
