@@ -202,3 +202,20 @@ def test_compiled_step_scales_without_retracing(backend):
     f32 = _model(backend, None, compile=True).fit(X, y, epochs=2, batch_size=32)
     assert bf.compile_traces_ <= f32.compile_traces_  # no more traces than float32's (torch: 1 or 2 on the CPU)
     assert {str(v.dtype).rsplit(".", 1)[-1] for v in bf.state.params.values()} == {"float32"}
+
+
+def test_cli_train_precision(tmp_path):
+    """xpnet train --precision fp16-mixed on the digits: trains, the checkpoint holds float32 weights and the
+    policy; array-api-strict is refused in one line naming the backends with float16."""
+    import subprocess
+    import sys
+    from safetensors.numpy import load_file
+    ck = tmp_path / "m.safetensors"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "xpnet", "train", "--dataset", "digits", "--epochs", "2",  # noqa: E731
+                                     "--hidden", "16", "--quiet", *a], capture_output=True, text=True, timeout=300)
+    proc = run("--backend", "numpy", "--precision", "fp16-mixed", "--checkpoint", str(ck))
+    assert proc.returncode == 0, proc.stderr
+    assert {str(v.dtype) for k, v in load_file(ck).items() if k.startswith("param/")} == {"float32"}
+    assert load(ck).precision.name == "fp16-mixed"
+    proc = run("--backend", "array_api_strict", "--precision", "bf16-mixed")
+    assert proc.returncode != 0 and "has no bfloat16" in proc.stderr and "runs on: torch, jax" in proc.stderr
