@@ -219,3 +219,23 @@ def test_cli_train_precision(tmp_path):
     assert load(ck).precision.name == "fp16-mixed"
     proc = run("--backend", "array_api_strict", "--precision", "bf16-mixed")
     assert proc.returncode != 0 and "has no bfloat16" in proc.stderr and "runs on: torch, jax" in proc.stderr
+
+
+def test_accumulate_and_clipping_in_float32():
+    """accumulate=2 sums float32 micro-batch gradients; clip_norm clips them in float32 (the pre-clip norm within
+    TOL of float32's), fp16 loss scale and all."""
+    from xpnet.optimizers import Adam
+    X, y = _data()
+    norms, params = [], []
+    for p in (None, "fp16-mixed"):
+        m = _model("numpy", p, optimizer=Adam(lr=0.01, clip_norm=0.1))
+        x, yy = m.bk.asarray(X), m.bk.asarray(y)
+        m.train_step(x, yy, accumulate=2, indices=True)
+        norms.append(float(m.state.grad_norm))
+        params.append(_host(m, m.state.params))
+        assert {str(g.dtype) for g in m.state.grads.values()} == {"float32"}
+    assert abs(norms[1] - norms[0]) / norms[0] < TOL["fp16-mixed"]
+    # Adam's first step is about lr * sign(g): layers.0.bias, whose gradient is zero up to rounding (BatchNorm
+    # follows), takes random signs, so it is left out
+    params[0].pop("layers.0.bias"), params[1].pop("layers.0.bias")
+    assert _rel(params[1], params[0]) < TOL["fp16-mixed"]
