@@ -182,6 +182,10 @@ def test_compiled_step_scales_without_retracing(backend):
     policy = Policy("fp16-mixed", growth_interval=2, initial_scale=2.0 ** 40)  # scaled gradients overflow float16
     m = _model(backend, policy, optimizer="sgd", compile=True)
     start = _host(m, m.state.params)
+    if backend == "torch":
+        import torch
+        counters = torch._dynamo.utils.counters
+        counters.clear()
     m.fit(X, y, epochs=1, batch_size=32, shuffle=False)  # two overflowing steps (the loss itself stays finite)
     assert float(m.bk.to_numpy(m.state.loss_scale["scale"])) == 2.0 ** 38
     for k, v in _host(m, m.state.params).items():
@@ -189,7 +193,15 @@ def test_compiled_step_scales_without_retracing(backend):
     m.state.loss_scale = {"scale": m.bk.asarray(2.0 ** 10, dtype=m.bk.xp.float32), "good": m.state.loss_scale["good"]}
     m.fit(X, y, epochs=1, batch_size=32, shuffle=False)  # two clean steps: the interval of 2 doubles the scale
     assert float(m.bk.to_numpy(m.state.loss_scale["scale"])) == 2.0 ** 11
-    assert m.compile_traces_ == 1
+    if backend == "torch":
+        # one frame, one graph, no graph break, no recompile for a new scale; late in a full test session torch's
+        # backend has been seen to compile that one graph twice (as in tests/test_sequence_compile.py)
+        seen = {k: dict(v) for k, v in counters.items()}
+        assert seen["frames"]["total"] == 1 and seen["stats"]["unique_graphs"] == 1, seen
+        assert not seen.get("graph_break") and not seen.get("recompiles"), seen
+        assert m.compile_traces_ in (1, 2), seen
+    else:
+        assert m.compile_traces_ == 1
     assert all(np.isfinite(v).all() for v in _host(m, m.state.params).values())
     eager = _model(backend, policy, optimizer="sgd")
     eager.fit(X, y, epochs=1, batch_size=32, shuffle=False)
