@@ -29,6 +29,8 @@ NAMES = tuple(TABLE)
 GPU_CAPABLE = tuple(name for name, row in TABLE.items() if row[1])
 INSTALL = {name: row[2] for name, row in TABLE.items()}
 DTYPES = ("float32", "float64")
+#: the 16-bit compute types of mixed precision (xpnet.precision); which a backend has: its `compute_dtypes`
+COMPUTE_DTYPES = ("bfloat16", "float16")
 
 
 def _import(name: str):
@@ -263,6 +265,21 @@ class Backend(abc.ABC):
         if name not in DTYPES:
             raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
         return getattr(self.xp, name)
+
+    #: the 16-bit float types the library computes in natively (mixed precision's compute dtypes): none here
+    compute_dtypes: tuple = ()
+
+    def compute_dtype(self, name: str):
+        """The library's dtype for a mixed-precision compute type, 'bfloat16' or 'float16'; refused in one line
+        where the library lacks it, naming the backends that have it (the master dtype stays `dtype`'s)."""
+        if name not in COMPUTE_DTYPES:
+            raise BackendError(f"unknown compute dtype {name!r}; choose 'bfloat16' or 'float16'")
+        if name not in self.compute_dtypes:
+            have = [n for n in TABLE if name in backend_class(n).compute_dtypes]
+            raise BackendError(f"backend {self.name!r} has no {name}, so it cannot compute in it; {name} runs on: "
+                               f"{', '.join(have)} (e.g. --backend {have[0]}), or train without --precision")
+        found = getattr(self.xp, name, None)
+        return found if found is not None else getattr(self._mod, name)
 
     #: the Kernels subclass of the library's own kernels (None: it has none, the layers run their reference)
     kernels_class: type[Kernels] | None = None

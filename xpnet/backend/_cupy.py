@@ -11,6 +11,7 @@ from ._base import Backend, BackendError, Kernels, _seed32
 
 class CupyBackend(Backend):
     name = "cupy"
+    compute_dtypes = ("float16",)  # CuPy has no bfloat16
     runs_on_cpu = False
     native_rng_restorable = False  # cupy.random.RandomState (curand) does not expose its state
     is_array = staticmethod(array_api_compat.is_cupy_array)

@@ -13,6 +13,7 @@ from ._base import Backend, Kernels, _seed32
 
 class JaxBackend(Backend):
     name = "jax"
+    compute_dtypes = ("bfloat16", "float16")
     is_array = staticmethod(array_api_compat.is_jax_array)
     to_host = staticmethod(np.asarray)
 

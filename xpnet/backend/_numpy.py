@@ -9,6 +9,9 @@ from ._base import Backend
 
 class NumpyBackend(Backend):
     name = "numpy"
+    # float16 natively; bfloat16 only through ml_dtypes, whose matmul gives float32 and whose dtype the array
+    # API's isdtype refuses: not offered (torch and JAX have it)
+    compute_dtypes = ("float16",)
     is_array = staticmethod(array_api_compat.is_numpy_array)
     to_host = staticmethod(np.asarray)
 

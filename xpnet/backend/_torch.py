@@ -11,6 +11,7 @@ from ._base import Backend, Kernels, _seed32
 
 class TorchBackend(Backend):
     name = "torch"
+    compute_dtypes = ("bfloat16", "float16")
     is_array = staticmethod(array_api_compat.is_torch_array)
 
     @classmethod

@@ -116,6 +116,9 @@ def add_parser(sub) -> None:
                     "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
     sp.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
+    sp.add_argument("--precision", choices=["bf16-mixed", "fp16-mixed"], default=None,
+                    help="mixed precision: compute in bfloat16 or float16, weights and optimizer in --dtype "
+                         "(docs/precision.md); saved with the model")
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
                     help="input scaling (default unit: [0, 1])")
     sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
@@ -456,7 +459,10 @@ def _model_for(args, run: _Run):
             _as_regression(spec, args)
         if run.image_shape is not None:
             spec["config"].setdefault("input_shape", list(X.shape[1:]))
-        model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
+        options = {"compile": True} if args.compile else {}
+        if getattr(args, "precision", None):
+            options["precision"] = args.precision
+        model = build_model(spec, args.backend, args.device, **options)
         if cfg.get("model_file"):
             cfg["dtype"] = model.dtype_name
             check_outputs(model, run.n_classes, cfg["model_file"])

@@ -13,6 +13,7 @@ from array_api_compat import device
 
 from ..errors import InputError
 from ..namespace import namespace
+from ..precision import narrow_to, widen
 
 
 def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=None, weights_mask=None):
@@ -38,21 +39,23 @@ def attention(q, k, v, causal: bool = True, scale: float | None = None, kernels=
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     kt = xp.permute_dims(k, (0, 1, 3, 2))
-    s = xp.matmul(q, kt) * scale  # (B, H, Tq, Tk)
+    s = widen(xp, xp.matmul(q, kt)) * scale  # (B, H, Tq, Tk); the softmax is a float32 island (xpnet.precision)
     if causal:
         keep = xp.tril(xp.ones((q.shape[2], k.shape[2]), dtype=xp.bool, device=device(q)))
         s = xp.where(keep, s, xp.full_like(s, -math.inf))
     e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
     p = e / xp.sum(e, axis=-1, keepdims=True)
     pm = p if weights_mask is None else p * weights_mask
+    pm = narrow_to(xp, pm, v.dtype)
     out = xp.matmul(pm, v)
 
     def backward(dout):
         dv = xp.matmul(xp.permute_dims(pm, (0, 1, 3, 2)), dout)
-        dp = xp.matmul(dout, xp.permute_dims(v, (0, 1, 3, 2)))
+        dp = widen(xp, xp.matmul(dout, xp.permute_dims(v, (0, 1, 3, 2))))
         if weights_mask is not None:
             dp = dp * weights_mask
         ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale  # softmax's Jacobian; masked p are 0
+        ds = narrow_to(xp, ds, q.dtype)
         return xp.matmul(ds, k), xp.matmul(xp.permute_dims(ds, (0, 1, 3, 2)), q), dv
 
     return out, backward
@@ -96,8 +99,10 @@ def scatter_add_rows(indices, values, rows: int, kernels=None):
         raise InputError(f"scatter_add_rows takes integer indices but got {indices.dtype}; cast them to int64")
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise InputError(f"scatter_add_rows' rows must be a positive int, not {rows!r}")
+    dtype = values.dtype  # a float32 island (xpnet.precision): 16-bit rows summed in float32, given back in dtype
+    values = widen(xp, values)
     if kernels is not None and getattr(kernels, "scatter_add_rows", None) is not None:
-        return kernels.scatter_add_rows(indices, values, rows)
+        return narrow_to(xp, kernels.scatter_add_rows(indices, values, rows), dtype)
     n = indices.shape[0]
     targets = xp.reshape(xp.arange(rows, dtype=indices.dtype, device=device(values)), (rows, 1))
     block = max(1, _CHUNK // rows)
@@ -109,7 +114,7 @@ def scatter_add_rows(indices, values, rows: int, kernels=None):
         out = part if out is None else out + part
     if out is None:  # n == 0
         out = xp.zeros((rows, values.shape[1]), dtype=values.dtype, device=device(values))
-    return out
+    return narrow_to(xp, out, dtype)
 
 
 #: the most elements of the one-hot mask scatter_add_rows builds at once (2**24: 128 MiB in float64)

@@ -15,6 +15,7 @@ from .. import init as initializers
 from ..errors import InputError
 from ..groups import BIAS, NORM
 from ..namespace import namespace
+from ..precision import narrow_to, widen
 from ..checks import FRACTION, Interval, check
 from ..registry import register
 from .base import Layer
@@ -94,6 +95,7 @@ class BatchNorm(Layer):
     def updated_state(self, state: dict | None, x) -> dict:
         """The running statistics after one training forward on x (a pure function of state and x)."""
         xp = namespace(x)
+        x = widen(xp, x)  # a float32 island (xpnet.precision): the statistics of 16-bit activations in float32
         count = self._count(x)
         mean, _, var = self._batch_stats(xp, x)
         if state is None:
@@ -104,8 +106,10 @@ class BatchNorm(Layer):
 
     def forward(self, params, x, training=False, need_dx=True, noise=None, state=None):
         xp = namespace(x)
+        dtype = x.dtype  # a float32 island (xpnet.precision): 16-bit x normalized in float32, y given back in dtype
+        x = widen(xp, x)
         col = lambda v: self._column(xp, v, x)  # noqa: E731
-        gamma, beta = params["weight"], params["bias"]
+        gamma, beta = widen(xp, params["weight"]), widen(xp, params["bias"])
         axes = self._axes(x)
         if not training:
             if state is None:
@@ -116,10 +120,11 @@ class BatchNorm(Layer):
                 xhat = (x - col(state["running_mean"])) * inv
 
             def backward(dy):
+                dy = widen(xp, dy)
                 grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
-                return (dy * (col(gamma) * inv) if need_dx else None), grads
+                return (narrow_to(xp, dy * (col(gamma) * inv), dtype) if need_dx else None), grads
 
-            return xhat * col(gamma) + col(beta), backward
+            return narrow_to(xp, xhat * col(gamma) + col(beta), dtype), backward
 
         self._count(x)
         _, centered, var = self._batch_stats(xp, x)
@@ -127,14 +132,15 @@ class BatchNorm(Layer):
         xhat = centered * inv
 
         def backward(dy):
+            dy = widen(xp, dy)
             grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
             if not need_dx:
                 return None, grads
             g = dy * col(gamma)
             dx = (g - col(xp.mean(g, axis=axes)) - xhat * col(xp.mean(g * xhat, axis=axes))) * inv
-            return dx, grads
+            return narrow_to(xp, dx, dtype), grads
 
-        return xhat * col(gamma) + col(beta), backward
+        return narrow_to(xp, xhat * col(gamma) + col(beta), dtype), backward
 
     def __repr__(self) -> str:
         return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"

@@ -24,6 +24,7 @@ from ..layers.base import layer_path, param_key
 from ..layers.combinators import as_layer as _as_layer, deserialize_layers, index_children, serialize_layers, walk
 from ..losses import Loss, for_loss
 from ..optimizers import Optimizer
+from ..precision import LossScale, narrow_to, resolve as resolve_precision, widen
 from ..penalties import Penalty
 from ..registry import Configurable, deserialize, resolve, serialize
 from ..schedules import Constant
@@ -208,12 +209,17 @@ class Network(Configurable):
 
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
-                 seed=None, rng=None, input_shape=None, compile: bool = False, native_kernels: bool | None = None):
+                 seed=None, rng=None, input_shape=None, compile: bool = False, native_kernels: bool | None = None,
+                 precision=None):
         self.layers = _as_layers(layers, type(self).__name__)
         self.bk = select_backend(backend, device)
         self.xp = self.bk.xp
         self.dtype_name = dtype
         self.dtype = self.bk.dtype(dtype)
+        # mixed precision (xpnet.precision): None, or the policy whose compute dtype the step runs in; the
+        # parameters, optimizer and layer state stay in `dtype` (the master dtype)
+        self.precision = resolve_precision(precision, self.bk, self.dtype)
+        self.compute_dtype = self.dtype if self.precision is None else self.bk.compute_dtype(self.precision.compute)
         self.seed = seed
         self.input_shape, self.output_shape = _build_layers(self.layers, input_shape)
         # token ids (Embedding first) stay integer on every path: `cast` leaves them as they are
@@ -233,6 +239,9 @@ class Network(Configurable):
             rng = host_rng(seed, rng or "Generator")
         self._keys, self._penalized, self._noisy, self._state_keys = _layer_index(self.layers)
         self.state = _initial_state(self, rng)
+        if self.precision is not None and self.precision.scaling:
+            with self.bk:
+                self.state.loss_scale = LossScale.initial(self.bk, self.precision)
 
     # config -----------------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -242,6 +251,8 @@ class Network(Configurable):
                   "optimizer": serialize(self.optimizer), "penalty": serialize(self.penalty),
                   "schedule": serialize(self.schedule), "dtype": self.dtype_name, "seed": self.seed,
                   "rng": rng_kind(self.state.rng), "input_shape": list(self.input_shape)}
+        if self.precision is not None:
+            config["precision"] = self.precision.to_config()
         return config
 
     @classmethod
@@ -473,16 +484,26 @@ class Network(Configurable):
             return
         _check_targets_in_general(x, y, out, owner)
 
-    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None, weight=None):
+    def _data_value_and_grads(self, params, x, y, noise, training, denom, layer_state=None, weight=None, scale=None):
         z, backward, new_state = self.forward_with_state(x, training, params, noise, layer_state)
-        y = for_loss(self.loss, z, y)
-        value, dz = self.loss(z, y, denom) if weight is None else self.loss(z, y, denom, weight)
-        return value, z, backward(dz)[1], new_state
+        if self.precision is None:
+            y = for_loss(self.loss, z, y)
+            value, dz = self.loss(z, y, denom) if weight is None else self.loss(z, y, denom, weight)
+            return value, z, backward(dz)[1], new_state
+        # mixed precision: the loss is a float32 island (on widened logits); its gradient, times the loss scale
+        # (float16), goes back in the compute dtype, and the gradients come back in the master dtype
+        xp, z32 = self.xp, widen(self.xp, z)
+        y = for_loss(self.loss, z32, y)
+        value, dz = self.loss(z32, y, denom) if weight is None else self.loss(z32, y, denom, weight)
+        if scale is not None:
+            dz = dz * scale
+        grads = backward(narrow_to(xp, dz, z.dtype))[1]
+        return value, z, {k: narrow_to(xp, g, self.dtype) for k, g in grads.items()}, new_state
 
     def value_and_grads(self, x, y, params: dict | None = None, noise: list | None = None, training: bool = True,
                         accumulate: int = 1, denom: int | None = None, penalty: bool = True,
                         layer_state: dict | None = None, with_state: bool = False, weight=None,
-                        indices: bool = False):
+                        indices: bool = False, loss_scale=None):
         """(loss + penalty, logits, grads) for one minibatch; pure: nothing on the model changes.
 
         params: default the state's. noise: draw_noise(batch) when a layer needs random inputs. accumulate=k
@@ -499,13 +520,26 @@ class Network(Configurable):
 
         Targets (xpnet.losses): y (batch, outputs) floating rows, or with indices=True integer class indices
         (batch,). weight: per-sample weights (batch,) (class weights looked up by label times sample weights):
-        a mean then divides by their sum (denom, when given, is the whole minibatch's sum)."""
+        a mean then divides by their sum (denom, when given, is the whole minibatch's sum).
+
+        Mixed precision (precision=, xpnet.precision): the forward and backward run on compute-dtype copies of
+        the parameters and x; the loss is computed in float32; the gradients come back in the master dtype,
+        summed there over micro-batches, divided by the loss scale (float16: loss_scale, a device scalar,
+        default the state's) before the penalty is added. Logits come in the compute dtype."""
         self.check_targets(x, y, "value_and_grads", indices)
         params = self.state.params if params is None else params
         layer_state = self.state.layer_state if layer_state is None else layer_state
+        master, scale = params, None
+        if self.precision is not None:
+            xp = self.xp
+            params = self.precision.cast_params(xp, params, self.compute_dtype)
+            if not self.integer_input:
+                x = narrow_to(xp, x, self.compute_dtype)
+            if self.precision.scaling:
+                scale = self.state.loss_scale["scale"] if loss_scale is None else loss_scale
         if accumulate == 1:
             value, z, grads, layer_state = self._data_value_and_grads(params, x, y, noise, training, denom,
-                                                                      layer_state, weight)
+                                                                      layer_state, weight, scale)
         else:
             n = x.shape[0]
             if denom is None:  # the whole minibatch's positions, so the micro-batches' means add up to its mean
@@ -515,7 +549,8 @@ class Network(Configurable):
                 part = None if noise is None else [None if a is None else a[s:e, ...] for a in noise]
                 v, z_part, g, layer_state = self._data_value_and_grads(params, x[s:e, ...], y[s:e, ...], part,
                                                                        training, denom, layer_state,
-                                                                       None if weight is None else weight[s:e])
+                                                                       None if weight is None else weight[s:e],
+                                                                       scale)
                 zs.append(z_part)
                 if grads is None:
                     value, grads = v, g
@@ -527,8 +562,10 @@ class Network(Configurable):
                 else:
                     grads = {k: grads[k] + g[k] for k in grads}
             z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
+        if scale is not None:  # unscaled in the master dtype (a non-finite entry stays non-finite)
+            grads = {k: g / scale for k, g in grads.items()}
         if penalty:
-            value, grads = self.add_penalty(value, grads, params)
+            value, grads = self.add_penalty(value, grads, master)
         if with_state:
             return value, z, grads, layer_state
         return value, z, grads
@@ -575,7 +612,9 @@ class Network(Configurable):
             st.layer_state = dict(layer_state)
         st.step += 1
         plan = self.update_plan()
-        if plan.plain:  # no per-step schedule, clipping or groups: the update as it always was
+        if self.precision is not None and self.precision.scaling:
+            _apply_scaled(self, plan, grads)
+        elif plan.plain:  # no per-step schedule, clipping or groups: the update as it always was
             hyper = self.optimizer.hyper(st.lr, st.step)
             st.params, st.opt_state = self.optimizer.apply(st.params, grads, st.opt_state, hyper, self.inplace)
         else:
@@ -597,7 +636,9 @@ class Network(Configurable):
         `hyper` (update_hyper(lr, t)[1]: host floats, the clip thresholds among them) and `noise` (draw_noise)
         are arguments, so a new learning rate, step count or threshold does not retrace; a new minibatch size
         (the last short one) traces once more. With clip_norm the global norm before clipping comes last.
-        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's)."""
+        With idx None, X and Y are the minibatch itself (gathered outside: `step_inputs`, or a batch feed's).
+        Under float16 mixed precision the loss-scale state (TrainState.loss_scale) is the last argument,
+        after W (None when unweighted), and its next value the last output."""
         if self._compiled_step is None:
             self._compiled_step = _compile_step(self)
         return self._compiled_step
@@ -639,12 +680,32 @@ class Network(Configurable):
         return x if x.dtype == self.dtype else self.xp.astype(x, self.dtype)
 
 
+def _apply_scaled(net, plan, grads: dict) -> None:
+    """apply_gradients under dynamic loss scaling (float16): the update computed out of place and kept only where
+    every gradient is finite (else the parameters and optimizer state stay as they were), and the loss scale
+    updated (xpnet.precision.LossScale); device work only, selected with where: no host read."""
+    st, xp = net.state, net.xp
+    finite = LossScale.all_finite(xp, grads)
+    if plan.plain:
+        hyper = net.optimizer.hyper(st.lr, st.step)
+        params, opt_state = net.optimizer.apply(st.params, grads, st.opt_state, hyper, False)
+    else:
+        st.lr = plan.rate(st.lr, st.step)
+        params, opt_state, st.grad_norm = plan.apply(xp, st.params, grads, st.opt_state, plan.hyper(st.lr, st.step),
+                                                     False)
+    st.params = LossScale.select(xp, finite, params, st.params)
+    st.opt_state = LossScale.select(xp, finite, opt_state, st.opt_state)
+    st.loss_scale = LossScale.update(xp, st.loss_scale, finite, net.precision.growth_interval)
+
+
 def _compile_step(model):
     """The compiled training step of `model` (see Network.compiled_step): traced once per minibatch shape,
     counted in model.compile_traces_."""
     xp, opt, plan = model.xp, model.optimizer, model.update_plan()
+    policy = model.precision
+    scaling = policy is not None and policy.scaling
 
-    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None, W=None):
+    def step(params, opt_state, X, Y, idx, noise, hyper, accumulate, layer_state=None, W=None, loss_scale=None):
         # Y: one-hot rows, or integer class indices (kept integer: only X is cast); W: per-sample weights or None
         if idx is None:
             xb, yb, wb = model.cast(X), Y, W
@@ -654,16 +715,24 @@ def _compile_step(model):
         value, z, grads, new_state = model.value_and_grads(xb, yb, params=params, noise=noise,
                                                            accumulate=accumulate, layer_state=layer_state or {},
                                                            with_state=True, weight=wb,
-                                                           indices=xp.isdtype(Y.dtype, "integral"))
+                                                           indices=xp.isdtype(Y.dtype, "integral"),
+                                                           loss_scale=loss_scale["scale"] if scaling else None)
+        old_params, old_opt_state = params, opt_state
         if plan.plain:
             params, opt_state = opt.apply(params, grads, opt_state, hyper, False)
             norm = None
         else:
             params, opt_state, norm = plan.apply(xp, params, grads, opt_state, hyper, False)
+        if scaling:  # float16: the update kept only where every gradient is finite (xpnet.precision.LossScale)
+            finite = LossScale.all_finite(xp, grads)
+            params = LossScale.select(xp, finite, params, old_params)
+            opt_state = LossScale.select(xp, finite, opt_state, old_opt_state)
+            loss_scale = LossScale.update(xp, loss_scale, finite, policy.growth_interval)
         out = (params, opt_state, value, xp.argmax(z, axis=-1))
         if layer_state is not None:
             out += (new_state,)
-        return out if norm is None else out + (norm,)
+        out = out if norm is None else out + (norm,)
+        return out + (loss_scale,) if scaling else out
 
     def traced():
         model.compile_traces_ += 1

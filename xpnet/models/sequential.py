@@ -58,10 +58,10 @@ class Sequential(Network):
     def __init__(self, layers, loss="softmax_cross_entropy", optimizer="sgd", l1: float = 0.0, l2: float = 0.0,
                  penalty: Penalty | None = None, schedule=None, backend=None, device=None, dtype: str = "float32",
                  seed=None, rng=None, input_shape=None, compile: bool = False, preprocessing=None,
-                 native_kernels: bool | None = None, task: str = "classification"):
+                 native_kernels: bool | None = None, task: str = "classification", precision=None):
         check("task", task, Options("classification", "regression"), owner=type(self).__name__)
         super().__init__(layers, loss, optimizer, l1, l2, penalty, schedule, backend, device, dtype, seed, rng,
-                         input_shape, compile, native_kernels)
+                         input_shape, compile, native_kernels, precision)
         self.task = task
         if self.regression and type(self.loss).__name__ in ("SoftmaxCrossEntropy", "LogisticCost"):
             raise InputError(f"task='regression' fits continuous targets, but loss={self.loss!r} squashes the outputs "

@@ -86,6 +86,8 @@ def save(model, path, extra: dict | None = None, arrays: dict | None = None) -> 
         tensors[f"layer_state/{name}"] = to_np(v)
     if st.order is not None:
         tensors["train/order"] = np.asarray(st.order, dtype=np.int64)
+    for name, v in (st.loss_scale or {}).items():  # float16 mixed precision: the dynamic loss scale (float32)
+        tensors[f"train/loss_scale/{name}"] = to_np(v)
     extra = dict(extra or {})
     pre = getattr(model, "preprocessing", None)
     if pre is not None and pre.fitted:  # the model's own input scaling (xpnet train's --scale)
@@ -226,6 +228,9 @@ def load(path, backend=None, device=None, dtype: str | None = None, compile: boo
             st.opt_state[name][buf] = put(v)
         elif key.startswith("layer_state/"):
             st.layer_state[key[len("layer_state/"):]] = put(v)
+        elif key.startswith("train/loss_scale/") and st.loss_scale is not None:
+            scalar = model.bk.asarray(np.reshape(v, ()), dtype=model.bk.xp.float32, copy=True)
+            st.loss_scale[key[len("train/loss_scale/"):]] = scalar
     native = saved.get("native_rng")
     if isinstance(native, dict) and native.get("state") is None:  # used, but its library could not save it
         # a new stream, seeded from the seed and the update count: reseeding from the seed alone would replay the

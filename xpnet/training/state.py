@@ -49,6 +49,8 @@ class TrainState:
     grads: dict | None = None         # the last update's gradients (for inspection; not saved in checkpoints)
     native_rng: object = None         # the backend's own generator (Dropout(host_rng=False)), seeded from the
                                       # model's seed at the first draw; its state is checkpointed where it can be
+    loss_scale: dict | None = None    # mixed precision with float16: {"scale", "good"} device scalars (float32),
+                                      # the dynamic loss scale and its clean steps (xpnet.precision.LossScale)
     settle: object = None             # set by fit during an epoch: brings partial_correct up to date, so a
                                       # checkpoint written inside an epoch resumes exactly (not saved)
 

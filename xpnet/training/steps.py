@@ -74,6 +74,8 @@ class CompiledStep(EagerStep):
         self.compiled = model.compiled_step()
         self.identity = None
         self.norm_out = getattr(model.optimizer, "clip_norm", None) is not None  # the step returns the norm last
+        # float16 mixed precision: the loss-scale state goes in after W and comes back after everything else
+        self.scaled = model.precision is not None and model.precision.scaling
 
     def device_order(self, order):
         if order is None:  # the compiled step gathers by index: the rows in order as an index vector, made once
@@ -94,6 +96,8 @@ class CompiledStep(EagerStep):
         else:
             Xs, Ys, idx, Ws = model.step_inputs(self.X, self.Y, idx, self.W)
             weights = (Ws,)
+        if self.scaled:
+            weights = (weights[0] if weights else None, st.loss_scale)
         try:
             if model.has_layer_state:
                 out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
@@ -102,6 +106,8 @@ class CompiledStep(EagerStep):
             else:
                 out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
                                     None, *weights)
+            if self.scaled:
+                st.loss_scale, out = out[-1], out[:-1]
             st.params, st.opt_state, value, pred = out[:4]
             if self.norm_out:
                 st.grad_norm = out[-1]
