@@ -201,3 +201,16 @@ def test_case_g_native_torch_is_the_resnet_fashion_network(run):
     assert len(train_torch.run_torch(c, "float32", X32, y8, 1, "cpu")[0]) == 1
     seconds, what, last = run.run_xpnet(c, "numpy", "float32", X32, y8, 1, "cpu")
     assert len(seconds) == 1 and np.isfinite(last["last_epoch_loss"])
+
+
+def test_mixed_precision_rows_are_xpnet_eager_and_native_torch(run):
+    """--dtypes float32,bf16-mixed: the mixed policies run float32 data on xpnet's eager rows (precision=) and native
+    torch (torch.autocast); every other row says why not."""
+    c = run.CASES["B"]
+    assert run.storage_dtype("bf16-mixed") == run.storage_dtype("float32") == "float32"
+    assert run.storage_dtype("float64") == "float64"
+    assert run.applicable(c, "xpnet-torch", "cpu", "bf16-mixed") is None
+    assert run.applicable(c, "torch", "cpu", "fp16-mixed") is None
+    for f in ("xpnet-torch-compile", "numpy-loop", "jax-jit", "gemm-floor"):
+        assert "bf16-mixed" in run.applicable(c, f, "cpu", "bf16-mixed")
+    assert run.applicable(c, "numpy-loop", "cpu", "float32") is None

@@ -170,13 +170,23 @@ def load_mnist_train(data_dir) -> tuple[np.ndarray, np.ndarray]:
                             f"or {data_dir / 'mnist'}; give --data-dir")
 
 
+#: mixed-precision "dtypes" of the runner (--dtypes float32,bf16-mixed): float32 data, weights and optimizer, the
+#: forward and backward in 16 bits (xpnet: Sequential(precision=); native torch: torch.autocast); cases with float32
+MIXED = ("bf16-mixed", "fp16-mixed")
+
+
+def storage_dtype(dtype: str) -> str:
+    """The array dtype of a runner dtype: float32 for the mixed policies, else itself."""
+    return "float32" if dtype in MIXED else dtype
+
+
 def load_data(case: Case, dtype: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 60000 training images -> X (60000, features) in `dtype`, y uint8 labels.
 
     Pixels scaled to [0, 1], except case D (raw 0-255, as the book). Case E tiles the 784 pixels to 4096
     features (the timing does not depend on the values)."""
     X8, y = load_mnist_train(data_dir)
-    X = X8.astype(dtype)
+    X = X8.astype(storage_dtype(dtype))
     if not case.book:
         X /= 255
     if case.conv:

@@ -71,10 +71,13 @@ def paired_with_baseline(framework: str) -> bool:
     return bool(f and f.backend and not f.compiled)
 
 
-def applicable(case, framework: str, device: str = "cpu") -> str | None:
-    """None, or why `framework` does not run `case` on `device`."""
-    from .cases import N_TRAIN
+def applicable(case, framework: str, device: str = "cpu", dtype: str = "float32") -> str | None:
+    """None, or why `framework` does not run `case` on `device` in `dtype` (a mixed policy: xpnet's eager rows and
+    native torch only)."""
+    from .cases import MIXED, N_TRAIN
     f = TABLE[framework]
+    if dtype in MIXED and not ((f.backend and not f.compiled) or framework == "torch"):
+        return f"{dtype}: xpnet's eager rows (Sequential(precision=)) and native torch (torch.autocast) only"
     on_gpu_run = device.startswith("cuda")
     if on_gpu_run and case.gpu_only and not f.gpu:
         return (f"a CPU row on the GPU case: about {case.flops(N_TRAIN):.0e} FLOP per epoch, minutes on the host CPU; "

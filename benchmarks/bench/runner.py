@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import BENCH, ROOT
-from .cases import CASES
+from .cases import CASES, MIXED
 from .checkout import baseline_worktree, checkout_id
 from .frameworks import TABLE, applicable, paired_with_baseline
 from .report import Output, header
@@ -43,11 +43,12 @@ def run(args, cases: list[str], frameworks: list[str]) -> None:
 
     jobs = []  # (case, dtype, framework) in run order; the NumPy-only GEMM floor once per case and dtype on the CPU
     for c in cases:
-        for dtype in CASES[c].dtypes:
+        mixed = [m for m in MIXED if "float32" in CASES[c].dtypes and args.dtypes and m in args.dtypes]
+        for dtype in list(CASES[c].dtypes) + mixed:
             if args.dtypes and dtype not in args.dtypes:
                 continue
             for f in frameworks + [n for n, fw in TABLE.items() if not fw.selectable]:
-                why = applicable(CASES[c], f, args.device)
+                why = applicable(CASES[c], f, args.device, dtype)
                 if why:
                     print(f"not run: {c} {dtype} {f}: {why}", flush=True)
                 else:

@@ -15,8 +15,18 @@ def prepare() -> None:
 
 
 def run_torch(case, dtype, X, y, epochs, device):
+    """The case in native torch; dtype a mixed policy: float32 modules under torch.autocast in bfloat16/float16 (and
+    torch.amp.GradScaler for float16), as a PyTorch user writes mixed precision."""
+    import contextlib
     import torch
+    from .cases import MIXED
     dev = torch.device(device)
+    mixed = dtype if dtype in MIXED else None
+    if mixed:
+        dtype = "float32"
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16 if mixed == "bf16-mixed" else torch.float16)) \
+        if mixed else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(dev.type) if mixed == "fp16-mixed" else None
     # full-precision float32 matrix products, as CuPy's default (CUPY_TF32 unset): no TF32 on either side
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -55,8 +65,15 @@ def run_torch(case, dtype, X, y, epochs, device):
         for s, e in bounds:
             idx = order[s:e]
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(Xt.index_select(0, idx)), T.index_select(0, idx)).backward()
-            opt.step()
+            with autocast():
+                loss = loss_fn(net(Xt.index_select(0, idx)), T.index_select(0, idx))
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
@@ -69,7 +86,8 @@ def run_torch(case, dtype, X, y, epochs, device):
             torch.randperm(X.shape[0], generator=gen)
         epoch(order.to(dev), bounds)
         seconds.append(time.perf_counter() - t0)
-    return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
+    return seconds, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}" + \
+        (f", torch.autocast {mixed}" if mixed else "")
 
 
 def resnet(params: dict, dtype=None):

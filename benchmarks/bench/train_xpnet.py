@@ -11,7 +11,14 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
     compile=True: no warm-up (a compiled step traces again for the full data's shape); epochs + 1 epochs, the
     first one (compiling) untimed and reported as compile_s, its time over the timed epochs' median."""
     import xpnet
+    from .cases import MIXED
     n = X.shape[0]
+    if dtype in MIXED:  # float32 master weights, 16-bit compute (issue 33)
+        if case.book:
+            raise RuntimeError(f"{dtype}: the book's NeuralNetMLP (case D) has no precision policy")
+        dtype, kw_mixed = "float32", {"precision": dtype}
+    else:
+        kw_mixed = {}
     t_fit = time.perf_counter()
     nwarm = case.warm_bounds(n)[-1][1]
     kw, extra_epochs = {}, 0
@@ -45,7 +52,7 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
             layers += [xpnet.Dense(k, o, init=case.init)] + ([act()] if i < len(case.layers) - 1 else [])
         loss = (xpnet.LogisticCost if case.loss == "logistic" else xpnet.SoftmaxCrossEntropy)(reduction=case.reduction)
         model = xpnet.Sequential(layers, loss=loss, optimizer=xpnet.SGD(case.lr, momentum=case.momentum),
-                                 backend=backend, device=device, dtype=dtype, seed=0, **shape, **kw)
+                                 backend=backend, device=device, dtype=dtype, seed=0, **shape, **kw, **kw_mixed)
         if not compile:
             model.fit(X[:nwarm], y[:nwarm], epochs=1, batch_size=case.batch_size)
         t_fit = time.perf_counter()
@@ -64,6 +71,7 @@ def run_xpnet(case, backend, dtype, X, y, epochs, device, compile=False, compile
     else:  # no per-epoch times: the whole fit (including its set-up) divided evenly
         seconds = [(t1 - t_fit) / total] * total
     what = " ".join(str(getattr(bk, k, "?")) for k in ("name", "version")) + f" on {getattr(bk, 'device', device)}"
+    what += f", {kw_mixed['precision']}" if kw_mixed else ""
     last = {f"last_epoch_{k}": history[k][-1] for k in ("loss", "accuracy") if history.get(k)}
     if hasattr(model, "kernels_used"):  # which native kernels the layers ran (absent in checkouts before issue 37)
         used = sorted(set(model.kernels_used().values()))
