@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
-from bench.checkout import checkout_id  # noqa: E402
-from bench.results import experiment_folder, record_run  # noqa: E402
+from bench.results import Rows  # noqa: E402
 
 FRAMEWORKS = ("torch", "xpnet-numpy", "xpnet-torch", "xpnet-jax", "xpnet-strict", "xpnet-torch-compiled",
               "xpnet-jax-compiled")
@@ -183,14 +182,7 @@ class Child:
 
 
 # ---------------------------------------------------------------------------------------------- the modes
-def emit(row: dict, out) -> None:
-    print(json.dumps(row), flush=True)
-    if out:
-        out.write(json.dumps(row) + "\n")
-        out.flush()
-
-
-def loss_mode(args, out) -> None:
+def loss_mode(args, rows) -> None:
     for seed in args.seeds:
         for fw in args.frameworks:
             t = time.perf_counter()
@@ -199,12 +191,12 @@ def loss_mode(args, out) -> None:
             r = child.ask(f"run {args.steps}")
             v = child.ask("val")
             child.close()
-            emit({"framework": fw, "seed": seed, "steps": args.steps, "val_loss": v["val_loss"],
+            rows.emit({"framework": fw, "seed": seed, "steps": args.steps, "val_loss": v["val_loss"],
                   "train_seconds": r["seconds"],
-                  "seconds_per_step": r["seconds"] / args.steps, "setup_seconds": build}, out)
+                  "seconds_per_step": r["seconds"] / args.steps, "setup_seconds": build})
 
 
-def time_mode(args, out) -> None:
+def time_mode(args, rows) -> None:
     total = args.warmup + args.steps * args.rounds
     children = {}
     for fw in args.frameworks:
@@ -215,15 +207,15 @@ def time_mode(args, out) -> None:
         for fw in args.frameworks:
             s = children[fw].ask(f"run {args.steps}")["seconds"] / args.steps
             times[fw].append(s)
-            emit({"round": r + 1, "framework": fw, "seconds_per_step": s}, out)
+            rows.emit({"round": r + 1, "framework": fw, "seconds_per_step": s})
     for c in children.values():
         c.close()
     base = statistics.median(times[args.frameworks[0]])
     for fw in args.frameworks:
         med = statistics.median(times[fw])
-        emit({"framework": fw, "median_seconds_per_step": med, "min": min(times[fw]), "max": max(times[fw]),
+        rows.emit({"framework": fw, "median_seconds_per_step": med, "min": min(times[fw]), "max": max(times[fw]),
               "rounds": args.rounds, "steps_per_round": args.steps, "warmup": args.warmup,
-              f"ratio_to_{args.frameworks[0]}": med / base}, out)
+              f"ratio_to_{args.frameworks[0]}": med / base})
 
 
 def main(argv=None) -> int:
@@ -246,17 +238,8 @@ def main(argv=None) -> int:
         p.error(f"unknown framework(s) {', '.join(bad)}; choose from {', '.join(FRAMEWORKS)}")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.steps = args.steps or (2000 if args.mode == "loss" else 20)
-    out = open(args.out, "a") if args.out else None
-    folder = experiment_folder(args.out)
-    load_before = round(os.getloadavg()[0], 2)
-    if folder:
-        record_run(folder, [args.out], commit=checkout_id(ROOT), load_before=load_before, status="running")
-    (loss_mode if args.mode == "loss" else time_mode)(args, out)
-    if out:
-        out.close()
-    if folder:
-        record_run(folder, [args.out], commit=checkout_id(ROOT), load_before=load_before,
-                   load_after=round(os.getloadavg()[0], 2), status="complete")
+    with Rows(args.out, root=ROOT) as rows:
+        (loss_mode if args.mode == "loss" else time_mode)(args, rows)
     return 0
 
 

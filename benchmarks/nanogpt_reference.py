@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
-from bench.checkout import checkout_id  # noqa: E402
-from bench.results import experiment_folder, record_run  # noqa: E402
+from bench.results import Rows  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 README_CPU = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
@@ -119,20 +118,9 @@ def main(argv=None) -> int:
     nanogpt = args.nanogpt_dir.resolve()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=nanogpt, capture_output=True, text=True).stdout.strip()
     prepare(nanogpt)
-    folder = experiment_folder(args.out)
-    out = open(args.out, "w") if args.out else None
-    load_before = os.getloadavg()[0]
-    for seed in args.seeds:
-        row = dict(run_seed(nanogpt, args.work, seed, args.steps), nanogpt_commit=commit)
-        print(json.dumps(row), flush=True)
-        if out:
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-    if out:
-        out.close()
-        if folder is not None:
-            record_run(folder, [args.out], commit=checkout_id(ROOT), load_before=load_before,
-                       load_after=os.getloadavg()[0], nanogpt_commit=commit)
+    with Rows(args.out, root=ROOT, mode="w", nanogpt_commit=commit) as rows:
+        for seed in args.seeds:
+            rows.emit(dict(run_seed(nanogpt, args.work, seed, args.steps), nanogpt_commit=commit))
     return 0
 
 

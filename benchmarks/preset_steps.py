@@ -11,8 +11,6 @@ preset are printed, and written as JSON lines to --out (one per round and preset
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -28,8 +26,7 @@ from xpnet.data.datasets import load_mnist  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.models.presets import CNN_MODELS, as_images, model_spec, preset_settings  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
-from bench.checkout import checkout_id  # noqa: E402
-from bench.results import experiment_folder, record_run  # noqa: E402
+from bench.results import Rows  # noqa: E402
 
 
 def prepared(name: str, backend: str, data_dir: str, n: int):
@@ -62,33 +59,22 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(CNN_MODELS)}")
     runs = {n: prepared(n, args.backend, args.data_dir, 128 * args.steps) for n in names}
-    out = open(args.out, "w") if args.out else None
-    folder = experiment_folder(args.out)
-    load_before = round(os.getloadavg()[0], 2)
     times = {n: [] for n in names}
-    for r in range(args.rounds + 1):
+    with Rows(args.out, root=ROOT, mode="w") as rows:
+        for r in range(args.rounds + 1):
+            for n in names:
+                model, X, y, batch = runs[n]
+                s = time_steps(model, X, y, batch, args.steps) / args.steps
+                if r == 0:
+                    continue  # warm-up: first allocations and caches
+                times[n].append(s)
+                rows.emit({"round": r, "preset": n, "seconds_per_step": s}, show=False)
+        base = statistics.median(times[names[0]])
         for n in names:
-            model, X, y, batch = runs[n]
-            s = time_steps(model, X, y, batch, args.steps) / args.steps
-            if r == 0:
-                continue  # warm-up: first allocations and caches
-            times[n].append(s)
-            if out:
-                out.write(json.dumps({"round": r, "preset": n, "seconds_per_step": s}) + "\n")
-    base = statistics.median(times[names[0]])
-    for n in names:
-        med = statistics.median(times[n])
-        row = {"preset": n, "backend": args.backend, "steps": args.steps, "rounds": args.rounds,
-               "median_seconds_per_step": med, "min": min(times[n]), "max": max(times[n]),
-               f"ratio_to_{names[0]}": med / base}
-        print(json.dumps(row), flush=True)
-        if out:
-            out.write(json.dumps(row) + "\n")
-    if out:
-        out.close()
-    if folder:
-        record_run(folder, [args.out], commit=checkout_id(ROOT), load_before=load_before,
-                   load_after=round(os.getloadavg()[0], 2), status="complete")
+            med = statistics.median(times[n])
+            rows.emit({"preset": n, "backend": args.backend, "steps": args.steps, "rounds": args.rounds,
+                       "median_seconds_per_step": med, "min": min(times[n]), "max": max(times[n]),
+                       f"ratio_to_{names[0]}": med / base})
     return 0
 
 

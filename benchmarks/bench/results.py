@@ -71,3 +71,43 @@ def record_run(folder: Path, files: list[Path], **fields) -> None:
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, folder / MANIFEST)
+
+
+class Rows:
+    """A benchmark's JSON lines: each row printed and, with a path, appended to it as it comes; a path inside a
+    results folder records the run in its manifest.json (status running, then complete with the load after).
+
+        with Rows(args.out, root=ROOT, mode="a", print_rows=True) as rows:
+            rows.emit({"seed": 1, "val_loss": 1.9})
+
+    `fields` (e.g. nanogpt_commit=...) go into the manifest entry."""
+
+    def __init__(self, path: Path | None, *, root: Path, mode: str = "a", print_rows: bool = True, **fields):
+        from .checkout import checkout_id
+        self.path, self.print_rows, self.fields = path, print_rows, fields
+        self.out = open(path, mode) if path else None
+        self.folder = experiment_folder(path)
+        self.commit = checkout_id(root)
+        self.load_before = round(os.getloadavg()[0], 2)
+        self._record("running")
+
+    def _record(self, status: str, **more) -> None:
+        if self.folder is not None:
+            record_run(self.folder, [self.path], commit=self.commit, load_before=self.load_before, status=status,
+                       **self.fields, **more)
+
+    def emit(self, row: dict, *, show: bool | None = None) -> None:
+        line = json.dumps(row)
+        if self.print_rows if show is None else show:
+            print(line, flush=True)
+        if self.out:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def __enter__(self) -> "Rows":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if self.out:
+            self.out.close()
+        self._record("complete" if exc_type is None else "failed", load_after=round(os.getloadavg()[0], 2))
