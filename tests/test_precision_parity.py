@@ -104,3 +104,15 @@ def test_exact_matmul_pins_and_restores():
         import jax
         with Backend("jax").exact_matmul():
             assert jax.config.jax_default_matmul_precision == "highest"
+
+
+def test_cli_tol_sets_the_lockstep_tolerance(capsys):
+    """--tol replaces the MLP's tolerance (for deeper models, docs/precision.md): at 1e-9 a correct run fails;
+    without --precision it is refused in one line."""
+    assert main(["parity", "--precision", "fp16-mixed", "--backends", "numpy", "--steps", "3", "--tol", "1e-9",
+                 "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["tolerance"] == 1e-9 and not report["passed"]
+    assert main(["parity", "--backends", "numpy", "--steps", "1", "--tol", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--tol sets the tolerance of --precision" in err and err.count("\n") == 1

@@ -3,6 +3,7 @@ against one process)."""
 from __future__ import annotations
 
 from ..backend import NAMES, BackendError
+from ..errors import InputError
 from ._common import common_flags, csv_values, print_json
 
 
@@ -36,6 +37,8 @@ def add_parser(sub) -> None:
                     help="compare a mixed-precision run with the float32 run of the same seed on each backend: "
                     "one step from the same state (gradients, update) at every step, and the free-running losses "
                     "(docs/precision.md)")
+    sp.add_argument("--tol", type=float, default=None, help="with --precision: the lockstep tolerance (default "
+                    "2e-2 for bf16-mixed, 2e-3 for fp16-mixed, set on the MLP; --free-tol the free-running one)")
     sp.set_defaults(func=cmd_parity)
 
 
@@ -51,6 +54,9 @@ def cmd_parity(args) -> int:
             raise BackendError(f"unknown backend {name!r} in --backends; choose from: {', '.join(NAMES)}")
     if args.precision:
         return _mixed_parity(args, backends)
+    if args.tol is not None:
+        raise InputError("--tol sets the tolerance of --precision's comparison; the backend comparison's are fixed "
+                         "per dtype (--free-tol adds a free-running one)")
     if args.distributed:
         return _distributed_parity(args, backends)
     from ..tools.parity import MODELS
@@ -90,7 +96,6 @@ def cmd_parity(args) -> int:
 def _distributed_parity(args, backends) -> int:
     """`mpiexec -n N xpnet parity --distributed`: N ranks against one process (xpnet.distributed.parity)."""
     from ..distributed.communicator import Communicator
-    from ..errors import InputError
     from ..distributed.parity import distributed_parity
     if args.compile:
         raise InputError("--compile cannot be combined with --distributed (distributed training is eager)")
@@ -118,7 +123,6 @@ def _distributed_parity(args, backends) -> int:
 def _mixed_parity(args, backends) -> int:
     """`xpnet parity --precision P`: P against float32 on each backend (xpnet.tools.parity.mixed_parity)."""
     from ..backend import backend_class
-    from ..errors import InputError
     from ..precision import POLICIES
     from ..tools.parity import MODELS, config_model, mixed_parity
     for flag, given in (("--distributed", args.distributed), ("--compile", args.compile),
@@ -137,7 +141,7 @@ def _mixed_parity(args, backends) -> int:
         model_fn, X, y = config_model(args.model, args.seed)
     report = mixed_parity(args.precision, model_fn, X, y, backends=backends, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, seed=args.seed, optimizer=args.optimizer,
-                          model=args.model if model_fn is None else "mlp", free_tol=args.free_tol)
+                          model=args.model if model_fn is None else "mlp", free_tol=args.free_tol, tol=args.tol)
     if args.json:
         print_json(report)
         return 0 if report["passed"] else 1
