@@ -292,7 +292,8 @@ def test_summing_keeps_a_non_finite_gradient_non_finite():
         with np.errstate(invalid="ignore"):
             assert not bool(LossScale.all_finite(xp, {"w": finite + other}))
     with np.errstate(invalid="ignore"):
-        assert not bool(LossScale.all_finite(xp, {"w": np.array([np.inf], np.float32) + np.array([-np.inf], np.float32)}))
+        both = np.array([np.inf], np.float32) + np.array([-np.inf], np.float32)
+        assert not bool(LossScale.all_finite(xp, {"w": both}))
 
 
 def test_cli_distributed_precision(two_ranks):

@@ -442,8 +442,9 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, f
 #: each as one vector over every parameter, ||mixed - float32|| / ||float32||, the median over the steps (the
 #: compute type's rounding: bfloat16 keeps 8 mantissa bits, float16 11). Measured on the MLP (100 steps of momentum
 #: SGD, torch, JAX and NumPy alike, docs/precision.md): gradients 1.5e-2 (bf16) and 7e-4 to 8e-4 (fp16), updates
-#: 2.6e-3 and 1.2e-4 to 1.4e-4; the first step alone 4.0e-3 and 2.6e-3. The worst step is reported too, not judged: where a ReLU's input or a near-zero gradient
-#: changes sign in 16 bits, one step differs more (up to 6e-2), and Adam's first update (about lr * sign(g)) more still.
+#: 2.6e-3 and 1.2e-4 to 1.4e-4; the first step alone 4.0e-3 and 2.6e-3. The worst step is reported too, not
+#: judged: where a ReLU's input or a near-zero gradient changes sign in 16 bits, one step differs more (up to
+#: 6e-2), and Adam's first update (about lr * sign(g)) more still.
 MIXED_TOLERANCES = {"bf16-mixed": 2e-2, "fp16-mixed": 2e-3}
 #: free-running: the loss of the last step within this relative margin of the float32 run's loss on that step
 #: (measured on the MLP after 100 steps: 1.4e-4 and 3e-5 at most, the largest gap along the curve 5.4e-4 and 8e-5)
@@ -461,8 +462,8 @@ def mixed_parity(precision: str, model_fn=None, X=None, y=None, backends=("torch
       (float32, unscaled) and its update (parameters after minus before) are compared with float32's as one vector
       over all parameters, ||mixed - float32|| / ||float32||. The median over the steps is judged against tol
       (default MIXED_TOLERANCES, set on the MLP; deeper sums need more: docs/precision.md gives the CNN's, the
-      residual model's and the transformer's figures); the first step's and the worst are reported. A step that float16 loss scaling skipped is
-      counted (`lockstep_skipped`) and left out of the update figures.
+      residual model's and the transformer's figures); the first step's and the worst are reported. A step
+      that float16 loss scaling skipped is counted (`lockstep_skipped`) and left out of the update figures.
     - free-running: a mixed model trains on its own for `steps` steps on the same batches; the two runs' per-step
       losses are compared: `free_final_rel` (the last step's relative gap, judged against free_tol, default
       MIXED_FREE_TOLERANCES) and `free_loss_gap` (the largest along the curve, reported).
