@@ -46,6 +46,14 @@
 #               dropout 0.2 with device masks): its lines every 100 steps (losses, ms/step) and the final
 #               validation loss over the whole split -> gpt.txt
 #   gpt-torch   the same on torch CUDA                                                                  140 s
+# GPU_CHECK_SECTIONS=precision runs, in place of them, mixed precision against float32 (issue 33;
+# docs/precision.md; benchmarks/precision_check.py) on CuPy (float16 only: it has no bfloat16), torch CUDA and
+# JAX on the GPU, each row written as it finishes -> precision.txt (a text line, then its JSON line):
+#   precision-parity  xpnet parity --precision's comparison per backend and type (bf16-mixed, fp16-mixed) on   60 s
+#               the parity MLP, 20 steps: the lockstep medians of gradients and update, the last free-running
+#               loss's gap, float32 matmuls pinned to full precision on both sides
+#   precision-speed   eager steps/s of an MLP 784-1024-1024-10 at batch 512 in float32, then each type, per     90 s
+#               backend (the ratio to float32 on the row), at most 4 s or 200 steps a row after 3 warm-up steps
 # Files in $OUT (the device tool returns at most 8): summary.txt (machine, versions, backends, every section's
 # rc, time and figures), compiled_smoke.txt, gpu_tests.txt, parity.json (stdout only: the MLP's JSON
 # document, then the CNN's) and parity.stderr.txt, bench.txt (progress and tables of the benchmark sections,
@@ -65,6 +73,9 @@ MODE=${GPU_CHECK_SECTIONS:-all}
 if [ "$MODE" = gpt ]; then
     declare -A LIMITS=([probe]=25 [backends]=10 [gpt-cupy]=140 [gpt-torch]=140)
     LATER="gpt-cupy gpt-torch"
+elif [ "$MODE" = precision ]; then
+    declare -A LIMITS=([probe]=25 [backends]=10 [precision-parity]=60 [precision-speed]=90)
+    LATER="precision-parity precision-speed"
 else
     declare -A LIMITS=([probe]=25 [backends]=10 [compiled-smoke]=55 [gpu-tests]=80 [parity]=25 [benchmarks]=35
                        [bench-cnn]=20 [bench-torch-compile]=35 [bench-jax-jit]=12 [book2015]=10)
@@ -182,6 +193,22 @@ if [ "$MODE" = gpt ]; then  # the GPT's GPU recipe, a few hundred steps on each 
         if section "gpt-$BK" gpt.txt - $PY -m xpnet train --preset gpt-shakespeare --backend $BK --device "$DEV" \
                 --steps 300 --eval-every 100 --eval-batches 20 --data-dir "$TEXT" --offline --json; then
             grep -E '^step |^validation loss' "$OUT/gpt.txt" | tail -n 4 | sed 's/^/   | /' | tee -a "$LOG"
+        fi
+    done
+    say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"
+    exit 0
+fi
+
+if [ "$MODE" = precision ]; then  # mixed precision against float32 on each GPU backend (docs/precision.md)
+    MP=""
+    [ -z "$CUPY_WHY" ] && MP="cupy,"
+    [ -z "$TORCH_WHY" ] && MP="${MP}torch,"
+    MP="${MP}jax"  # a JAX without a GPU says so in its row
+    for part in parity speed; do
+        [ -z "$DRY" ] && echo "### precision-$part: $MP on $DEV" >> "$OUT/precision.txt"
+        if section "precision-$part" precision.txt - $PY benchmarks/precision_check.py $part --backends "$MP" \
+                --device "$DEV"; then
+            grep -E "^$part " "$OUT/precision.txt" | cut -c 1-220 | sed 's/^/   | /' | tee -a "$LOG"
         fi
     done
     say "done in $SECONDS s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,5 +1,6 @@
 """The profiling scripts behind the CNN figures in docs/results.md still run and measure what they say
 (tiny sizes, no timing asserted)."""
+import json
 import re
 import subprocess
 import sys
@@ -94,3 +95,33 @@ def test_gpu_check_sections_fit_its_budget_and_test_the_gpu_paths(tmp_path):
     assert "tests/test_gpu_paths.py" in commands["gpu-tests"]
     assert "--frameworks xpnet-torch-compile --torch-compile-mode reduce-overhead" in commands["bench-torch-compile"]
     assert "torch-compile" not in commands["bench-jax-jit"]
+
+
+def test_gpu_check_precision_sections_fit_its_budget(tmp_path):
+    """GPU_CHECK_SECTIONS=precision's dry run: probe, backends, then the mixed-precision parity and speed sections
+    (benchmarks/precision_check.py on CuPy, torch and JAX), within the budget."""
+    done = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "GPU_CHECK_DRY_RUN": "1",
+                               "GPU_CHECK_SECTIONS": "precision"})
+    assert done.returncode == 0, done.stderr
+    sections = re.findall(r"^== ([\w:-]+) \(limit (\d+) s\)(?:: (.*))?$", done.stdout, re.M)
+    assert [n for n, _, _ in sections] == ["probe", "backends", "precision-parity", "precision-speed"], done.stdout
+    head = re.search(r"with (\d+) s each to be killed and (\d+) s of set-up: (\d+) s of the budget's (\d+) s",
+                     done.stdout)
+    kill, setup, total, budget = map(int, head.groups())
+    assert total == setup + sum(int(limit) + kill for _, limit, _ in sections) <= budget <= 360
+    commands = {n: c for n, _, c in sections}
+    assert "precision_check.py parity --backends cupy,torch,jax" in commands["precision-parity"]
+    assert "precision_check.py speed --backends cupy,torch,jax" in commands["precision-speed"]
+
+
+def test_precision_check_writes_a_row_per_type():
+    """benchmarks/precision_check.py at tiny sizes on NumPy (float16 only): a parity row and float32 + fp16 speed
+    rows, each a text line and a JSON line."""
+    out = _run("precision_check.py", "parity", "--backends", "numpy", "--device", "cpu", "--steps", "2")
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(r["backend"], r["precision"], r["passed"]) for r in rows] == [("numpy", "fp16-mixed", True)], out
+    out = _run("precision_check.py", "speed", "--backends", "numpy", "--device", "cpu", "--seconds", "0.1",
+               "--steps-max", "1", "--batch", "4")
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["precision"] for r in rows] == ["float32", "fp16-mixed"] and rows[1]["vs_float32"] > 0, out

@@ -251,3 +251,81 @@ def test_accumulate_and_clipping_in_float32():
     # follows), takes random signs, so it is left out
     params[0].pop("layers.0.bias"), params[1].pop("layers.0.bias")
     assert _rel(params[1], params[0]) < TOL["fp16-mixed"]
+
+
+@pytest.fixture(scope="module")
+def two_ranks():
+    """One `mpiexec -n 2` launch of tests/mpi_precision_worker.py (a few seconds): its JSON report."""
+    from test_distributed import HERE, MPIEXEC, _has_mpi4py, last_json, mpirun
+    if MPIEXEC is None or not _has_mpi4py():
+        pytest.skip('needs mpi4py and mpiexec: pip install "xpnet[mpi]"')
+    return last_json(mpirun(2, HERE / "mpi_precision_worker.py", "numpy", timeout=120))
+
+
+def test_data_parallel_fp16_is_the_one_process_fit(two_ranks):
+    """fp16-mixed fit(distributed=) on 2 ranks against one process, 18 momentum-SGD steps: float32 gradients summed
+    by the all-reduce, the parameters within 5e-3 of the one-process run (measured 8.5e-4: each rank sums its
+    shard's rows in float16, the one process all of them), every rank bit-identical, the same loss scale."""
+    fit = two_ranks["fit"]
+    assert fit["ranks"] == 2 and fit["ranks_identical"] and fit["scales_agree"], fit
+    assert fit["params"] < 5e-3, fit
+    assert fit["scale_one"] == fit["scale_many"] == 2.0 ** 15, fit
+
+
+def test_data_parallel_overflow_on_one_rank_skips_on_every_rank(two_ranks):
+    """Rank 1's rows scaled by 1000: only its float16 gradient overflows (local flags [finite, not]); the all-reduced
+    gradient is then non-finite on both ranks, so both skip the step (parameters and momentum unchanged), both halve
+    the scale, and the ranks stay bit-identical: no separate all-reduce of the flag is needed."""
+    ov = two_ranks["overflow"]
+    assert ov["local_finite"] == [True, False], ov
+    assert ov["unchanged"] == [True, True] and ov["ranks_identical"], ov
+    assert ov["scales_after"] == [ov["scale_before"] / 2] * 2 and ov["loss_finite"], ov
+
+
+def test_summing_keeps_a_non_finite_gradient_non_finite():
+    """What the data-parallel decision rests on: a sum with an inf or nan term is not finite, so checking the summed
+    gradient is checking every rank's flag (xpnet.distributed.data_parallel's docstring)."""
+    xp = Backend("numpy").xp
+    finite = np.array([1.0, -2.0], np.float32)
+    for bad in (np.inf, -np.inf, np.nan):
+        other = np.array([bad, 0.0], np.float32)
+        with np.errstate(invalid="ignore"):
+            assert not bool(LossScale.all_finite(xp, {"w": finite + other}))
+    with np.errstate(invalid="ignore"):
+        both = np.array([np.inf], np.float32) + np.array([-np.inf], np.float32)
+        assert not bool(LossScale.all_finite(xp, {"w": both}))
+
+
+def test_cli_distributed_precision(two_ranks):
+    """`mpiexec -n 2 xpnet train --distributed --precision fp16-mixed` trains (it was refused before)."""
+    from test_distributed import last_json, mpirun
+    out = last_json(mpirun(2, "-m", "xpnet", "train", "--distributed", "--precision", "fp16-mixed", "--dataset",
+                           "digits", "--epochs", 1, "--hidden", 16, "--json", timeout=120))
+    assert out["world_size"] == 2 and out["test_accuracy"] > 0.5, out
+
+
+def test_compiled_step_on_a_dataset_carries_the_loss_scale():
+    """fit on a map-style dataset with compile=True under fp16-mixed: the loss-scale state goes through the compiled
+    step as on arrays (it was left out: the step failed); an initial 2**40 overflows, both steps skip and halve it,
+    the parameters stay as they were."""
+    if not _have("jax"):
+        pytest.skip("jax not installed")
+
+    class Rows:
+        def __init__(self, X, y):
+            self.X, self.y = X, y
+
+        def __len__(self):
+            return len(self.X)
+
+        def __getitems__(self, idx):
+            return self.X[idx], self.y[idx]
+
+    X, y = _data(64)
+    m = Sequential([Dense(20, 16), "relu", Dense(16, 3)], optimizer="sgd", backend="jax", seed=1, compile=True,
+                   precision=Policy("fp16-mixed", initial_scale=2.0 ** 40))
+    start = _host(m, m.state.params)
+    m.fit(Rows(X, y), None, epochs=1, batch_size=32, shuffle=False)
+    assert float(m.bk.to_numpy(m.state.loss_scale["scale"])) == 2.0 ** 38
+    for k, v in _host(m, m.state.params).items():
+        np.testing.assert_array_equal(v, start[k])

@@ -110,6 +110,11 @@ class LossScale:
                 "good": bk.asarray(0.0, dtype=bk.xp.float32)}
 
     @staticmethod
+    def unscale(grads: dict, scale) -> dict:
+        """The gradients (master dtype) divided by the loss scale: a non-finite entry stays non-finite."""
+        return {k: g / scale for k, g in grads.items()}
+
+    @staticmethod
     def all_finite(xp, grads: dict):
         """A boolean device scalar: every gradient entry finite (one reduction per parameter, no host read)."""
         flags = [xp.all(xp.isfinite(g)) for g in grads.values()]

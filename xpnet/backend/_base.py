@@ -266,6 +266,13 @@ class Backend(abc.ABC):
             raise BackendError(f"unknown dtype {name!r}; choose 'float32' or 'float64'")
         return getattr(self.xp, name)
 
+    def exact_matmul(self):
+        """A context manager under which float32 matrix products run at full float32 precision (no TF32 or
+        bfloat16 passes), restored on exit: what the mixed-precision parity pins on both sides, so that the float32
+        run it compares with is float32 (torch: set_float32_matmul_precision("highest"); JAX:
+        jax.default_matmul_precision("highest")). Nothing to pin here: the library has one float32 matmul."""
+        return contextlib.nullcontext()
+
     #: the 16-bit float types the library computes in natively (mixed precision's compute dtypes): none here
     compute_dtypes: tuple = ()
 

@@ -73,6 +73,11 @@ class JaxBackend(Backend):
                 with jax.default_matmul_precision(precision):
                     yield
 
+    def exact_matmul(self):
+        """jax.default_matmul_precision("highest") while active, whatever `matmul_precision` says
+        (Backend.exact_matmul): JAX's default runs float32 matmuls in TF32 on GPUs that have it."""
+        return self._mod.default_matmul_precision("highest")
+
     def dtype(self, name: str):
         """As Backend.dtype, and enables JAX's x64 mode when float64 is asked for."""
         if name == "float64" and not self._mod.config.jax_enable_x64:

@@ -1,6 +1,7 @@
 """PyTorch, on the CPU or a CUDA GPU."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import array_api_compat
@@ -97,6 +98,11 @@ class TorchBackend(Backend):
             return super().activate()
         return self._mod.cuda.device(self._index)
 
+    def exact_matmul(self):
+        """torch.set_float32_matmul_precision("highest") while active (the previous setting restored on exit):
+        "high" or "medium" would let float32 matmuls use TF32 or bfloat16 passes (Backend.exact_matmul)."""
+        return _matmul_precision(self._mod, "highest")
+
     def take(self, x, indices, axis: int = 0):
         """torch.index_select: array-api-compat's take wraps the indices in torch.where(i < 0, i + n, i)
         first, extra kernels on every minibatch for indices that are never negative here."""
@@ -154,6 +160,16 @@ class TorchBackend(Backend):
         g = self._mod.Generator(device=self.native_device)
         g.set_state(self._mod.tensor(data, dtype=self._mod.uint8, device="cpu"))  # a CPU ByteTensor, for CUDA too
         return g
+
+
+@contextlib.contextmanager
+def _matmul_precision(torch, precision: str):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 class TorchKernels(Kernels):

@@ -8,6 +8,14 @@ gradients, the loss, the count of correct predictions and the stop flag; one all
 L1/L2 penalty is then added once, and every rank applies the same update. Dropout uniforms are drawn for the
 global minibatch from the shared host RNG and sliced, so the masks are those of one process.
 
+Mixed precision (model.precision, xpnet.precision): each rank's forward and backward run in the compute dtype,
+and `value_and_grads` hands back gradients in the master dtype (float32), already divided by the loss scale
+(float16), so the all-reduce sums float32 gradients. The non-finite flag of dynamic loss scaling is then decided
+by `apply_gradients` on the *summed* gradients, which every rank holds bit for bit: that is the same as combining
+the ranks' flags, because an inf or nan in one rank's gradient stays non-finite in the sum (inf + finite = inf,
+inf + -inf = nan, nan + anything = nan), so no separate all-reduce of the flag is needed, and every rank skips
+or applies the same update and halves or grows the same scale (tests/test_precision.py, mpiexec -n 2).
+
     dp = DataParallel(model, communicator)
     value, correct, stop, grads = dp.step(X, Y, labels, idx, accumulate=1, stop=model.state.stop_requested)
 """
@@ -94,7 +102,7 @@ class DataParallel:
         value, correct, flag, grads = self._allreduce(grads, value, correct, flag)
         t2 = self._now(value, correct, grads, flag)
         value, grads = model.add_penalty(value, grads)
-        if apply:
+        if apply:  # under float16 loss scaling: skipped on every rank alike when the summed gradient is not finite
             model.apply_gradients(grads)
         stop = bool(bk.to_numpy(flag)[0] > 0)
         if self.timer is not None:

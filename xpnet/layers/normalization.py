@@ -153,8 +153,9 @@ class LayerNorm(Layer):
 
     dim: the last axis (None: taken from the input). Parameters weight (dim,) = 1 (kind "norm") and bias
     (dim,) = 0 (bias=False: none, nanoGPT's bias=False). The statistics and the normalized values are
-    computed in float32 or wider: a float16/bfloat16 input is normalized in float32 and the output cast back to the input's dtype. No state: training and
-    inference compute the same."""
+    computed in float32 or wider: a float16/bfloat16 input is normalized in float32 and the output cast back to the
+    input's dtype (xpnet.precision's widen / narrow_to, as BatchNorm and attention). No state: training and inference
+    compute the same."""
 
     def __init__(self, dim: int | None = None, eps: float = 1e-5, bias: bool = True):
         if dim is not None:
@@ -198,9 +199,10 @@ class LayerNorm(Layer):
 
     def forward(self, params, x, training=False, need_dx=True, noise=None):
         xp = namespace(x)
-        narrow = xp.finfo(x.dtype).bits < 32
-        wide = (lambda a: xp.astype(a, xp.float32)) if narrow else (lambda a: a)  # noqa: E731
-        back_to = (lambda a: xp.astype(a, x.dtype)) if narrow else (lambda a: a)  # noqa: E731
+        # a float32 island (xpnet.precision): 16-bit x normalized in float32, y, dx and the grads given back in x's
+        # dtype (no-ops for float32 and float64)
+        wide = lambda a: widen(xp, a)  # noqa: E731
+        back_to = lambda a: narrow_to(xp, a, x.dtype)  # noqa: E731
         gamma = wide(params["weight"])
         beta = wide(params["bias"]) if self.use_bias else None
         xw = wide(x)

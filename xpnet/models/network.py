@@ -563,7 +563,7 @@ class Network(Configurable):
                     grads = {k: grads[k] + g[k] for k in grads}
             z = zs[0] if len(zs) == 1 else self.xp.concat(zs, axis=0)
         if scale is not None:  # unscaled in the master dtype (a non-finite entry stays non-finite)
-            grads = {k: g / scale for k, g in grads.items()}
+            grads = LossScale.unscale(grads, scale)
         if penalty:
             value, grads = self.add_penalty(value, grads, master)
         if with_state:

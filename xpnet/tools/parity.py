@@ -436,4 +436,147 @@ def _compare(model_fn, bk, dtype, Xh, y, batches, noises, init, before, after, f
             "parameters": {k: {"max_abs_diff": v[0], "max_rel_diff": v[1]} for k, v in per_param.items()}}
 
 
+# ---- mixed precision against float32 (xpnet parity --precision) -----------------------------------------------
+
+#: lockstep tolerance of a mixed step against the float32 step from the same state: the gradients and the update,
+#: each as one vector over every parameter, ||mixed - float32|| / ||float32||, the median over the steps (the
+#: compute type's rounding: bfloat16 keeps 8 mantissa bits, float16 11). Measured on the MLP (100 steps of momentum
+#: SGD, torch, JAX and NumPy alike, docs/precision.md): gradients 1.5e-2 (bf16) and 7e-4 to 8e-4 (fp16), updates
+#: 2.6e-3 and 1.2e-4 to 1.4e-4; the first step alone 4.0e-3 and 2.6e-3. The worst step is reported too, not
+#: judged: where a ReLU's input or a near-zero gradient changes sign in 16 bits, one step differs more (up to
+#: 6e-2), and Adam's first update (about lr * sign(g)) more still.
+MIXED_TOLERANCES = {"bf16-mixed": 2e-2, "fp16-mixed": 2e-3}
+#: free-running: the loss of the last step within this relative margin of the float32 run's loss on that step
+#: (measured on the MLP after 100 steps: 1.4e-4 and 3e-5 at most, the largest gap along the curve 5.4e-4 and 8e-5)
+MIXED_FREE_TOLERANCES = {"bf16-mixed": 1e-2, "fp16-mixed": 5e-3}
+
+
+def mixed_parity(precision: str, model_fn=None, X=None, y=None, backends=("torch", "jax"), steps: int = 100,
+                 batch_size: int = 64, device: str | None = None, seed: int = 0, optimizer: str = "sgd",
+                 model: str = "mlp", free_tol: float | None = None, tol: float | None = None) -> dict:
+    """A mixed-precision run (precision "bf16-mixed" or "fp16-mixed") against the float32 run of the same seed on
+    the same backend, float32 matrix products pinned to full precision on both sides (`Backend.exact_matmul`).
+
+    - lockstep: at every step a mixed model starts from the float32 run's state (parameters, optimizer buffers,
+      layer state; its own loss scale) and takes the same batch and random inputs for one step: its gradients
+      (float32, unscaled) and its update (parameters after minus before) are compared with float32's as one vector
+      over all parameters, ||mixed - float32|| / ||float32||. The median over the steps is judged against tol
+      (default MIXED_TOLERANCES, set on the MLP; deeper sums need more: docs/precision.md gives the CNN's, the
+      residual model's and the transformer's figures); the first step's and the worst are reported. A step
+      that float16 loss scaling skipped is counted (`lockstep_skipped`) and left out of the update figures.
+    - free-running: a mixed model trains on its own for `steps` steps on the same batches; the two runs' per-step
+      losses are compared: `free_final_rel` (the last step's relative gap, judged against free_tol, default
+      MIXED_FREE_TOLERANCES) and `free_loss_gap` (the largest along the curve, reported).
+
+    model_fn(backend, dtype) builds the float32 model (default: `model` of MODELS with `optimizer`); the mixed one
+    is its config with precision= added, its state set to the float32 model's. A backend without the compute type
+    is refused in one line (Backend.compute_dtype). Returns {"precision", "compute", "steps", "tolerance",
+    "free_tolerance", "results": [a row per backend], "passed"}."""
+    from ..precision import Policy
+    compute = Policy(precision).compute  # an unknown name is refused in one line
+    if model_fn is None:
+        if model not in MODELS:
+            raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
+        build, problem = MODELS[model]
+        model_fn = lambda bk, dtype: build(bk, dtype, optimizer)  # noqa: E731
+        if X is None:
+            X, y = problem()
+    if X is None or y is None:
+        raise InputError("parity with your own model_fn needs host data X and y")
+    check("steps", steps, POSITIVE_INT)
+    tol = MIXED_TOLERANCES[precision] if tol is None else tol
+    free_tol = MIXED_FREE_TOLERANCES[precision] if free_tol is None else free_tol
+    bks = [select_backend(name, device if name in GPU_CAPABLE else None) for name in backends]
+    for bk in bks:
+        bk.compute_dtype(compute)  # refused in one line where the library lacks the type
+    Xh = np.asarray(X)
+    batches = parity_batches(Xh.shape[0], batch_size, steps, seed)
+    results = []
+    for bk in bks:
+        try:
+            with bk, bk.exact_matmul():
+                row = _mixed_row(model_fn, bk, precision, Xh, y, batches, tol, free_tol)
+        except Exception as exc:  # a backend that fails is a result too: say where and why
+            row = {"backend": bk.name, "device": bk.device, "precision": precision, "passed": False,
+                   "error": {"type": type(exc).__name__, "where": where_raised(exc),
+                             "message": (str(exc).strip().splitlines() or [""])[0][:300]}}
+        results.append(row)
+    return {"precision": precision, "compute": compute, "reference": "float32, same backend and seed",
+            "steps": steps, "tolerance": tol, "free_tolerance": free_tol, "results": results,
+            "passed": all(r["passed"] for r in results)}
+
+
+def _global_rel(got: dict, want: dict) -> float:
+    """||got - want|| / ||want|| over every entry of the dicts' arrays, in float64 (0 when both are zero)."""
+    diff = sum(float(np.sum((np.asarray(got[k], np.float64) - np.asarray(want[k], np.float64)) ** 2)) for k in want)
+    norm = sum(float(np.sum(np.asarray(want[k], np.float64) ** 2)) for k in want)
+    return math.sqrt(diff / norm) if norm else (0.0 if diff == 0.0 else math.inf)
+
+
+def _mixed_row(model_fn, bk, precision, Xh, y, batches, tol, free_tol) -> dict:
+    """One backend's row of mixed_parity (run under bk and bk.exact_matmul())."""
+    f32 = model_fn(bk, "float32")
+    config = f32.get_config()
+    config.pop("dtype", None)
+
+    def mixed_model():
+        m = type(f32).from_config(config, backend=bk, dtype="float32", precision=precision)
+        m.native_kernels = f32.native_kernels
+        m.set_state(f32.get_state())
+        return m
+
+    lock, free = mixed_model(), mixed_model()
+    to_np, n = bk.to_numpy, Xh.shape[0]
+    Xd = f32.as_input(Xh)
+    Yd, _ = f32.as_targets(y, n)
+    scale_of = lambda m: None if m.state.loss_scale is None else float(to_np(m.state.loss_scale["scale"]))  # noqa
+    grad_rels, update_rels, loss_rels, gaps, losses = [], [], [], [], ([], [])
+    lock_skipped = free_skipped = 0
+
+    def step(model, xb, yb, noise):
+        value, _, grads, layer_state = model.value_and_grads(xb, yb, noise=_put(model, noise), with_state=True)
+        model.apply_gradients(grads, layer_state if model.has_layer_state else None)
+        return float(value), {k: to_np(g, copy=True) for k, g in grads.items()}
+
+    for idx in batches:
+        idx_d = bk.asarray(idx)
+        xb, yb = f32.xp.take(Xd, idx_d, axis=0), f32.xp.take(Yd, idx_d, axis=0)
+        drawn = f32.draw_noise(len(idx))
+        noise = None if drawn is None else [None if a is None else to_np(a, copy=True) for a in drawn]
+        before = f32.get_state()
+        v32, g32 = step(f32, xb, yb, noise)
+        d32 = {k: to_np(p) - before["params"][k] for k, p in f32.state.params.items()}
+        # lockstep: the float32 run's state in, one mixed step, gradients and update out
+        lock.set_state(before)
+        scale = scale_of(lock)
+        vm, gm = step(lock, xb, yb, noise)
+        grad_rels.append(_global_rel(gm, g32))
+        loss_rels.append(abs(vm - v32) / abs(v32) if v32 else abs(vm))
+        if scale is not None and scale_of(lock) < scale:
+            lock_skipped += 1
+        else:
+            update_rels.append(_global_rel({k: to_np(p) - before["params"][k] for k, p in lock.state.params.items()},
+                                           d32))
+        # free-running: the mixed model's own state, the same batch and random inputs
+        scale = scale_of(free)
+        vf, _ = step(free, xb, yb, noise)
+        free_skipped += int(scale is not None and scale_of(free) < scale)
+        losses[0].append(vf), losses[1].append(v32)
+        gaps.append(abs(vf - v32) / abs(v32) if v32 else abs(vf))
+    finite = all(math.isfinite(v) for v in losses[0])
+    grad_rel = float(np.median(grad_rels))
+    update_rel = float(np.median(update_rels)) if update_rels else math.inf
+    free_final = gaps[-1] if finite else math.inf
+    passed = grad_rel <= tol and update_rel <= tol and free_final <= free_tol
+    return {"backend": bk.name, "device": bk.device, "precision": precision, "compute": lock.precision.compute,
+            "grad_rel": grad_rel, "update_rel": update_rel, "tolerance": tol,
+            "grad_rel_first": grad_rels[0], "update_rel_first": update_rels[0] if update_rels else None,
+            "grad_rel_max": max(grad_rels), "update_rel_max": max(update_rels, default=None),
+            "loss_rel_max": max(loss_rels), "lockstep_skipped": lock_skipped,
+            "free_final_rel": free_final, "free_tolerance": free_tol,
+            "free_loss_gap": max(gaps) if finite else math.inf, "free_skipped": free_skipped,
+            "final_loss": losses[0][-1], "final_loss_float32": losses[1][-1], "loss_scale": scale_of(free),
+            "passed": bool(passed)}
+
+
 make_callable(__name__)  # xpnet.parity(...) calls parity() above; `import xpnet.parity` gives this module

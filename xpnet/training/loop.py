@@ -267,10 +267,6 @@ def _data_parallel(model, distributed):
         raise InputError.for_argument("compile", "True cannot be combined with distributed training: the "
                                       "compiled step fuses backward and update, leaving no place for the "
                                       "all-reduce between them; train eagerly (drop --compile) or on one process")
-    if getattr(model, "precision", None) is not None:  # issue 33: the next landing combines the flag across ranks
-        raise InputError.for_argument("distributed", f"True cannot be combined with precision={model.precision.name!r} "
-                                      f"yet: mixed precision under data-parallel training is not built; train "
-                                      f"mixed on one process, or data-parallel in the model's dtype")
     refuse_layer_state(model)
     return DataParallel(model, communicator(distributed))
 

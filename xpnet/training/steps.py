@@ -163,6 +163,8 @@ class DatasetStep(EagerStep):
         self.W, self.order, self.preds, self.labels, self.correct, self.r0 = None, None, [], [], 0.0, 0
         self.compiled = model.compiled_step() if getattr(model, "compile", False) else None
         self.norm_out = getattr(model.optimizer, "clip_norm", None) is not None
+        # float16 mixed precision: the loss-scale state goes in after W (None here) and comes back last
+        self.scaled = model.precision is not None and model.precision.scaling
         from .sources import read_rows
         self.read = read_rows
 
@@ -189,7 +191,10 @@ class DatasetStep(EagerStep):
         st.lr, hyper = model.update_hyper(st.lr, st.step + 1)
         hyper = model.bk.scalar_args(hyper)
         try:
-            out = self.compiled(st.params, st.opt_state, xb, yb, None, noise, hyper, self.accumulate, None)
+            scale = (None, st.loss_scale) if self.scaled else ()
+            out = self.compiled(st.params, st.opt_state, xb, yb, None, noise, hyper, self.accumulate, None, *scale)
+            if self.scaled:
+                st.loss_scale, out = out[-1], out[:-1]
             st.params, st.opt_state, value, pred = out[:4]
             if self.norm_out:
                 st.grad_norm = out[-1]
