@@ -225,8 +225,10 @@ def test_cli_train_precision(tmp_path):
     ck = tmp_path / "m.safetensors"
     run = lambda *a: subprocess.run([sys.executable, "-m", "xpnet", "train", "--dataset", "digits", "--epochs", "2",  # noqa: E731
                                      "--hidden", "16", "--quiet", *a], capture_output=True, text=True, timeout=300)
-    proc = run("--backend", "numpy", "--precision", "fp16-mixed", "--checkpoint", str(ck))
+    proc = run("--backend", "numpy", "--precision", "fp16-mixed", "--checkpoint", str(ck), "--json")
     assert proc.returncode == 0, proc.stderr
+    import json
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["precision"] == "fp16-mixed"
     assert {str(v.dtype) for k, v in load_file(ck).items() if k.startswith("param/")} == {"float32"}
     assert load(ck).precision.name == "fp16-mixed"
     proc = run("--backend", "array_api_strict", "--precision", "bf16-mixed")

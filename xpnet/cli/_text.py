@@ -125,7 +125,8 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     # hold 16k·heads·block values: 100 MB in float32 for the GPU recipe)
     final_loss, _ = evaluate(model, TextBlocks(val, block, stride=block), None, batch_size=max(batch, 16384 // block))
     history = model.state.step_history
-    result = {"backend": model.bk.name, "device": model.bk.device, "dtype": model.dtype_name, "steps": steps,
+    result = {"backend": model.bk.name, "device": model.bk.device, "dtype": model.dtype_name,
+              "precision": None if model.precision is None else model.precision.name, "steps": steps,
               "seconds": seconds, "seconds_per_step": seconds / max(1, steps - done),
               "final_train_loss": _last_loss(model),
               "val_loss_estimate": history["val_loss"][-1] if history["val_loss"] else None,

@@ -360,17 +360,19 @@ def run_train(args) -> dict:
         _plot(args, run, model, None if model.regression else test_pred, quiet)
     total = time.perf_counter() - started
     figure = "R²" if model.regression else "accuracy"  # a regression run scores R² (model.score)
+    precision = {"precision": None if model.precision is None else model.precision.name}
     if not quiet:
         print(f"train {figure} {train_acc:.4f}" + ("" if test_acc is None else f"  test {figure} {test_acc:.4f}") +
               f"  (training {seconds:.1f} s, scoring {scoring:.1f} s; {total:.1f} s in all)", flush=True)
     if model.regression:
-        return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"], "task": "regression",
+        return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"], **precision,
+                "task": "regression",
                 "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring,
                 "total_seconds": total, "train_r2": train_acc, "test_r2": test_acc,
                 "final_loss": history["loss"][-1] if history["loss"] else None,
                 "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                 **({} if comm is None else {"rank": rank, "world_size": comm.size})}
-    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"],
+    return {"backend": model.bk.name, "device": model.bk.device, "dtype": cfg["dtype"], **precision,
             "epochs": len(history["epoch"]), "seconds": seconds, "scoring_seconds": scoring, "total_seconds": total,
             "train_accuracy": train_acc,
             "test_accuracy": test_acc, "final_loss": history["loss"][-1] if history["loss"] else None,
@@ -490,7 +492,8 @@ def _announce(run: _Run, model, comm) -> None:
     outputs = f"{run.n_classes} target{'s' if run.n_classes != 1 else ''} (regression)" if model.regression \
         else f"{run.n_classes} classes"
     print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {outputs}; "
-          f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}", flush=True)
+          f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}" +
+          ("" if model.precision is None else f" weights, {model.precision.name} compute"), flush=True)
     note = class_mapping_note(run.classes_)
     if note and run.saved_model is None:
         print(note, flush=True)
