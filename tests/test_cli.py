@@ -63,8 +63,8 @@ def test_parity_default_is_well_conditioned():
 
 def test_train_digits_json():
     result = last_json(xpnet("train", "--epochs", "10", "--quiet", "--json"))
-    assert set(result) == {"backend", "device", "dtype", "precision", "epochs", "seconds", "scoring_seconds", "total_seconds",
-                           "train_accuracy", "test_accuracy", "final_loss", "checkpoint"}
+    assert set(result) == {"backend", "device", "dtype", "precision", "epochs", "seconds", "scoring_seconds",
+                           "total_seconds", "train_accuracy", "test_accuracy", "final_loss", "checkpoint"}
     assert result["backend"] == "numpy" and result["epochs"] == 10 and result["test_accuracy"] > 0.9
 
 
