@@ -122,7 +122,7 @@ def test_bad_files_refused_in_one_line(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(10, np.float32))
     np.save(tmp_path / "c.npy", np.zeros((10, 4), np.complex64))
     np.save(tmp_path / "obj.npy", np.array([[None]] * 10, dtype=object), allow_pickle=True)
-    (tmp_path / "notnpy.npy").write_bytes(b"hello")
+    (tmp_path / "notnpy.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:100])  # cut short
     refused(r"9 labels for 10 samples", tmp_path / "x.npy", tmp_path / "y9.npy")
     refused(r"labels of dtype float32; expected integer class indices", tmp_path / "x.npy", tmp_path / "yf.npy")
     refused(r"labels of shape \(10, 3\).*one-hot", tmp_path / "x.npy", tmp_path / "y2.npy")
