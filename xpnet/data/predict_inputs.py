@@ -2,7 +2,8 @@
 
 .npy (samples, ...) or one sample; .npz (array X, or its only array; y too if present); .csv with a header
 row, with or without the label column (the other columns are the features; a label column's values are
-compared with the predictions); images (png, jpg, ...: gray levels resized to the model's square input).
+compared with the predictions); images (png, jpg, ...: gray levels, or RGB for a 3-channel model, resized to
+the model's input); a folder: its image files at any depth, sorted by path (an image dataset's class folders).
 Every input becomes (samples, *input_shape) host data, raw: the model applies its own preprocessing.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
     trained on images says so."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    paths = [q for p in paths for q in _expand(Path(p))]
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
     blocks, sources, labels = [], [], []
@@ -58,6 +60,19 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
         labels = [None]  # targets of different widths: predict only
     y = None if any(v is None for v in labels) else np.concatenate(labels) if len(labels) > 1 else labels[0]
     return X, sources, y
+
+
+def _expand(path: Path) -> list:
+    """A folder -> its image files (any depth, e.g. an image dataset's class folders), sorted by path (one line
+    when it has none); a file stays itself."""
+    if not path.is_dir():
+        return [path]
+    from .images import image_files
+    found = image_files(path)
+    if not found:
+        raise InputError(f"{path}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}); name files, or a "
+                         f"folder of images")
+    return found
 
 
 def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
@@ -163,14 +178,19 @@ def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, N
         raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
     size = math.prod(input_shape)
     side = int(round(size ** 0.5))
-    if side * side != size:
+    if len(input_shape) == 3 and input_shape[0] in (1, 3):
+        mode, (h, w) = ("L" if input_shape[0] == 1 else "RGB"), input_shape[1:]
+    elif side * side != size:
         raise InputError(f"the model takes {size} features per sample, not a square gray image; pass a .npy or "
                          f".csv file")
+    else:
+        mode, h, w = "L", side, side
     try:
-        img = Image.open(path).convert("L").resize((side, side), Image.LANCZOS)
+        img = Image.open(path).convert(mode).resize((w, h), Image.LANCZOS)
     except Exception as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     x = np.asarray(img, dtype=np.float64)
+    x = x.transpose(2, 0, 1) if x.ndim == 3 else x
     if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
         x = 255.0 - x
     return x.reshape(1, *input_shape)
