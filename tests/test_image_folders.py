@@ -109,3 +109,32 @@ def test_unreadable_files_refused_in_one_line_or_skipped(tmp_path):
         ImageFolder(tmp_path / "a")
     with pytest.raises(InputError, match="HEIGHTxWIDTH"):
         parse_size("28by28")
+
+
+def test_cli_trains_and_evaluates_on_an_image_folder(fashion, tmp_path, capsys):
+    from xpnet.cli import main
+    root, X, y, order = fashion
+    ck = tmp_path / "f.safetensors"
+    args = ["train", "--dataset", root, "--image-size", "28x28", "--color", "gray", "--hidden", "16", "--epochs", 1,
+            "--checkpoint", ck, "--backend", "numpy", "--json", "--quiet"]
+    assert main(list(map(str, args))) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = xpnet.load(ck, backend="numpy")
+    assert model.class_names_ == sorted(FOLDERS) and model.input_shape == (784,)
+    assert model.checkpoint_meta_["cli"]["image_size"] == "28x28" and model.checkpoint_meta_["cli"]["inputs"] == "images"
+    assert main(["evaluate", "--checkpoint", str(ck), "--backend", "numpy", "--json", "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["accuracy"] == trained["train_accuracy"] and evaluated["class_names"] == sorted(FOLDERS)
+    truth = np.searchsorted(sorted(FOLDERS), np.asarray(FOLDERS)[y[order]])
+    assert evaluated["accuracy"] == np.mean(model.predict(X[order]) == truth)
+    bad = tmp_path / "bad"
+    for name in ("a", "b"):
+        (bad / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(X[i].reshape(28, 28)).save(bad / name / f"{i}.png")
+    (bad / "b" / "x.png").write_bytes(b"oops")
+    assert main(["train", "--dataset", str(bad), "--epochs", "1", "--backend", "numpy", "--quiet"]) == 2
+    assert "x.png: not a readable image" in capsys.readouterr().err
+    assert main(["train", "--dataset", str(bad), "--epochs", "1", "--backend", "numpy", "--quiet",
+                 "--skip-bad-images"]) == 0
+    assert "skipped 1 unreadable image file(s)" in capsys.readouterr().out

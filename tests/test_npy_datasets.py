@@ -1,6 +1,9 @@
 """Memory-mapped .npy datasets (issue 34, part 2): training from files equals training from the same arrays in
 memory bit for bit (raw, unit and standardize scaling; a stopped run resumed), the streaming statistics equal
 the in-memory ones, shards read as one dataset, and bad files refused in one line."""
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -139,3 +142,50 @@ def test_bad_files_refused_in_one_line(tmp_path):
     model = xpnet.Sequential([Dense(5, 2)], backend="numpy")
     with pytest.raises(InputError, match=r"rows of shape \(4,\), but the model takes \(5,\)"):
         model.fit(ds, None, epochs=1)
+
+
+def _main(capsys, *args):
+    from xpnet.cli import main
+    code = main([*map(str, args), "--backend", "numpy", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out.strip().splitlines()[-1])
+
+
+def _refused(capsys, match, *args):
+    from xpnet.cli import main
+    assert main([*map(str, args), "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(match, err) and len(err.splitlines()) == 1, err
+
+
+def test_cli_trains_resumes_and_evaluates_on_mapped_files(tmp_path, mnist_rows, capsys):
+    from safetensors.numpy import load_file
+    X, y = mnist_rows
+    np.save(tmp_path / "x.npy", X[:600])
+    np.save(tmp_path / "y.npy", y[:600].astype(np.int32))
+    np.savez(tmp_path / "d.npz", X=X[:600], y=y[:600])
+    run = ["train", "--hidden", "16", "--dtype", "float64", "--scale", "standardize", "--quiet"]
+    mapped = _main(capsys, *run, "--dataset", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--epochs", 2,
+                   "--checkpoint", tmp_path / "a.safetensors")
+    arrays = _main(capsys, *run, "--dataset", tmp_path / "d.npz", "--epochs", 2, "--checkpoint", tmp_path / "b.safetensors")
+    assert mapped["final_loss"] == arrays["final_loss"] and mapped["train_accuracy"] == arrays["train_accuracy"]
+    _main(capsys, *run, "--dataset", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--epochs", 1,
+          "--checkpoint", tmp_path / "c.safetensors")
+    _main(capsys, "train", "--resume", tmp_path / "c.safetensors", "--epochs", 2, "--quiet",
+          "--checkpoint", tmp_path / "c.safetensors")
+    a, b, c = (load_file(tmp_path / f"{k}.safetensors") for k in "abc")
+    for k in (k for k in a if k.startswith("param/")):
+        np.testing.assert_array_equal(a[k], b[k])
+        np.testing.assert_array_equal(a[k], c[k])
+    on_files = _main(capsys, "evaluate", "--checkpoint", tmp_path / "a.safetensors", "--quiet")
+    on_arrays = _main(capsys, "evaluate", "--checkpoint", tmp_path / "b.safetensors", "--quiet")
+    assert on_files["accuracy"] == on_arrays["accuracy"] and on_files["loss"] == on_arrays["loss"]
+    assert on_files["confusion_matrix"] == on_arrays["confusion_matrix"] and on_files["n"] == 600
+    _refused(capsys, "name their labels with --labels", *run, "--dataset", tmp_path / "x.npy")
+    _refused(capsys, "--image-size describe an image folder", *run, "--dataset", tmp_path / "x.npy", "--labels",
+             tmp_path / "y.npy", "--image-size", "28x28")
+    np.save(tmp_path / "y9.npy", y[:9].astype(np.int64))
+    _refused(capsys, "9 labels for 600 samples", *run, "--dataset", tmp_path / "x.npy", "--labels", tmp_path / "y9.npy")
+    np.save(tmp_path / "x.npy", X[:600][::-1])  # the file changed since the checkpoint
+    _refused(capsys, "other data", "train", "--resume", tmp_path / "c.safetensors", "--epochs", 3)
