@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .predict_inputs import IMAGE_SUFFIXES  # the file suffixes read as images, as `xpnet predict` takes them
+
+#: the file suffixes read as images (lower case), here and by `xpnet predict`
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 COLORS = ("gray", "rgb")
 

@@ -17,9 +17,9 @@ import numpy as np
 from .datasets import DataError, load_array_file
 from ..errors import InputError
 from ..saving.files import no_unpickling
+from .images import IMAGE_SUFFIXES, image_files
 from .validation import check_X, host_samples
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
@@ -67,7 +67,6 @@ def _expand(path: Path) -> list:
     when it has none); a file stays itself."""
     if not path.is_dir():
         return [path]
-    from .images import image_files
     found = image_files(path)
     if not found:
         raise InputError(f"{path}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}); name files, or a "
