@@ -52,7 +52,7 @@ def test_mapped_files_train_as_the_arrays(files, mnist_rows, scale):
     X, y = mnist_rows
     memory = _model(scale).fit(X, y, epochs=2, batch_size=64)
     ds = NpyDataset(*files)
-    assert isinstance(ds.xs[0], np.memmap) and len(ds) == N and ds.sample_shape == (28, 28)
+    assert isinstance(ds.maps[0], np.memmap) and not ds.xs[0].flags.owndata and len(ds) == N and ds.sample_shape == (28, 28)
     mapped = _model(scale).fit(ds, None, epochs=2, batch_size=64)
     _same(memory, mapped)
     if scale != "raw":

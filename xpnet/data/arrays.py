@@ -76,7 +76,8 @@ class NpyDataset:
     def __init__(self, x, y):
         xpath = Path(x).expanduser()
         self.x_files = _npy_files(xpath, "the dataset (x)")
-        self.xs = [_mapped(p) for p in self.x_files]
+        self.maps = [_mapped(p) for p in self.x_files]  # np.memmap: the files' pages, read when touched
+        self.xs = [np.asarray(a) for a in self.maps]  # plain ndarray views of them: cheaper to index
         first = self.xs[0]
         for p, a in zip(self.x_files, self.xs):
             if a.dtype.kind not in "biuf" or a.dtype.byteorder not in "=|" + ("<" if np.little_endian else ">"):
@@ -99,7 +100,7 @@ class NpyDataset:
     def _labels(self, y):
         if isinstance(y, (str, Path)):
             files = _npy_files(Path(y).expanduser(), "--labels")
-            ys = [_mapped(p) for p in files]
+            ys = [np.asarray(_mapped(p)) for p in files]
         else:
             files, ys = [Path("y")], [np.asarray(y)]
         where = files[0] if len(files) == 1 else files[0].parent
@@ -127,12 +128,12 @@ class NpyDataset:
 
     def _gather(self, arrays, idx: np.ndarray, shape: tuple, dtype) -> np.ndarray:
         if len(arrays) == 1:
-            return np.asarray(arrays[0][idx])
+            return np.take(arrays[0], idx, axis=0)
         shard = np.searchsorted(self.offsets, idx, side="right") - 1
         out = np.empty((len(idx), *shape), dtype=dtype)
         for k in np.unique(shard):
             mask = shard == k
-            out[mask] = arrays[k][idx[mask] - self.offsets[k]]
+            out[mask] = np.take(arrays[k], idx[mask] - self.offsets[k], axis=0)
         return out
 
     def __getitems__(self, indices) -> tuple[np.ndarray, np.ndarray]:
