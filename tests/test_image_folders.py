@@ -135,6 +135,14 @@ def test_cli_trains_and_evaluates_on_an_image_folder(fashion, tmp_path, capsys):
     (bad / "b" / "x.png").write_bytes(b"oops")
     assert main(["train", "--dataset", str(bad), "--epochs", "1", "--backend", "numpy", "--quiet"]) == 2
     assert "x.png: not a readable image" in capsys.readouterr().err
-    assert main(["train", "--dataset", str(bad), "--epochs", "1", "--backend", "numpy", "--quiet",
-                 "--skip-bad-images"]) == 0
+    rgb = tmp_path / "rgb.safetensors"
+    assert main(["train", "--dataset", str(bad), "--epochs", "1", "--backend", "numpy", "--quiet", "--hidden", "8",
+                 "--skip-bad-images", "--color", "rgb", "--image-size", "14x7", "--checkpoint", str(rgb)]) == 0
     assert "skipped 1 unreadable image file(s)" in capsys.readouterr().out
+    # predict reads an image as the run read its folder (recorded size and color), for a flat model too
+    assert main(["predict", "--checkpoint", str(rgb), "--backend", "numpy", "--json", "--quiet", "--invert", "no",
+                 str(bad / "a")]) == 0
+    predicted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
+    model = xpnet.load(rgb, backend="numpy")
+    rows = ImageFolder(bad, size=(14, 7), color="rgb", skip_bad=True).__getitems__(np.arange(4))[0]
+    assert model.input_shape == (294,) and predicted == model.predict(rows.reshape(4, -1)).tolist()

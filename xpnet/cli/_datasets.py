@@ -110,3 +110,13 @@ def evaluate(model, ds) -> tuple:
     from ..training.loop import evaluate as run
     return run(model, model.prepare_dataset(ds), None, confusion=True)
 
+
+
+def image_shape(cli: dict):
+    """The (channels, height, width) a run's image folder was read as (its recorded --image-size and --color),
+    or None: how `xpnet predict` reads an image for a model trained on one, flat rows included."""
+    size = cli.get("image_size")
+    if not size:
+        return None
+    from ..data.images import parse_size
+    return (3 if cli.get("color") == "rgb" else 1, *parse_size(size))

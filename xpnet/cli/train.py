@@ -459,6 +459,8 @@ def _resolve_dataset_run(args, cfg, saved_model, saved, source, data_dir, label_
     y None, no test split; the model's input shape from the dataset's rows, the classes from its labels."""
     opts = _datasets.settings(args, saved)
     ds = _datasets.open_dataset(source, opts)
+    if hasattr(ds, "class_names"):  # an image folder: the size and color it was read with, as the run records them
+        opts.update(image_size="x".join(map(str, ds.size)), color=ds.color)
     cfg.update(opts)
     cfg["task"] = _task(args, cfg, saved_model)
     if cfg["task"] == "regression":

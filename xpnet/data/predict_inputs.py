@@ -23,7 +23,7 @@ from .validation import check_X, host_samples
 
 
 def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
-                wide_targets: bool = False):
+                wide_targets: bool = False, image_shape=None):
     """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
     Labels come back only when every file has them (a .csv label column, an .npz y). wide_targets: an .npz's
     (samples, outputs) y counts too (a regression model's targets); otherwise only a (samples,) y does.
@@ -31,7 +31,8 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
     image for a model trained on a table is refused (it was resized into the table's features), and so is an
     unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
-    trained on images says so."""
+    trained on images says so. image_shape: (channels, height, width) an image is read as for a model trained on
+    an image folder (its recorded size and color; flat models too), else the model's input says."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     paths = [q for p in paths for q in _expand(Path(p))]
     if not paths:
@@ -40,7 +41,7 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     for path in paths:
         try:
             X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on,
-                                     wide_targets)
+                                     wide_targets, image_shape)
         except InputError as exc:
             kind, dataset = trained_on
             if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
@@ -91,7 +92,7 @@ def _square(input_shape) -> str:
 
 
 def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None),
-              wide_targets: bool = False):
+              wide_targets: bool = False, image_shape=None):
     """(X, y or None, single sample?) of one file."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -110,7 +111,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, tr
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape, invert, trained_on), None, True
+        return _read_image(path, input_shape, invert, trained_on, image_shape), None, True
     raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
@@ -164,7 +165,7 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     return _fit_shape(path, X, input_shape, False), None, False
 
 
-def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None)) -> np.ndarray:
+def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None), image_shape=None) -> np.ndarray:
     size = math.prod(input_shape)
     kind, dataset = trained_on
     if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
@@ -177,7 +178,9 @@ def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, N
         raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
     size = math.prod(input_shape)
     side = int(round(size ** 0.5))
-    if len(input_shape) == 3 and input_shape[0] in (1, 3):
+    if image_shape is not None and math.prod(image_shape) == size:
+        mode, (h, w) = ("L" if image_shape[0] == 1 else "RGB"), image_shape[1:]
+    elif len(input_shape) == 3 and input_shape[0] in (1, 3):
         mode, (h, w) = ("L" if input_shape[0] == 1 else "RGB"), input_shape[1:]
     elif side * side != size:
         raise InputError(f"the model takes {size} features per sample, not a square gray image; pass a .npy or "
