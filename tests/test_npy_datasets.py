@@ -105,10 +105,14 @@ def test_shards_read_as_one_dataset(tmp_path, mnist_rows):
     assert yb.dtype == np.int64 and len(ds) == N
     np.testing.assert_array_equal(np.concatenate(list(row_chunks(ds, chunk_bytes=8 * 784 * 300)())), X)
     np.testing.assert_array_equal(ds.labels(), y)
-    model = _model("unit")
-    prepared = model.prepare_dataset(ds, fit=True)
-    assert isinstance(prepared, Prepared)
-    np.testing.assert_array_equal(prepared.__getitems__(idx)[0], model.prepare(X[idx]))
+    for kind in ("unit", "symmetric", "standardize"):
+        for dtype in ("float32", "float64"):
+            model = xpnet.Sequential([Dense(784, 10)], backend="numpy", dtype=dtype, preprocessing=kind)
+            prepared = model.prepare_dataset(ds, fit=True)
+            assert isinstance(prepared, Prepared)
+            expected = xpnet.Sequential([Dense(784, 10)], backend="numpy", dtype=dtype, preprocessing=kind)
+            expected.prepare(X, fit=True)  # the whole array's statistics, then the batch's rows
+            np.testing.assert_array_equal(prepared.__getitems__(idx)[0], expected.prepare(X[idx]))
 
 
 def test_bad_files_refused_in_one_line(tmp_path):

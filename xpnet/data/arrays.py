@@ -200,6 +200,8 @@ class Prepared:
     def __init__(self, ds, scaler, dtype: str, input_shape):
         self.base, self.scaler, self.dtype, self.input_shape = ds, scaler, dtype, tuple(input_shape)
         self.name = getattr(ds, "name", type(ds).__name__)
+        if scaler is not None:  # the statistics cast once, as transform casts them on every call
+            self._shift, self._scale = (np.asarray(a).astype(dtype) for a in (scaler.shift, scaler.scale))
 
     def __len__(self) -> int:
         return len(self.base)
@@ -213,8 +215,21 @@ class Prepared:
                                  f"{self.input_shape}; give data of the model's input size")
             x = x.reshape(len(x), *self.input_shape)
         if self.scaler is not None:
-            x = self.scaler.transform(x, self.dtype, self.name)
+            x = self._scaled(x)
         return x, y
+
+    def _scaled(self, x):
+        """Scaler.transform(x, dtype): for integer rows (pixels) its arithmetic with the statistics cast once,
+        in place (the same operations on the same values: the same bits), which scaled integers cannot make
+        infinite; float rows by transform itself, with its checks."""
+        if x.dtype.kind not in "biu":
+            return self.scaler.transform(x, self.dtype, self.name)
+        out = x.astype(self.dtype)
+        out -= self._shift
+        out /= self._scale
+        if self.scaler.kind == "symmetric":
+            out = out * 2 - 1
+        return out
 
     def __repr__(self) -> str:
         return f"Prepared({self.base!r}, {self.scaler!r}, {self.dtype})"
