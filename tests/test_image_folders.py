@@ -127,6 +127,9 @@ def test_cli_trains_and_evaluates_on_an_image_folder(fashion, tmp_path, capsys):
     assert evaluated["accuracy"] == trained["train_accuracy"] and evaluated["class_names"] == sorted(FOLDERS)
     truth = np.searchsorted(sorted(FOLDERS), np.asarray(FOLDERS)[y[order]])
     assert evaluated["accuracy"] == np.mean(model.predict(X[order]) == truth)
+    assert main(["evaluate", "--checkpoint", str(ck), "--backend", "numpy", "--json", "--quiet", "--dataset",
+                 str(root)]) == 0  # named again: read with the run's size and color
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == evaluated["accuracy"]
     bad = tmp_path / "bad"
     for name in ("a", "b"):
         (bad / name).mkdir(parents=True)

@@ -59,7 +59,10 @@ def run_evaluate(args) -> dict:
     data_dir, label_column = data_settings(args, saved)
     from . import _datasets
     if _datasets.is_file_dataset(dataset):
-        return evaluate_dataset(args, model, dataset, _datasets.settings(args, saved if not args.dataset else {}))
+        opts = _datasets.settings(args, saved)  # the image size and color the run read its images with
+        if args.dataset and not args.labels:
+            opts["labels"] = None  # another dataset's labels are its own
+        return evaluate_dataset(args, model, dataset, opts)
     X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
     split = "test split" if X_test is not None else "training data: it has no test split"
     if X_test is not None:
