@@ -35,6 +35,8 @@ HOST_NUMPY = {
     "models/presets.py": "host image arrays brought to (N, C, H, W)",
     "metrics.py": "precision, recall, F1 and reports from host confusion counts",
     "data/text.py": "reading text files; host token ids and their blocks",
+    "data/arrays.py": "memory-mapped .npy files and their host batches",
+    "data/images.py": "decoding image files into host pixel arrays",
     "models/gpt.py": "sampling the next token on the host",
 }
 # the one module that may name the MPI binding and the NCCL binding (cupy.cuda.nccl), and why

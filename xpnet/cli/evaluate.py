@@ -25,10 +25,13 @@ def add_parser(sub) -> None:
     common_flags(sp)
     sp.add_argument("--checkpoint", required=True, metavar="PATH")
     sp.add_argument("--quiet", action="store_true")
-    sp.add_argument("--dataset", default=None, help="default: the dataset it was trained on (its test split)")
+    sp.add_argument("--dataset", default=None, help="default: the dataset it was trained on (its test split); a "
+                    ".npy file or folder (with --labels) or an image folder is read batch by batch")
     sp.add_argument("--data-dir", default=None, help="default: where the data was when it was trained")
     sp.add_argument("--label-column", default=None, help="default: the one it was trained with")
     sp.add_argument("--offline", action="store_true")
+    from ._datasets import add_flags
+    add_flags(sp)
     sp.add_argument("--report", action="store_true",
                     help="print per-class precision, recall, F1 and support with their averages (--json: 'report')")
     sp.add_argument("--top-k", type=int, action="append", default=None, metavar="K",
@@ -54,6 +57,12 @@ def run_evaluate(args) -> dict:
     if not args.dataset and saved.get("dataset_file"):
         dataset = saved["dataset_file"]  # the file it was trained on, wherever this command runs
     data_dir, label_column = data_settings(args, saved)
+    from . import _datasets
+    if _datasets.is_file_dataset(dataset):
+        opts = _datasets.settings(args, saved)  # the image size and color the run read its images with
+        if args.dataset and not args.labels:
+            opts["labels"] = None  # another dataset's labels are its own
+        return evaluate_dataset(args, model, dataset, opts)
     X, y, X_test, y_test = load_dataset(dataset, data_dir, label_column, download=not args.offline)
     split = "test split" if X_test is not None else "training data: it has no test split"
     if X_test is not None:
@@ -99,6 +108,35 @@ def run_evaluate(args) -> dict:
               "class_names": model.class_names_, "confusion_matrix": cm.tolist() if shown else None}
     if truth.ndim > 1:
         result["positions"] = int(truth.size)
+    if report is not None:
+        result["report"] = report
+    return result
+
+
+def evaluate_dataset(args, model, dataset, opts: dict) -> dict:
+    """run_evaluate on a dataset read batch by batch (a .npy file or shard folder with --labels, an image
+    folder): loss, accuracy and confusion matrix over all its rows in one pass; --report from the counts."""
+    from . import _datasets
+    if model.regression:
+        raise InputError(f"{dataset} holds class labels; a regression model is evaluated on a .npz or .csv file")
+    if getattr(args, "top_k", None):
+        raise InputError(f"--top-k needs every row's scores; evaluate {dataset} without it (--report works)")
+    ds = _datasets.open_dataset(dataset, opts)
+    _datasets.classes(ds, saved_model=model)
+    loss, accuracy, cm = _datasets.evaluate(model, ds)
+    names, k = model.class_names_, model.n_outputs
+    report = report_from_confusion(cm, names) if getattr(args, "report", False) else None
+    shown = k <= CONFUSION_SHOWN
+    if not args.quiet:
+        print(f"{dataset} (all {len(ds)} rows): n {len(ds)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        if shown:
+            print("confusion matrix (rows: true, columns: predicted):")
+            print("\n".join(confusion_table(cm, names)))
+        if report is not None:
+            print(format_report(report))
+    result = {"accuracy": accuracy, "loss": loss, "n": len(ds), "dataset": str(dataset), "split": "all",
+              "classes": [c.item() for c in model.classes_], "class_names": names,
+              "confusion_matrix": cm.tolist() if shown else None}
     if report is not None:
         result["report"] = report
     return result

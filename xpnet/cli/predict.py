@@ -42,8 +42,10 @@ def run_predict(args) -> dict:
     from ..data.predict_inputs import read_inputs
     model = load_for_inference(args)
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
+    from ._datasets import image_shape
     X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
-                                trained_on=model_inputs(model), wide_targets=model.regression)
+                                trained_on=model_inputs(model), wide_targets=model.regression,
+                                image_shape=image_shape((model.checkpoint_meta_ or {}).get("cli") or {}))
     if model.regression:
         return predict_regression(args, model, X, sources, y)
     with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:

@@ -27,6 +27,7 @@ from ..registry import model_from_config
 from ..training.callbacks import ModelCheckpoint, ProgressBar
 from ._common import (common_flags, data_settings, input_kind, label_names, layer_sizes, load_dataset,  # noqa: F401
                       model_input, model_inputs, print_json, progress_bar)
+from . import _datasets
 from ._loggers import add_flags as add_logging_flags, make_loggers
 from .evaluate import confusion_table, run_evaluate  # noqa: F401  (re-exported: the old xpnet.train had them)
 from .predict import run_predict, write_predictions  # noqa: F401
@@ -56,9 +57,12 @@ def add_parser(sub) -> None:
     sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
                     help="the model as a registry config (JSON: {\"class\": \"Sequential\", \"config\": {\"layers\": "
                          "[...]}}, e.g. examples/lenet5.json); replaces --hidden and --activation")
-    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, a .npz/.csv file, or "
-                    "tinyshakespeare (a character-level language model: with a GPT preset or --model; docs/gpt.md)")
+    sp.add_argument("--dataset", default=None, help="digits (default), mnist, fashion-mnist, a .npz/.csv file, a "
+                    ".npy file or folder of .npy shards read memory-mapped (with --labels), a folder of class "
+                    "folders of images (docs/datasets.md), or tinyshakespeare (a character-level language model: "
+                    "with a GPT preset or --model; docs/gpt.md)")
     sp.add_argument("--data-dir", default=None, help="folder with the IDX files (default: $XPNET_DATA or a cache)")
+    _datasets.add_flags(sp)
     sp.add_argument("--label-column", default=None, help="label column of a .csv dataset (default label; a resumed "
                     "run's own)")
     sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
@@ -319,6 +323,11 @@ class _Run:
     n_classes: int
     classes_: object
     fp: str
+    shape: tuple = None  # one sample's shape as the model takes it (a dataset's; arrays: X.shape[1:])
+
+    def __post_init__(self):
+        if self.shape is None:
+            self.shape = tuple(self.X.shape[1:])
 
 
 def run_train(args) -> dict:
@@ -417,6 +426,8 @@ def _resolve_run(args) -> _Run:
     source = cfg["dataset"]  # a resumed run's file, wherever this command runs (unless --dataset names one)
     if saved and not args.dataset and saved.get("dataset_file") and not Path(source).is_file():
         source = saved["dataset_file"]
+    if _datasets.is_file_dataset(source):
+        return _resolve_dataset_run(args, cfg, saved_model, saved, source, data_dir, label_column)
     X, y, X_test, y_test = load_dataset(source, data_dir, label_column, download=not args.offline)
     cfg["task"] = _task(args, cfg, saved_model)
     kind = input_kind(cfg["dataset"], X)
@@ -445,6 +456,33 @@ def _resolve_run(args) -> _Run:
                 n_classes, classes_, fp)
 
 
+def _resolve_dataset_run(args, cfg, saved_model, saved, source, data_dir, label_column) -> _Run:
+    """_resolve_run for data read batch by batch (a .npy file or shard folder, an image folder): X the dataset,
+    y None, no test split; the model's input shape from the dataset's rows, the classes from its labels."""
+    opts = _datasets.settings(args, saved)
+    ds = _datasets.open_dataset(source, opts)
+    if hasattr(ds, "class_names"):  # an image folder: the size and color it was read with, as the run records them
+        opts.update(image_size="x".join(map(str, ds.size)), color=ds.color)
+    cfg.update(opts)
+    cfg["task"] = _task(args, cfg, saved_model)
+    if cfg["task"] == "regression":
+        raise InputError(f"--task regression fits continuous targets from arrays; {source} is read batch by batch "
+                         f"with class labels: use a .npz or .csv file")
+    if cfg.get("validation_split"):
+        raise InputError(f"--validation-split holds out the last rows of arrays; {source} is read batch by batch "
+                         f"and has no validation split yet: drop it")
+    image_shape = image_input(cfg, saved_model)
+    shape = _datasets.input_shape(ds, image_shape)
+    kind = "images" if hasattr(ds, "class_names") or len(ds.sample_shape) >= 2 else "table"
+    n_classes = _datasets.classes(ds, cfg.get("classes"), saved_model)
+    fp = ds.fingerprint()
+    if saved_model is not None and saved_model.checkpoint_meta_.get("data_fingerprint") != fp:
+        raise InputError(f"{args.resume} was trained on other data than {source!r} gives now (data fingerprints "
+                         f"differ); resume with the same dataset and files")
+    return _Run(saved_model, saved, cfg, source, data_dir, label_column, ds, None, None, None, kind,
+                None if image_shape is None else shape, n_classes, None, fp, shape)
+
+
 def _model_for(args, run: _Run):
     """The model to train: the resumed checkpoint's, or a new one built from the settings (its input scaling,
     classes and class names set), checked against the settings' dtype."""
@@ -456,11 +494,11 @@ def _model_for(args, run: _Run):
             raise InputError(f"--label-smoothing {e}: the run being resumed trains its saved loss ({model.loss!r}); "
                              f"drop the flag, or start a new run")
     else:
-        spec = _with_label_smoothing(model_spec(X.shape[1], run.n_classes, cfg), args)
+        spec = _with_label_smoothing(model_spec(run.shape[0], run.n_classes, cfg), args)
         if cfg["task"] == "regression":
             _as_regression(spec, args)
         if run.image_shape is not None:
-            spec["config"].setdefault("input_shape", list(X.shape[1:]))
+            spec["config"].setdefault("input_shape", list(run.shape))
         options = {"compile": True} if args.compile else {}
         if getattr(args, "precision", None):
             options["precision"] = args.precision
@@ -471,7 +509,7 @@ def _model_for(args, run: _Run):
         model.preprocessing = Scaler(cfg["scale"])  # fitted on X by fit, saved with the model
         if not model.regression:
             model.classes_ = run.classes_
-            model.class_names_ = CLASS_NAMES.get(cfg["dataset"])
+            model.class_names_ = getattr(X, "class_names", None) or CLASS_NAMES.get(cfg["dataset"])
     if getattr(args, "no_native_kernels", False):
         model.native_kernels = False  # --no-native-kernels: the layers' array-API code (a run option, not saved)
     if model.dtype_name != cfg["dtype"]:
@@ -488,10 +526,10 @@ def _announce(run: _Run, model, comm) -> None:
     FLOPs)."""
     cfg, X = run.cfg, run.X
     what = "resuming" if run.saved_model is not None else "training"
-    sample = f"{X.shape[1]} features" if X.ndim == 2 else f"images {'x'.join(map(str, X.shape[1:]))}"
+    sample = f"{run.shape[0]} features" if len(run.shape) == 1 else f"images {'x'.join(map(str, run.shape))}"
     outputs = f"{run.n_classes} target{'s' if run.n_classes != 1 else ''} (regression)" if model.regression \
         else f"{run.n_classes} classes"
-    print(f"{what} on {cfg['dataset']}: {X.shape[0]} samples x {sample}, {outputs}; "
+    print(f"{what} on {cfg['dataset']}: {len(X)} samples x {sample}, {outputs}; "
           f"{model.bk.name} on {model.bk.device}, {cfg['dtype']}" +
           ("" if model.precision is None else f" weights, {model.precision.name} compute"), flush=True)
     note = class_mapping_note(run.classes_)
@@ -618,6 +656,8 @@ def _score(run: _Run, model, bar: bool) -> tuple:
     (those fit did not hold out for validation), one over the test split when there is one (else None, None)."""
     X, y, X_test, y_test = run.X, run.y, run.X_test, run.y_test
     t1 = time.perf_counter()
+    if y is None:  # a dataset read batch by batch: its accuracy, one pass
+        return _datasets.evaluate(model, X)[1], None, None, time.perf_counter() - t1
     n_train = len(X) - int(round(len(X) * fit_options(run.cfg).get("validation_split", 0.0)))  # held out by fit
     with progress_bar(n_train, "train accuracy", bar) as update:
         train_acc = model.score(X[:n_train], y[:n_train], progress=update)
@@ -657,7 +697,7 @@ def data_record(dataset: str, data_dir, label_column: str) -> dict:
     record = {"label_column": label_column}
     if dataset in ("mnist", "fashion-mnist"):
         record["data_dir"] = str(Path(data_dir or default_data_dir()).expanduser().resolve())
-    elif str(dataset).endswith(FILE_DATASETS):
+    elif str(dataset).endswith(FILE_DATASETS) or _datasets.is_file_dataset(dataset):
         record["dataset_file"] = str(Path(dataset).expanduser().resolve())
     return record
 

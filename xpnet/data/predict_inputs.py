@@ -2,7 +2,8 @@
 
 .npy (samples, ...) or one sample; .npz (array X, or its only array; y too if present); .csv with a header
 row, with or without the label column (the other columns are the features; a label column's values are
-compared with the predictions); images (png, jpg, ...: gray levels resized to the model's square input).
+compared with the predictions); images (png, jpg, ...: gray levels, or RGB for a 3-channel model, resized to
+the model's input); a folder: its image files at any depth, sorted by path (an image dataset's class folders).
 Every input becomes (samples, *input_shape) host data, raw: the model applies its own preprocessing.
 """
 from __future__ import annotations
@@ -16,13 +17,13 @@ import numpy as np
 from .datasets import DataError, load_array_file
 from ..errors import InputError
 from ..saving.files import no_unpickling
+from .images import IMAGE_SUFFIXES, image_files
 from .validation import check_X, host_samples
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
-                wide_targets: bool = False):
+                wide_targets: bool = False, image_shape=None):
     """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
     Labels come back only when every file has them (a .csv label column, an .npz y). wide_targets: an .npz's
     (samples, outputs) y counts too (a regression model's targets); otherwise only a (samples,) y does.
@@ -30,15 +31,17 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
     image for a model trained on a table is refused (it was resized into the table's features), and so is an
     unknown model's whose input is no square of at least 8x8 values; a file of the wrong width for a model
-    trained on images says so."""
+    trained on images says so. image_shape: (channels, height, width) an image is read as for a model trained on
+    an image folder (its recorded size and color; flat models too), else the model's input says."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    paths = [q for p in paths for q in _expand(Path(p))]
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
     blocks, sources, labels = [], [], []
     for path in paths:
         try:
             X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on,
-                                     wide_targets)
+                                     wide_targets, image_shape)
         except InputError as exc:
             kind, dataset = trained_on
             if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
@@ -60,6 +63,18 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     return X, sources, y
 
 
+def _expand(path: Path) -> list:
+    """A folder -> its image files (any depth, e.g. an image dataset's class folders), sorted by path (one line
+    when it has none); a file stays itself."""
+    if not path.is_dir():
+        return [path]
+    found = image_files(path)
+    if not found:
+        raise InputError(f"{path}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}); name files, or a "
+                         f"folder of images")
+    return found
+
+
 def _fit_shape(path: Path, X: np.ndarray, input_shape: tuple, one: bool):
     """X -> (samples, *input_shape) by the rule `model.predict` follows (xpnet.data.validation.sample_shape: flat
     rows, (n, H, W) for one channel, one sample); other shapes are refused with model.predict's message."""
@@ -77,7 +92,7 @@ def _square(input_shape) -> str:
 
 
 def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None),
-              wide_targets: bool = False):
+              wide_targets: bool = False, image_shape=None):
     """(X, y or None, single sample?) of one file."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -96,7 +111,7 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, tr
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape, invert, trained_on), None, True
+        return _read_image(path, input_shape, invert, trained_on, image_shape), None, True
     raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
@@ -150,7 +165,7 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     return _fit_shape(path, X, input_shape, False), None, False
 
 
-def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None)) -> np.ndarray:
+def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None), image_shape=None) -> np.ndarray:
     size = math.prod(input_shape)
     kind, dataset = trained_on
     if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
@@ -163,14 +178,21 @@ def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, N
         raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
     size = math.prod(input_shape)
     side = int(round(size ** 0.5))
-    if side * side != size:
+    if image_shape is not None and math.prod(image_shape) == size:
+        mode, (h, w) = ("L" if image_shape[0] == 1 else "RGB"), image_shape[1:]
+    elif len(input_shape) == 3 and input_shape[0] in (1, 3):
+        mode, (h, w) = ("L" if input_shape[0] == 1 else "RGB"), input_shape[1:]
+    elif side * side != size:
         raise InputError(f"the model takes {size} features per sample, not a square gray image; pass a .npy or "
                          f".csv file")
+    else:
+        mode, h, w = "L", side, side
     try:
-        img = Image.open(path).convert("L").resize((side, side), Image.LANCZOS)
+        img = Image.open(path).convert(mode).resize((w, h), Image.LANCZOS)
     except Exception as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     x = np.asarray(img, dtype=np.float64)
+    x = x.transpose(2, 0, 1) if x.ndim == 3 else x
     if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
         x = 255.0 - x
     return x.reshape(1, *input_shape)

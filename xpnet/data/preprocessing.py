@@ -33,6 +33,46 @@ class Scaler:
         self.fitted = True
         return self
 
+    def fit_chunks(self, chunks) -> "Scaler":
+        """The statistics `fit` computes, from the data in chunks of rows: `chunks()` returns a fresh iterator
+        of host arrays (rows, *features) that together are X in order (called once, twice for standardize).
+        Nothing holds more than one chunk (float64) besides the per-feature sums.
+
+        Equal bit for bit to `fit` on the whole X: min and max are exact in any order; for standardize the
+        float64 sums run row after row, as NumPy's `X.mean(axis=0)` does for rows of two or more features
+        (its inner loop runs along the features, adding rows in order), carried from chunk to chunk; then
+        `X.std(axis=0)`'s second pass over the deviations, the same way. Rows of a single feature NumPy sums
+        pairwise: equal there only within rounding, unless one chunk holds them all."""
+        if self.kind in ("unit", "symmetric"):
+            lo = hi = None
+            for c in chunks():
+                c = np.asarray(c)
+                if c.size:
+                    lo = c.min() if lo is None else np.minimum(lo, c.min())
+                    hi = c.max() if hi is None else np.maximum(hi, c.max())
+            if lo is None:
+                raise InputError("the scaler's data has no rows; give data to fit it on")
+            lo, hi = float(lo), float(hi)
+            self.shift, self.scale = np.asarray(lo), np.asarray((hi - lo) or 1.0)
+        elif self.kind == "standardize":
+            n, total, shape = 0, None, None
+            for c in chunks():
+                c = np.asarray(c, dtype=np.float64)
+                shape, n = c.shape[1:], n + len(c)
+                total = _running_sum(total, c)
+            if not n:
+                raise InputError("the scaler's data has no rows; give data to fit it on")
+            mean = total / n
+            squares = None
+            for c in chunks():
+                c = np.asarray(c, dtype=np.float64)
+                d = c.reshape(len(c), -1) - mean
+                squares = _running_sum(squares, np.multiply(d, d, out=d))
+            std = np.sqrt(squares / n)
+            self.shift, self.scale = mean.reshape(shape), np.where(std > 0, std, 1.0).reshape(shape)
+        self.fitted = True
+        return self
+
     def transform_array(self, x, xp, asarray, dtype):
         """The same scaling as `transform`, on a backend array x (the model's device): x cast to `dtype`,
         then shift and scale as in `transform` (same operations, same order). asarray(host, dtype) moves
@@ -76,6 +116,15 @@ class Scaler:
             self.shift, self.scale = arrays["scale_shift"], arrays["scale_scale"]
             self.fitted = True
         return self
+
+
+def _running_sum(total, c):
+    """total + the rows of chunk c (rows, *features) added one after another, along axis 0 (the order of
+    NumPy's axis-0 sum of a C-ordered array): the first chunk's sum, then each chunk added below the total."""
+    c = c.reshape(len(c), -1)
+    if total is None:
+        return np.add.reduce(c, axis=0)
+    return np.add.reduce(np.concatenate([total[None], c]), axis=0) if len(c) else total
 
 
 def as_scaler(value) -> "Scaler | None":

@@ -257,6 +257,24 @@ class Sequential(Network):
                 return pre.transform_array(X, self.xp, lambda a, dt: self.bk.asarray(a, dtype=dt), self.dtype)
         return pre.transform(X, self.dtype_name, name)
 
+    def prepare_dataset(self, ds, fit: bool = False):
+        """A map-style dataset -> the dataset the model trains and evaluates on: each batch's rows viewed as
+        the model's input shape and scaled by `preprocessing` (xpnet.data.arrays.Prepared: Scaler.transform per
+        batch, as `prepare` scales arrays), or ds itself when neither applies (token ids, raw rows of the right
+        shape). fit: fit an unfitted preprocessing first, in one streaming pass over chunks of rows (two for
+        standardize: Scaler.fit_chunks, equal to fitting on the whole array)."""
+        from ..data.arrays import Prepared, row_chunks
+        pre = self.preprocessing
+        scale = pre is not None and pre.kind != "raw"
+        shape = getattr(ds, "sample_shape", None)
+        if not scale and (shape is None or tuple(shape) == tuple(self.input_shape)):
+            return ds
+        if scale and not pre.fitted:
+            if not fit:
+                raise InputError(f"the model's preprocessing ({pre.kind}) is not fitted yet; call fit first")
+            pre.fit_chunks(row_chunks(ds, self.input_shape))
+        return Prepared(ds, pre if scale else None, self.dtype_name, self.input_shape)
+
     # inference --------------------------------------------------------------------------------------
     def inference_batch_size(self) -> int:
         """The batch predict, predict_proba, score and evaluate use by default. On the CPU: as many samples as
@@ -396,15 +414,21 @@ class Sequential(Network):
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
         cuda:0, do it inside `with model.bk:`."""
         from ..training.sources import is_dataset
-        if is_dataset(X):  # a map-style dataset: its rows are read per step, as they are (classes 0..outputs-1)
+        if is_dataset(X):  # a map-style dataset: its rows are read per step (classes 0..outputs-1)
             if classes is not None:
                 raise InputError("classes= names the labels of arrays; a dataset's targets are output indices "
                                  "0..outputs-1: drop classes")
+            if not resume and self._class_names is None and getattr(X, "class_names", None) is not None \
+                    and len(X.class_names) == self.n_outputs:
+                self.class_names_ = X.class_names  # an image folder's class folders name the outputs
+            X = self.prepare_dataset(X, fit=not resume)
         else:
             if not resume:
                 self._learn_classes(y, classes)
             X = self.prepare(X, fit=not resume)
-        if validation_data is not None and not is_dataset(validation_data):
+        if validation_data is not None and is_dataset(validation_data):
+            validation_data = self.prepare_dataset(validation_data)
+        elif validation_data is not None:
             Xv, yv = validation_data
             validation_data = (self.prepare(Xv, "validation X"), yv)
         with self.bk:
