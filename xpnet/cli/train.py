@@ -112,6 +112,10 @@ def add_parser(sub) -> None:
     sp.add_argument("--distributed", action="store_true",
                     help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
                          "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--prefetch", type=int, default=0, metavar="N",
+                    help="read and stage the next N minibatches of a dataset in N background threads while the "
+                         "step runs (the same batches, order and results; default 0: each step reads its own); "
+                         "in-memory arrays have nothing to prefetch; a run option")
     sp.add_argument("--no-native-kernels", action="store_true", help="run convolution and pooling by xpnet's "
                     "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
@@ -592,7 +596,7 @@ def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, com
     try:
         options = dict(fit_options(run.cfg), **_weight_and_monitor_options(args, run.cfg, callbacks, comm))
         model.fit(run.X, run.y, resume=run.saved_model is not None, callbacks=callbacks, **options,
-                  **({} if comm is None else {"distributed": comm}))
+                  **({} if comm is None else {"distributed": comm}), prefetch=getattr(args, "prefetch", 0) or 0)
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
