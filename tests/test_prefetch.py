@@ -234,3 +234,45 @@ def test_torch_cuda_staging_pins_copies_on_its_own_stream_and_the_step_waits_on_
     assert bk.stage(np.ones(2)) is not handle and bk._copy_stream() is bk._copy_stream()  # one copy stream
     cpu = xpnet.backend("numpy")
     assert cpu.ready(cpu.stage(np.arange(3), cpu.xp.float64)).dtype == cpu.xp.float64
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+TINY = ["--preset", "gpt-shakespeare-cpu", "--layers", "1", "--heads", "2", "--dim", "16", "--block", "16",
+        "--batch-size", "4", "--eval-every", "1000", "--eval-batches", "1", "--data-dir", str(DATA), "--offline",
+        "--backend", "numpy", "--dtype", "float64", "--quiet", "--json"]
+
+
+@pytest.mark.skipif(not (DATA / "tinyshakespeare" / "input.txt").is_file(),
+                    reason="../shared/data/tinyshakespeare/input.txt is not here")
+def test_ctrl_c_under_xpnet_train_with_prefetch_saves_and_resumes_exactly(tmp_path, capsys):
+    """A real SIGINT while `xpnet train --prefetch 2` trains a tiny GPT: it saves the last step taken, exits 130
+    with no prefetch thread left, and the resumed run (--prefetch 3) equals a straight run without prefetch."""
+    import os
+    import signal
+
+    from xpnet.cli import main
+    stopped = tmp_path / "stopped.safetensors"
+
+    def interrupt():  # once training has started (its threads exist), a little later: Ctrl-C
+        t0 = time.perf_counter()
+        while not prefetch_threads() and time.perf_counter() - t0 < 30:
+            time.sleep(0.005)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    ctrl_c = threading.Thread(target=interrupt)
+    ctrl_c.start()
+    try:
+        rc = main(["train", *TINY, "--steps", "100000", "--prefetch", "2", "--checkpoint", str(stopped)])
+    except SystemExit as exc:
+        rc = exc.code
+    ctrl_c.join()
+    assert rc == 130 and "stopped; saved the state" in capsys.readouterr().err and prefetch_threads() == []
+    at = xpnet.load(stopped).state.step
+    assert at > 0
+    assert main(["train", *TINY, "--steps", str(at + 3), "--prefetch", "3", "--resume", str(stopped),
+                 "--checkpoint", str(stopped)]) == 0
+    straight = tmp_path / "straight.safetensors"
+    assert main(["train", *TINY, "--steps", str(at + 3), "--checkpoint", str(straight)]) == 0
+    a, b = xpnet.load(stopped), xpnet.load(straight)
+    assert a.state.step == b.state.step == at + 3 and same(a, b)
