@@ -21,8 +21,9 @@
 #   compiled-smoke  xpnet.parity with compile=True, torch (torch.compile mode reduce-overhead: CUDA    55 s
 #               graphs) and JAX (jax.jit), float32, 8 steps: the compiled steps against NumPy and against
 #               their own eager steps, first, while a cold Inductor/Triton cache has the most time
-#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of seven test files, among them   63 s
-#               test_gpu_paths.py; every registered layer's gradcheck and first-maximum ties among them)
+#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of eight test files, among them    63 s
+#               test_gpu_paths.py and test_prefetch.py (prefetch's staging on the GPU); every registered
+#               layer's gradcheck and first-maximum ties among them)
 #   parity      xpnet parity numpy + the GPU backends, float64/float32: the MLP, 100 steps, then the    25 s
 #               small CNN (--model cnn: Conv2D, max- and average-pooling), 30 steps
 #   benchmarks  run.py --device cuda, cases E, B, A float32, 1 repeat x 2 epochs: xpnet-cupy,         35 s
@@ -220,7 +221,7 @@ fi
 
 if section gpu-tests gpu_tests.txt - $PY -m pytest -v -m gpu -p no:cacheprovider tests/test_gpu_paths.py \
         tests/test_gradcheck.py tests/test_training.py tests/test_checkpoint.py tests/test_backend.py \
-        tests/test_layers_api.py tests/test_conv.py; then
+        tests/test_layers_api.py tests/test_conv.py tests/test_prefetch.py; then
     say "   so far: $(grep -c ' PASSED' "$OUT/gpu_tests.txt") passed, $(grep -c ' FAILED' "$OUT/gpu_tests.txt") failed," \
         "$(grep -c ' SKIPPED' "$OUT/gpu_tests.txt") skipped, $(grep -c ' ERROR' "$OUT/gpu_tests.txt") errors" \
         "| $(tail -n 1 "$OUT/gpu_tests.txt")"

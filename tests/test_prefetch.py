@@ -165,6 +165,44 @@ def test_no_thread_is_left_after_the_end_an_error_or_a_keyboard_interrupt():
     assert prefetch_threads() == [] and threading.active_count() == before
 
 
+def test_a_keyboard_interrupt_while_the_step_waits_for_a_read_joins_the_threads():
+    """A real SIGINT with Python's default handler (KeyboardInterrupt) while the training thread waits for a
+    slow read: it comes out of fit at once, after the threads have finished their reads and been joined; the
+    state is that of the last step taken."""
+    import os
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    slow = Rows(X, Y, delay=lambda k: 0.0 if k < 3 else 0.4)
+    model = mlp()
+
+    def interrupt():
+        t0 = time.perf_counter()
+        while len(slow.reads) < 4 and time.perf_counter() - t0 < 30:
+            time.sleep(0.005)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    ctrl_c = threading.Thread(target=interrupt)
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(slow, None, epochs=1, batch_size=16, prefetch=2)
+    ctrl_c.join()
+    assert prefetch_threads() == [] and model.state.batch == 3 and len(model.state.partial_losses) == 3
+
+
+def test_prefetch_on_every_backend_trains_as_without(xpnet_backend):
+    """Each backend's stage and ready (torch CUDA: pinned memory, a copy stream and an event; CuPy: a copy
+    stream) give the step the arrays asarray gives: the same parameters bit for bit, on the model's device."""
+    def run(prefetch):
+        m = xpnet.Sequential([xpnet.Dense(64, 16), xpnet.Tanh(), xpnet.Dense(16, 10)], backend=xpnet_backend,
+                             dtype="float32", seed=0)
+        return m.fit(Rows(X, Y), None, epochs=1, batch_size=16, prefetch=prefetch)
+
+    plain, ahead = run(0), run(3)
+    assert all(xpnet_backend.owns(a) for a in ahead.parameters().values())
+    assert same(plain, ahead) and plain.batch_losses_ == ahead.batch_losses_
+
+
 def test_prefetch_is_checked():
     with pytest.raises(xpnet.InputError, match=r"^prefetch=-1: .*minibatches of a dataset read ahead"):
         mlp().fit(Rows(X, Y), None, epochs=1, prefetch=-1)
