@@ -314,3 +314,58 @@ def test_ctrl_c_under_xpnet_train_with_prefetch_saves_and_resumes_exactly(tmp_pa
     assert main(["train", *TINY, "--steps", str(at + 3), "--checkpoint", str(straight)]) == 0
     a, b = xpnet.load(stopped), xpnet.load(straight)
     assert a.state.step == b.state.step == at + 3 and same(a, b)
+
+
+def test_cupy_staging_copies_on_a_non_blocking_stream_after_the_null_streams_work(monkeypatch):
+    """CuPy has no record_stream: the device array comes from the null stream's pool (the training thread's),
+    and the copy stream waits for an event recorded on the null stream after that allocation (every kernel
+    that used a reused block came before it); the reader thread waits for its copy, not the training thread."""
+    import sys
+    import types
+
+    from xpnet.backend._cupy import CupyBackend
+    log = []
+
+    class Event:
+        def record(self, stream):
+            self.on = stream.name
+            log.append(("record", stream.name))
+
+        def synchronize(self):
+            log.append(("synchronize", self.on))
+
+    class Stream:
+        def __init__(self, non_blocking=False, name=None):
+            self.name = name or f"copy(non_blocking={non_blocking})"
+
+        def wait_event(self, event):
+            log.append(("wait_event", self.name, event.on))
+
+    Stream.null = Stream(name="null")
+
+    class DeviceArray:
+        def set(self, host, stream=None):
+            self.values = np.array(host)
+            log.append(("set", stream.name, host.dtype.name, "pinned" if host is pinned[0] else "pageable"))
+
+    def empty(shape, dtype):
+        log.append(("empty", tuple(shape), np.dtype(dtype).name))
+        return DeviceArray()
+
+    pinned = []
+
+    def empty_pinned(shape, dtype):
+        pinned.append(np.empty(shape, dtype))
+        return pinned[-1]
+
+    cuda = types.SimpleNamespace(Event=Event, Stream=Stream,
+                                 Device=lambda i: __import__("contextlib").nullcontext())
+    monkeypatch.setitem(sys.modules, "cupyx", types.SimpleNamespace(empty_pinned=empty_pinned))
+    bk = object.__new__(CupyBackend)
+    bk.__dict__.update(device="cuda:0", _index=0, _mod=types.SimpleNamespace(cuda=cuda, empty=empty))
+    a = bk.stage(np.arange(6, dtype=np.float64).reshape(2, 3), np.float32)
+    assert log == [("empty", (2, 3), "float32"), ("record", "null"), ("wait_event", "copy(non_blocking=True)", "null"),
+                   ("set", "copy(non_blocking=True)", "float32", "pinned"), ("record", "copy(non_blocking=True)"),
+                   ("synchronize", "copy(non_blocking=True)")]
+    assert a.values.tolist() == [[0, 1, 2], [3, 4, 5]] and bk.ready(a) is a
+    assert bk._copy_stream() is bk._copy_stream()
