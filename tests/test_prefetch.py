@@ -369,3 +369,13 @@ def test_cupy_staging_copies_on_a_non_blocking_stream_after_the_null_streams_wor
                    ("synchronize", "copy(non_blocking=True)")]
     assert a.values.tolist() == [[0, 1, 2], [3, 4, 5]] and bk.ready(a) is a
     assert bk._copy_stream() is bk._copy_stream()
+
+
+def test_the_prefetch_flag_is_checked_and_does_nothing_with_arrays():
+    from fakes import run_cli
+    rc, out, err = run_cli("train", "--epochs", "1", "--prefetch", "-1", "--quiet")
+    assert rc == 2 and "--prefetch -1: must be" in err and "minibatches of a dataset read ahead" in err
+    runs = [run_cli("train", "--epochs", "1", "--quiet", "--json", *flag) for flag in ([], ["--prefetch", "2"])]
+    assert all(rc == 0 for rc, _, _ in runs)
+    first, second = (__import__("json").loads(out.strip().splitlines()[-1]) for _, out, _ in runs)
+    assert first["final_loss"] == second["final_loss"] and first["test_accuracy"] == second["test_accuracy"]

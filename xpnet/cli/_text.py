@@ -159,7 +159,7 @@ def _fit(args, model, blocks, val_blocks, source, steps, eval_every, eval_batche
     try:
         model.fit(blocks, None, steps=steps, source=source, validation_data=val_blocks, eval_every=eval_every,
                   eval_batches=eval_batches, resume=resume, callbacks=callbacks,
-                  prefetch=getattr(args, "prefetch", 0) or 0)
+                  prefetch=getattr(args, "prefetch", None) or 0)
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         checkpointer.save(path, model)
