@@ -379,3 +379,12 @@ def test_the_prefetch_flag_is_checked_and_does_nothing_with_arrays():
     assert all(rc == 0 for rc, _, _ in runs)
     first, second = (__import__("json").loads(out.strip().splitlines()[-1]) for _, out, _ in runs)
     assert first["final_loss"] == second["final_loss"] and first["test_accuracy"] == second["test_accuracy"]
+
+
+def test_an_allocation_failure_in_a_reader_is_fits_out_of_memory_error():
+    class Full(Rows):
+        def __getitems__(self, idx):
+            raise MemoryError("cannot allocate the batch")
+
+    with pytest.raises(xpnet.OutOfMemory, match="lower --batch-size"):
+        mlp().fit(Full(X, Y), None, epochs=1, batch_size=16, prefetch=2)

@@ -21,7 +21,7 @@ from array_api_compat import device
 
 from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
-from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
+from ..errors import InputError, OutOfMemory, PrefetchError, TrainingDiverged, TrainingInterrupted
 from ..checks import FRACTION, POSITIVE_INT, Interval, check
 from ..losses import for_loss
 from ..metrics import VALIDATION_METRICS, metrics_from_confusion
@@ -152,7 +152,7 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     try:
         return _fit(model, X, y, options)
     except Exception as exc:
-        if not is_out_of_memory(exc):
+        if not is_out_of_memory(exc) and not (isinstance(exc, PrefetchError) and is_out_of_memory(exc.__cause__)):
             raise
         n_params = sum(math.prod(p.shape) for p in model.parameters().values())
         batch = batch_size or (f"1/{minibatches} of the data" if minibatches else "32")
