@@ -152,7 +152,9 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     try:
         return _fit(model, X, y, options)
     except Exception as exc:
-        if not is_out_of_memory(exc) and not (isinstance(exc, PrefetchError) and is_out_of_memory(exc.__cause__)):
+        if isinstance(exc, PrefetchError) and is_out_of_memory(exc.__cause__):
+            exc = exc.__cause__  # a prefetch thread's allocation failed: the same error as in the step
+        if not is_out_of_memory(exc):
             raise
         n_params = sum(math.prod(p.shape) for p in model.parameters().values())
         batch = batch_size or (f"1/{minibatches} of the data" if minibatches else "32")
