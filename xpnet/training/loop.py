@@ -492,7 +492,7 @@ class _Run:
         begin, end, every = self.begin_hooks, self.end_hooks, self.eval_every
         norms = st.partial_grad_norms if self.norms else None
         ev = -1 if every is None else every * ((base + start) // every + 1) - base - 1  # the step to evaluate after
-        step.plan_reads(epoch, [(i, *bounds[i]) for i in range(start, stop)])
+        step.plan_reads(epoch, ((i, *bounds[i]) for i in range(start, stop)))  # lazy: arrays pay nothing
         for i in range(start, stop):
             s, e = bounds[i]
             if begin:
