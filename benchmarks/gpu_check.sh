@@ -21,8 +21,9 @@
 #   compiled-smoke  xpnet.parity with compile=True, torch (torch.compile mode reduce-overhead: CUDA    55 s
 #               graphs) and JAX (jax.jit), float32, 8 steps: the compiled steps against NumPy and against
 #               their own eager steps, first, while a cold Inductor/Triton cache has the most time
-#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of seven test files, among them   80 s
-#               test_gpu_paths.py; every registered layer's gradcheck and first-maximum ties among them)
+#   gpu-tests   pytest -m gpu -v (cupy-cuda, torch-cuda, jax-cuda cases of eight test files, among them    63 s
+#               test_gpu_paths.py and test_prefetch.py (prefetch's staging on the GPU); every registered
+#               layer's gradcheck and first-maximum ties among them)
 #   parity      xpnet parity numpy + the GPU backends, float64/float32: the MLP, 100 steps, then the    25 s
 #               small CNN (--model cnn: Conv2D, max- and average-pooling), 30 steps
 #   benchmarks  run.py --device cuda, cases E, B, A float32, 1 repeat x 2 epochs: xpnet-cupy,         35 s
@@ -36,6 +37,9 @@
 #               xpnet-torch-compile, torch.compile mode reduce-overhead (CUDA graphs); a section of its own
 #               (torch compiles slowest), 32 s for its worker
 #   bench-jax-jit   the same for xpnet-jax-jit and the native jax-jit; 10 s per worker                 12 s
+#   prefetch    benchmarks/prefetch.py on torch CUDA (else CuPy): the seconds a step waits for its data  14 s
+#               as a fraction of the step time, --prefetch 0 against 2 (pinned memory, a copy stream), a
+#               784-4096-4096-10 MLP at batch 1024 on reads of 2 ms, 2 interleaved repeats x 30 steps
 #   book2015    xpnet train --preset book2015 --epochs 30 float32 on CuPy (else torch): the epochs     10 s
 #               that end in the time (each epoch's line is parsed)
 # GPU_CHECK_SECTIONS=gpt runs, in place of the sections above after probe and backends, the GPU recipe of the
@@ -77,9 +81,9 @@ elif [ "$MODE" = precision ]; then
     declare -A LIMITS=([probe]=25 [backends]=10 [precision-parity]=60 [precision-speed]=90)
     LATER="precision-parity precision-speed"
 else
-    declare -A LIMITS=([probe]=25 [backends]=10 [compiled-smoke]=55 [gpu-tests]=80 [parity]=25 [benchmarks]=35
-                       [bench-cnn]=20 [bench-torch-compile]=35 [bench-jax-jit]=12 [book2015]=10)
-    LATER="compiled-smoke gpu-tests parity benchmarks bench-cnn bench-torch-compile bench-jax-jit book2015"
+    declare -A LIMITS=([probe]=25 [backends]=10 [compiled-smoke]=55 [gpu-tests]=63 [parity]=25 [benchmarks]=35
+                       [bench-cnn]=20 [bench-torch-compile]=35 [bench-jax-jit]=12 [prefetch]=14 [book2015]=10)
+    LATER="compiled-smoke gpu-tests parity benchmarks bench-cnn bench-torch-compile bench-jax-jit prefetch book2015"
 fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -244,7 +248,7 @@ fi
 
 if section gpu-tests gpu_tests.txt - $PY -m pytest -v -m gpu -p no:cacheprovider tests/test_gpu_paths.py \
         tests/test_gradcheck.py tests/test_training.py tests/test_checkpoint.py tests/test_backend.py \
-        tests/test_layers_api.py tests/test_conv.py; then
+        tests/test_layers_api.py tests/test_conv.py tests/test_prefetch.py; then
     say "   so far: $(grep -c ' PASSED' "$OUT/gpu_tests.txt") passed, $(grep -c ' FAILED' "$OUT/gpu_tests.txt") failed," \
         "$(grep -c ' SKIPPED' "$OUT/gpu_tests.txt") skipped, $(grep -c ' ERROR' "$OUT/gpu_tests.txt") errors" \
         "| $(tail -n 1 "$OUT/gpu_tests.txt")"
@@ -319,6 +323,16 @@ if [ -z "$TORCH_WHY" ]; then
 fi
 bench_appended bench-jax-jit --cases B --dtypes float32 --frameworks xpnet-jax-jit,jax-jit --repeats 1 --epochs 2 \
     --timeout 10
+
+# prefetch (issue 34): the data wait of a step on a dataset with slow reads, prefetch 0 against 2; torch first (its
+# pinned memory and non_blocking copy on a stream of its own), else CuPy (a copy stream of its own)
+if [ -z "$TORCH_WHY" ]; then PBK=torch; else PBK=cupy; fi
+[ -z "$DRY" ] && echo "### benchmarks/prefetch.py --backend $PBK --device $DEV" >> "$OUT/bench.txt"
+if section prefetch bench.txt - $PY benchmarks/prefetch.py --backend $PBK --device "$DEV" --hidden 4096 \
+        --batch-size 1024 --read-ms 2 --decode sleep --steps 30 --repeats 2 --prefetch 0,2; then
+    sed -n '/^### benchmarks\/prefetch.py/,$p' "$OUT/bench.txt" | grep -E '^\| [0-9]|^# a read' | sed 's/^/   | /' \
+        | tee -a "$LOG"
+fi
 
 if [ -z "$CUPY_WHY" ]; then BK=cupy; else BK=torch; fi
 [ -z "$DRY" ] && echo "### xpnet train --preset book2015 --backend $BK --device $DEV --dtype float32 --epochs 30" \

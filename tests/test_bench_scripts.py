@@ -87,7 +87,7 @@ def test_gpu_check_sections_fit_its_budget_and_test_the_gpu_paths(tmp_path):
     sections = re.findall(r"^== ([\w:-]+) \(limit (\d+) s\)(?:: (.*))?$", out, re.M)
     names = [n for n, _, _ in sections]
     assert names == ["probe", "backends", "compiled-smoke", "gpu-tests", "parity", "benchmarks", "bench-cnn",
-                     "bench-torch-compile", "bench-jax-jit", "book2015:cupy-float32"], out
+                     "bench-torch-compile", "bench-jax-jit", "prefetch", "book2015:cupy-float32"], out
     head = re.search(r"with (\d+) s each to be killed and (\d+) s of set-up: (\d+) s of the budget's (\d+) s", out)
     kill, setup, total, budget = map(int, head.groups())
     assert total == setup + sum(int(limit) + kill for _, limit, _ in sections) <= budget <= 360, out

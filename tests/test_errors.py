@@ -24,6 +24,7 @@ OLD_HOMES = {  # where each type was defined before it moved to xpnet.errors; al
     "TrainingInterrupted": ["xpnet.training", "xpnet.training.loop", "xpnet"],
     "DistributedError": ["xpnet.distributed", "xpnet.distributed.communicator"],
     "InputError": ["xpnet", "xpnet.data.validation"],
+    "PrefetchError": ["xpnet.training", "xpnet.training.prefetch"],  # new with prefetch: given where it is raised
 }
 
 

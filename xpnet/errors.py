@@ -60,5 +60,11 @@ class TrainingInterrupted(Exception):
         super().__init__(f"stopped {self.where}")
 
 
+class PrefetchError(RuntimeError):
+    """A background reader of fit(prefetch=N) failed to read or stage a minibatch's rows; the message names
+    the epoch and step, and the reader's own exception is the `__cause__` (raised from it), with its traceback.
+    The model's state is that of the last step before it, as when the read fails without prefetch."""
+
+
 class DistributedError(RuntimeError):
     """Ranks that cannot train together (a failed NCCL set-up, a rank that is gone)."""

@@ -345,6 +345,21 @@ class Backend(abc.ABC):
         Here (CPU libraries, and CuPy and JAX): asarray itself."""
         return self.asarray(host, dtype=dtype)
 
+    def stage(self, host, dtype=None):
+        """Host data (a NumPy array) on its way to this backend's device, called from a thread other than the
+        one that trains (fit(prefetch=N)'s readers): a handle for `ready`, which the training thread calls.
+        Where the library allows it the copy overlaps the training thread's device work (torch on CUDA: pinned
+        memory and a copy stream of its own; CuPy: a copy stream of its own); here: asarray(host, dtype)
+        itself, done in the calling thread. The same values and dtype as asarray; `host` may be reused once
+        this returns."""
+        return self.asarray(host, dtype=dtype)
+
+    def ready(self, staged):
+        """The device array of a `stage` handle, safe to compute on from the calling (training) thread: work it
+        queues waits for the copy, and the array's memory is not reused before that work is done. Here: the
+        array itself."""
+        return staged
+
     def take(self, x, indices, axis: int = 0):
         """The entries of `x` at `indices` (a 1-D integer array of this backend, values in 0..n-1) along
         `axis`, as xp.take; a backend may use a faster call of its library with the same result."""
@@ -413,6 +428,16 @@ class Backend(abc.ABC):
 
 
 COMPILERS = ("jax", "torch")  # the backends whose compile() works
+
+
+class Staged:
+    """What a GPU backend's `stage` returns: the device `array` (its copy maybe still running) and `done`, the
+    library's event recorded after the copy, which `ready` makes the training thread's stream wait for."""
+
+    __slots__ = ("array", "done")
+
+    def __init__(self, array, done):
+        self.array, self.done = array, done
 
 
 class NativeRNG:

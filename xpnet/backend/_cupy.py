@@ -3,10 +3,14 @@ embedding's gradient (cupyx.scatter_add)."""
 from __future__ import annotations
 
 import importlib
+import threading
 
 import array_api_compat
+import numpy as np
 
 from ._base import Backend, BackendError, Kernels, _seed32
+
+_STREAM_LOCK = threading.Lock()  # the copy stream is made once, whichever reader thread asks first
 
 
 class CupyBackend(Backend):
@@ -56,6 +60,43 @@ class CupyBackend(Backend):
     def asarray(self, host, dtype=None, copy=None):
         with self.activate():
             return self.xp.asarray(host, dtype=dtype, copy=copy)
+
+    def stage(self, host, dtype=None):
+        """In a reader thread: `host` cast into pinned host memory, copied on this backend's copy stream (a
+        non-blocking stream: it does not wait for the null stream's kernels unless told). The device array is
+        allocated from the null stream's memory pool (the training thread's; CuPy frees a block back to the
+        pool of the stream it was allocated on, and has no record_stream), so the copy first waits for an
+        event recorded on the null stream after the allocation: every kernel that used a reused block was
+        queued before it. The reader thread then waits for its copy (the training thread never does), after
+        which the pinned buffer is free and the array ready: `ready` is the base's identity. Assumes the
+        training thread computes on the null stream, as xpnet does."""
+        cp = self._mod
+        host = np.asarray(host)
+        dt = host.dtype if dtype is None else np.dtype(dtype)
+        with self.activate():
+            pinned = importlib.import_module("cupyx").empty_pinned(host.shape, dt)
+            np.copyto(pinned, host, casting="unsafe")
+            a = cp.empty(host.shape, dt)  # the current (null) stream's pool
+            after = cp.cuda.Event()
+            after.record(cp.cuda.Stream.null)
+            stream = self._copy_stream()
+            stream.wait_event(after)
+            a.set(pinned, stream=stream)
+            done = cp.cuda.Event()
+            done.record(stream)
+            done.synchronize()
+        return a
+
+    def _copy_stream(self):
+        """This backend's non-blocking CUDA stream for prefetch copies, made once."""
+        stream = self.__dict__.get("_copy_stream_")
+        if stream is None:
+            with _STREAM_LOCK:
+                stream = self.__dict__.get("_copy_stream_")
+                if stream is None:
+                    with self.activate():
+                        stream = self.__dict__["_copy_stream_"] = self._mod.cuda.Stream(non_blocking=True)
+        return stream
 
     def synchronize(self) -> None:
         self._mod.cuda.Device(self._index).synchronize()  # this GPU's, not the current one's

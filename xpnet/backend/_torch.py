@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import threading
 
 import array_api_compat
 import numpy as np
 
-from ._base import Backend, Kernels, _seed32
+from ._base import Backend, Kernels, Staged, _seed32
+
+_STREAM_LOCK = threading.Lock()  # the copy stream is made once, whichever reader thread asks first
 
 
 class TorchBackend(Backend):
@@ -128,6 +131,46 @@ class TorchBackend(Backend):
             return self.asarray(host, dtype=dtype)
         with self.activate():
             return self._staged(host, dtype, pin=True).to(self.native_device, non_blocking=True)
+
+    def stage(self, host, dtype=None):
+        """On CUDA, in a reader thread: `host` cast into a new pinned buffer (_staged), copied to the GPU with
+        non_blocking=True on this backend's copy stream (not the training thread's), an event recorded after
+        the copy; `ready` makes the training thread's stream wait for it. Neither thread waits for the copy,
+        which overlaps the step's kernels. The pinned buffer is kept until the copy has run by torch's caching
+        host allocator (it records the copy stream). On the CPU: asarray."""
+        if self.device == "cpu":
+            return super().stage(host, dtype)
+        torch = self._mod
+        with self.activate():
+            stream = self._copy_stream()
+            buf = self._staged(host, dtype, pin=True)
+            with torch.cuda.stream(stream):
+                a = buf.to(self.native_device, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(stream)
+        return Staged(a, done)
+
+    def ready(self, staged):
+        """The training thread's stream waits for the staged copy (queued, not on the host), and the array is
+        marked as used on that stream (record_stream), so the caching allocator does not hand its memory to
+        the copy stream again before the step's kernels are done with it."""
+        if not isinstance(staged, Staged):
+            return staged
+        stream = self._mod.cuda.current_stream(self.native_device)
+        stream.wait_event(staged.done)
+        staged.array.record_stream(stream)
+        return staged.array
+
+    def _copy_stream(self):
+        """This backend's CUDA stream for prefetch copies, made once (torch's pooled streams do not wait for
+        the default stream's work)."""
+        stream = self.__dict__.get("_copy_stream_")
+        if stream is None:
+            with _STREAM_LOCK:
+                stream = self.__dict__.get("_copy_stream_")
+                if stream is None:
+                    stream = self.__dict__["_copy_stream_"] = self._mod.cuda.Stream(device=self.native_device)
+        return stream
 
     def _staged(self, host, dtype, pin: bool):
         """A new CPU tensor with host's values in `dtype` (None: the dtype asarray would give), in pinned

@@ -159,7 +159,8 @@ def _fit(args, model, blocks, val_blocks, source, steps, eval_every, eval_batche
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         model.fit(blocks, None, steps=steps, source=source, validation_data=val_blocks, eval_every=eval_every,
-                  eval_batches=eval_batches, resume=resume, callbacks=callbacks)
+                  eval_batches=eval_batches, resume=resume, callbacks=callbacks,
+                  prefetch=getattr(args, "prefetch", None) or 0)
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         checkpointer.save(path, model)

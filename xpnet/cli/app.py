@@ -101,10 +101,12 @@ def as_flags(exc: BaseException, args) -> str:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from ..errors import DistributedError, InputError, OutOfMemory, TrainingDiverged
+    from ..errors import DistributedError, InputError, OutOfMemory, PrefetchError, TrainingDiverged
     # (DataError and CheckpointError are InputErrors; DistributedError: a rank gone, one line, then the job ends)
     user = (BackendError, InputError, TrainingDiverged, OutOfMemory, DistributedError, FileNotFoundError,
             PermissionError, IsADirectoryError)
+    if isinstance(exc, PrefetchError):  # a prefetch thread's read failed: a user error if its cause is one
+        return exc.__cause__ is not None and _is_user_error(exc.__cause__)
     return isinstance(exc, user)
 
 

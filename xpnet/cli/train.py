@@ -116,6 +116,10 @@ def add_parser(sub) -> None:
     sp.add_argument("--distributed", action="store_true",
                     help="data-parallel over the processes an MPI launcher started (mpiexec -n 4 xpnet train "
                          "--distributed ...): --batch-size is the global minibatch; a run option")
+    sp.add_argument("--prefetch", type=int, default=None, metavar="N",
+                    help="read and stage the next N minibatches of a dataset in N background threads while the "
+                         "step runs (the same batches, order and results; default 0: each step reads its own); "
+                         "in-memory arrays have nothing to prefetch; a run option")
     sp.add_argument("--no-native-kernels", action="store_true", help="run convolution and pooling by xpnet's "
                     "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
@@ -633,7 +637,8 @@ def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, com
     try:
         options = dict(fit_options(run.cfg), **_weight_and_monitor_options(args, run.cfg, callbacks, comm))
         model.fit(run.X, run.y, resume=run.saved_model is not None, callbacks=callbacks, **options,
-                  **({} if comm is None else {"distributed": comm}))
+                  **({} if comm is None else {"distributed": comm}),
+                  **_prefetch_option(args, run.X))
     except TrainingInterrupted as stopped:
         path = args.checkpoint or INTERRUPTED
         signum = received[-1] if received else signal.SIGINT
@@ -649,6 +654,17 @@ def _fit_with_signals(args, run: _Run, model, callbacks: list, checkpointer, com
         for s, h in old.items():
             signal.signal(s, h)
     return time.perf_counter() - t0
+
+
+def _prefetch_option(args, X) -> dict:
+    """fit's prefetch= from --prefetch N: given for a dataset only (arrays are on the device already, and the
+    book's NeuralNetMLP.fit takes arrays alone), so --prefetch with arrays changes nothing."""
+    from ..checks import Interval, check
+    from ..training.sources import is_dataset
+    prefetch = getattr(args, "prefetch", None)
+    if prefetch is not None:  # refused with arrays too
+        check("prefetch", prefetch, Interval(int, 0, None), hint="the minibatches of a dataset read ahead (0: none)")
+    return {"prefetch": prefetch} if prefetch and is_dataset(X) else {}
 
 
 def _score(run: _Run, model, bar: bool) -> tuple:

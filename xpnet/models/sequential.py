@@ -399,7 +399,7 @@ class Sequential(Network):
             compose_shuffles: bool = False, drop_last: bool = False, source=None, validation_split: float = 0.0,
             validation_data=None, eval_every: int | None = None, eval_batches: int | None = None,
             early_stopping=None, callbacks=(), verbose: bool = False, resume=None, accumulate: int = 1,
-            distributed=None, class_weight=None, sample_weight=None) -> "Sequential":
+            distributed=None, class_weight=None, sample_weight=None, prefetch: int = 0) -> "Sequential":
         """Train on X: (samples, *input_shape) raw data (see `preprocessing`), y: class labels (samples,). The
         options are xpnet.training.fit's: epochs (default 10) and/or steps (total updates; whichever ends
         first), batch_size or minibatches, shuffle, compose_shuffles, drop_last, or source (a BatchSource),
@@ -408,7 +408,8 @@ class Sequential(Network):
         xpnet.data.text.TextBlocks; y None), validation_data= too (xpnet.training.sources). classes: the label
         of each output (a list, or N for 0..N-1); by default 0..outputs-1, or y's sorted distinct labels when they are names or other numbers. class_weight: {label: weight} or
         "balanced"; sample_weight: (samples,) numbers; a minibatch's mean loss is then weighted, divided by the
-        sum of its weights (docs/losses-metrics.md).
+        sum of its weights (docs/losses-metrics.md). prefetch=N: a dataset's next N minibatches read and
+        staged by N threads while the step runs (xpnet.training.prefetch; arrays: nothing to do).
 
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
@@ -437,7 +438,7 @@ class Sequential(Network):
                  validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
                  eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose,
                  resume=resume, accumulate=accumulate, distributed=distributed, class_weight=class_weight,
-                 sample_weight=sample_weight)
+                 sample_weight=sample_weight, prefetch=prefetch)
         return self
 
     def generate(self, prompt, tokens: int, temperature: float = 1.0, top_k: int | None = None, seed=None,

@@ -5,12 +5,13 @@ EarlyStopping, ProgressBar, ModelCheckpoint) and state (`state`: TrainState, the
 from .callbacks import Callback, ModelCheckpoint, ProgressBar
 from .loop import (CALLBACK_HOOKS, EarlyStopping, OutOfMemory, TrainingDiverged, TrainingInterrupted, batch_bounds,
                    check_callbacks, epoch_figures, epoch_line, evaluate, fit)
+from .prefetch import PrefetchError
 from .sources import BatchSource, IndexBatches, RandomBatches, ShuffledEpochs
 from .state import HISTORY_KEYS, STEP_HISTORY_KEYS, TrainState, empty_history
 from .steps import CompiledStep, DataParallelStep, DatasetStep, EagerStep
 
 __all__ = ["CALLBACK_HOOKS", "BatchSource", "Callback", "CompiledStep", "DataParallelStep", "DatasetStep",
            "EagerStep", "EarlyStopping", "HISTORY_KEYS", "IndexBatches", "ModelCheckpoint", "OutOfMemory",
-           "ProgressBar", "RandomBatches", "STEP_HISTORY_KEYS", "ShuffledEpochs", "TrainState", "TrainingDiverged",
+           "PrefetchError", "ProgressBar", "RandomBatches", "STEP_HISTORY_KEYS", "ShuffledEpochs", "TrainState", "TrainingDiverged",
            "TrainingInterrupted",
            "batch_bounds", "check_callbacks", "empty_history", "epoch_figures", "epoch_line", "evaluate", "fit"]

@@ -21,7 +21,7 @@ from array_api_compat import device
 
 from ..backend import is_host, is_out_of_memory, out_of_memory_message
 # the training errors, also this module's (and xpnet.training's) names
-from ..errors import InputError, OutOfMemory, TrainingDiverged, TrainingInterrupted
+from ..errors import InputError, OutOfMemory, PrefetchError, TrainingDiverged, TrainingInterrupted
 from ..checks import FRACTION, POSITIVE_INT, Interval, check
 from ..losses import for_loss
 from ..metrics import VALIDATION_METRICS, metrics_from_confusion
@@ -98,7 +98,7 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
         minibatches: int | None = None, shuffle: bool = True, compose_shuffles: bool = False, drop_last: bool = False,
         source=None, validation_split: float = 0.0, validation_data=None, eval_every: int | None = None,
         eval_batches: int | None = None, early_stopping=None, callbacks=(), verbose: bool = False, resume=None,
-        accumulate: int = 1, distributed=None, class_weight=None, sample_weight=None) -> dict:
+        accumulate: int = 1, distributed=None, class_weight=None, sample_weight=None, prefetch: int = 0) -> dict:
     """Train `model` in place on device-ready X and labels y; returns the history (per-epoch lists of HISTORY_KEYS,
     also `model.state.history`).
 
@@ -131,6 +131,9 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     step. Write checkpoints from rank 0 only (ModelCheckpoint(writer=)).
     class_weight ({label: weight} or "balanced") and sample_weight ((n,) numbers): each minibatch's loss is
     the weighted mean, divided by the sum of the minibatch's weights (over its micro-batches and ranks too).
+    prefetch=N (X a dataset): N threads read and stage the next N minibatches while the step runs, the same
+    batches in the same order, the state that of the last step taken (xpnet.training.prefetch); 0 (default):
+    each step reads its own. With arrays (already on the device) it does nothing.
 
     The targets stay class indices (integers) on the device; each step's loss makes its minibatch's one-hot
     rows (xpnet.losses). Validation figures include precision, recall and F1 (val_f1_macro, ...:
@@ -144,11 +147,13 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
                        validation_split=validation_split, validation_data=validation_data, eval_every=eval_every,
                        eval_batches=eval_batches, early_stopping=early_stopping, callbacks=callbacks,
                        verbose=verbose, resume=resume, accumulate=accumulate, distributed=distributed,
-                       class_weight=class_weight, sample_weight=sample_weight)
+                       class_weight=class_weight, sample_weight=sample_weight, prefetch=prefetch)
     error = None
     try:
         return _fit(model, X, y, options)
     except Exception as exc:
+        if isinstance(exc, PrefetchError) and is_out_of_memory(exc.__cause__):
+            exc = exc.__cause__  # a prefetch thread's allocation failed: the same error as in the step
         if not is_out_of_memory(exc):
             raise
         n_params = sum(math.prod(p.shape) for p in model.parameters().values())
@@ -204,7 +209,7 @@ def _fit(model, X, y, o: _Options) -> dict:
         settings["weights"] = weights
     params["epochs"] = settings["epochs"]
     step = make_step(model, data.X, data.Y, data.L, settings.get("accumulate", o.accumulate) if resume
-                     else o.accumulate, dp, data.W)
+                     else o.accumulate, dp, data.W, o.prefetch)
     if dp is not None:  # refused on every rank before the first step unless every rank runs the same
         from ..distributed.data_parallel import run_digest
         dp.comm.check_same(run_digest(model, data.X, data.Y, {k: v for k, v in settings.items() if k != "world_size"},
@@ -213,6 +218,7 @@ def _fit(model, X, y, o: _Options) -> dict:
         logs = _Run(model, data, source, step, callbacks, params, o).run()
     finally:
         st.settle = None
+        step.close()  # prefetch threads joined, whatever ended the run
     for cb in callbacks:
         cb.on_train_end(logs)
     return st.history
@@ -230,6 +236,7 @@ def _check_options(o: _Options) -> None:
         check("eval_batches", o.eval_batches, POSITIVE_INT, hint="the minibatches of validation rows each "
                                                                  "evaluation draws")
     check("accumulate", o.accumulate, POSITIVE_INT)
+    check("prefetch", o.prefetch, Interval(int, 0, None), hint="the minibatches of a dataset read ahead (0: none)")
     check("validation_split", o.validation_split, FRACTION)
     if o.early_stopping is not None and o.early_stopping is not False \
             and not isinstance(o.early_stopping, EarlyStopping):
@@ -481,6 +488,7 @@ class _Run:
         begin, end, every = self.begin_hooks, self.end_hooks, self.eval_every
         norms = st.partial_grad_norms if self.norms else None
         ev = -1 if every is None else every * ((base + start) // every + 1) - base - 1  # the step to evaluate after
+        step.plan_reads(epoch, ((i, *bounds[i]) for i in range(start, stop)))  # lazy: arrays pay nothing
         for i in range(start, stop):
             s, e = bounds[i]
             if begin:

@@ -27,7 +27,9 @@ map-style dataset: any object with
 (torch.utils.data.Dataset's `__getitems__`), e.g. xpnet.data.text.TextBlocks: row i a context-length block of a
 text and its next tokens, none of the ~1M overlapping blocks materialized. Each step reads its minibatch's rows
 on the host and moves them to the device (one transfer of x and y); the source's plan is the same as for
-arrays. `is_dataset` tells one from arrays; validation_data= may be one too. The rows are used as they come (no
+arrays. fit(prefetch=N) reads and stages the next N minibatches in N threads while the step runs, the same rows
+in the same order (xpnet.training.prefetch: `__getitems__` must then be thread-safe and depend on the indices
+alone); validation reads are not prefetched. `is_dataset` tells one from arrays; validation_data= may be one too. The rows are used as they come (no
 input scaling: a model's `preprocessing` applies to arrays), x cast to the model's dtype unless its first layer
 takes integer ids; y are output indices 0..outputs-1.
 """

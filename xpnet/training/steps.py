@@ -7,6 +7,9 @@ Each is called the same way by fit's loop:
     value = step(s, e)                     one update on rows order[s:e]; the loss, a device scalar
     step.stopping()                        whether to stop after this update (a data-parallel run: every rank agrees)
     step.settle(r1)                        the epoch's correct predictions up to row r1 (a device scalar or float)
+    step.plan_reads(epoch, steps)          the steps [(i, s, e), ...] this epoch will run, in order, after
+                                           begin_epoch (a DatasetStep with prefetch reads them ahead; else nothing)
+    step.close()                           when the fit ends, however it ends (prefetch threads joined)
 
 EagerStep is `model.train_step` on a gathered (or sliced) minibatch; CompiledStep the model's one compiled
 call (gather, forward, backward, update, argmax; compile=True); DataParallelStep a rank's shard of the global
@@ -53,6 +56,12 @@ class EagerStep:
 
     def stopping(self) -> bool:
         return self.st.stop_requested
+
+    def plan_reads(self, epoch: int, steps) -> None:
+        """The steps the epoch will run (device-resident rows: nothing to read ahead)."""
+
+    def close(self) -> None:
+        """The fit has ended (nothing held here)."""
 
     def settle(self, r1: int):
         """The correct count so far plus that of the predictions kept since (rows r0:r1 of the order); one
@@ -156,9 +165,10 @@ class DatasetStep(EagerStep):
     """Steps on a map-style dataset X (xpnet.training.sources): each reads its minibatch's rows order[s:e] on the
     host (`__getitems__`), moves x and y to the device (one transfer each) and trains on them, eagerly or by the
     model's compiled step (compile=True: the gathered minibatch itself, idx None). The labels of the steps are
-    kept beside their predictions for the epoch's accuracy."""
+    kept beside their predictions for the epoch's accuracy. prefetch=N > 0: the next N minibatches are read and
+    staged by N threads while the step runs (xpnet.training.prefetch), the same rows in the same order."""
 
-    def __init__(self, model, X, accumulate: int):
+    def __init__(self, model, X, accumulate: int, prefetch: int = 0):
         self.model, self.st, self.X, self.accumulate = model, model.state, X, accumulate
         self.W, self.order, self.preds, self.labels, self.correct, self.r0 = None, None, [], [], 0.0, 0
         self.compiled = model.compiled_step() if getattr(model, "compile", False) else None
@@ -166,16 +176,32 @@ class DatasetStep(EagerStep):
         # float16 mixed precision: the loss-scale state goes in after W (None here) and comes back last
         self.scaled = model.precision is not None and model.precision.scaling
         from .sources import read_rows
-        self.read = read_rows
+        self.read, self.prefetcher = read_rows, None
+        if prefetch:
+            from functools import partial
+
+            from .prefetch import Prefetcher, stage_rows
+            self.prefetcher = Prefetcher(partial(stage_rows, model, X), model.bk.ready, prefetch)
 
     def begin_epoch(self, order, correct, r0: int) -> None:
         if order is None:
             order = range(len(self.X))
         self.order, self.preds, self.labels, self.correct, self.r0 = order, [], [], correct, r0
 
+    def plan_reads(self, epoch: int, steps) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.start(epoch, self.order, steps)
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+
     def __call__(self, s: int, e: int):
         model = self.model
-        xb, yb = self.read(model, self.X, self.order[s:e])
+        if self.prefetcher is None:
+            xb, yb = self.read(model, self.X, self.order[s:e])
+        else:
+            xb, yb = self.prefetcher.get(s, e)
         if self.compiled is None:
             value, z = model.train_step(model.cast(xb), yb, None, self.accumulate, None, True)
             pred = model.xp.argmax(z, axis=-1)
@@ -217,15 +243,16 @@ class DatasetStep(EagerStep):
         return self.correct
 
 
-def make_step(model, X, Y, L, accumulate: int, dp=None, W=None):
+def make_step(model, X, Y, L, accumulate: int, dp=None, W=None, prefetch: int = 0):
     """The step strategy of this fit: data-parallel (dp given), compiled (model.compile) or eager; DatasetStep
-    where X is a map-style dataset. W: per-sample weights (n,) or None."""
+    where X is a map-style dataset, reading `prefetch` minibatches ahead (arrays: device-resident already,
+    prefetch does nothing). W: per-sample weights (n,) or None."""
     from .sources import is_dataset
     if is_dataset(X):
         if dp is not None:
             raise InputError("distributed training shards device-resident arrays; a dataset trains on one "
                              "process (drop distributed=, or pass arrays)")
-        return DatasetStep(model, X, accumulate)
+        return DatasetStep(model, X, accumulate, prefetch)
     if dp is not None:
         return DataParallelStep(model, X, Y, L, accumulate, dp, W)
     if getattr(model, "compile", False):
