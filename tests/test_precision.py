@@ -212,7 +212,10 @@ def test_compiled_step_scales_without_retracing(backend):
     assert _rel(_host(m, m.state.params), _host(eager, eager.state.params)) < 1e-3
     bf = _model(backend, "bf16-mixed", compile=True).fit(X, y, epochs=2, batch_size=32)
     f32 = _model(backend, None, compile=True).fit(X, y, epochs=2, batch_size=32)
-    assert bf.compile_traces_ <= f32.compile_traces_  # no more traces than float32's (torch: 1 or 2 on the CPU)
+    # one trace each for the one minibatch shape; late in a full test session torch's backend has been seen to
+    # compile its one graph twice (as tests/test_sequence_compile.py allows), for either run independently
+    assert bf.compile_traces_ <= (2 if backend == "torch" else f32.compile_traces_), (bf.compile_traces_,
+                                                                                      f32.compile_traces_)
     assert {str(v.dtype).rsplit(".", 1)[-1] for v in bf.state.params.values()} == {"float32"}
 
 
