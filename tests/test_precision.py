@@ -124,6 +124,19 @@ def test_forced_overflow_skips_the_step_and_halves_the_scale():
     assert all(np.isfinite(v).all() for v in _host(m, m.state.params).values())
 
 
+def test_the_default_growth_interval_doubles_the_scale_after_2000_clean_steps():
+    """fp16-mixed with the default policy (initial scale 2^15, interval 2,000, Keras' LossScaleOptimizer's):
+    2,000 clean steps through fit leave the scale at 2^15 until the last one doubles it. The only test of the
+    default interval; a tiny model, so its 2,000 steps take under a second."""
+    m = Sequential([Dense(4, 3)], optimizer="sgd", backend="numpy", seed=1, precision="fp16-mixed")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((1999 * 2, 4)).astype(np.float32), rng.integers(0, 3, 1999 * 2)
+    m.fit(X, y, epochs=1, batch_size=2, shuffle=False)  # 1,999 clean steps
+    assert (float(m.state.loss_scale["scale"]), float(m.state.loss_scale["good"])) == (2.0 ** 15, 1999.0)
+    m.fit(X[:2], y[:2], epochs=1, batch_size=2, shuffle=False)  # the 2,000th
+    assert (float(m.state.loss_scale["scale"]), float(m.state.loss_scale["good"])) == (2.0 ** 16, 0.0)
+
+
 def test_loss_scale_update_rule():
     xp = Backend("numpy").xp
     st = {"scale": np.float32(8.0), "good": np.float32(2.0)}
