@@ -42,13 +42,20 @@ def _emit(text: str, row: dict) -> None:
     print(json.dumps(row), flush=True)
 
 
+def _backend_or_skip(part: str, name: str, device):
+    """The backend `name` on `device`, or None after a row of `part` saying why it was skipped."""
+    try:
+        return select_backend(name, device)
+    except BackendError as exc:
+        _emit(f"{part} {name}: skipped: {exc}", {"part": part, "backend": name, "skipped": str(exc)})
+        return None
+
+
 def parity_rows(backends, device, steps: int) -> None:
     from xpnet.tools.parity import mixed_parity
     for name in backends:
-        try:
-            bk = select_backend(name, device)
-        except BackendError as exc:
-            _emit(f"parity {name}: skipped: {exc}", {"part": "parity", "backend": name, "skipped": str(exc)})
+        bk = _backend_or_skip("parity", name, device)
+        if bk is None:
             continue
         for precision in _types(bk):
             t0 = time.perf_counter()
@@ -98,10 +105,8 @@ def speed_rows(backends, device, seconds: float, steps_max: int, batch: int) -> 
     X = rng.standard_normal((batch, 784)).astype(np.float32)
     y = rng.integers(0, 10, batch)
     for name in backends:
-        try:
-            bk = select_backend(name, device)
-        except BackendError as exc:
-            _emit(f"speed {name}: skipped: {exc}", {"part": "speed", "backend": name, "skipped": str(exc)})
+        bk = _backend_or_skip("speed", name, device)
+        if bk is None:
             continue
         base = None
         for precision in [None, *_types(bk)]:

@@ -13,17 +13,11 @@ from xpnet.models.sequential import Sequential
 from xpnet.precision import ISLANDS, LossScale, Policy, is_narrow
 from xpnet import load
 
+from fakes import installed
+
 TOL = {"bf16-mixed": 1e-2, "fp16-mixed": 2e-3}
 CASES = [("torch", "bf16-mixed"), ("torch", "fp16-mixed"), ("jax", "bf16-mixed"), ("jax", "fp16-mixed"),
          ("numpy", "fp16-mixed")]
-
-
-def _have(name):
-    try:
-        Backend(name)
-        return True
-    except BackendError:
-        return False
 
 
 def _data(n=32):
@@ -57,7 +51,7 @@ def test_backend_compute_dtypes():
     for name in ("float16", "bfloat16"):
         with pytest.raises(BackendError, match=f"has no {name}"):
             strict.compute_dtype(name)
-    if _have("torch"):
+    if installed("torch"):
         assert {str(Backend("torch").compute_dtype(n)) for n in ("bfloat16", "float16")} == {"torch.bfloat16",
                                                                                              "torch.float16"}
 
@@ -80,7 +74,7 @@ def test_islands_and_narrow():
 @pytest.mark.parametrize("backend,precision", CASES)
 def test_one_step_against_float32(backend, precision):
     """The gradients of one step within TOL of float32's; master weights, optimizer and layer state stay float32."""
-    if not _have(backend):
+    if not installed(backend):
         pytest.skip(f"{backend} not installed")
     X, y = _data()
     runs = []
@@ -169,7 +163,7 @@ def test_checkpoint_holds_float32_and_resumes_exactly(tmp_path):
 def test_sequence_model_one_step(backend, precision):
     """Embedding, attention (its softmax an island), LayerNorm: one step's gradients within TOL of float32's, the
     embedding table's gradient (a float32 scatter-add) among them."""
-    if not _have(backend):
+    if not installed(backend):
         pytest.skip(f"{backend} not installed")
     from xpnet.layers import Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding
     ids = np.random.default_rng(0).integers(0, 7, (4, 5))
@@ -189,7 +183,7 @@ def test_compiled_step_scales_without_retracing(backend):
     """compile=True with fp16-mixed: overflowing steps skipped inside the one traced step (the scale halved each
     time, parameters untouched), clean steps train and grow the scale, and nothing retraces (one trace per
     minibatch shape: the scale and its counter are arguments, selected with where). bf16-mixed compiles too."""
-    if not _have(backend):
+    if not installed(backend):
         pytest.skip(f"{backend} not installed")
     X, y = _data(64)
     policy = Policy("fp16-mixed", growth_interval=2, initial_scale=2.0 ** 40)  # scaled gradients overflow float16
@@ -326,7 +320,7 @@ def test_compiled_step_on_a_dataset_carries_the_loss_scale():
     """fit on a map-style dataset with compile=True under fp16-mixed: the loss-scale state goes through the compiled
     step as on arrays (it was left out: the step failed); an initial 2**40 overflows, both steps skip and halve it,
     the parameters stay as they were."""
-    if not _have("jax"):
+    if not installed("jax"):
         pytest.skip("jax not installed")
 
     class Rows:

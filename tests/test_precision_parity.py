@@ -6,23 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from xpnet.backend import Backend, BackendError
+from xpnet.backend import Backend
 from xpnet.cli import main
 from xpnet.precision import LossScale
 from xpnet.tools.parity import MIXED_FREE_TOLERANCES, MIXED_TOLERANCES, mixed_parity
 
-
-def _have(name):
-    try:
-        Backend(name)
-        return True
-    except BackendError:
-        return False
+from fakes import installed
 
 
 # numpy has float16 only (its bfloat16 would come through ml_dtypes, which the policy does not offer)
-BACKENDS = {"fp16-mixed": [b for b in ("numpy", "torch", "jax") if _have(b)],
-            "bf16-mixed": [b for b in ("torch", "jax") if _have(b)]}
+BACKENDS = {"fp16-mixed": [b for b in ("numpy", "torch", "jax") if installed(b)],
+            "bf16-mixed": [b for b in ("torch", "jax") if installed(b)]}
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
@@ -90,7 +84,7 @@ def test_exact_matmul_pins_and_restores():
     default matmul precision "highest" inside; a no-op context on NumPy."""
     with Backend("numpy").exact_matmul():
         pass
-    if _have("torch"):
+    if installed("torch"):
         import torch
         before = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("medium")
@@ -100,7 +94,7 @@ def test_exact_matmul_pins_and_restores():
             assert torch.get_float32_matmul_precision() == "medium"
         finally:
             torch.set_float32_matmul_precision(before)
-    if _have("jax"):
+    if installed("jax"):
         import jax
         with Backend("jax").exact_matmul():
             assert jax.config.jax_default_matmul_precision == "highest"

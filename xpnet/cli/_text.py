@@ -56,21 +56,10 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     """Train a language model on the text dataset of the resolved settings (see the module's docstring);
     returns what --json prints: the final validation loss over the whole split, the last estimate, seconds
     per step."""
-    from ..data.text import CharVocab, TextBlocks, load_text, split_ids
-    from ..models.gpt import vocabulary
-    from ..saving.checkpoint import load
-    from ..training.loop import evaluate
+    from ..data.text import CharVocab, TextBlocks, default_steps_per_epoch, load_text, split_ids
     from ..training.sources import RandomBatches
-    from ..data.text import default_steps_per_epoch
     started = time.perf_counter()
-    saved_model, saved = None, {}
-    if args.resume:
-        saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
-        saved = saved_model.checkpoint_meta_.get("cli") or {}
-        if not saved:
-            raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
-                             f"xpnet.load(path).fit(blocks, None, source=..., resume=True)")
-        check_resume_flags(args, saved)
+    saved_model, saved = _resumed(args, check_resume_flags)
     cfg = resolve_config(args, saved or None)
     if saved_model is None and cfg.get("block") is None and not cfg.get("model_file"):
         raise InputError(f"--dataset {cfg['dataset']} trains a language model: give a GPT preset (--preset "
@@ -83,24 +72,9 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     data_dir = getattr(args, "data_dir", None) or saved.get("data_dir")
     text = load_text(cfg["dataset"], data_dir, download=not args.offline)
     vocab = CharVocab.from_text(text)
-    if saved_model is not None:
-        held = vocabulary(saved_model)
-        if held is None or held.chars != vocab.chars:
-            raise InputError(f"{args.resume} was trained on another vocabulary than {cfg['dataset']} gives now; "
-                             f"resume with the same text")
     train, val = split_ids(vocab.encode(text), 0.9)
-    if saved_model is not None:
-        model = saved_model
-    else:
-        spec = model_spec(None, len(vocab), cfg)
-        model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
-        model.class_names_ = list(vocab.chars)
-    if getattr(args, "no_native_kernels", False):
-        model.native_kernels = False
+    model = _text_model(args, cfg, saved_model, vocab, build_model)
     block = int(model.input_shape[0])
-    if model.n_outputs != len(vocab):
-        raise InputError(f"the model has {model.n_outputs} outputs but {cfg['dataset']} has {len(vocab)} characters; "
-                         f"make its vocabulary {len(vocab)}")
     batch = cfg.get("batch_size") or 12
     blocks, val_blocks = TextBlocks(train, block), TextBlocks(val, block)
     source = RandomBatches(batch, seed=cfg["seed"], steps_per_epoch=default_steps_per_epoch(len(blocks), batch, block))
@@ -121,13 +95,61 @@ def run_text_train(args, resolve_config, check_resume_flags, build_model) -> dic
     seconds = time.perf_counter() - t0
     if args.checkpoint:
         checkpointer.save(args.checkpoint, model)
+    return _text_result(args, model, val, block, batch, steps, seconds / max(1, steps - done), seconds, started)
+
+
+def _resumed(args, check_resume_flags) -> tuple:
+    """(the model of --resume, the `xpnet train` settings saved with it), or (None, {}) for a new run; a
+    checkpoint that `xpnet train` did not write, or flags that contradict its settings, refused in one line."""
+    from ..saving.checkpoint import load
+    if not args.resume:
+        return None, {}
+    saved_model = load(args.resume, backend=args.backend, device=args.device, compile=args.compile)
+    saved = saved_model.checkpoint_meta_.get("cli") or {}
+    if not saved:
+        raise InputError(f"{args.resume} was not written by `xpnet train`; resume it from Python with "
+                         f"xpnet.load(path).fit(blocks, None, source=..., resume=True)")
+    check_resume_flags(args, saved)
+    return saved_model, saved
+
+
+def _text_model(args, cfg: dict, saved_model, vocab, build_model):
+    """The language model to train: the resumed one (refused in one line when it was trained on another
+    vocabulary) or a new one from cfg's GPT settings, its outputs named by the vocabulary's characters;
+    --no-native-kernels applied; refused when its outputs are not one per character."""
+    from ..models.gpt import vocabulary
+    if saved_model is not None:
+        held = vocabulary(saved_model)
+        if held is None or held.chars != vocab.chars:
+            raise InputError(f"{args.resume} was trained on another vocabulary than {cfg['dataset']} gives now; "
+                             f"resume with the same text")
+        model = saved_model
+    else:
+        spec = model_spec(None, len(vocab), cfg)
+        model = build_model(spec, args.backend, args.device, **({"compile": True} if args.compile else {}))
+        model.class_names_ = list(vocab.chars)
+    if getattr(args, "no_native_kernels", False):
+        model.native_kernels = False
+    if model.n_outputs != len(vocab):
+        raise InputError(f"the model has {model.n_outputs} outputs but {cfg['dataset']} has {len(vocab)} characters; "
+                         f"make its vocabulary {len(vocab)}")
+    return model
+
+
+def _text_result(args, model, val, block: int, batch: int, steps: int, per_step: float, seconds: float,
+                 started: float) -> dict:
+    """What --json prints after a text run (and, unless --quiet, the final line): the validation loss over the
+    whole split val (token ids) in non-overlapping blocks of `block`, the last estimate, the last training loss,
+    seconds per step (per_step) and of training (seconds), the total since `started`."""
+    from ..data.text import TextBlocks
+    from ..training.loop import evaluate
     # the whole split in non-overlapping blocks, ~16k tokens a batch (the attention weights of a batch then
     # hold 16k·heads·block values: 100 MB in float32 for the GPU recipe)
     final_loss, _ = evaluate(model, TextBlocks(val, block, stride=block), None, batch_size=max(batch, 16384 // block))
     history = model.state.step_history
     result = {"backend": model.bk.name, "device": model.bk.device, "dtype": model.dtype_name,
               "precision": None if model.precision is None else model.precision.name, "steps": steps,
-              "seconds": seconds, "seconds_per_step": seconds / max(1, steps - done),
+              "seconds": seconds, "seconds_per_step": per_step,
               "final_train_loss": _last_loss(model),
               "val_loss_estimate": history["val_loss"][-1] if history["val_loss"] else None,
               "val_loss": final_loss, "checkpoint": str(args.checkpoint) if args.checkpoint else None,

@@ -94,23 +94,12 @@ def run_evaluate(args) -> dict:
                 report[f"top_{k}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), k)
     elif getattr(args, "top_k", None):
         raise InputError("--top-k is part of the per-class report: give --report too")
-    shown = k <= CONFUSION_SHOWN
-    if not args.quiet:
-        positions = f" ({truth.size} positions)" if truth.ndim > 1 else ""
-        print(f"{dataset} ({split}): n {len(y)}{positions}  accuracy {accuracy:.4f}  loss {loss:.4f}")
-        if shown:
-            print("confusion matrix (rows: true, columns: predicted):")
-            print("\n".join(confusion_table(cm, names)))
-        if report is not None:
-            print(format_report(report))
-    result = {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
-              "split": "test" if X_test is not None else "train", "classes": [c.item() for c in model.classes_],
-              "class_names": model.class_names_, "confusion_matrix": cm.tolist() if shown else None}
-    if truth.ndim > 1:
-        result["positions"] = int(truth.size)
-    if report is not None:
-        result["report"] = report
-    return result
+    positions = f" ({truth.size} positions)" if truth.ndim > 1 else ""
+    return _classification_result(
+        args, model, f"{dataset} ({split}): n {len(y)}{positions}  accuracy {accuracy:.4f}  loss {loss:.4f}",
+        {"accuracy": accuracy, "loss": loss, "n": int(len(y)), "dataset": str(dataset),
+         "split": "test" if X_test is not None else "train"},
+        cm, names, k <= CONFUSION_SHOWN, report, int(truth.size) if truth.ndim > 1 else None)
 
 
 def evaluate_dataset(args, model, dataset, opts: dict) -> dict:
@@ -126,17 +115,29 @@ def evaluate_dataset(args, model, dataset, opts: dict) -> dict:
     loss, accuracy, cm = _datasets.evaluate(model, ds)
     names, k = model.class_names_, model.n_outputs
     report = report_from_confusion(cm, names) if getattr(args, "report", False) else None
-    shown = k <= CONFUSION_SHOWN
+    return _classification_result(
+        args, model, f"{dataset} (all {len(ds)} rows): n {len(ds)}  accuracy {accuracy:.4f}  loss {loss:.4f}",
+        {"accuracy": accuracy, "loss": loss, "n": len(ds), "dataset": str(dataset), "split": "all"},
+        cm, names, k <= CONFUSION_SHOWN, report)
+
+
+def _classification_result(args, model, head: str, fields: dict, cm, names, shown: bool, report,
+                           positions: int | None = None) -> dict:
+    """What run_evaluate and evaluate_dataset print and return for a classifier. Unless --quiet: `head`, the
+    confusion matrix cm (classes, classes) with `names` when `shown`, the per-class report when there is one. The
+    result: `fields` (accuracy, loss, n, dataset, split), the model's classes and class names, the confusion matrix
+    as lists (None unless shown), `positions` (a sequence model's scored positions) and `report` where given."""
     if not args.quiet:
-        print(f"{dataset} (all {len(ds)} rows): n {len(ds)}  accuracy {accuracy:.4f}  loss {loss:.4f}")
+        print(head)
         if shown:
             print("confusion matrix (rows: true, columns: predicted):")
             print("\n".join(confusion_table(cm, names)))
         if report is not None:
             print(format_report(report))
-    result = {"accuracy": accuracy, "loss": loss, "n": len(ds), "dataset": str(dataset), "split": "all",
-              "classes": [c.item() for c in model.classes_], "class_names": names,
-              "confusion_matrix": cm.tolist() if shown else None}
+    result = dict(fields, classes=[c.item() for c in model.classes_], class_names=model.class_names_,
+                  confusion_matrix=cm.tolist() if shown else None)
+    if positions is not None:
+        result["positions"] = positions
     if report is not None:
         result["report"] = report
     return result

@@ -61,16 +61,18 @@ def run_predict(args) -> dict:
         result["accuracy"] = float(np.mean(model.encode_labels(y, len(y)) == idx))
     if args.output:
         write_predictions(args.output, rows, names)
-    if not args.quiet and not args.json:
-        show_name = label_names(model) is not None
-        for row in rows:
-            name = f" ({row['class_name']})" if show_name else ""
-            print(f"{_where(row, sources)}: {row['label']}{name}  (p = {row['probability']:.3f})")
-        if y is not None:
-            print(f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
-        if args.output:
-            print(f"wrote {args.output}")
+    _show(args, _label_lines(model, rows, sources),
+          None if y is None else f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
     return result
+
+
+def _label_lines(model, rows: list[dict], sources):
+    """A printed line per prediction (made as printed): where, the label (and its class name where the model
+    has names), the probability."""
+    show_name = label_names(model) is not None
+    for row in rows:
+        name = f" ({row['class_name']})" if show_name else ""
+        yield f"{_where(row, sources)}: {row['label']}{name}  (p = {row['probability']:.3f})"
 
 
 def predict_regression(args, model, X, sources, y) -> dict:
@@ -89,14 +91,22 @@ def predict_regression(args, model, X, sources, y) -> dict:
                                 pred)
     if args.output:
         write_outputs(args.output, sources, pred)
-    if not args.quiet and not args.json:
-        for row, p in zip(rows, pred):
-            print(f"{_where(row, sources)}: {', '.join(f'{v:.6g}' for v in p)}")
-        if y is not None:
-            print(f"R² {result['r2']:.4f} against the files' targets ({len(y)} samples)")
-        if args.output:
-            print(f"wrote {args.output}")
+    _show(args, (f"{_where(row, sources)}: {', '.join(f'{v:.6g}' for v in p)}" for row, p in zip(rows, pred)),
+          None if y is None else f"R² {result['r2']:.4f} against the files' targets ({len(y)} samples)")
     return result
+
+
+def _show(args, lines, score: str | None) -> None:
+    """What predict prints, unless --quiet or --json: `lines` (an iterable of a line per prediction), the score
+    against the inputs' targets (None: they had none), where --output wrote."""
+    if args.quiet or args.json:
+        return
+    for line in lines:
+        print(line)
+    if score is not None:
+        print(score)
+    if args.output:
+        print(f"wrote {args.output}")
 
 
 def _where(row: dict, sources) -> str:

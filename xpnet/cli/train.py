@@ -47,11 +47,18 @@ TEXT_RUN_OPTIONS = ("steps", "eval_every", "eval_batches")
 
 
 def add_parser(sub) -> None:
-    """`xpnet train`'s flags: DEFAULTS' keys (None: the preset's or the default), run options, paths, output."""
-    from ..layers.activations import ACTIVATION_NAMES as ACTIVATIONS
-    from ..registry import aliases
+    """`xpnet train`'s flags: DEFAULTS' keys (None: the preset's or the default), run options, paths, output.
+    --help lists them in the order they are added: the groups below, in this order."""
     sp = sub.add_parser("train", help="train a model (default: an MLP on the embedded 8x8 digits, offline)")
     common_flags(sp)
+    for flags in (_source_flags, _network_flags, _optimizer_flags, _gpt_flags, _run_flags, _fit_flags, _output_flags):
+        flags(sp)
+    sp.set_defaults(func=cmd_train)
+
+
+def _source_flags(sp) -> None:
+    """What is trained on what: --preset, --model, the dataset, where its files are, a file dataset's
+    own flags (_datasets.add_flags), its labels."""
     sp.add_argument("--preset", default=None, help=", ".join(f"{name} ({p.about})" for name, p in PRESETS.items()) +
                     "; flags given beside it override it")
     sp.add_argument("--model", dest="model_file", default=None, metavar="FILE.json",
@@ -67,9 +74,21 @@ def add_parser(sub) -> None:
                     "run's own)")
     sp.add_argument("--classes", type=_classes, default=None, metavar="N", help="number of outputs: labels must be "
                     "0..N-1 (default: max label + 1, refused when more than half would get no training sample)")
+
+
+def _network_flags(sp) -> None:
+    """An MLP's layers and the loss: --hidden, --activation, --loss."""
+    from ..layers.activations import ACTIVATION_NAMES as ACTIVATIONS
+    from ..registry import aliases
     sp.add_argument("--hidden", type=layer_sizes, default=None, help="hidden layer sizes, e.g. 100,50 (default 100)")
     sp.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help="hidden activation (default relu)")
     sp.add_argument("--loss", choices=list(aliases("loss")), default=None, help="default softmax_cross_entropy")
+
+
+def _optimizer_flags(sp) -> None:
+    """The optimizer and its regimes: the rate, epochs and minibatches, accumulation, clipping, weight
+    decay and its parameter groups, per-step schedules."""
+    from ..registry import aliases
     sp.add_argument("--optimizer", choices=list(aliases("optimizer")), default=None, help="default sgd")
     sp.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
     sp.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
@@ -99,12 +118,19 @@ def add_parser(sub) -> None:
     sp.add_argument("--min-lr", type=float, default=None, help="the rate the per-step decay ends at (default 0)")
     sp.add_argument("--lr-decay", choices=["cosine", "linear"], default=None,
                     help="the shape of the per-step decay (default cosine)")
-    # a text dataset's language model (docs/gpt.md): its shape, and training by steps
+
+
+def _gpt_flags(sp) -> None:
+    """A text dataset's language model (docs/gpt.md): its shape."""
     sp.add_argument("--layers", type=int, default=None, help="a GPT's transformer blocks (its preset's: 4 on CPU)")
     sp.add_argument("--heads", type=int, default=None, help="a GPT's attention heads")
     sp.add_argument("--dim", type=int, default=None, help="a GPT's embedding width")
     sp.add_argument("--block", type=int, default=None, help="a GPT's context length (tokens)")
     sp.add_argument("--dropout", type=float, default=None, help="a GPT's dropout probability")
+
+
+def _run_flags(sp) -> None:
+    """A text run's steps and estimates, compile, distributed, prefetch, kernels, seed, dtype, precision."""
     sp.add_argument("--steps", type=int, default=None, help="a text run's total updates (its preset's: 2000 on CPU); "
                     "a run option")
     sp.add_argument("--eval-every", type=int, default=None, metavar="N",
@@ -127,6 +153,11 @@ def add_parser(sub) -> None:
     sp.add_argument("--precision", choices=["bf16-mixed", "fp16-mixed"], default=None,
                     help="mixed precision: compute in bfloat16 or float16, weights and optimizer in --dtype "
                          "(docs/precision.md); saved with the model")
+
+
+def _fit_flags(sp) -> None:
+    """How the data is fit: scaling, validation, early stopping, class weights, the task, label smoothing,
+    augmentation, the figure early stopping and the best checkpoint watch."""
     sp.add_argument("--scale", choices=["raw", "unit", "symmetric", "standardize"], default=None,
                     help="input scaling (default unit: [0, 1])")
     sp.add_argument("--validation-split", type=float, default=None, help="hold out the last fraction for validation")
@@ -148,6 +179,10 @@ def add_parser(sub) -> None:
                          "val_accuracy, val_f1_macro, val_precision_weighted, ... (min/max from the name)")
     sp.add_argument("--best-checkpoint", default=None, metavar="PATH",
                     help="write the model of the best epoch by --monitor here")
+
+
+def _output_flags(sp) -> None:
+    """Downloads, checkpoints and resume, logging, plots, the per-epoch output."""
     sp.add_argument("--offline", action="store_true", help="never download data")
     sp.add_argument("--checkpoint", default=None, metavar="PATH", help="write a checkpoint here after every epoch")
     sp.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved in this checkpoint")
@@ -156,7 +191,6 @@ def add_parser(sub) -> None:
                     help='write cost, accuracy and misclassified-digit PNGs, and the first Conv2D layer filters '
                     '(needs matplotlib: pip install "xpnet[plot]")')
     sp.add_argument("--quiet", action="store_true", help="no per-epoch output")
-    sp.set_defaults(func=cmd_train)
 
 
 def _classes(text: str) -> int:

@@ -101,10 +101,7 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y", warn: bool 
             raise InputError(f"{name} must hold integer class labels 0..{n_classes - 1}; got non-integer values "
                              f"such as {arr[(~np.isfinite(arr)) | (arr != np.round(arr))][0]!r}")
     labels = arr.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise InputError(f"{name} holds labels from {labels.min()} to {labels.max()} but the model has {n_classes} "
-                         f"outputs (labels 0..{n_classes - 1}); build it with n_output={labels.max() + 1} "
-                         f"or relabel the classes")
+    _check_class_range(labels, n_classes, name, per_position=False)
     present = np.unique(labels).size
     if warn and present < n_classes:
         warnings.warn(f"{name} holds {present} of the model's {n_classes} classes; the others are never trained",
@@ -126,11 +123,24 @@ def check_sequence_targets(y, n_samples: int, target_shape: tuple, n_classes: in
                          f"= {want}, one class index per position of the model's {target_shape + (n_classes,)} "
                          f"outputs, got shape {arr.shape} ({arr.dtype}); pass the token ids each position predicts")
     labels = arr.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise InputError(f"{name} holds targets from {labels.min()} to {labels.max()} but the model has {n_classes} "
-                         f"outputs per position (0..{n_classes - 1}); build it with a vocabulary of "
-                         f"{labels.max() + 1} or more")
+    _check_class_range(labels, n_classes, name, per_position=True)
     return labels
+
+
+def _check_class_range(labels: np.ndarray, n_classes: int, name: str, per_position: bool) -> None:
+    """Refuse int64 class indices `labels` (any shape) outside 0..n_classes-1 in one line: which values came, how
+    many outputs the model has and how to build it for them: a classifier's labels (n_output=), a sequence model's
+    targets per position (per_position: a vocabulary that large)."""
+    if not labels.size or (labels.min() >= 0 and labels.max() < n_classes):
+        return
+    low, high = labels.min(), labels.max()
+    if per_position:
+        what, outputs = "targets", f"outputs per position (0..{n_classes - 1})"
+        fix = f"build it with a vocabulary of {high + 1} or more"
+    else:
+        what, outputs = "labels", f"outputs (labels 0..{n_classes - 1})"
+        fix = f"build it with n_output={high + 1} or relabel the classes"
+    raise InputError(f"{name} holds {what} from {low} to {high} but the model has {n_classes} {outputs}; {fix}")
 
 
 def foreign_array_error(a, bk, name: str = "X") -> InputError:

@@ -150,6 +150,23 @@ MODELS = {"mlp": (default_model, default_problem), "cnn": (cnn_model, cnn_proble
           "resnet": (resnet_model, cnn_problem), "transformer": (transformer_model, sequence_problem)}
 
 
+def _model_and_data(model_fn, X, y, model: str, optimizer: str, steps: int):
+    """(model_fn, X, y) of a parity run: without model_fn, `model` of MODELS built with `optimizer` (and its problem's
+    host data where X is None); an unknown model, your own model_fn without X and y, or steps not a positive integer
+    are refused in one line."""
+    if model_fn is None:
+        if model not in MODELS:
+            raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
+        build, problem = MODELS[model]
+        model_fn = lambda bk, dtype: build(bk, dtype, optimizer)  # noqa: E731
+        if X is None:
+            X, y = problem()
+    if X is None or y is None:
+        raise InputError("parity with your own model_fn needs host data X and y")
+    check("steps", steps, POSITIVE_INT)
+    return model_fn, X, y
+
+
 def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64",), steps: int = 100,
            batch_size: int = 64, device: str | None = None, reference=("numpy", "float64"), seed: int = 0,
            free_tol: float | None = None, optimizer: str = "sgd", compile: bool = False, model: str = "mlp",
@@ -165,16 +182,7 @@ def parity(model_fn=None, X=None, y=None, backends=("numpy",), dtypes=("float64"
     labelled "<backend> (reference kernels)" where the backend has native kernels), or "both" (each such backend
     twice, so its native kernels and the reference code are both held to the tolerance). Every row says which
     native kernels ran ('kernels': names, empty for none)."""
-    if model_fn is None:
-        if model not in MODELS:
-            raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
-        build, problem = MODELS[model]
-        model_fn = lambda bk, dtype: build(bk, dtype, optimizer)  # noqa: E731
-        if X is None:
-            X, y = problem()
-    if X is None or y is None:
-        raise InputError("parity with your own model_fn needs host data X and y")
-    check("steps", steps, POSITIVE_INT)
+    model_fn, X, y = _model_and_data(model_fn, X, y, model, optimizer, steps)
     if kernels not in KERNEL_MODES:
         raise InputError(f"kernels={kernels!r}: choose one of {', '.join(KERNEL_MODES)}")
     ref = model_fn(Backend(reference[0], "cpu"), reference[1])
@@ -474,16 +482,7 @@ def mixed_parity(precision: str, model_fn=None, X=None, y=None, backends=("torch
     "free_tolerance", "results": [a row per backend], "passed"}."""
     from ..precision import Policy
     compute = Policy(precision).compute  # an unknown name is refused in one line
-    if model_fn is None:
-        if model not in MODELS:
-            raise InputError(f"unknown parity model {model!r}; choose one of: {', '.join(MODELS)}")
-        build, problem = MODELS[model]
-        model_fn = lambda bk, dtype: build(bk, dtype, optimizer)  # noqa: E731
-        if X is None:
-            X, y = problem()
-    if X is None or y is None:
-        raise InputError("parity with your own model_fn needs host data X and y")
-    check("steps", steps, POSITIVE_INT)
+    model_fn, X, y = _model_and_data(model_fn, X, y, model, optimizer, steps)
     tol = MIXED_TOLERANCES[precision] if tol is None else tol
     free_tol = MIXED_FREE_TOLERANCES[precision] if free_tol is None else free_tol
     bks = [select_backend(name, device if name in GPU_CAPABLE else None) for name in backends]

@@ -115,11 +115,7 @@ class CompiledStep(EagerStep):
             else:
                 out = self.compiled(st.params, st.opt_state, Xs, Ys, idx, noise, hyper, self.accumulate,
                                     None, *weights)
-            if self.scaled:
-                st.loss_scale, out = out[-1], out[:-1]
-            st.params, st.opt_state, value, pred = out[:4]
-            if self.norm_out:
-                st.grad_norm = out[-1]
+            value, pred = _take_outputs(st, out, self.scaled, self.norm_out)
         except Exception as exc:
             if not model.bk.is_trace_error(exc):
                 raise
@@ -129,6 +125,19 @@ class CompiledStep(EagerStep):
             self.preds.append(pred)
             return value
         raise error
+
+
+def _take_outputs(st, out, scaled: bool, norm_out: bool):
+    """The compiled step's outputs into the training state st: (params, opt_state, value, pred[, layer_state]
+    [, grad_norm][, loss_scale]); the new parameters and optimizer state, the gradients' norm (norm_out: clipping
+    by norm) and the loss-scale state (scaled: float16 loss scaling) go to st (layer_state is the caller's).
+    Returns (value, pred): the step's loss (a scalar) and its predictions (a row per sample)."""
+    if scaled:
+        st.loss_scale, out = out[-1], out[:-1]
+    st.params, st.opt_state, value, pred = out[:4]
+    if norm_out:
+        st.grad_norm = out[-1]
+    return value, pred
 
 
 def _trace_error(model, exc) -> InputError:
@@ -219,11 +228,7 @@ class DatasetStep(EagerStep):
         try:
             scale = (None, st.loss_scale) if self.scaled else ()
             out = self.compiled(st.params, st.opt_state, xb, yb, None, noise, hyper, self.accumulate, None, *scale)
-            if self.scaled:
-                st.loss_scale, out = out[-1], out[:-1]
-            st.params, st.opt_state, value, pred = out[:4]
-            if self.norm_out:
-                st.grad_norm = out[-1]
+            value, pred = _take_outputs(st, out, self.scaled, self.norm_out)
         except Exception as exc:
             if not model.bk.is_trace_error(exc):
                 raise
