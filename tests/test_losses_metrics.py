@@ -445,6 +445,13 @@ def test_cli_train_weights_smoothing_monitor_and_evaluate_report(tmp_path):
     assert ev["report"]["accuracy"] == pytest.approx(ev["accuracy"], abs=1e-12) and 0 < ev["report"]["top_3_accuracy"]
     rc, out, err = run_cli("evaluate", "--checkpoint", ck, "--report")
     assert rc == 0 and "macro avg" in out and "f1-score" in out
+    import xpnet.cli.evaluate as ev_cli  # more classes than a printed matrix holds: --top-k must not change that
+    shown, ev_cli.CONFUSION_SHOWN = ev_cli.CONFUSION_SHOWN, 9
+    try:
+        rc, out, err = run_cli("evaluate", "--checkpoint", ck, "--report", "--top-k", 3, "--json", "--quiet")
+    finally:
+        ev_cli.CONFUSION_SHOWN = shown
+    assert rc == 0 and json.loads(out.strip().splitlines()[-1])["confusion_matrix"] is None, err
     for argv, match in [(["--monitor", "val_f1_macro", "--early-stopping", 2],
                          "--monitor val_f1_macro is a validation figure: give --validation-split"),
                         (["--label-smoothing", 0.1, "--loss", "logistic"],

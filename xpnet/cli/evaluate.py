@@ -87,11 +87,11 @@ def run_evaluate(args) -> dict:
     report = None
     if getattr(args, "report", False):
         report = report_from_confusion(cm, names)
-        for k in getattr(args, "top_k", None) or []:
-            if k < 1:
-                raise InputError(f"--top-k must be 1 or more, got {k}")
-            with progress_bar(len(y), f"top-{k} accuracy", bar) as update:
-                report[f"top_{k}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), k)
+        for top in getattr(args, "top_k", None) or []:  # not `k`: that is the number of classes, used below
+            if top < 1:
+                raise InputError(f"--top-k must be 1 or more, got {top}")
+            with progress_bar(len(y), f"top-{top} accuracy", bar) as update:
+                report[f"top_{top}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), top)
     elif getattr(args, "top_k", None):
         raise InputError("--top-k is part of the per-class report: give --report too")
     positions = f" ({truth.size} positions)" if truth.ndim > 1 else ""
