@@ -61,6 +61,24 @@ def test_mapped_files_train_as_the_arrays(files, mnist_rows, scale):
     assert memory.history_["loss"] == mapped.history_["loss"]
 
 
+@pytest.mark.parametrize("scale", ["unit", "standardize"])
+def test_evaluate_predict_and_score_take_a_dataset(files, mnist_rows, scale):
+    """Sequential.evaluate / predict / predict_proba / score on a memory-mapped dataset (its own targets, rows
+    read and scaled batch by batch) equal the same calls on the arrays; y beside a dataset is refused."""
+    X, y = mnist_rows
+    model = _model(scale).fit(X[:256], y[:256], epochs=1, batch_size=64)
+    ds = NpyDataset(*files)
+    assert model.evaluate(ds, batch_size=300) == model.evaluate(X, y, batch_size=300)
+    np.testing.assert_array_equal(model.predict(ds, batch_size=300), model.predict(X))
+    np.testing.assert_array_equal(model.predict_proba(ds), model.predict_proba(X))
+    assert model.score(ds) == model.score(X, y)
+    for call, match in [(lambda: model.evaluate(ds, y), "leave y out"), (lambda: model.evaluate(X), "pass y"),
+                        (lambda: model.score(X), "pass y")]:
+        with pytest.raises(InputError, match=match) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
 def test_streaming_statistics_equal_the_in_memory_ones():
     rng = np.random.default_rng(0)
     for shape in [(700, 5), (500, 3, 4, 4), (900, 1)]:

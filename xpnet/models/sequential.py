@@ -29,6 +29,7 @@ from ..layers.embedding import check_token_ids
 from ..registry import register
 from ..training.state import TrainState
 from ..training.loop import fit as _fit
+from ..training.sources import is_dataset
 from ..data.validation import (check_labels, check_sequence_targets, check_X, foreign_array_error, host_samples,
                                sample_shape)
 from .network import Network, micro_bounds  # noqa: F401  (micro_bounds: also this module's name)
@@ -303,6 +304,22 @@ class Sequential(Network):
         with self.bk:
             return self._outputs_on_device(X, proba, batch_size, progress)
 
+    def _dataset_outputs(self, ds, proba: bool, batch_size, owner: str, progress=None):
+        """Host NumPy outputs (len(ds), ...) of a map-style dataset, its rows read and prepared batch by batch
+        (`prepare_dataset`), its targets ignored: probabilities, or output indices."""
+        from ..training.sources import read_rows
+        batch_size = self._batch_arg(batch_size, owner)
+        _check_progress(progress, owner)
+        prepared, xp, chunks = self.prepare_dataset(ds), self.xp, []
+        with self.bk:
+            for s in range(0, len(prepared), batch_size):
+                e = min(s + batch_size, len(prepared))
+                z, _ = self.forward(self.cast(read_rows(self, prepared, range(s, e))[0]))
+                chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=-1))
+                if progress is not None:
+                    progress(e - s)
+            return self.bk.to_numpy(chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0))
+
     def _outputs_on_device(self, X, proba: bool, batch_size: int, progress=None):
         xp = self.xp
         host = placement(X, self.bk) != "device"
@@ -323,6 +340,9 @@ class Sequential(Network):
         `inference_batch_size()`). progress: called with the number of samples after each batch (a tqdm
         bar's `update`, as `xpnet train` and `evaluate` use on a terminal); the same for predict_proba, score
         and evaluate."""
+        if is_dataset(X):  # a map-style dataset: its rows read batch by batch (host NumPy out)
+            out = self._dataset_outputs(X, self.regression, batch_size, "predict", progress)
+            return out if self.regression or self._classes is None else self._classes[out]
         if self.regression:  # the outputs themselves (samples, outputs)
             return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict", progress)
         idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
@@ -332,13 +352,18 @@ class Sequential(Network):
 
     def predict_proba(self, X, batch_size: int | None = None, progress=None):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
-        of `classes_`."""
+        of `classes_`. X may be a map-style dataset (host NumPy out)."""
+        if is_dataset(X):
+            return self._dataset_outputs(X, True, batch_size, "predict_proba", progress)
         return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
 
-    def score(self, X, y, progress=None) -> float:
+    def score(self, X, y=None, progress=None) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y; for a sequence model (y: (samples, time) integer
         targets) the fraction of every position right; for a regression model R² (xpnet.data.regression.r2_score,
-        scikit-learn's r2_score)."""
+        scikit-learn's r2_score). X may be a map-style dataset (y None: its own targets)."""
+        if is_dataset(X):
+            return self.evaluate(X, y, progress=progress)[1]
+        _need_labels(y, "score")
         if self.regression:
             pred = self.bk.to_numpy(self._outputs(self.prepare(self.as_samples(X)), True, None, "score", progress))
             return r2_score(self.encode_labels(y, pred.shape[0]), pred)
@@ -346,12 +371,20 @@ class Sequential(Network):
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
-    def evaluate(self, X, y, batch_size: int | None = None, progress=None) -> tuple[float, float]:
+    def evaluate(self, X, y=None, batch_size: int | None = None, progress=None) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them; for a
-        regression model (mean loss per sample, R²)."""
+        regression model (mean loss per sample, R²). X may be a map-style dataset (y None: its own targets, class
+        indices), read batch by batch."""
         from ..training.loop import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         _check_progress(progress, "evaluate")
+        if is_dataset(X):
+            if y is not None or self.regression:
+                raise InputError("evaluate(dataset): a map-style dataset brings its own class-index targets; got "
+                                 + ("y as well: leave y out" if y is not None else
+                                    "a regression model: evaluate it on arrays (X, y)"))
+            return evaluate(self, self.prepare_dataset(X), None, batch_size, progress)
+        _need_labels(y, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
             loss, accuracy = evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
@@ -414,7 +447,6 @@ class Sequential(Network):
         The model's device is the current one during fit, predict and score (CuPy runs kernels on the current
         device); when you call value_and_grads, apply_gradients or train_step yourself on a GPU other than
         cuda:0, do it inside `with model.bk:`."""
-        from ..training.sources import is_dataset
         if is_dataset(X):  # a map-style dataset: its rows are read per step (classes 0..outputs-1)
             if classes is not None:
                 raise InputError("classes= names the labels of arrays; a dataset's targets are output indices "
@@ -483,6 +515,12 @@ class Sequential(Network):
     @property
     def rng(self):
         return self.state.rng
+
+
+def _need_labels(y, owner: str) -> None:
+    if y is None:
+        raise InputError(f"{owner}(X, y): arrays X need their labels y (only a map-style dataset brings its own "
+                         f"targets): pass y")
 
 
 def _check_progress(progress, owner: str) -> None:
