@@ -227,12 +227,16 @@ def test_col2im_functional_form_agrees_with_the_in_place_form(kernel, stride, ax
 def test_chunked_im2col_matches_the_whole_batch():
     """A limit smaller than one batch's columns: chunks of samples, the same outputs and gradients up to
     rounding (the weight gradient sums over chunks in another order, and a chunk's columns sit at other
-    positions of the GEMM, whose edge kernels may round differently)."""
+    positions of the GEMM, whose edge kernels may round differently). The limit bounds the larger columns of a
+    step: here the backward's of dy (3 output channels · 9 · 30 values per sample) over the forward's (2 · 9 · 30)."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((7, 2, 6, 5))
     params = {"weight": rng.standard_normal((3, 2, 3, 3)), "bias": rng.standard_normal(3)}
-    whole, chunked = Conv2D(2, 3, 3, padding=1), Conv2D(2, 3, 3, padding=1, im2col_limit=2 * 18 * 30 * 8)
+    whole, chunked = Conv2D(2, 3, 3, padding=1), Conv2D(2, 3, 3, padding=1, im2col_limit=2 * 27 * 30 * 8)
     assert chunked.build((2, 6, 5)) == whole.build((2, 6, 5)) and chunked.chunk_size(7, 8) == 2
+    short = Conv2D(2, 3, 3, padding=1, im2col_limit=2 * 27 * 30 * 8 - 1)
+    short.build((2, 6, 5))
+    assert short.chunk_size(7, 8) == 1  # two samples' forward columns would fit, their dy columns not
     dy = rng.standard_normal((7, 3, 6, 5))
     y1, dx1, g1 = _run(whole, (2, 6, 5), x, params, dy)
     y2, dx2, g2 = _run(chunked, (2, 6, 5), x, params, dy)

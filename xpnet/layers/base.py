@@ -19,8 +19,9 @@ A layer is configuration and shapes, no arrays: its parameters live in the model
   Nothing is stored on the layer: a forward is a pure function of (params, x, noise).
 - Layer state (non-trained arrays such as BatchNorm's running statistics): `state_shapes()` and
   `init_state(asarray)` name them; the model keeps them in `model.state.layer_state` ("layers.<i>.<name>",
-  saved in checkpoints), calls such a layer as `forward(..., state={name: array})`, and after a training
-  forward takes their next values from `updated_state(state, x) -> {name: array}` (pure, like forward).
+  saved in checkpoints), calls such a layer as `forward_with_state(..., state={name: array}) -> (y, backward,
+  next state)`, whose default is `forward(..., state=)` and `updated_state(state, x) -> {name: array}` (pure,
+  like forward) after a training forward.
   Layers without state take no `state` argument.
 - Native kernels: a layer that can run a backend's own kernel (Conv2D, the pooling layers) names it in
   `kernel_names` ("conv2d", ...: `xpnet.backend.KERNEL_NAMES`) and takes `forward(..., kernels=)`, the backend's
@@ -131,6 +132,16 @@ class Layer(Configurable):
     def updated_state(self, state: dict | None, x) -> dict:
         """The state after a training forward on input x (layers with state override it)."""
         return {}
+
+    def forward_with_state(self, params: dict, x, training: bool = False, need_dx: bool = True, noise=None,
+                           state: dict | None = None, kernels=None):
+        """A layer with state on x: (y, backward, next state): the state after a training forward on x
+        (`updated_state`), the state as given otherwise. A layer that computes its next state from what its
+        forward computes anyway (BatchNorm's batch statistics) overrides this to compute it once."""
+        extra = {"kernels": kernels} if self.kernel_names else {}
+        next_state = self.updated_state(state, x) if training else state
+        y, back = self.forward(params, x, training, need_dx, noise, state=state, **extra)
+        return y, back, next_state
 
     def forward(self, params: dict, x, training: bool = False, need_dx: bool = True, noise=None):
         raise NotImplementedError(f"{type(self).__name__} must define forward(params, x, training, need_dx, noise)")

@@ -253,11 +253,7 @@ class Combinator(Layer):
         if not skeys:
             return child.forward(p, x, training, need_dx, noise, **extra)
         s = None if state is None else {local: state[canon] for local, canon in skeys}
-        if isinstance(child, Combinator):
-            y, back, ns = child.forward_with_state(p, x, training, need_dx, noise, s, kernels)
-        else:
-            ns = child.updated_state(s, x) if training else s
-            y, back = child.forward(p, x, training, need_dx, noise, state=s, **extra)
+        y, back, ns = child.forward_with_state(p, x, training, need_dx, noise, s, kernels)
         if ns:
             new_state.update({canon: ns[local] for local, canon in skeys})
         return y, back

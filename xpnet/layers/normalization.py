@@ -3,8 +3,8 @@ momentum 0.1, eps 1e-5, a biased batch variance to normalize and the unbiased on
 
 The running statistics are layer *state* (non-trained arrays): `state_shapes()` / `init_state(asarray)` say
 what they are, the model keeps them in `model.state.layer_state` ("layers.<i>.running_mean", ...; saved in
-checkpoints), passes them to `forward(..., state=)` and, after a training forward, asks the layer for their
-next values with `updated_state(state, x)`; nothing is stored on the layer. Training normalizes with the
+checkpoints), passes them to `forward_with_state(..., state=)`, which gives their next values after a training forward from the
+batch statistics it normalizes with (`updated_state(state, x)` computes them alone); nothing is stored on the layer. Training normalizes with the
 batch's statistics, inference (training=False) with the running ones.
 """
 from __future__ import annotations
@@ -92,55 +92,84 @@ class BatchNorm(Layer):
         var = xp.mean(centered * centered, axis=axes)
         return mean, centered, var
 
-    def updated_state(self, state: dict | None, x) -> dict:
-        """The running statistics after one training forward on x (a pure function of state and x)."""
-        xp = namespace(x)
-        x = widen(xp, x)  # a float32 island (xpnet.precision): the statistics of 16-bit activations in float32
-        count = self._count(x)
-        mean, _, var = self._batch_stats(xp, x)
+    def _running(self, xp, state, x, mean, var, count: int) -> dict:
+        """The running statistics after a training step whose batch (x, widened) has these statistics."""
         if state is None:
             state = self.init_state(lambda a: xp.asarray(a, dtype=x.dtype, device=device(x)))
         m = self.momentum
         return {"running_mean": (1.0 - m) * state["running_mean"] + m * mean,
                 "running_var": (1.0 - m) * state["running_var"] + m * (var * (count / (count - 1)))}
 
+    def updated_state(self, state: dict | None, x) -> dict:
+        """The running statistics after one training forward on x (a pure function of state and x)."""
+        xp = namespace(x)
+        x = widen(xp, x)  # a float32 island (xpnet.precision): the statistics of 16-bit activations in float32
+        count = self._count(x)
+        mean, _, var = self._batch_stats(xp, x)
+        return self._running(xp, state, x, mean, var, count)
+
+    def forward_with_state(self, params, x, training=False, need_dx=True, noise=None, state=None, kernels=None):
+        """forward, and the next running statistics from the batch statistics it computes (once)."""
+        if not training:
+            return (*self.forward(params, x, False, need_dx, noise, state=state), state)
+        return self._train(params, x, need_dx, state)
+
     def forward(self, params, x, training=False, need_dx=True, noise=None, state=None):
+        if training:
+            return self._train(params, x, need_dx, None, next_state=False)[:2]
         xp = namespace(x)
         dtype = x.dtype  # a float32 island (xpnet.precision): 16-bit x normalized in float32, y given back in dtype
         x = widen(xp, x)
         col = lambda v: self._column(xp, v, x)  # noqa: E731
         gamma, beta = widen(xp, params["weight"]), widen(xp, params["bias"])
         axes = self._axes(x)
-        if not training:
-            if state is None:
-                inv = (1.0 + self.eps) ** -0.5  # the initial state: mean 0, variance 1
-                xhat = x * inv
-            else:
-                inv = 1.0 / xp.sqrt(col(state["running_var"]) + self.eps)
-                xhat = (x - col(state["running_mean"])) * inv
-
-            def backward(dy):
-                dy = widen(xp, dy)
-                grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
-                return (narrow_to(xp, dy * (col(gamma) * inv), dtype) if need_dx else None), grads
-
-            return narrow_to(xp, xhat * col(gamma) + col(beta), dtype), backward
-
-        self._count(x)
-        _, centered, var = self._batch_stats(xp, x)
-        inv = 1.0 / xp.sqrt(col(var) + self.eps)
-        xhat = centered * inv
+        if state is None:
+            inv = (1.0 + self.eps) ** -0.5  # the initial state: mean 0, variance 1
+            xhat = x * inv
+        else:
+            inv = 1.0 / xp.sqrt(col(state["running_var"]) + self.eps)
+            xhat = (x - col(state["running_mean"])) * inv
 
         def backward(dy):
             dy = widen(xp, dy)
             grads = {"weight": xp.sum(dy * xhat, axis=axes), "bias": xp.sum(dy, axis=axes)}
-            if not need_dx:
-                return None, grads
-            g = dy * col(gamma)
-            dx = (g - col(xp.mean(g, axis=axes)) - xhat * col(xp.mean(g * xhat, axis=axes))) * inv
-            return narrow_to(xp, dx, dtype), grads
+            return (narrow_to(xp, dy * (col(gamma) * inv), dtype) if need_dx else None), grads
 
         return narrow_to(xp, xhat * col(gamma) + col(beta), dtype), backward
+
+    def _train(self, params, x, need_dx, state, next_state=True):
+        """A training forward: (y, backward, the running statistics after it, from the batch statistics it
+        normalizes with; None where next_state is False). Per channel, with M values each:
+
+            y  = xhat · gamma + beta,  xhat = (x - mean) / sqrt(var + eps)
+            dx = gamma / sqrt(var + eps) · (dy - sum(dy) / M - xhat · sum(dy · xhat) / M)
+
+        where sum(dy) and sum(dy · xhat) are the bias and weight gradients, so the backward makes four passes
+        over the activations after its two reductions."""
+        xp = namespace(x)
+        dtype = x.dtype  # a float32 island (xpnet.precision): 16-bit x normalized in float32, y given back in dtype
+        x = widen(xp, x)
+        col = lambda v: self._column(xp, v, x)  # noqa: E731
+        gamma, beta = widen(xp, params["weight"]), widen(xp, params["bias"])
+        axes = self._axes(x)
+        count = self._count(x)
+        mean, centered, var = self._batch_stats(xp, x)
+        inv = 1.0 / xp.sqrt(var + self.eps)
+        xhat = centered * col(inv)
+        del centered
+
+        def backward(dy):
+            dy = widen(xp, dy)
+            dgamma, dbeta = xp.sum(dy * xhat, axis=axes), xp.sum(dy, axis=axes)
+            grads = {"weight": dgamma, "bias": dbeta}
+            if not need_dx:
+                return None, grads
+            scale = gamma * inv
+            dx = dy * col(scale) - (xhat * col(scale * dgamma / count) + col(scale * dbeta / count))
+            return narrow_to(xp, dx, dtype), grads
+
+        y = narrow_to(xp, xhat * col(gamma) + col(beta), dtype)
+        return y, backward, (self._running(xp, state, x, mean, var, count) if next_state else None)
 
     def __repr__(self) -> str:
         return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"

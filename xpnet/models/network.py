@@ -388,18 +388,11 @@ class Network(Configurable):
             skeys = self._state_keys[i]
             if skeys:
                 s = {local: layer_state[full] for local, full in skeys}
-                if layer.sublayers():  # a combinator: its children's next state comes with its output
-                    x, back, s = layer.forward_with_state(p, x, training, need_dx, None if noise is None else noise[i],
-                                                          s, kernels if i in kernel_users else None)
-                    if training:
-                        new_state.update({full: s[local] for local, full in skeys})
-                    backs.append(back)
-                    need_dx = need_dx or bool(keys)
-                    continue
+                # the layer's next state comes with its output (a combinator's: its children's)
+                x, back, s = layer.forward_with_state(p, x, training, need_dx, None if noise is None else noise[i],
+                                                      s, kernels if i in kernel_users else None)
                 if training:
-                    for local, value in layer.updated_state(s, x).items():
-                        new_state[dict(skeys)[local]] = value
-                x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], state=s)
+                    new_state.update({full: s[local] for local, full in skeys})
             elif i in kernel_users:
                 x, back = layer.forward(p, x, training, need_dx, None if noise is None else noise[i], kernels=kernels)
             else:
