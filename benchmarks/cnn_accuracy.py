@@ -43,6 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="numpy")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--augment", default=None, help="the preset with `xpnet train --augment`'s layers first, e.g. crop,flip")
+    p.add_argument("--optimizer", default=None, help="in place of the preset's (adam), e.g. nesterov or adamw")
+    p.add_argument("--lr", type=float, default=None, help="in place of the preset's rate")
+    p.add_argument("--weight-decay", type=float, default=None, help="as `xpnet train --weight-decay`")
+    p.add_argument("--batch-size", type=int, default=None, help="in place of the preset's (128)")
+    p.add_argument("--label-smoothing", type=float, default=None, help="as `xpnet train --label-smoothing`")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=None, help="JSON lines, one per epoch (default: stdout only)")
     args = p.parse_args(argv)
@@ -52,14 +57,21 @@ def main(argv=None) -> int:
         cfg["epochs"] = args.epochs
     if args.augment:
         cfg["augment"] = args.augment
+    for key in ("optimizer", "lr", "weight_decay", "batch_size"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     X, y, Xt, yt = load_mnist(cfg["dataset"], args.data_dir, download=False)
     X, Xt = as_images(X, (1, 28, 28)), as_images(Xt, (1, 28, 28))
     scaler = Scaler(cfg["scale"]).fit(X)
     Xs, Xts = scaler.transform(X, cfg["dtype"]), scaler.transform(Xt, cfg["dtype"])
-    model = model_from_config(model_spec(784, 10, cfg), args.backend, **({"compile": True} if args.compile else {}))
+    spec = model_spec(784, 10, cfg)
+    if args.label_smoothing is not None:
+        spec["config"]["loss"] = {"class": "SoftmaxCrossEntropy.v1", "config": {"label_smoothing": args.label_smoothing}}
+    model = model_from_config(spec, args.backend, **({"compile": True} if args.compile else {}))
     out = open(args.out, "a") if args.out else None
     head = {"record": "meta", "preset": args.preset, "seed": args.seed, "backend": args.backend,
-            "compile": args.compile, "augment": args.augment, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
+            "compile": args.compile, "augment": args.augment,
+            **{k: getattr(args, k) for k in ("optimizer", "lr", "weight_decay", "batch_size", "label_smoothing") if getattr(args, k) is not None}, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
 
     def emit(row):
         line = json.dumps(row)

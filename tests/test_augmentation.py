@@ -251,11 +251,16 @@ def test_augment_setting_builds_the_layers_first_in_image_presets():
     assert augment_layers("crop=2,flip=0.25") == [{"class": "RandomCrop", "config": {"padding": 2}},
                                                   {"class": "RandomFlip", "config": {"p": 0.25}}]
     for preset in ("fashion-cnn", "resnet-fashion"):
-        cfg = dict(DEFAULTS, **PRESETS[preset].settings, augment="crop=4,flip=0.5")
+        cfg = dict(DEFAULTS, **PRESETS[preset].settings) | {"augment": "crop=4,flip=0.5"}
         spec = model_spec(784, 10, cfg)
         plain = model_spec(784, 10, dict(cfg, augment=None))
         assert spec["config"]["layers"][2:] == plain["config"]["layers"]
         assert [layer["class"] for layer in spec["config"]["layers"][:2]] == ["RandomCrop", "RandomFlip"]
+        assert model_spec(784, 10, dict(cfg, augment="none")) == plain
+    # resnet-fashion augments by default (crop=2,flip: docs/blocks.md); --augment none turns it off
+    augment = PRESETS["resnet-fashion"].settings["augment"]  # canonical, as a flag's value is recorded
+    assert augment == canonical_augment(augment) == "crop=2,flip=0.5" and canonical_augment(" None") == "none"
+    assert augment_layers("none") == []
     with pytest.raises(InputError, match=r"--augment flip=0.5: augments images .* this model takes flat rows; use it "
                                          r"with an image model \(--preset lenet5, fashion-cnn, resnet-fashion"):
         model_spec(64, 10, dict(DEFAULTS, augment="flip=0.5"))
@@ -296,5 +301,7 @@ def test_cli_train_augment_records_the_layers_and_evaluate_predict_ignore_them(d
     assert rc != 0 and "--augment flip=0.5 differs from the checkpoint's augment crop=1,flip=0.5" in err
     rc, _, err = run_cli("train", "--augment", "flip", "--epochs", "1")  # the digits MLP: flat rows
     assert rc != 0 and "augments images" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli("train", "--augment", "none", "--epochs", "1", "--quiet")  # nothing to turn off: no error
+    assert rc == 0, err
     rc, _, err = run_cli("train", "--augment", "zoom", "--epochs", "1")
     assert rc == 2 and "unknown augmentation 'zoom'" in err

@@ -203,6 +203,22 @@ def test_case_g_native_torch_is_the_resnet_fashion_network(run):
     assert len(seconds) == 1 and np.isfinite(last["last_epoch_loss"])
 
 
+def test_gemm_floor_times_the_products_xpnet_computes(run):
+    """The gemm-floor row of the convolutional cases: every Conv2D, nested ones included, with its three products
+    (no input gradient for the first), the input gradient of a stride-1 same-size one from columns of dy."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        train_numpy = importlib.import_module("bench.train_numpy")
+    finally:
+        sys.path.remove(str(BENCH))
+    assert train_numpy.conv_gemm_shapes(run.CASES["F"]) == [(6, 1, 25, 784, False, True), (16, 6, 25, 100, True, False)]
+    g = train_numpy.conv_gemm_shapes(run.CASES["G"])
+    assert len(g) == 11 and g[0] == (16, 1, 9, 784, False, True) and all(row[4] for row in g[1:])
+    assert [row[5] for row in g].count(True) == 7  # the stem and the six stride-1 3x3 convolutions of the blocks
+    assert train_numpy.conv_gemm_shapes(run.CASES["B"]) == []
+    assert run.applicable(run.CASES["G"], "gemm-floor") is None
+
+
 def test_mixed_precision_rows_are_xpnet_eager_and_native_torch(run):
     """--dtypes float32,bf16-mixed: the mixed policies run float32 data on xpnet's eager rows (precision=) and native
     torch (torch.autocast); every other row says why not."""

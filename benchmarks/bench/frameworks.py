@@ -56,7 +56,7 @@ TABLE = {f.name: f for f in (
                    "output), mean loss, lr scaled by the batch size where the case sums"),
     Framework("book-transcription", run=train_others.run_book, book_only=True,
               note="tests/book_transcription.py BookMLP: bias columns, samples as columns, composed shuffles"),
-    Framework("gemm-floor", run=train_numpy.run_gemm_floor, cpu=False, selectable=False, data=False, resnet=False,
+    Framework("gemm-floor", run=train_numpy.run_gemm_floor, cpu=False, selectable=False, data=False,
               note="NumPy matrix products only, one epoch's shapes, preallocated outputs"),
 )}
 # the names a run lists by default, on the CPU and with --device cuda (and may be named in --frameworks)

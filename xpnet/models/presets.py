@@ -238,8 +238,10 @@ PRESETS = {
         _cnn("fashion-cnn"), input_shape=(1, 28, 28)),
     "resnet-fashion": Preset(
         "a small ResNet on Fashion-MNIST",
-        dict(model="resnet-fashion", dataset="fashion-mnist", optimizer="adam", lr=0.002, epochs=15, batch_size=128,
-             seed=1, scale="unit"),
+        # ResNet's own recipe (SGD with Nesterov momentum 0.9 at 0.1, weight decay 5e-4, cosine decay) with a
+        # 2-pixel random crop and a horizontal flip: 93.52 % over three seeds (docs/blocks.md)
+        dict(model="resnet-fashion", dataset="fashion-mnist", optimizer="nesterov", lr=0.1, weight_decay=5e-4,
+             augment="crop=2,flip=0.5", epochs=15, batch_size=128, seed=1, scale="unit"),
         _cnn("resnet-fashion"), input_shape=(1, 28, 28)),
     "gpt-shakespeare-cpu": Preset(
         "nanoGPT's character-level GPT on Tiny Shakespeare, its CPU recipe",
@@ -291,14 +293,17 @@ def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
 
 #: the augmentations `--augment` names: name -> (layer class, its argument, the argument's default)
 AUGMENTATIONS = {"crop": ("RandomCrop", "padding", 4), "flip": ("RandomFlip", "p", 0.5)}
-AUGMENT_HELP = "a comma-separated list of crop[=PADDING] and flip[=P], e.g. crop,flip or crop=2,flip=0.5"
+AUGMENT_HELP = ("a comma-separated list of crop[=PADDING] and flip[=P], e.g. crop,flip or crop=2,flip=0.5, or none "
+                "(a preset's augmentation off)")
 
 
 def augment_layers(text: str) -> list[dict]:
     """`--augment crop,flip` (`crop=2`: the crop's padding, default 4; `flip=0.3`: the flip's probability, default
-    0.5) -> the registry configs of the layers (RandomCrop, RandomFlip), in the order given. Refused in one line
-    otherwise."""
+    0.5) -> the registry configs of the layers (RandomCrop, RandomFlip), in the order given; "none" -> [] (no
+    augmentation, where a preset has some). Refused in one line otherwise."""
     from ..layers.augmentation import RandomCrop, RandomFlip
+    if str(text).strip().lower() == "none":
+        return []
     specs, seen = [], set()
     for item in [part.strip() for part in str(text).split(",")]:
         name, _, value = item.partition("=")
@@ -324,13 +329,15 @@ def augment_layers(text: str) -> list[dict]:
 def canonical_augment(text: str) -> str:
     """--augment's value as the run records it, every argument written out: "crop,flip" -> "crop=4,flip=0.5"."""
     names = {cls: name for name, (cls, _, _) in AUGMENTATIONS.items()}
+    if not augment_layers(text):
+        return "none"
     return ",".join(f"{names[s['class']]}={next(iter(s['config'].values()))}" for s in augment_layers(text))
 
 
 def with_augmentation(spec: dict, cfg: dict) -> dict:
     """`spec` with the layers --augment names (cfg["augment"]) first, where the model takes images; as it is
     without --augment. They act while training only, so evaluate and predict see the model without them."""
-    if not cfg.get("augment"):
+    if not cfg.get("augment") or not augment_layers(cfg["augment"]):
         return spec
     if not takes_images(spec):
         images = ", ".join(name for name, p in PRESETS.items() if p.input_shape is not None)
