@@ -114,15 +114,18 @@ class BatchNorm(Layer):
             return (*self.forward(params, x, False, need_dx, noise, state=state), state)
         return self._train(params, x, need_dx, state)
 
+    def _inputs(self, params, x):
+        """(xp, x's dtype, x widened, a (C,) vector shaped against x, gamma, beta, the reduced axes): a float32
+        island (xpnet.precision): 16-bit x is normalized in float32 and y given back in x's dtype."""
+        xp = namespace(x)
+        dtype, x = x.dtype, widen(xp, x)
+        return (xp, dtype, x, lambda v: self._column(xp, v, x), widen(xp, params["weight"]),
+                widen(xp, params["bias"]), self._axes(x))
+
     def forward(self, params, x, training=False, need_dx=True, noise=None, state=None):
         if training:
             return self._train(params, x, need_dx, None, next_state=False)[:2]
-        xp = namespace(x)
-        dtype = x.dtype  # a float32 island (xpnet.precision): 16-bit x normalized in float32, y given back in dtype
-        x = widen(xp, x)
-        col = lambda v: self._column(xp, v, x)  # noqa: E731
-        gamma, beta = widen(xp, params["weight"]), widen(xp, params["bias"])
-        axes = self._axes(x)
+        xp, dtype, x, col, gamma, beta, axes = self._inputs(params, x)
         if state is None:
             inv = (1.0 + self.eps) ** -0.5  # the initial state: mean 0, variance 1
             xhat = x * inv
@@ -146,12 +149,7 @@ class BatchNorm(Layer):
 
         where sum(dy) and sum(dy · xhat) are the bias and weight gradients, so the backward makes four passes
         over the activations after its two reductions."""
-        xp = namespace(x)
-        dtype = x.dtype  # a float32 island (xpnet.precision): 16-bit x normalized in float32, y given back in dtype
-        x = widen(xp, x)
-        col = lambda v: self._column(xp, v, x)  # noqa: E731
-        gamma, beta = widen(xp, params["weight"]), widen(xp, params["bias"])
-        axes = self._axes(x)
+        xp, dtype, x, col, gamma, beta, axes = self._inputs(params, x)
         count = self._count(x)
         mean, centered, var = self._batch_stats(xp, x)
         inv = 1.0 / xp.sqrt(var + self.eps)
