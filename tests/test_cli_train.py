@@ -151,6 +151,11 @@ def test_resume_accepts_the_original_command_and_names_a_changed_flag():
     check_resume_flags(parse("--optimizer", "adam", "--lr", "0.001", "--batch-size", "32", "--dataset", "digits"), plain)
     with pytest.raises(InputError, match=r"^--preset book2017 differs from the checkpoint's run, which used no preset"):
         check_resume_flags(parse("--preset", "book2017"), plain)
+    # a preset's rate goes with its optimizer: another one named without --lr trains at its own default rate
+    assert resolve_config(parse("--preset", "resnet-fashion"))["lr"] == 0.1
+    assert resolve_config(parse("--preset", "resnet-fashion", "--optimizer", "adam"))["lr"] is None
+    assert resolve_config(parse("--preset", "resnet-fashion", "--optimizer", "adam", "--lr", "0.01"))["lr"] == 0.01
+    assert resolve_config(parse("--preset", "resnet-fashion", "--optimizer", "nesterov"))["lr"] == 0.1
     faster = resolve_config(parse("--preset", "book2017", "--lr", "0.1"))  # a preset with a flag beside it
     check_resume_flags(parse("--preset", "book2017", "--lr", "0.1"), faster)
     with pytest.raises(InputError, match=r"^--preset book2017 sets lr 0\.0005, which differs from the checkpoint's "

@@ -235,10 +235,13 @@ def resolve_config(args, saved: dict | None = None) -> dict:
     if saved:
         return dict(DEFAULTS, **saved)
     cfg = preset_settings(args.preset) if args.preset else dict(DEFAULTS)
+    preset_optimizer = cfg["optimizer"]
     for key in list(DEFAULTS) + ["dataset"]:
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
+    if cfg["optimizer"] != preset_optimizer and getattr(args, "lr", None) is None:
+        cfg["lr"] = None  # a preset's rate is its optimizer's (resnet-fashion's SGD 0.1): another trains at its own
     if args.batch_size is not None:
         cfg["minibatches"] = None
     if args.minibatches is not None:
