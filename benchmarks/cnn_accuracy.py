@@ -30,7 +30,8 @@ from xpnet.models.presets import as_images  # noqa: E402
 from xpnet.data.datasets import load_mnist  # noqa: E402
 from xpnet.data.preprocessing import Scaler  # noqa: E402
 from xpnet.registry import model_from_config  # noqa: E402
-from xpnet.models.presets import CNN_MODELS, model_spec, preset_settings  # noqa: E402
+from xpnet.models.presets import CNN_MODELS, model_spec, preset_settings, with_overrides  # noqa: E402
+from xpnet.cli.train import _with_label_smoothing  # noqa: E402
 from bench.checkout import checkout_id  # noqa: E402
 from bench.results import experiment_folder, record_run  # noqa: E402
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="numpy")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--augment", default=None, help="the preset with `xpnet train --augment`'s layers first, e.g. crop,flip")
-    p.add_argument("--optimizer", default=None, help="in place of the preset's (adam), e.g. nesterov or adamw")
+    p.add_argument("--optimizer", default=None, help="in place of the preset's, e.g. adam or adamw (without --lr: at its default rate)")
     p.add_argument("--lr", type=float, default=None, help="in place of the preset's rate")
     p.add_argument("--weight-decay", type=float, default=None, help="as `xpnet train --weight-decay`")
     p.add_argument("--batch-size", type=int, default=None, help="in place of the preset's (128)")
@@ -53,25 +54,19 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = preset_settings(args.preset)
     cfg["seed"] = args.seed
-    if args.epochs is not None:
-        cfg["epochs"] = args.epochs
-    if args.augment:
-        cfg["augment"] = args.augment
-    for key in ("optimizer", "lr", "weight_decay", "batch_size"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    overrides = ("optimizer", "lr", "weight_decay", "batch_size", "label_smoothing")  # beside the preset's
+    with_overrides(cfg, {k: getattr(args, k) for k in ("epochs", "augment") + overrides[:-1]})
     X, y, Xt, yt = load_mnist(cfg["dataset"], args.data_dir, download=False)
     X, Xt = as_images(X, (1, 28, 28)), as_images(Xt, (1, 28, 28))
     scaler = Scaler(cfg["scale"]).fit(X)
     Xs, Xts = scaler.transform(X, cfg["dtype"]), scaler.transform(Xt, cfg["dtype"])
-    spec = model_spec(784, 10, cfg)
-    if args.label_smoothing is not None:
-        spec["config"]["loss"] = {"class": "SoftmaxCrossEntropy.v1", "config": {"label_smoothing": args.label_smoothing}}
+    spec = _with_label_smoothing(model_spec(784, 10, cfg), args)  # as `xpnet train --label-smoothing`
     model = model_from_config(spec, args.backend, **({"compile": True} if args.compile else {}))
     out = open(args.out, "a") if args.out else None
     head = {"record": "meta", "preset": args.preset, "seed": args.seed, "backend": args.backend,
-            "compile": args.compile, "augment": args.augment,
-            **{k: getattr(args, k) for k in ("optimizer", "lr", "weight_decay", "batch_size", "label_smoothing") if getattr(args, k) is not None}, "epochs": cfg["epochs"], "command": " ".join(["python"] + sys.argv)}
+            "compile": args.compile, "augment": cfg["augment"], "epochs": cfg["epochs"],
+            **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None},
+            "command": " ".join(["python"] + sys.argv)}
 
     def emit(row):
         line = json.dumps(row)

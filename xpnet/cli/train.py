@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..init import check_seed
 from ..models.presets import (DEFAULTS, PRESETS, as_images, default_lr, fit_options, learning_rate,  # noqa: F401
-                              model_spec, preset_for, preset_settings, read_model_file, takes_images)
+                              model_spec, preset_for, preset_settings, read_model_file, takes_images, with_overrides)
 from ..models.presets import AUGMENT_HELP, canonical_augment
 from ..layers.base import param_key
 from ..data.datasets import CLASS_NAMES, class_mapping_note
@@ -234,14 +234,8 @@ def resolve_config(args, saved: dict | None = None) -> dict:
     resumed run's saved config as it is (its flags are the saved ones: `check_resume_flags`)."""
     if saved:
         return dict(DEFAULTS, **saved)
-    cfg = preset_settings(args.preset) if args.preset else dict(DEFAULTS)
-    preset_optimizer = cfg["optimizer"]
-    for key in list(DEFAULTS) + ["dataset"]:
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg[key] = value
-    if cfg["optimizer"] != preset_optimizer and getattr(args, "lr", None) is None:
-        cfg["lr"] = None  # a preset's rate is its optimizer's (resnet-fashion's SGD 0.1): another trains at its own
+    cfg = with_overrides(preset_settings(args.preset) if args.preset else dict(DEFAULTS),
+                         {key: getattr(args, key, None) for key in list(DEFAULTS) + ["dataset"]})
     if args.batch_size is not None:
         cfg["minibatches"] = None
     if args.minibatches is not None:

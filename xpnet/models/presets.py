@@ -279,6 +279,17 @@ def preset_settings(name: str) -> dict:
     return dict(DEFAULTS, **PRESETS[name].settings)
 
 
+def with_overrides(cfg: dict, given: dict) -> dict:
+    """cfg (DEFAULTS, a preset's settings over them) with the settings `given` over it, those given as None left
+    alone. A preset's rate goes with its optimizer: naming another optimizer without a rate trains at that
+    optimizer's default rate (resnet-fashion's SGD 0.1 would make Adam diverge)."""
+    optimizer = cfg.get("optimizer")
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    if cfg.get("optimizer") != optimizer and given.get("lr") is None:
+        cfg["lr"] = None
+    return cfg
+
+
 def model_spec(n_features: int, n_classes: int, cfg: dict) -> dict:
     """The model the resolved settings describe, as a registry config (JSON data): what
     `xpnet.model_from_config` builds. A --model file's config as it is (the settings' seed and dtype where
