@@ -230,3 +230,19 @@ def test_the_installed_command_prints_one_line(tmp_path):
                            "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"xpnet train: error: {path}: X is 1-D"), proc.stderr
+
+
+@pytest.mark.parametrize("shape", [(50, 7), (9, 3, 5, 5), (1, 4)])
+def test_first_nonfinite_in_chunks_is_argwhere(shape):
+    """The NaN/infinity check reads chunks of rows (a memory-mapped file in one pass, no whole-array mask) and
+    finds the same first place as a whole-array argwhere, whatever the chunk."""
+    from xpnet.data.validation import first_nonfinite
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        a = rng.standard_normal(shape)
+        if trial:
+            a.flat[rng.integers(0, a.size, size=rng.integers(1, 4))] = rng.choice([np.nan, np.inf, -np.inf])
+        want = tuple(int(v) for v in np.argwhere(~np.isfinite(a))[0]) if trial else None
+        for chunk in (1, a[:1].nbytes * 2 + 1, 1 << 24):
+            assert first_nonfinite(a, chunk) == want and first_nonfinite(a.astype(np.float32), chunk) == want
+    assert first_nonfinite(np.zeros(shape, np.int64)) is None

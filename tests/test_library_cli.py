@@ -133,6 +133,38 @@ def test_predict_reads_every_format_and_several_files(tmp_path, files):
     assert rc == 2 and err.count("\n") == 1 and "missing.npy: no such file" in err
 
 
+def test_predict_reads_a_npy_memory_mapped_batch_by_batch(tmp_path, files, capsys):
+    """`xpnet predict` maps a .npy (never loads it whole) and reads it batch by batch: the labels, probabilities,
+    printed lines and --output rows equal model.predict_proba on the arrays in memory."""
+    import mmap
+    from xpnet.cli.app import main
+    from xpnet.data.predict_inputs import read_inputs
+    d, Xt, yt, names = files
+    ck = tmp_path / "m.safetensors"
+    last_json(["train", "--dataset", d / "d.csv", "--label-column", "digit", "--epochs", "2", "--hidden", "16",
+               "--checkpoint", ck, "--quiet", "--backend", "numpy", "--scale", "standardize"])
+    model = xpnet.load(ck)
+    inputs, y = read_inputs([d / "x.npy", d / "x.npy"], model.input_shape)
+    base = inputs.arrays[0]
+    while getattr(base, "base", None) is not None and not isinstance(base, mmap.mmap):
+        base = base.base
+    assert isinstance(base, mmap.mmap) and y is None and len(inputs) == 80, "the .npy is not memory-mapped"
+    for batch in (7, None):  # the same batches: the same bits (BLAS rounds a product by its rows' count)
+        np.testing.assert_array_equal(model.predict_proba(inputs, batch_size=batch),
+                                      model.predict_proba(np.concatenate([Xt, Xt]), batch_size=batch))
+    want = model.predict_proba(np.concatenate([Xt, Xt]))
+    assert main(["predict", "--checkpoint", str(ck), str(d / "x.npy"), str(d / "x.npy"), "--output",
+                 str(tmp_path / "p.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    labels = model.predict(Xt).tolist() * 2
+    assert len(lines) == 81 and lines[-1] == f"wrote {tmp_path / 'p.csv'}"
+    assert lines[40].startswith(f"{d / 'x.npy'}[0]: {labels[40]}  (p = ") and lines[39].startswith(f"{d / 'x.npy'}[39]:")
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["label"] for r in rows] == labels and [r["index"] for r in rows] == [str(i) for i in range(40)] * 2
+    np.testing.assert_array_equal([[float(r[f"p_{n}"]) for n in model.class_names_] for r in rows],
+                                  np.array([[float(f"{v:.9g}") for v in p] for p in want]))
+
+
 def test_predict_an_image_grid_of_a_square_model(tmp_path):
     pytest.importorskip("PIL")
     from PIL import Image

@@ -3,7 +3,6 @@ classifier's labels and probabilities, a regression model's outputs (one value p
 from __future__ import annotations
 
 import csv
-import io
 import sys
 
 import numpy as np
@@ -39,59 +38,73 @@ def cmd_predict(args) -> int:
 
 
 def run_predict(args) -> dict:
+    """Predict on args.files, read batch by batch (xpnet.data.predict_inputs.InputRows: a .npy is memory-mapped),
+    print a line per input and write --output as the outputs come, row by row. Returns what --json prints:
+    every prediction with its file and row (built only for --json: a list the size of the input), else the
+    counts and the score."""
     from ..data.predict_inputs import read_inputs
     model = load_for_inference(args)
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
     from ._datasets import image_shape
-    X, sources, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
-                                trained_on=model_inputs(model), wide_targets=model.regression,
-                                image_shape=image_shape((model.checkpoint_meta_ or {}).get("cli") or {}))
+    inputs, y = read_inputs(args.files, model.input_shape, args.invert, label_column,
+                            trained_on=model_inputs(model), wide_targets=model.regression,
+                            image_shape=image_shape((model.checkpoint_meta_ or {}).get("cli") or {}))
     if model.regression:
-        return predict_regression(args, model, X, sources, y)
-    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
-        proba = np.asarray(model.predict_proba(X, progress=update), dtype=np.float64)
+        return predict_regression(args, model, inputs, y)
+    with progress_bar(len(inputs), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        proba = np.asarray(model.predict_proba(inputs, progress=update), dtype=np.float64)
     idx = proba.argmax(axis=1)
     classes, names = model.classes_, model.class_names_
-    labels = [classes[i].item() for i in idx]
-    rows = [{"file": f, "index": r, "label": lab, "class_name": names[i], "probability": float(p[i]),
-             "probabilities": p.tolist()} for (f, r), lab, i, p in zip(sources, labels, idx, proba)]
-    result = {"predictions": labels, "class_names": [names[i] for i in idx], "probabilities": proba.tolist(),
-              "classes": [c.item() for c in classes], "rows": rows}
+    labels = classes[idx]
+
+    def rows():
+        for (f, r), lab, i, p in zip(inputs.sources(), labels, idx, proba):
+            yield {"file": f, "index": r, "label": lab.item(), "class_name": names[i], "probability": float(p[i]),
+                   "probabilities": p.tolist()}
+    result = {"samples": len(inputs)}
     if y is not None:
         result["accuracy"] = float(np.mean(model.encode_labels(y, len(y)) == idx))
+    if args.json:
+        result.update(predictions=labels.tolist(), class_names=[names[i] for i in idx], probabilities=proba.tolist(),
+                      classes=[c.item() for c in classes], rows=list(rows()))
     if args.output:
-        write_predictions(args.output, rows, names)
-    _show(args, _label_lines(model, rows, sources),
+        write_predictions(args.output, rows(), names)
+    _show(args, _label_lines(model, rows(), inputs.one_file),
           None if y is None else f"accuracy {result['accuracy']:.4f} against the label column ({len(y)} samples)")
     return result
 
 
-def _label_lines(model, rows: list[dict], sources):
+def _label_lines(model, rows, one_file: bool):
     """A printed line per prediction (made as printed): where, the label (and its class name where the model
     has names), the probability."""
     show_name = label_names(model) is not None
     for row in rows:
         name = f" ({row['class_name']})" if show_name else ""
-        yield f"{_where(row, sources)}: {row['label']}{name}  (p = {row['probability']:.3f})"
+        yield f"{_where(row, one_file)}: {row['label']}{name}  (p = {row['probability']:.3f})"
 
 
-def predict_regression(args, model, X, sources, y) -> dict:
+def predict_regression(args, model, inputs, y) -> dict:
     """A regression checkpoint's outputs for the inputs: `predictions` one value per input for one output, else
     one list of `outputs` values each (no labels, no probabilities); R² against the files' targets (a .csv's
     label column, an .npz's y) when every file has them; --output writes them as CSV columns."""
-    with progress_bar(len(X), "predict", not args.quiet and sys.stderr.isatty()) as update:
-        pred = np.asarray(model.predict(X, progress=update), dtype=np.float64)
+    with progress_bar(len(inputs), "predict", not args.quiet and sys.stderr.isatty()) as update:
+        pred = np.asarray(model.predict(inputs, progress=update), dtype=np.float64)
     k = pred.shape[1]
-    values = pred[:, 0].tolist() if k == 1 else pred.tolist()
-    rows = [{"file": f, "index": r, "prediction": v} for (f, r), v in zip(sources, values)]
-    result = {"task": "regression", "predictions": values, "outputs": k, "rows": rows}
+
+    def rows():
+        for (f, r), p in zip(inputs.sources(), pred):
+            yield {"file": f, "index": r, "prediction": float(p[0]) if k == 1 else p.tolist()}
+    result = {"task": "regression", "samples": len(inputs), "outputs": k}
     if y is not None:
         from ..data.regression import r2_score
         result["r2"] = r2_score(model.encode_labels(y, len(y), "the files' targets (a .csv label column, an .npz y)"),
                                 pred)
+    if args.json:
+        result.update(predictions=pred[:, 0].tolist() if k == 1 else pred.tolist(), rows=list(rows()))
     if args.output:
-        write_outputs(args.output, sources, pred)
-    _show(args, (f"{_where(row, sources)}: {', '.join(f'{v:.6g}' for v in p)}" for row, p in zip(rows, pred)),
+        write_outputs(args.output, inputs.sources(), pred)
+    _show(args, (f"{_where(row, inputs.one_file)}: {', '.join(f'{v:.6g}' for v in p)}"
+                 for row, p in zip(rows(), pred)),
           None if y is None else f"R² {result['r2']:.4f} against the files' targets ({len(y)} samples)")
     return result
 
@@ -109,34 +122,33 @@ def _show(args, lines, score: str | None) -> None:
         print(f"wrote {args.output}")
 
 
-def _where(row: dict, sources) -> str:
+def _where(row: dict, one_file: bool) -> str:
     """How a printed prediction names its input: the row index when all come from one file, else the file (and
     its row)."""
-    if len({f for f, _ in sources}) == 1:
+    if one_file:
         return str(row["index"] if row["index"] is not None else 0)
     return row["file"] if row["index"] is None else f"{row['file']}[{row['index']}]"
 
 
 def write_outputs(path, sources, pred) -> None:
-    """A CSV of a regression model's outputs: file, index, then `prediction` (one output) or prediction_0, ...
-    (one column per output)."""
-    from ..saving.files import atomic_write_text
+    """A CSV of a regression model's outputs, written row by row: file, index, then `prediction` (one output)
+    or prediction_0, ... (one column per output). sources: (file, row or None) per row of pred."""
+    from ..saving.files import atomic_open
     k = pred.shape[1]
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["file", "index"] + (["prediction"] if k == 1 else [f"prediction_{i}" for i in range(k)]))
-    for (f, r), p in zip(sources, pred):
-        w.writerow([f, "" if r is None else r, *(f"{v:.9g}" for v in p)])
-    atomic_write_text(path, out.getvalue())
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "index"] + (["prediction"] if k == 1 else [f"prediction_{i}" for i in range(k)]))
+        for (name, r), p in zip(sources, pred):
+            w.writerow([name, "" if r is None else r, *(f"{v:.9g}" for v in p)])
 
 
-def write_predictions(path, rows: list[dict], names: list[str]) -> None:
-    """A CSV of predictions: file, index, label, class_name, then one probability column per class."""
-    from ..saving.files import atomic_write_text
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])
-    for r in rows:
-        w.writerow([r["file"], "" if r["index"] is None else r["index"], r["label"], r["class_name"],
-                    *(f"{p:.9g}" for p in r["probabilities"])])
-    atomic_write_text(path, out.getvalue())
+def write_predictions(path, rows, names: list[str]) -> None:
+    """A CSV of predictions, written row by row: file, index, label, class_name, then one probability column
+    per class. rows: an iterable of run_predict's row dicts."""
+    from ..saving.files import atomic_open
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "index", "label", "class_name"] + [f"p_{n}" for n in names])
+        for r in rows:
+            w.writerow([r["file"], "" if r["index"] is None else r["index"], r["label"], r["class_name"],
+                        *(f"{p:.9g}" for p in r["probabilities"])])

@@ -47,7 +47,7 @@ def _npy_files(path: Path, what: str) -> list[Path]:
     return [path]
 
 
-def _mapped(path: Path) -> np.ndarray:
+def mapped(path: Path) -> np.ndarray:
     """np.load(path, mmap_mode="r"): the array's header read, its data mapped, not read."""
     with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
         try:
@@ -65,6 +65,19 @@ def _mapped(path: Path) -> np.ndarray:
     return a
 
 
+def gather(arrays, offsets, idx: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+    """Rows idx (int64, in [0, offsets[-1])) of the arrays laid end to end (arrays[k] holds rows offsets[k] to
+    offsets[k+1]-1), as one (len(idx), *shape) array of dtype."""
+    if len(arrays) == 1:
+        return np.take(arrays[0], idx, axis=0).astype(dtype, copy=False)
+    shard = np.searchsorted(offsets, idx, side="right") - 1
+    out = np.empty((len(idx), *shape), dtype=dtype)
+    for k in np.unique(shard):
+        mask = shard == k
+        out[mask] = np.take(arrays[k], idx[mask] - offsets[k], axis=0)
+    return out
+
+
 class NpyDataset:
     """A map-style dataset (len, __getitems__) of memory-mapped .npy files: x (samples, *sample_shape) of real
     numbers (bool, integer or float) and y (samples,) integer class indices >= 0.
@@ -76,7 +89,7 @@ class NpyDataset:
     def __init__(self, x, y):
         xpath = Path(x).expanduser()
         self.x_files = _npy_files(xpath, "the dataset (x)")
-        self.maps = [_mapped(p) for p in self.x_files]  # np.memmap: the files' pages, read when touched
+        self.maps = [mapped(p) for p in self.x_files]  # np.memmap: the files' pages, read when touched
         self.xs = [np.asarray(a) for a in self.maps]  # plain ndarray views of them: cheaper to index
         first = self.xs[0]
         for p, a in zip(self.x_files, self.xs):
@@ -100,7 +113,7 @@ class NpyDataset:
     def _labels(self, y):
         if isinstance(y, (str, Path)):
             files = _npy_files(Path(y).expanduser(), "--labels")
-            ys = [np.asarray(_mapped(p)) for p in files]
+            ys = [np.asarray(mapped(p)) for p in files]
         else:
             files, ys = [Path("y")], [np.asarray(y)]
         where = files[0] if len(files) == 1 else files[0].parent
@@ -126,24 +139,14 @@ class NpyDataset:
         """All labels (samples,) int64, in memory (8 bytes a row: a small part of x)."""
         return np.concatenate([np.asarray(a, dtype=np.int64) for a in self.ys])
 
-    def _gather(self, arrays, idx: np.ndarray, shape: tuple, dtype) -> np.ndarray:
-        if len(arrays) == 1:
-            return np.take(arrays[0], idx, axis=0)
-        shard = np.searchsorted(self.offsets, idx, side="right") - 1
-        out = np.empty((len(idx), *shape), dtype=dtype)
-        for k in np.unique(shard):
-            mask = shard == k
-            out[mask] = np.take(arrays[k], idx[mask] - self.offsets[k], axis=0)
-        return out
-
     def __getitems__(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """(x (len(indices), *sample_shape) in the file's dtype, y (len(indices),) int64) of the rows `indices`."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise InputError(f"{self.name}: row {int(idx.max() if idx.max() >= self.n else idx.min())} asked of "
                              f"{self.n} rows")
-        return (self._gather(self.xs, idx, self.sample_shape, self.dtype),
-                self._gather(self.ys, idx, (), self.ys[0].dtype).astype(np.int64, copy=False))
+        return (gather(self.xs, self.offsets, idx, self.sample_shape, self.dtype),
+                gather(self.ys, self.offsets, idx, (), self.ys[0].dtype).astype(np.int64, copy=False))
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """x of rows start..stop-1, read as consecutive slices of the shards (a streaming pass's chunk)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import as_label_array, distinct, is_names, shown
+from .validation import first_nonfinite
 from ..errors import DataError, InputError  # DataError: also xpnet.data.datasets'
 from ..saving.files import fsync_dir, looks_pickled, no_unpickling, refuse_pickle
 
@@ -573,8 +574,9 @@ def _features(source: str, name: str, X, width: int | None = None) -> None:
     if width is not None and X.shape[1] != width:
         raise DataError(f"{source}: {name} has {X.shape[1]} features per sample but X has {width}; the test set "
                         f"needs the same feature columns as the training set")
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        r, c = np.argwhere(~np.isfinite(X))[0]
+    bad = first_nonfinite(X)
+    if bad is not None:
+        r, c = bad
         raise DataError(f"{source}: {name} holds NaN or infinity (first at row {r}, column {c}); remove or impute "
                         f"those values")
 

@@ -4,7 +4,9 @@
 row, with or without the label column (the other columns are the features; a label column's values are
 compared with the predictions); images (png, jpg, ...: gray levels, or RGB for a 3-channel model, resized to
 the model's input); a folder: its image files at any depth, sorted by path (an image dataset's class folders).
-Every input becomes (samples, *input_shape) host data, raw: the model applies its own preprocessing.
+Every input becomes (samples, *input_shape) host data, raw (the model applies its own preprocessing), and
+all of them one `InputRows` dataset that the model reads batch by batch: a .npy file is memory-mapped, so
+predicting on one larger than memory holds only a batch of it (and the outputs).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import gather, mapped
 from .datasets import DataError, load_array_file
 from ..errors import InputError
 from ..saving.files import no_unpickling
@@ -22,11 +25,46 @@ from .validation import check_X, host_samples
 
 
 
+class InputRows:
+    """What `xpnet predict` read, as a map-style dataset (len, __getitems__; `model.predict_proba` reads it batch
+    by batch): the files' samples (samples, *input_shape) one after another, each file's array as it was read
+    (a .npy memory-mapped, so a file larger than memory is never held whole), and where each row came from.
+
+    blocks: [(path, array (rows, *input_shape), single)], single: the file is one sample (an image)."""
+
+    def __init__(self, blocks):
+        self.paths = [str(p) for p, _, _ in blocks]
+        self.arrays = [a for _, a, _ in blocks]
+        self.single = [bool(one) for _, _, one in blocks]
+        self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
+        self.dtype = np.result_type(*self.arrays)
+        self.sample_shape = tuple(self.arrays[0].shape[1:])
+        self.one_file = len(self.paths) == 1  # rows named by their index alone
+        self.name = self.paths[0] if self.one_file else f"{len(self.paths)} files"
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitems__(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """(x (len(indices), *input_shape) in the files' common dtype, zeros: the rows carry no targets here)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return gather(self.arrays, self.offsets, idx, self.sample_shape, self.dtype), np.zeros(len(idx), np.int64)
+
+    def sources(self):
+        """(file, row index in it, or None for a file that is one sample) of every row, in order (made as read)."""
+        for path, a, one in zip(self.paths, self.arrays, self.single):
+            for i in range(len(a)):
+                yield path, None if one else i
+
+    def __repr__(self) -> str:
+        return f"InputRows({self.name!r}, {len(self)} rows of {self.sample_shape} {self.dtype})"
+
+
 def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
                 wide_targets: bool = False, image_shape=None):
-    """(X (samples, *input_shape), sources [(file, row index or None)], labels or None) over all `paths`.
-    Labels come back only when every file has them (a .csv label column, an .npz y). wide_targets: an .npz's
-    (samples, outputs) y counts too (a regression model's targets); otherwise only a (samples,) y does.
+    """(InputRows over all `paths`, labels or None). Labels come back only when every file has them (a .csv
+    label column, an .npz y). wide_targets: an .npz's (samples, outputs) y counts too (a regression model's
+    targets); otherwise only a (samples,) y does.
 
     trained_on: (kind, dataset) of the model's training data, kind "images", "table" or None (unknown). An
     image for a model trained on a table is refused (it was resized into the table's features), and so is an
@@ -37,7 +75,7 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     paths = [q for p in paths for q in _expand(Path(p))]
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
-    blocks, sources, labels = [], [], []
+    blocks, labels = [], []
     for path in paths:
         try:
             X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on,
@@ -51,16 +89,14 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
             raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
                              f"images, or their pixels ({math.prod(input_shape)} values{f', {side}' if side else ''} per "
                              f"sample) as rows") from None
-        blocks.append(X)
-        sources += [(str(path), None if single else i) for i in range(len(X))]
+        blocks.append((path, X, single))
         labels.append(y)
-    X = blocks[0] if len(blocks) == 1 else np.concatenate([b.astype(np.result_type(*blocks)) for b in blocks])
     if wide_targets and len(labels) > 1 and all(v is not None for v in labels) and len({v.ndim for v in labels}) > 1:
         labels = [v.reshape(len(v), -1) for v in labels]  # (samples,) and (samples, 1) targets of one output
     if len(labels) > 1 and all(v is not None for v in labels) and len({v.shape[1:] for v in labels}) > 1:
         labels = [None]  # targets of different widths: predict only
     y = None if any(v is None for v in labels) else np.concatenate(labels) if len(labels) > 1 else labels[0]
-    return X, sources, y
+    return InputRows(blocks), y
 
 
 def _expand(path: Path) -> list:
@@ -97,15 +133,8 @@ def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, tr
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    if suffix == ".npy":
-        with no_unpickling(path, "holds pickled data", "save a plain numeric array with numpy.save(path, X)"):
-            try:
-                X = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                if "allow_pickle" in str(exc):
-                    raise
-                raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
-        return _fit_shape(path, np.asarray(X), input_shape, False), None, False
+    if suffix == ".npy":  # memory-mapped: rows read when a batch needs them
+        return _fit_shape(path, np.asarray(mapped(path)), input_shape, False), None, False
     if suffix == ".npz":
         return _read_npz(path, input_shape, wide_targets)
     if suffix == ".csv":

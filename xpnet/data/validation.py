@@ -44,11 +44,26 @@ def check_X(X, input_shape=None, name: str = "X") -> np.ndarray:
             hint = " (channels last? transpose it to channels first with X.transpose(0, 3, 1, 2))"
         raise InputError(f"{name} has samples of shape {tuple(arr.shape[1:])} but the model expects "
                          f"{tuple(input_shape)}{hint}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
+    bad = first_nonfinite(arr)
+    if bad is not None:
         where = f"row {bad[0]}, column {bad[1]}" if arr.ndim == 2 else f"sample {bad[0]}, index {tuple(bad[1:])}"
         raise InputError(f"{name} contains NaN or infinity (first at {where}); remove or impute those values")
     return arr
+
+
+def first_nonfinite(arr: np.ndarray, chunk_bytes: int = 1 << 24) -> tuple | None:
+    """The index of the first NaN or infinity of arr (at least 1-D) in C order, or None (integers: None). Read
+    in chunks of rows of about chunk_bytes, so a memory-mapped file is checked in one pass, with no mask the
+    size of the array."""
+    if arr.dtype.kind != "f":
+        return None
+    rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
+    for s in range(0, len(arr), rows):
+        ok = np.isfinite(arr[s:s + rows])
+        if not ok.all():
+            bad = np.argwhere(~ok)[0]
+            return (int(bad[0]) + s, *(int(v) for v in bad[1:]))
+    return None
 
 
 def sample_shape(shape, input_shape, one: bool = True) -> tuple | None:

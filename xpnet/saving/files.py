@@ -53,9 +53,18 @@ def no_unpickling(path, what: str, fix: str, error=InputError):
 
 
 def atomic_write(path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never a part: a temporary
-    file in the same folder, fsync'd, renamed over `path`, the folder fsync'd. Stale temporaries of a
-    writer killed mid-write are removed. The file gets the usual mode for new files (0666 less the umask)."""
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a part (`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_open(path, mode: str = "wb", **kwargs):
+    """A file to write `path` through, so that a reader sees the old file or the new one, never a part: a
+    temporary file in the same folder, written as the block runs (so a long output streams, never held whole),
+    fsync'd, renamed over `path` when the block ends, the folder fsync'd; an error in the block leaves `path`
+    as it was. Stale temporaries of a writer killed mid-write are removed. The file gets the usual mode for
+    new files (0666 less the umask). mode: "wb", or "w" with open()'s text arguments (encoding, newline)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,8 +73,8 @@ def atomic_write(path, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # the mode open() would give, not mkstemp's private 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
