@@ -15,7 +15,11 @@ The data wait is measured in the training thread: the seconds the step spends in
 N: `Prefetcher.get`, the wait for the reader and `Backend.ready`), summed over the steps and divided by the fit's
 wall time (the first, warm-up epoch of each run excluded: a GPU's first steps compile kernels). Reported per
 condition: the median over repeats of the wait fraction, of the wait per step and of the seconds per step.
-Target (issue 34): under 5 % with prefetch. Not a CI test; time it on a quiet machine."""
+Target (issue 34): under 5 % with prefetch. Not a CI test; time it on a quiet machine.
+
+--evaluate times scoring instead: `model.evaluate(dataset, batch_size=--batch-size, prefetch=N)` over all --rows
+rows of the same slow dataset with the same (untrained) MLP, the conditions interleaved, the median seconds of
+an evaluation and per batch; both conditions' figures are checked equal."""
 from __future__ import annotations
 
 import argparse
@@ -112,10 +116,7 @@ class Timer(xpnet.Callback):
 
 
 def one_run(ds, args, prefetch: int) -> dict:
-    h = args.hidden
-    model = xpnet.Sequential([xpnet.Dense(ds.X.shape[1], h), xpnet.ReLU(), xpnet.Dense(h, h), xpnet.ReLU(),
-                              xpnet.Dense(h, 10)], optimizer=xpnet.Adam(1e-3), dtype=args.dtype, seed=1,
-                             backend=args.backend, device=args.device)
+    model = make_model(ds, args)
     with WaitClock() as clock:
         timer = Timer(clock)
         model.fit(ds, None, epochs=2, source=RandomBatches(args.batch_size, seed=2, steps_per_epoch=args.steps),
@@ -123,6 +124,34 @@ def one_run(ds, args, prefetch: int) -> dict:
     return {"prefetch": prefetch, "wait_fraction": clock.seconds / timer.seconds,
             "wait_ms_per_step": 1e3 * clock.seconds / timer.steps, "ms_per_step": 1e3 * timer.seconds / timer.steps,
             "steps": timer.steps}
+
+
+def make_model(ds, args):
+    h = args.hidden
+    return xpnet.Sequential([xpnet.Dense(ds.X.shape[1], h), xpnet.ReLU(), xpnet.Dense(h, h), xpnet.ReLU(),
+                             xpnet.Dense(h, 10)], optimizer=xpnet.Adam(1e-3), dtype=args.dtype, seed=1,
+                            backend=args.backend, device=args.device)
+
+
+def evaluate_mode(ds, args, conditions) -> int:
+    model = make_model(ds, args)
+    model.evaluate(ds, batch_size=args.batch_size)  # warm-up
+    batches = -(-len(ds) // args.batch_size)
+    times, figures = {c: [] for c in conditions}, {}
+    for r in range(args.repeats):
+        for c in (conditions if r % 2 == 0 else conditions[::-1]):
+            t0 = time.perf_counter()
+            figures[c] = model.evaluate(ds, batch_size=args.batch_size, prefetch=c)
+            times[c].append(time.perf_counter() - t0)
+            print(f"repeat {r + 1} prefetch {c}: {times[c][-1]:.3f} s ({1e3 * times[c][-1] / batches:.2f} ms/batch)",
+                  flush=True)
+    print(f"\n| prefetch | s per evaluation ({len(ds)} rows, {batches} batches) | ms/batch |\n| --- | --- | --- |")
+    for c in conditions:
+        med = statistics.median(times[c])
+        print(f"| {c} | {med:.3f} | {1e3 * med / batches:.2f} |")
+    same = len({figures[c] for c in conditions}) == 1
+    print(f"loss and accuracy {'equal' if same else 'DIFFER'} across the conditions: {figures[conditions[0]]}")
+    return 0 if same else 1
 
 
 def main(argv=None) -> int:
@@ -139,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--json", default=None, metavar="PATH", help="append one JSON line per run here")
+    p.add_argument("--evaluate", action="store_true", help="time model.evaluate on the dataset instead of fit")
     args = p.parse_args(argv)
     conditions = [int(v) for v in args.prefetch.split(",")]
     ds = SlowRows(args.rows, 784, 10, args.read_ms / 1e3, args.decode)
@@ -147,6 +177,8 @@ def main(argv=None) -> int:
     print(f"# a read of {args.batch_size} rows: {1e3 * (time.perf_counter() - t0):.1f} ms ({args.decode}); "
           f"MLP 784-{args.hidden}-{args.hidden}-10 on {args.backend} {args.device or ''} {args.dtype}, "
           f"{args.steps} timed steps per run, {args.repeats} interleaved repeats", flush=True)
+    if args.evaluate:
+        return evaluate_mode(ds, args, conditions)
     runs = {c: [] for c in conditions}
     out = open(args.json, "a") if args.json else None
     for r in range(args.repeats):

@@ -204,6 +204,9 @@ def test_cli_trains_resumes_and_evaluates_on_mapped_files(tmp_path, mnist_rows, 
     on_arrays = _main(capsys, "evaluate", "--checkpoint", tmp_path / "b.safetensors", "--quiet")
     assert on_files["accuracy"] == on_arrays["accuracy"] and on_files["loss"] == on_arrays["loss"]
     assert on_files["confusion_matrix"] == on_arrays["confusion_matrix"] and on_files["n"] == 600
+    ahead = _main(capsys, "evaluate", "--checkpoint", tmp_path / "a.safetensors", "--quiet", "--prefetch", 2)
+    assert ahead == on_files  # its batches read in two threads: the same figures
+    _refused(capsys, "--prefetch -1: must be", "evaluate", "--checkpoint", tmp_path / "a.safetensors", "--prefetch", -1)
     _refused(capsys, "name their labels with --labels", *run, "--dataset", tmp_path / "x.npy")
     _refused(capsys, "--image-size describe an image folder", *run, "--dataset", tmp_path / "x.npy", "--labels",
              tmp_path / "y.npy", "--image-size", "28x28")

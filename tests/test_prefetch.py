@@ -388,3 +388,41 @@ def test_an_allocation_failure_in_a_reader_is_fits_out_of_memory_error():
 
     with pytest.raises(xpnet.OutOfMemory, match="lower --batch-size"):
         mlp().fit(Full(X, Y), None, epochs=1, batch_size=16, prefetch=2)
+
+
+def test_validation_evaluate_and_predict_read_a_dataset_ahead_with_the_same_figures():
+    """prefetch=N reads a dataset's batches ahead when it is scored too: fit's validation data (every epoch,
+    and eval_batches' drawn rows), evaluate, predict and predict_proba, in threads of their own, joined after;
+    the figures equal those read in the calling thread."""
+    val_plain, val_ahead = Rows(X_ALL[300:350] / 16.0, Y_ALL[300:350]), Rows(X_ALL[300:350] / 16.0, Y_ALL[300:350],
+                                                                            delay=lambda k: 0.003 * (k % 2))
+    opts = dict(epochs=2, batch_size=16, eval_every=5, eval_batches=2)
+    plain = mlp().fit(Rows(X, Y), None, validation_data=val_plain, **opts)
+    ahead = mlp().fit(Rows(X, Y), None, validation_data=val_ahead, prefetch=2, **opts)
+    assert same(plain, ahead)
+    assert plain.history_["val_loss"] == ahead.history_["val_loss"] and plain.state.step_history == ahead.state.step_history
+    assert {t for _, t in val_plain.reads} == {"MainThread"}
+    assert {t.split("_")[0] for _, t in val_ahead.reads} == {THREAD_PREFIX}
+    assert [list(i) for i, _ in val_plain.reads] == [list(i) for i, _ in val_ahead.reads]  # the same rows in order
+    test = Rows(X_ALL[400:437] / 16.0, Y_ALL[400:437], delay=lambda k: 0.002 * (k % 3))
+    for prefetch in (1, 3):
+        assert plain.evaluate(test, batch_size=5, prefetch=prefetch) == plain.evaluate(test, batch_size=5)
+        np.testing.assert_array_equal(plain.predict_proba(test, batch_size=5, prefetch=prefetch),
+                                      plain.predict_proba(test, batch_size=5))
+        np.testing.assert_array_equal(plain.predict(test, prefetch=prefetch), plain.predict(X_ALL[400:437] / 16.0))
+    assert any(t.startswith(THREAD_PREFIX) for _, t in test.reads)
+
+
+def test_a_readers_error_while_scoring_names_the_batch_and_the_threads_are_joined():
+    model = mlp().fit(X, Y, epochs=1)
+    bad = Rows(X, Y, fail_row=100)
+    with pytest.raises(PrefetchError, match=r"reading the rows of batch 7 of the evaluation in a prefetch thread "
+                                            r"failed: KeyError: 'row 100 is unreadable'"):
+        xpnet.training.loop.evaluate(model, bad, None, batch_size=16, prefetch=2)
+    with pytest.raises(PrefetchError, match=r"batch 7 of predict_proba\(dataset\)") as info:
+        model.predict_proba(bad, batch_size=16, prefetch=2)
+    assert isinstance(info.value.__cause__, KeyError)
+    for call in (lambda: model.evaluate(Rows(X, Y), prefetch=-1), lambda: model.predict(X, prefetch=1.5),
+                 lambda: model.predict_proba(Rows(X, Y), prefetch="2")):
+        with pytest.raises(xpnet.InputError, match=r"\(prefetch=.*\): must be a non-negative integer; a dataset.s"):
+            call()

@@ -105,10 +105,11 @@ def classes(ds, n_classes=None, saved_model=None) -> int:
     return k
 
 
-def evaluate(model, ds) -> tuple:
-    """(mean loss, accuracy, confusion counts) of the model on every row of ds, batch by batch."""
+def evaluate(model, ds, prefetch: int = 0) -> tuple:
+    """(mean loss, accuracy, confusion counts) of the model on every row of ds, batch by batch (prefetch: the
+    next batches read ahead by as many threads)."""
     from ..training.loop import evaluate as run
-    return run(model, model.prepare_dataset(ds), None, confusion=True)
+    return run(model, model.prepare_dataset(ds), None, confusion=True, prefetch=prefetch)
 
 
 

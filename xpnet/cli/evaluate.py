@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     sp.add_argument("--offline", action="store_true")
     from ._datasets import add_flags
     add_flags(sp)
+    sp.add_argument("--prefetch", type=int, default=0, metavar="N",
+                    help="a dataset read batch by batch (a .npy, an image folder): its next N batches read in N "
+                         "background threads while one is scored (the same figures; default 0)")
     sp.add_argument("--report", action="store_true",
                     help="print per-class precision, recall, F1 and support with their averages (--json: 'report')")
     sp.add_argument("--top-k", type=int, action="append", default=None, metavar="K",
@@ -47,6 +50,9 @@ def cmd_evaluate(args) -> int:
 
 
 def run_evaluate(args) -> dict:
+    from ..checks import Interval, check
+    check("prefetch", getattr(args, "prefetch", 0), Interval(int, 0, None),
+          hint="a dataset's batches read ahead by as many threads (0: none)")  # the CLI's own words: --prefetch -1
     model = load_for_inference(args)
     if model.regression:
         refuse_class_flags(args)
@@ -112,7 +118,7 @@ def evaluate_dataset(args, model, dataset, opts: dict) -> dict:
         raise InputError(f"--top-k needs every row's scores; evaluate {dataset} without it (--report works)")
     ds = _datasets.open_dataset(dataset, opts)
     _datasets.classes(ds, saved_model=model)
-    loss, accuracy, cm = _datasets.evaluate(model, ds)
+    loss, accuracy, cm = _datasets.evaluate(model, ds, getattr(args, "prefetch", 0))
     names, k = model.class_names_, model.n_outputs
     report = report_from_confusion(cm, names) if getattr(args, "report", False) else None
     return _classification_result(

@@ -144,8 +144,8 @@ def _run_flags(sp) -> None:
                          "--distributed ...): --batch-size is the global minibatch; a run option")
     sp.add_argument("--prefetch", type=int, default=None, metavar="N",
                     help="read and stage the next N minibatches of a dataset in N background threads while the "
-                         "step runs (the same batches, order and results; default 0: each step reads its own); "
-                         "in-memory arrays have nothing to prefetch; a run option")
+                         "step runs, and while it is scored (the same batches, order and results; default 0: each "
+                         "step reads its own); in-memory arrays have nothing to prefetch; a run option")
     sp.add_argument("--no-native-kernels", action="store_true", help="run convolution and pooling by xpnet's "
                     "array-API code even where the backend has its own kernels (torch, jax); a run option")
     sp.add_argument("--seed", type=int, default=None, help="default 1")
@@ -398,7 +398,7 @@ def run_train(args) -> dict:
     if not quiet:
         _announce(run, model, comm)
     seconds = _fit_with_signals(args, run, model, callbacks, checkpointer, comm)
-    train_acc, test_pred, test_acc, scoring = _score(run, model, bar)
+    train_acc, test_pred, test_acc, scoring = _score(run, model, bar, getattr(args, "prefetch", None) or 0)
     history = model.history_
     if args.plot and rank == 0:
         _plot(args, run, model, None if model.regression else test_pred, quiet)
@@ -698,13 +698,14 @@ def _prefetch_option(args, X) -> dict:
     return {"prefetch": prefetch} if prefetch and is_dataset(X) else {}
 
 
-def _score(run: _Run, model, bar: bool) -> tuple:
+def _score(run: _Run, model, bar: bool, prefetch: int = 0) -> tuple:
     """(train accuracy, test predictions, test accuracy, seconds): one inference pass over the training rows
-    (those fit did not hold out for validation), one over the test split when there is one (else None, None)."""
+    (those fit did not hold out for validation), one over the test split when there is one (else None, None).
+    prefetch: a dataset's batches read ahead by as many threads (--prefetch)."""
     X, y, X_test, y_test = run.X, run.y, run.X_test, run.y_test
     t1 = time.perf_counter()
     if y is None:  # a dataset read batch by batch: its accuracy, one pass
-        return _datasets.evaluate(model, X)[1], None, None, time.perf_counter() - t1
+        return _datasets.evaluate(model, X, prefetch)[1], None, None, time.perf_counter() - t1
     n_train = len(X) - int(round(len(X) * fit_options(run.cfg).get("validation_split", 0.0)))  # held out by fit
     with progress_bar(n_train, "train accuracy", bar) as update:
         train_acc = model.score(X[:n_train], y[:n_train], progress=update)

@@ -304,17 +304,19 @@ class Sequential(Network):
         with self.bk:
             return self._outputs_on_device(X, proba, batch_size, progress)
 
-    def _dataset_outputs(self, ds, proba: bool, batch_size, owner: str, progress=None):
+    def _dataset_outputs(self, ds, proba: bool, batch_size, owner: str, progress=None, prefetch: int = 0):
         """Host NumPy outputs (len(ds), ...) of a map-style dataset, its rows read and prepared batch by batch
-        (`prepare_dataset`), its targets ignored: probabilities, or output indices."""
-        from ..training.sources import read_rows
+        (`prepare_dataset`; prefetch=N: the next N batches read ahead by N threads,
+        xpnet.training.prefetch.batches_in_order), its targets ignored: probabilities, or output indices."""
+        from ..training.prefetch import batches_in_order
         batch_size = self._batch_arg(batch_size, owner)
         _check_progress(progress, owner)
         prepared, xp, chunks = self.prepare_dataset(ds), self.xp, []
-        with self.bk:
-            for s in range(0, len(prepared), batch_size):
-                e = min(s + batch_size, len(prepared))
-                z, _ = self.forward(self.cast(read_rows(self, prepared, range(s, e))[0]))
+        n = len(prepared)
+        bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+        with self.bk, batches_in_order(self, prepared, range(n), bounds, prefetch, f"{owner}(dataset)") as batches:
+            for (s, e), (xb, _) in zip(bounds, batches):
+                z, _ = self.forward(self.cast(xb))
                 chunks.append(self.loss.activation(xp, z) if proba else xp.argmax(z, axis=-1))
                 if progress is not None:
                     progress(e - s)
@@ -334,14 +336,16 @@ class Sequential(Network):
         out = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
         return self.bk.to_numpy(out) if host else out
 
-    def predict(self, X, batch_size: int | None = None, progress=None):
+    def predict(self, X, batch_size: int | None = None, progress=None, prefetch: int = 0):
         """Labels from `classes_` (argmax of the logits) for raw X: NumPy for host input, else a backend array
         (host NumPy when classes_ are not 0..outputs-1). batch_size: samples per forward (default
         `inference_batch_size()`). progress: called with the number of samples after each batch (a tqdm
         bar's `update`, as `xpnet train` and `evaluate` use on a terminal); the same for predict_proba, score
-        and evaluate."""
+        and evaluate. prefetch=N (X a dataset): its next N batches read by N threads while one is computed (the
+        same outputs); arrays: nothing to do; the same for predict_proba and evaluate."""
+        _check_prefetch(prefetch, "predict")
         if is_dataset(X):  # a map-style dataset: its rows read batch by batch (host NumPy out)
-            out = self._dataset_outputs(X, self.regression, batch_size, "predict", progress)
+            out = self._dataset_outputs(X, self.regression, batch_size, "predict", progress, prefetch)
             return out if self.regression or self._classes is None else self._classes[out]
         if self.regression:  # the outputs themselves (samples, outputs)
             return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict", progress)
@@ -350,11 +354,12 @@ class Sequential(Network):
             return idx
         return self._classes[self.bk.to_numpy(idx) if placement(idx, self.bk) == "device" else idx]
 
-    def predict_proba(self, X, batch_size: int | None = None, progress=None):
+    def predict_proba(self, X, batch_size: int | None = None, progress=None, prefetch: int = 0):
         """Output activations for raw X: softmax or sigmoid probabilities (batch, outputs), columns in the order
-        of `classes_`. X may be a map-style dataset (host NumPy out)."""
+        of `classes_`. X may be a map-style dataset (host NumPy out; prefetch as in `predict`)."""
+        _check_prefetch(prefetch, "predict_proba")
         if is_dataset(X):
-            return self._dataset_outputs(X, True, batch_size, "predict_proba", progress)
+            return self._dataset_outputs(X, True, batch_size, "predict_proba", progress, prefetch)
         return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
 
     def score(self, X, y=None, progress=None) -> float:
@@ -371,19 +376,21 @@ class Sequential(Network):
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
-    def evaluate(self, X, y=None, batch_size: int | None = None, progress=None) -> tuple[float, float]:
+    def evaluate(self, X, y=None, batch_size: int | None = None, progress=None,
+                 prefetch: int = 0) -> tuple[float, float]:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them; for a
         regression model (mean loss per sample, R²). X may be a map-style dataset (y None: its own targets, class
-        indices), read batch by batch."""
+        indices), read batch by batch (prefetch as in `predict`)."""
         from ..training.loop import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         _check_progress(progress, "evaluate")
+        _check_prefetch(prefetch, "evaluate")
         if is_dataset(X):
             if y is not None or self.regression:
                 raise InputError("evaluate(dataset): a map-style dataset brings its own class-index targets; got "
                                  + ("y as well: leave y out" if y is not None else
                                     "a regression model: evaluate it on arrays (X, y)"))
-            return evaluate(self, self.prepare_dataset(X), None, batch_size, progress)
+            return evaluate(self, self.prepare_dataset(X), None, batch_size, progress, prefetch=prefetch)
         _need_labels(y, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
@@ -521,6 +528,11 @@ def _need_labels(y, owner: str) -> None:
     if y is None:
         raise InputError(f"{owner}(X, y): arrays X need their labels y (only a map-style dataset brings its own "
                          f"targets): pass y")
+
+
+def _check_prefetch(prefetch, owner: str) -> None:
+    check("prefetch", prefetch, Interval(int, 0, None), owner=owner,
+          hint="a dataset's batches read ahead by as many threads (0: none)")
 
 
 def _check_progress(progress, owner: str) -> None:

@@ -28,7 +28,8 @@ from ..metrics import VALIDATION_METRICS, metrics_from_confusion
 from .batches import batch_bounds, shard  # noqa: F401  (also this module's names)
 # also this module's (and xpnet.training's) names
 from .callbacks import CALLBACK_HOOKS, Callback, EarlyStopping, check_callbacks, epoch_figures, epoch_line  # noqa: F401
-from .sources import BatchSource, ShuffledEpochs, check_source, eval_rows, is_dataset, read_rows
+from .prefetch import batches_in_order
+from .sources import BatchSource, ShuffledEpochs, check_source, eval_rows, is_dataset
 from .state import GRAD_NORM, HISTORY_KEYS, STEP_HISTORY_KEYS, empty_history, empty_step_history
 from .steps import make_step
 
@@ -40,7 +41,8 @@ def _scalar(model, v):
     return model.xp.astype(v, model.dtype)
 
 
-def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False, rows=None):
+def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusion: bool = False, rows=None,
+             prefetch: int = 0):
     """(mean data loss per sample, accuracy) of device arrays X: (n, features), Y: integer class indices (n,) or
     one-hot rows (n, outputs); for a sequence model ((time, outputs) logits) Y (n, time) or (n, time, outputs),
     the accuracy then the fraction of every position right (argmax over the last axis) and the confusion
@@ -48,16 +50,26 @@ def evaluate(model, X, Y, batch_size: int | None = None, progress=None, confusio
     batch by batch. rows: a host integer vector, the rows to evaluate (repeats allowed; default all).
     batch_size: default the model's `inference_batch_size()`. progress: called with
     the number of samples after each batch. confusion=True: (loss, accuracy, confusion counts) with the counts
-    a host int64 (outputs, outputs) array, rows true and columns predicted (xpnet.metrics reads them)."""
+    a host int64 (outputs, outputs) array, rows true and columns predicted (xpnet.metrics reads them).
+    prefetch=N (X a dataset): its next N batches read and staged by N threads while one is scored
+    (xpnet.training.prefetch.batches_in_order; the same figures); arrays: nothing to do."""
     batch_size = model.inference_batch_size() if batch_size is None else batch_size
+    check("prefetch", prefetch, Interval(int, 0, None), owner="evaluate",
+          hint="a dataset's batches read ahead by as many threads (0: none)")
     with model.bk:
-        return _evaluate(model, X, Y, batch_size, progress, confusion, rows)
+        if not is_dataset(X):
+            return _evaluate(model, X, Y, batch_size, progress, confusion, rows)
+        n = len(X) if rows is None else len(rows)
+        bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+        with batches_in_order(model, X, range(n) if rows is None else rows, bounds, prefetch) as batches:
+            return _evaluate(model, batches, None, batch_size, progress, confusion, rows, n)
 
 
-def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = False, rows=None):
+def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = False, rows=None, n=None):
+    """X: device arrays, or an iterator of a dataset's (x, y) batches on the device, n rows in all."""
     xp, k = model.xp, model.n_outputs
-    dataset = is_dataset(X)
-    n = len(rows) if rows is not None else (len(X) if dataset else X.shape[0])
+    dataset = n is not None
+    n = n if dataset else len(rows) if rows is not None else X.shape[0]
     total, correct, counts = 0.0, 0.0, None
     indices = True if dataset else xp.isdtype(Y.dtype, "integral")
     if rows is not None and not dataset:
@@ -65,7 +77,7 @@ def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = Fal
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
         if dataset:
-            xb, yb = read_rows(model, X, range(s, e) if rows is None else rows[s:e])
+            xb, yb = next(X)
             xb = model.cast(xb)
         elif rows is not None:
             xb, yb = model.cast(model.bk.take(X, rows_d[s:e])), model.bk.take(Y, rows_d[s:e])
@@ -132,8 +144,9 @@ def fit(model, X, y, *, epochs: int | None = None, steps: int | None = None, bat
     class_weight ({label: weight} or "balanced") and sample_weight ((n,) numbers): each minibatch's loss is
     the weighted mean, divided by the sum of the minibatch's weights (over its micro-batches and ranks too).
     prefetch=N (X a dataset): N threads read and stage the next N minibatches while the step runs, the same
-    batches in the same order, the state that of the last step taken (xpnet.training.prefetch); 0 (default):
-    each step reads its own. With arrays (already on the device) it does nothing.
+    batches in the same order, the state that of the last step taken (xpnet.training.prefetch); validation
+    data that is a dataset is read ahead so too; 0 (default): each step reads its own. With arrays (already on
+    the device) it does nothing.
 
     The targets stay class indices (integers) on the device; each step's loss makes its minibatch's one-hot
     rows (xpnet.losses). Validation figures include precision, recall and F1 (val_f1_macro, ...:
@@ -426,7 +439,7 @@ class _Run:
     def __init__(self, model, data: _Data, source: BatchSource, step, callbacks: list, params: dict, o: _Options):
         self.model, self.st, self.data, self.source, self.step = model, model.state, data, source, step
         self.callbacks, self.params, self.verbose, self.eval_every = callbacks, params, o.verbose, o.eval_every
-        self.eval_batches = o.eval_batches
+        self.eval_batches, self.prefetch = o.eval_batches, o.prefetch
         self.begin_hooks = [cb.on_batch_begin for cb in callbacks if cb.implements("on_batch_begin")]
         self.end_hooks = [cb.on_batch_end for cb in callbacks if cb.implements("on_batch_end")]
         self.bounds, self.r0 = [], 0
@@ -539,8 +552,8 @@ class _Run:
             seed = model.seed if isinstance(model.seed, int) and not isinstance(model.seed, bool) else 0
             per = self.source.batch_rows()
             rows = eval_rows(step_no, seed=seed, n=n, rows=self.eval_batches * per)
-            return evaluate(model, X, Y, batch_size=per, confusion=confusion, rows=rows)
-        return evaluate(model, X, Y, confusion=confusion)
+            return evaluate(model, X, Y, batch_size=per, confusion=confusion, rows=rows, prefetch=self.prefetch)
+        return evaluate(model, X, Y, confusion=confusion, prefetch=self.prefetch)
 
     def end_epoch(self, epoch: int, losses: list, correct, t0: float) -> dict:
         """The epoch's figures from one host transfer (divergence refused), history, state, callbacks."""

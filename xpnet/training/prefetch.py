@@ -31,8 +31,11 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 
 from ..errors import PrefetchError
+from .sources import read_rows
 
 #: the name every prefetch thread's name starts with (tests look for leaked ones by it)
 THREAD_PREFIX = "xpnet-prefetch"
@@ -47,6 +50,24 @@ def stage_rows(model, ds, idx) -> tuple:
     return bk.stage(xh, None if model.integer_input else model.dtype), bk.stage(yh)
 
 
+@contextmanager
+def batches_in_order(model, ds, order, bounds, depth: int = 0, what: str = "the evaluation"):
+    """The minibatches (x, y) on the model's device of the map-style dataset `ds`, rows order[s:e] for each (s, e)
+    of `bounds` in turn, as an iterator: read on the calling thread (depth 0: `sources.read_rows`) or read ahead
+    by a Prefetcher of `depth` threads, joined when the block ends however it ends. Evaluation and prediction
+    on a dataset read their batches so; the values are the same either way. what: names the reads in a
+    PrefetchError ("batch 3 of the evaluation", "batch 3 of predict(dataset)")."""
+    if not depth:
+        yield (read_rows(model, ds, order[s:e]) for s, e in bounds)
+        return
+    pf = Prefetcher(partial(stage_rows, model, ds), model.bk.ready, depth, what)
+    try:
+        pf.start(0, order, [(i, s, e) for i, (s, e) in enumerate(bounds)])
+        yield (pf.get(s, e) for s, e in bounds)
+    finally:
+        pf.close()
+
+
 class Prefetcher:
     """Reads ahead, in order: `read(indices)` (called in the threads; returns staged arrays) of each minibatch an
     epoch will take, `depth` minibatches in flight on `depth` threads; `ready(staged)` (called on the training
@@ -57,8 +78,8 @@ class Prefetcher:
         p.close()                      cancel, finish the running reads, join the threads (idempotent)
     """
 
-    def __init__(self, read, ready, depth: int):
-        self.read, self.ready, self.depth = read, ready, int(depth)
+    def __init__(self, read, ready, depth: int, what: str | None = None):
+        self.read, self.ready, self.depth, self.what = read, ready, int(depth), what
         self.pool = None
         self.pending = deque()  # (i, s, e, future), in the source's order
         self.plan, self.order, self.epoch = iter(()), None, 0
@@ -87,8 +108,9 @@ class Prefetcher:
         self._fill()  # the next read starts before this one is waited for
         error = future.exception()  # waits; a KeyboardInterrupt while waiting is the training thread's own
         if error is not None:
-            raise PrefetchError(f"reading the rows of step {i + 1} of epoch {self.epoch + 1} in a prefetch thread "
-                                f"failed: {type(error).__name__}: {error}") from error
+            where = f"step {i + 1} of epoch {self.epoch + 1}" if self.what is None else f"batch {i + 1} of {self.what}"
+            raise PrefetchError(f"reading the rows of {where} in a prefetch thread failed: {type(error).__name__}: "
+                                f"{error}") from error
         return tuple(self.ready(a) for a in future.result())
 
     def cancel(self) -> None:
