@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     ds.__getitems__(range(args.batch_size))
     print(f"# a read of {args.batch_size} rows: {1e3 * (time.perf_counter() - t0):.1f} ms ({args.decode}); "
           f"MLP 784-{args.hidden}-{args.hidden}-10 on {args.backend} {args.device or ''} {args.dtype}, "
-          f"{args.steps} timed steps per run, {args.repeats} interleaved repeats", flush=True)
+          + ("model.evaluate over the dataset" if args.evaluate else f"{args.steps} timed steps per run")
+          + f", {args.repeats} interleaved repeats", flush=True)
     if args.evaluate:
         return evaluate_mode(ds, args, conditions)
     runs = {c: [] for c in conditions}
