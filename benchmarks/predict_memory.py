@@ -2,12 +2,15 @@
 source tree beside another (an earlier commit's checkout), run after each other in turn. Not run by CI.
 
     python benchmarks/predict_memory.py [--baseline DIR] [--rows 600000] [--print-rows 40000] [--repeats 2]
+                                        [--images 0]
 
 It trains a small MNIST checkpoint (784-32-10, one epoch, NumPy float32) with this tree, writes MNIST's 10,000
 test images as float32 rows repeated to --rows rows (600,000: 1.88 GB) and to --print-rows rows, then for each
 repeat and each tree (the order alternating) runs, as a fresh process with that tree on PYTHONPATH:
   quiet:  xpnet predict --checkpoint CK big.npy --quiet --output preds.csv
   lines:  xpnet predict --checkpoint CK small.npy          (a line per input, to a file)
+  images: xpnet predict --checkpoint CK images/ --invert no --quiet --output preds.csv   (with --images N: the
+          first N test images as PNG files; this tree also with --prefetch 2, decoding in two threads)
 sampling the process's RssAnon (its own memory: heap, arrays) and RssFile (file pages mapped into it: the
 page cache of the .npy, which the kernel may drop) from /proc/PID/status every 20 ms. It prints the medians
 and checks that both trees wrote the same CSV and the same lines, byte for byte.
@@ -18,6 +21,7 @@ import argparse
 import filecmp
 import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +66,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--dir", default="/tmp")
+    p.add_argument("--images", type=int, default=0, help="also predict on this many PNG files (default 0: not)")
     args = p.parse_args(argv)
     trees = {"this tree": REPO} | ({"baseline": Path(args.baseline).resolve()} if args.baseline else {})
     work = Path(tempfile.mkdtemp(prefix="xpnet-predict-", dir=args.dir))
@@ -73,6 +78,11 @@ def main(argv=None) -> None:
             x[s:s + len(test)] = test[:rows - s]
         x.flush()
         del x
+    if args.images:
+        from PIL import Image
+        (work / "images").mkdir()
+        for i in range(args.images):
+            Image.fromarray(test[i % len(test)].reshape(28, 28).astype(np.uint8)).save(work / "images" / f"{i:06d}.png")
     ck = work / "m.safetensors"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-m", "xpnet", "train", "--dataset", "mnist", "--data-dir", args.data_dir,
@@ -80,7 +90,7 @@ def main(argv=None) -> None:
     size = (work / "big.npy").stat().st_size
     print(f"{args.rows} x 784 float32 rows ({size / 1e9:.2f} GB) quiet with --output; {args.print_rows} rows with "
           f"a line each; {args.repeats} repeats, trees in turn", flush=True)
-    got = {k: {"quiet": [], "lines": []} for k in trees}
+    got = {k: {"quiet": [], "lines": [], "images": [], "images-prefetch": []} for k in trees}
     for r in range(args.repeats):
         for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
             env = dict(os.environ, PYTHONPATH=str(trees[name]))
@@ -95,6 +105,13 @@ def main(argv=None) -> None:
                                      work / "small.npy"], env, out, work)
             got[name]["quiet"].append(quiet)
             got[name]["lines"].append(lines)
+            for flags, key in (([], "images"), (["--prefetch", "2"], "images-prefetch")):
+                if args.images and (not flags or name == "this tree"):
+                    got[name][key].append(run_sampled(
+                        [sys.executable, "-m", "xpnet", "predict", "--checkpoint", ck, work / "images", "--invert",
+                         "no", "--quiet", "--output", work / f"{key}-{tag}.csv", *flags], env, subprocess.DEVNULL, work))
+                    print(f"  repeat {r + 1} {name:9s}: {key} {got[name][key][-1][0]:6.2f} s, peak RssAnon "
+                          f"{got[name][key][-1][1] / GIB:.3f} GiB", flush=True)
             print(f"  repeat {r + 1} {name:9s}: quiet {quiet[0]:6.2f} s, peak RssAnon {quiet[1] / GIB:.3f} GiB, "
                   f"RssFile {quiet[2] / GIB:.3f} GiB; lines {lines[0]:6.2f} s", flush=True)
     for name, runs in got.items():
@@ -102,13 +119,17 @@ def main(argv=None) -> None:
         print(f"{name:9s}: quiet median {statistics.median(v[0] for v in q):.2f} s, peak RssAnon "
               f"{max(v[1] for v in q) / GIB:.3f} GiB (RssFile {max(v[2] for v in q) / GIB:.3f} GiB); lines median "
               f"{statistics.median(v[0] for v in lines):.2f} s")
-    if args.baseline:
-        same = filecmp.cmp(work / "preds-this-tree.csv", work / "preds-baseline.csv", shallow=False) and \
-            filecmp.cmp(work / "lines-this-tree.txt", work / "lines-baseline.txt", shallow=False)
-        print(f"the two trees' CSVs and printed lines are {'byte-identical' if same else 'DIFFERENT'}")
-    for f in work.iterdir():
-        f.unlink()
-    work.rmdir()
+        for key in ("images", "images-prefetch"):
+            if runs[key]:
+                print(f"{name:9s}: {key} ({args.images} PNG files) median {statistics.median(v[0] for v in runs[key]):.2f}"
+                      f" s, peak RssAnon {max(v[1] for v in runs[key]) / GIB:.3f} GiB")
+    pairs = [("preds-this-tree.csv", "preds-baseline.csv"), ("lines-this-tree.txt", "lines-baseline.txt"),
+             ("images-this-tree.csv", "images-baseline.csv"), ("images-this-tree.csv", "images-prefetch-this-tree.csv")]
+    for a, b in pairs:
+        if (work / a).exists() and (work / b).exists():
+            same = filecmp.cmp(work / a, work / b, shallow=False)
+            print(f"{a} and {b}: {'byte-identical' if same else 'DIFFERENT'}")
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,30 @@ def test_cli_trains_and_evaluates_on_an_image_folder(fashion, tmp_path, capsys):
     model = xpnet.load(rgb, backend="numpy")
     rows = ImageFolder(bad, size=(14, 7), color="rgb", skip_bad=True).__getitems__(np.arange(4))[0]
     assert model.input_shape == (294,) and predicted == model.predict(rows.reshape(4, -1)).tolist()
+
+
+def test_predict_decodes_images_batch_by_batch_and_reads_ahead_with_prefetch(fashion, tmp_path, monkeypatch,
+                                                                             capsys):
+    """`xpnet predict FOLDER/` checks the images' headers first and decodes each when its batch is predicted
+    (never all of them at once); --prefetch 2 decodes ahead in threads: the same outputs."""
+    from xpnet.cli import main
+    from xpnet.data import predict_inputs
+    root, X, y, order = fashion
+    model = xpnet.Sequential([Dense(784, 10)], backend="numpy", seed=1, preprocessing="unit")
+    model.fit(ImageFolder(root), None, epochs=1)
+    ck = model.save(tmp_path / "m.safetensors")
+    decoded, real = [], predict_inputs._decode_image
+    monkeypatch.setattr(predict_inputs, "_decode_image", lambda *a: decoded.append(a[0]) or real(*a))
+    inputs, _ = predict_inputs.read_inputs([root], model.input_shape, "no")
+    assert decoded == [] and len(inputs) == N and inputs.sample_shape == (784,)
+    first = inputs.__getitems__(range(5))[0]
+    assert decoded == [str(ImageFolder(root).files[i]) for i in range(5)]
+    np.testing.assert_array_equal(first, X[order][:5].reshape(5, 784).astype(np.float64))
+    outs = []
+    for flag in ("0", "2"):
+        main(["predict", "--checkpoint", str(ck), "--backend", "numpy", "--json", "--quiet", "--invert", "no",
+              "--prefetch", flag, str(root)])
+        outs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert outs[0] == outs[1] and outs[0]["predictions"] == model.predict(X[order]).tolist()
+    assert main(["predict", "--checkpoint", str(ck), "--prefetch", "-2", str(root)]) == 2
+    assert "--prefetch -2: must be" in capsys.readouterr().err

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
                     help="invert an image's gray levels (auto: when its background is light, as on paper)")
     sp.add_argument("--label-column", default=None, help="a .csv's label column, left out of the "
                     "features and compared with the predictions (default: the one it was trained with)")
+    sp.add_argument("--prefetch", type=int, default=0, metavar="N",
+                    help="read (images: decode) the next N batches of inputs in N background threads while one is "
+                         "predicted (the same outputs; default 0)")
     sp.add_argument("--output", default=None, metavar="PATH",
                     help="write a CSV: file, index, label, class_name, one probability column per class (a "
                          "regression model's: file, index, prediction or prediction_0, prediction_1, ...)")
@@ -38,11 +41,15 @@ def cmd_predict(args) -> int:
 
 
 def run_predict(args) -> dict:
-    """Predict on args.files, read batch by batch (xpnet.data.predict_inputs.InputRows: a .npy is memory-mapped),
+    """Predict on args.files, read batch by batch (xpnet.data.predict_inputs.InputRows: a .npy is memory-mapped,
+    images decoded per batch; --prefetch N: N batches read ahead),
     print a line per input and write --output as the outputs come, row by row. Returns what --json prints:
     every prediction with its file and row (built only for --json: a list the size of the input), else the
     counts and the score."""
+    from ..checks import Interval, check
     from ..data.predict_inputs import read_inputs
+    prefetch = check("prefetch", getattr(args, "prefetch", 0), Interval(int, 0, None),
+                     hint="batches of inputs read ahead by as many threads (0: none)")
     model = load_for_inference(args)
     _, label_column = data_settings(args, (model.checkpoint_meta_ or {}).get("cli") or {})
     from ._datasets import image_shape
@@ -50,9 +57,9 @@ def run_predict(args) -> dict:
                             trained_on=model_inputs(model), wide_targets=model.regression,
                             image_shape=image_shape((model.checkpoint_meta_ or {}).get("cli") or {}))
     if model.regression:
-        return predict_regression(args, model, inputs, y)
+        return predict_regression(args, model, inputs, y, prefetch)
     with progress_bar(len(inputs), "predict", not args.quiet and sys.stderr.isatty()) as update:
-        proba = np.asarray(model.predict_proba(inputs, progress=update), dtype=np.float64)
+        proba = np.asarray(model.predict_proba(inputs, progress=update, prefetch=prefetch), dtype=np.float64)
     idx = proba.argmax(axis=1)
     classes, names = model.classes_, model.class_names_
     labels = classes[idx]
@@ -83,12 +90,12 @@ def _label_lines(model, rows, one_file: bool):
         yield f"{_where(row, one_file)}: {row['label']}{name}  (p = {row['probability']:.3f})"
 
 
-def predict_regression(args, model, inputs, y) -> dict:
+def predict_regression(args, model, inputs, y, prefetch: int = 0) -> dict:
     """A regression checkpoint's outputs for the inputs: `predictions` one value per input for one output, else
     one list of `outputs` values each (no labels, no probabilities); R² against the files' targets (a .csv's
     label column, an .npz's y) when every file has them; --output writes them as CSV columns."""
     with progress_bar(len(inputs), "predict", not args.quiet and sys.stderr.isatty()) as update:
-        pred = np.asarray(model.predict(inputs, progress=update), dtype=np.float64)
+        pred = np.asarray(model.predict(inputs, progress=update, prefetch=prefetch), dtype=np.float64)
     k = pred.shape[1]
 
     def rows():

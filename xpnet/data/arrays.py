@@ -67,15 +67,20 @@ def mapped(path: Path) -> np.ndarray:
 
 def gather(arrays, offsets, idx: np.ndarray, shape: tuple, dtype) -> np.ndarray:
     """Rows idx (int64, in [0, offsets[-1])) of the arrays laid end to end (arrays[k] holds rows offsets[k] to
-    offsets[k+1]-1), as one (len(idx), *shape) array of dtype."""
+    offsets[k+1]-1), as one (len(idx), *shape) array of dtype. An array may also be an object whose
+    `take_rows(idx)` reads those rows (xpnet.data.predict_inputs.ImageRows: image files decoded then)."""
     if len(arrays) == 1:
-        return np.take(arrays[0], idx, axis=0).astype(dtype, copy=False)
+        return _take(arrays[0], idx).astype(dtype, copy=False)
     shard = np.searchsorted(offsets, idx, side="right") - 1
     out = np.empty((len(idx), *shape), dtype=dtype)
     for k in np.unique(shard):
         mask = shard == k
-        out[mask] = np.take(arrays[k], idx[mask] - offsets[k], axis=0)
+        out[mask] = _take(arrays[k], idx[mask] - offsets[k])
     return out
+
+
+def _take(a, idx: np.ndarray) -> np.ndarray:
+    return a.take_rows(idx) if hasattr(a, "take_rows") else np.take(a, idx, axis=0)
 
 
 class NpyDataset:

@@ -27,20 +27,22 @@ from .validation import check_X, host_samples
 
 class InputRows:
     """What `xpnet predict` read, as a map-style dataset (len, __getitems__; `model.predict_proba` reads it batch
-    by batch): the files' samples (samples, *input_shape) one after another, each file's array as it was read
-    (a .npy memory-mapped, so a file larger than memory is never held whole), and where each row came from.
+    by batch): the files' samples (samples, *input_shape) one after another, and where each row came from. A
+    .npy is memory-mapped and images are decoded when a batch asks for them (`ImageRows`), so inputs larger
+    than memory are never held whole.
 
-    blocks: [(path, array (rows, *input_shape), single)], single: the file is one sample (an image)."""
+    blocks: [(names, rows)]: rows an array (n, *input_shape) or an ImageRows; names the file its rows come
+    from (a str: rows named by their index in it), or one file per row (a list: images, each one sample)."""
 
     def __init__(self, blocks):
-        self.paths = [str(p) for p, _, _ in blocks]
-        self.arrays = [a for _, a, _ in blocks]
-        self.single = [bool(one) for _, _, one in blocks]
+        self.names = [names for names, _ in blocks]
+        self.arrays = [rows for _, rows in blocks]
         self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
-        self.dtype = np.result_type(*self.arrays)
+        self.dtype = np.result_type(*(a.dtype for a in self.arrays))
         self.sample_shape = tuple(self.arrays[0].shape[1:])
-        self.one_file = len(self.paths) == 1  # rows named by their index alone
-        self.name = self.paths[0] if self.one_file else f"{len(self.paths)} files"
+        files = [n for names in self.names for n in ([names] if isinstance(names, str) else names)]
+        self.one_file = len(files) == 1  # rows named by their index alone
+        self.name = files[0] if self.one_file else f"{len(files)} files"
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -52,12 +54,35 @@ class InputRows:
 
     def sources(self):
         """(file, row index in it, or None for a file that is one sample) of every row, in order (made as read)."""
-        for path, a, one in zip(self.paths, self.arrays, self.single):
-            for i in range(len(a)):
-                yield path, None if one else i
+        for names, a in zip(self.names, self.arrays):
+            if isinstance(names, str):
+                yield from ((names, i) for i in range(len(a)))
+            else:
+                yield from ((n, None) for n in names)
 
     def __repr__(self) -> str:
         return f"InputRows({self.name!r}, {len(self)} rows of {self.sample_shape} {self.dtype})"
+
+
+class ImageRows:
+    """Image files as rows (len(paths), *input_shape) float64 gray levels (or RGB channels), each decoded when a
+    batch asks for it (`take_rows`): converted to `mode` ("L" or "RGB"), resized to (h, w) with Lanczos
+    filtering, inverted per `invert` ("yes", "no", "auto": when its mean is above 127, a light background)."""
+
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, paths, input_shape, mode: str, h: int, w: int, invert: str):
+        self.paths, self.input_shape, self.mode, self.hw, self.invert = list(paths), tuple(input_shape), mode, (h, w), invert
+        self.shape = (len(self.paths), *self.input_shape)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take_rows(self, idx) -> np.ndarray:
+        out = np.empty((len(idx), *self.input_shape), dtype=np.float64)
+        for j, i in enumerate(idx):
+            out[j] = _decode_image(self.paths[int(i)], self.mode, *self.hw, self.invert).reshape(self.input_shape)
+        return out
 
 
 def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "label", trained_on=(None, None),
@@ -75,11 +100,18 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
     paths = [q for p in paths for q in _expand(Path(p))]
     if not paths:
         raise InputError("name at least one input file (.npy, .npz, .csv or an image)")
-    blocks, labels = [], []
+    blocks, labels, images = [], [], []
     for path in paths:
+        if Path(path).suffix.lower() in IMAGE_SUFFIXES:  # checked now, decoded when a batch needs it
+            plan = _image_plan(Path(path), tuple(input_shape), trained_on, image_shape)
+            if images and plan != images[-1][1]:
+                _image_block(blocks, images, input_shape, invert)
+            images.append((str(path), plan))
+            labels.append(None)
+            continue
+        _image_block(blocks, images, input_shape, invert)
         try:
-            X, y, single = _read_one(Path(path), tuple(input_shape), invert, label_column, trained_on,
-                                     wide_targets, image_shape)
+            X, y = _read_one(Path(path), tuple(input_shape), label_column, wide_targets)
         except InputError as exc:
             kind, dataset = trained_on
             if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
@@ -89,14 +121,24 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
             raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
                              f"images, or their pixels ({math.prod(input_shape)} values{f', {side}' if side else ''} per "
                              f"sample) as rows") from None
-        blocks.append((path, X, single))
+        blocks.append((str(path), X))
         labels.append(y)
+    _image_block(blocks, images, input_shape, invert)
     if wide_targets and len(labels) > 1 and all(v is not None for v in labels) and len({v.ndim for v in labels}) > 1:
         labels = [v.reshape(len(v), -1) for v in labels]  # (samples,) and (samples, 1) targets of one output
     if len(labels) > 1 and all(v is not None for v in labels) and len({v.shape[1:] for v in labels}) > 1:
         labels = [None]  # targets of different widths: predict only
     y = None if any(v is None for v in labels) else np.concatenate(labels) if len(labels) > 1 else labels[0]
     return InputRows(blocks), y
+
+
+def _image_block(blocks: list, images: list, input_shape, invert: str) -> None:
+    """The images gathered so far ([(path, (mode, h, w))], one plan) as one block of ImageRows; emptied."""
+    if images:
+        mode, h, w = images[0][1]
+        paths = [p for p, _ in images]
+        blocks.append((paths, ImageRows(paths, input_shape, mode, h, w, invert)))
+        images.clear()
 
 
 def _expand(path: Path) -> list:
@@ -127,20 +169,17 @@ def _square(input_shape) -> str:
     return f"{side}x{side}" if side * side == size else ""
 
 
-def _read_one(path: Path, input_shape: tuple, invert: str, label_column: str, trained_on=(None, None),
-              wide_targets: bool = False, image_shape=None):
-    """(X, y or None, single sample?) of one file."""
+def _read_one(path: Path, input_shape: tuple, label_column: str, wide_targets: bool = False):
+    """(X, y or None) of one file that is not an image."""
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if suffix == ".npy":  # memory-mapped: rows read when a batch needs them
-        return _fit_shape(path, np.asarray(mapped(path)), input_shape, False), None, False
+        return _fit_shape(path, np.asarray(mapped(path)), input_shape, False), None
     if suffix == ".npz":
         return _read_npz(path, input_shape, wide_targets)
     if suffix == ".csv":
         return _read_csv(path, input_shape, label_column)
-    if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape, invert, trained_on, image_shape), None, True
     raise InputError(f"{path}: unsupported file type {suffix or '(none)'!r}; pass .npy, .npz, .csv or an image "
                      f"({', '.join(IMAGE_SUFFIXES)})")
 
@@ -162,7 +201,7 @@ def _read_npz(path: Path, input_shape: tuple, wide_targets: bool = False):
     X = _fit_shape(path, X, input_shape, False)
     if y is not None and (y.ndim not in ((1, 2) if wide_targets else (1,)) or len(y) != len(X)):
         y = None  # not one label per row: predict only
-    return X, y, False
+    return X, y
 
 
 def _read_csv(path: Path, input_shape: tuple, label_column: str):
@@ -170,7 +209,7 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     feature; a header row is optional (a first row of numbers is data)."""
     try:
         X, y, _, _ = load_array_file(path, label_column=label_column)
-        return _fit_shape(path, X, input_shape, False), y, False
+        return _fit_shape(path, X, input_shape, False), y
     except DataError as exc:
         if "is not in the header" not in str(exc):
             raise
@@ -191,21 +230,22 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     if not np.isfinite(X).all():
         r, c = np.argwhere(~np.isfinite(X))[0]
         raise InputError(f"{path}: NaN or infinity at data row {r + 1}, column {c + 1}; remove or impute it")
-    return _fit_shape(path, X, input_shape, False), None, False
+    return _fit_shape(path, X, input_shape, False), None
 
 
-def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, None), image_shape=None) -> np.ndarray:
+def _image_plan(path: Path, input_shape: tuple, trained_on=(None, None), image_shape=None) -> tuple:
+    """(mode, height, width) an image file is read as for the model, its header checked (Pillow's open and
+    verify, no pixels decoded): an image for a model trained on a table, or for one whose input is no image,
+    and an unreadable file are refused in one line."""
     size = math.prod(input_shape)
     kind, dataset = trained_on
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
     if kind == "table" or (kind is None and len(input_shape) != 3 and math.isqrt(size) < 8):
         why = f"was trained on a table ({dataset})" if kind == "table" else "takes a table"
         raise InputError(f"{path}: an image, but the model {why} of {size} features per sample, not on images; pass "
                          f"its features as .csv, .npy or .npz rows")
-    try:
-        from PIL import Image
-    except ImportError:
-        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
-    size = math.prod(input_shape)
+    Image = _pil()
     side = int(round(size ** 0.5))
     if image_shape is not None and math.prod(image_shape) == size:
         mode, (h, w) = ("L" if image_shape[0] == 1 else "RGB"), image_shape[1:]
@@ -217,11 +257,30 @@ def _read_image(path: Path, input_shape: tuple, invert: str, trained_on=(None, N
     else:
         mode, h, w = "L", side, side
     try:
-        img = Image.open(path).convert(mode).resize((w, h), Image.LANCZOS)
+        with Image.open(path) as im:
+            im.verify()
     except Exception as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-    x = np.asarray(img, dtype=np.float64)
+    return mode, int(h), int(w)
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
+    return Image
+
+
+def _decode_image(path, mode: str, h: int, w: int, invert: str) -> np.ndarray:
+    """An image's pixels, float64 (h, w) or (3, h, w): converted, resized, inverted per `invert`."""
+    Image = _pil()
+    try:
+        with Image.open(path) as im:
+            x = np.asarray(im.convert(mode).resize((w, h), Image.LANCZOS), dtype=np.float64)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     x = x.transpose(2, 0, 1) if x.ndim == 3 else x
     if invert == "yes" or (invert == "auto" and x.mean() > 127):  # dark digit on light paper -> MNIST's light on dark
         x = 255.0 - x
-    return x.reshape(1, *input_shape)
+    return x
