@@ -138,3 +138,23 @@ def test_divergence_is_one_line():
 def test_env_backend_is_used():
     proc = xpnet("train", "--epochs", "1", "--quiet", "--json", env={"XPNET_BACKEND": "array_api_strict"})
     assert last_json(proc)["backend"] == "array_api_strict"
+
+
+def test_output_into_a_pipe_closed_early_stops_quietly(tmp_path):
+    """`xpnet predict ... | head -1`: the reader leaves, and xpnet stops with 141 (128 + SIGPIPE, as a shell
+    reports `cat`) and nothing on stderr; an --output file it wrote first is whole."""
+    import numpy as np
+    from xpnet.data.datasets import load_digits
+    ck = tmp_path / "m.safetensors"
+    env = {k: v for k, v in os.environ.items() if k != "XPNET_BACKEND"}
+    subprocess.run([sys.executable, "-m", "xpnet", "train", "--epochs", "1", "--checkpoint", ck, "--quiet"],
+                   env=env, check=True, cwd=tmp_path)
+    X = np.tile(load_digits()[2], (60, 1))  # 21,540 rows: far more lines than a pipe holds
+    np.save(tmp_path / "x.npy", X)
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "predict", "--checkpoint", ck, tmp_path / "x.npy",
+                             "--output", tmp_path / "p.csv"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"0: ")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141 and proc.stderr.read() == b""
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == len(X) + 1

@@ -65,6 +65,8 @@ def main(argv=None) -> int:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear line, no traceback unless --debug
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            return 141  # the reader of the output left (xpnet predict ... | head): stop quietly, as `cat` does
         if debug or not _is_user_error(exc):
             if _abort_others(exc, 1, traceback=True):
                 return 1
@@ -72,6 +74,22 @@ def main(argv=None) -> int:
         print(f"xpnet {args.command}: error: {as_flags(exc, args)}", file=sys.stderr)
         _abort_others(exc, 2)
         return 2
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll: an error on its write end); if so,
+    it is pointed at /dev/null, so that Python's flush at exit does not print the same error again."""
+    import select
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poll.poll(0)):
+            return False
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        return True
+    except (AttributeError, OSError, ValueError):  # no file descriptor (output captured), no poll
+        return False
 
 
 def _abort_others(exc, code: int, traceback: bool = False) -> bool:
