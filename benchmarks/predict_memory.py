@@ -109,7 +109,8 @@ def main(argv=None) -> None:
                 if args.images and (not flags or name == "this tree"):
                     got[name][key].append(run_sampled(
                         [sys.executable, "-m", "xpnet", "predict", "--checkpoint", ck, work / "images", "--invert",
-                         "no", "--quiet", "--output", work / f"{key}-{tag}.csv", *flags], env, subprocess.DEVNULL, work))
+                         "no", "--quiet", "--output", work / f"{key}-{tag}.csv", *flags],
+                        env, subprocess.DEVNULL, work))
                     print(f"  repeat {r + 1} {name:9s}: {key} {got[name][key][-1][0]:6.2f} s, peak RssAnon "
                           f"{got[name][key][-1][1] / GIB:.3f} GiB", flush=True)
             print(f"  repeat {r + 1} {name:9s}: quiet {quiet[0]:6.2f} s, peak RssAnon {quiet[1] / GIB:.3f} GiB, "
@@ -121,8 +122,8 @@ def main(argv=None) -> None:
               f"{statistics.median(v[0] for v in lines):.2f} s")
         for key in ("images", "images-prefetch"):
             if runs[key]:
-                print(f"{name:9s}: {key} ({args.images} PNG files) median {statistics.median(v[0] for v in runs[key]):.2f}"
-                      f" s, peak RssAnon {max(v[1] for v in runs[key]) / GIB:.3f} GiB")
+                med, peak = statistics.median(v[0] for v in runs[key]), max(v[1] for v in runs[key])
+                print(f"{name:9s}: {key} ({args.images} PNG files) median {med:.2f} s, peak RssAnon {peak / GIB:.3f} GiB")
     pairs = [("preds-this-tree.csv", "preds-baseline.csv"), ("lines-this-tree.txt", "lines-baseline.txt"),
              ("images-this-tree.csv", "images-baseline.csv"), ("images-this-tree.csv", "images-prefetch-this-tree.csv")]
     for a, b in pairs:

@@ -158,7 +158,8 @@ def test_predict_reads_a_npy_memory_mapped_batch_by_batch(tmp_path, files, capsy
     lines = capsys.readouterr().out.splitlines()
     labels = model.predict(Xt).tolist() * 2
     assert len(lines) == 81 and lines[-1] == f"wrote {tmp_path / 'p.csv'}"
-    assert lines[40].startswith(f"{d / 'x.npy'}[0]: {labels[40]}  (p = ") and lines[39].startswith(f"{d / 'x.npy'}[39]:")
+    assert lines[40].startswith(f"{d / 'x.npy'}[0]: {labels[40]}  (p = ")
+    assert lines[39].startswith(f"{d / 'x.npy'}[39]:")
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["label"] for r in rows] == labels and [r["index"] for r in rows] == [str(i) for i in range(40)] * 2
     np.testing.assert_array_equal([[float(r[f"p_{n}"]) for n in model.class_names_] for r in rows],

@@ -400,7 +400,8 @@ def test_validation_evaluate_and_predict_read_a_dataset_ahead_with_the_same_figu
     plain = mlp().fit(Rows(X, Y), None, validation_data=val_plain, **opts)
     ahead = mlp().fit(Rows(X, Y), None, validation_data=val_ahead, prefetch=2, **opts)
     assert same(plain, ahead)
-    assert plain.history_["val_loss"] == ahead.history_["val_loss"] and plain.state.step_history == ahead.state.step_history
+    assert plain.history_["val_loss"] == ahead.history_["val_loss"]
+    assert plain.state.step_history == ahead.state.step_history
     assert {t for _, t in val_plain.reads} == {"MainThread"}
     assert {t.split("_")[0] for _, t in val_ahead.reads} == {THREAD_PREFIX}
     assert [list(i) for i, _ in val_plain.reads] == [list(i) for i, _ in val_ahead.reads]  # the same rows in order

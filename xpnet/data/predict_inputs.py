@@ -5,8 +5,9 @@ row, with or without the label column (the other columns are the features; a lab
 compared with the predictions); images (png, jpg, ...: gray levels, or RGB for a 3-channel model, resized to
 the model's input); a folder: its image files at any depth, sorted by path (an image dataset's class folders).
 Every input becomes (samples, *input_shape) host data, raw (the model applies its own preprocessing), and
-all of them one `InputRows` dataset that the model reads batch by batch: a .npy file is memory-mapped, so
-predicting on one larger than memory holds only a batch of it (and the outputs).
+all of them one `InputRows` dataset that the model reads batch by batch: a .npy file is memory-mapped and
+images are decoded per batch, so predicting on inputs larger than memory holds a batch of them (and the
+outputs).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .arrays import gather, mapped
 from .datasets import DataError, load_array_file
 from ..errors import InputError
 from ..saving.files import no_unpickling
-from .images import IMAGE_SUFFIXES, image_files
+from .images import IMAGE_SUFFIXES, image_files, pil
 from .validation import check_X, host_samples
 
 
@@ -72,7 +73,8 @@ class ImageRows:
     dtype = np.dtype(np.float64)
 
     def __init__(self, paths, input_shape, mode: str, h: int, w: int, invert: str):
-        self.paths, self.input_shape, self.mode, self.hw, self.invert = list(paths), tuple(input_shape), mode, (h, w), invert
+        self.paths, self.input_shape, self.mode, self.hw = list(paths), tuple(input_shape), mode, (h, w)
+        self.invert = invert
         self.shape = (len(self.paths), *self.input_shape)
 
     def __len__(self) -> int:
@@ -114,8 +116,7 @@ def read_inputs(paths, input_shape, invert: str = "auto", label_column: str = "l
             X, y = _read_one(Path(path), tuple(input_shape), label_column, wide_targets)
         except InputError as exc:
             kind, dataset = trained_on
-            if kind != "images" or Path(path).suffix.lower() in IMAGE_SUFFIXES or \
-                    not re.search(r"must be \d-D|model expects", str(exc)):  # check_X's shape refusals
+            if kind != "images" or not re.search(r"must be \d-D|model expects", str(exc)):  # check_X's refusals
                 raise
             side = "x".join(map(str, input_shape[-2:])) if len(input_shape) == 3 else _square(input_shape)
             raise InputError(f"{exc}; the model was trained on images{f' ({dataset})' if dataset else ''}: pass "
@@ -245,7 +246,7 @@ def _image_plan(path: Path, input_shape: tuple, trained_on=(None, None), image_s
         why = f"was trained on a table ({dataset})" if kind == "table" else "takes a table"
         raise InputError(f"{path}: an image, but the model {why} of {size} features per sample, not on images; pass "
                          f"its features as .csv, .npy or .npz rows")
-    Image = _pil()
+    Image = pil()
     side = int(round(size ** 0.5))
     if image_shape is not None and math.prod(image_shape) == size:
         mode, (h, w) = ("L" if image_shape[0] == 1 else "RGB"), image_shape[1:]
@@ -264,17 +265,9 @@ def _image_plan(path: Path, input_shape: tuple, trained_on=(None, None), image_s
     return mode, int(h), int(w)
 
 
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError:
-        raise InputError('reading images needs Pillow: pip install "xpnet[images]" (or pass a .npy file)') from None
-    return Image
-
-
 def _decode_image(path, mode: str, h: int, w: int, invert: str) -> np.ndarray:
     """An image's pixels, float64 (h, w) or (3, h, w): converted, resized, inverted per `invert`."""
-    Image = _pil()
+    Image = pil()
     try:
         with Image.open(path) as im:
             x = np.asarray(im.convert(mode).resize((w, h), Image.LANCZOS), dtype=np.float64)
