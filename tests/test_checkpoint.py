@@ -102,7 +102,7 @@ def test_refuses_pickles_and_garbage(tmp_path):
     with pytest.raises(xpnet.CheckpointError, match="pickle"):
         xpnet.load(evil)
     junk = tmp_path / "junk.safetensors"
-    junk.write_bytes(os.urandom(200))
+    junk.write_bytes(b"junk" + os.urandom(196))  # not 0x80 or PK first: random bytes might start a pickle or zip
     with pytest.raises(xpnet.CheckpointError, match="not a readable xpnet checkpoint"):
         xpnet.load(junk)
     with pytest.raises(xpnet.CheckpointError, match="does not exist"):

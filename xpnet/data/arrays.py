@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..saving.files import no_unpickling
+from ..saving.files import no_unpickling, refuse_pickle
 
 #: the bytes of float64 one chunk of a streaming pass holds (Scaler.fit_chunks over a dataset)
 CHUNK_BYTES = 64 << 20
@@ -55,9 +55,9 @@ def mapped(path: Path) -> np.ndarray:
         except (OSError, ValueError, EOFError) as exc:
             if "allow_pickle" in str(exc):
                 raise
-            if "Python objects" in str(exc):
-                raise InputError(f"{path}: holds Python objects (pickled data), which are not memory-mapped; save "
-                                 f"a plain numeric array with numpy.save(path, X)") from None
+            if "Python objects" in str(exc):  # an object array: its data is a pickle
+                raise refuse_pickle(path, "holds Python objects (pickled data)",
+                                    "save a plain numeric array with numpy.save(path, X)") from None
             raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc}); write it with "
                              f"numpy.save") from None
     if not isinstance(a, np.ndarray):
