@@ -515,3 +515,25 @@ def test_a_loss_written_for_rows_gets_rows():
     a, b = run(RowsOnly()), run(xpnet.SoftmaxCrossEntropy())
     assert all(np.array_equal(a.parameters()[k], b.parameters()[k]) for k in a.parameters())
     assert a.history_["val_loss"] == b.history_["val_loss"]
+
+
+def test_evaluate_counts_the_confusion_matrix_in_the_same_pass():
+    """model.evaluate(X, y, confusion=True): the loss and accuracy of evaluate(X, y) and the confusion counts of
+    predict(X) against y, rows and columns in the order of classes_ (names here); refused for regression."""
+    from xpnet.data.datasets import load_digits
+    from xpnet.metrics import confusion_matrix
+    X, y = load_digits()[:2]
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])[y[:400]]
+    model = xpnet.Sequential([xpnet.Dense(64, 16), xpnet.ReLU(), xpnet.Dense(16, 10)], seed=0,
+                             preprocessing="unit").fit(X[:400], names, epochs=2)
+    loss, accuracy, cm = model.evaluate(X[:400], names, batch_size=64, confusion=True)
+    assert (loss, accuracy) == model.evaluate(X[:400], names, batch_size=64)
+    index = {c: i for i, c in enumerate(model.classes_.tolist())}
+    want = confusion_matrix(np.array([index[v] for v in names]),
+                            np.array([index[v] for v in model.predict(X[:400]).tolist()]), 10)
+    assert cm.dtype == np.int64 and cm.tolist() == want.tolist() and cm.sum() == 400
+    assert np.trace(cm) / 400 == pytest.approx(accuracy)
+    reg = xpnet.Sequential([xpnet.Dense(64, 1)], loss="mse", task="regression", seed=0).fit(X[:50], y[:50] * 1.0,
+                                                                                          epochs=1)
+    with pytest.raises(xpnet.InputError, match=r"confusion=True\) counts classes"):
+        reg.evaluate(X[:50], y[:50].astype(float), confusion=True)

@@ -77,27 +77,32 @@ def run_evaluate(args) -> dict:
     bar = not args.quiet and sys.stderr.isatty()
     if model.regression:
         return evaluate_regression(args, model, X, y, dataset, "test" if X_test is not None else "train", split, bar)
-    with progress_bar(len(y), "loss and accuracy", bar) as update:
-        loss, accuracy = model.evaluate(X, y, progress=update)
     truth = model.encode_labels(y, len(y))
-    with progress_bar(len(y), "confusion matrix", bar) as update:
-        pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
     k = model.n_outputs
     names = model.class_names_
-    if k <= CONFUSION_LIMIT:
-        cm = confusion_matrix(truth, pred, k)  # a sequence model's (samples, time): every position counts
+    if k <= CONFUSION_LIMIT:  # one pass: loss, accuracy and the counts (a sequence model's: every position)
+        with progress_bar(len(y), "loss, accuracy, confusion matrix", bar) as update:
+            loss, accuracy, cm = model.evaluate(X, y, progress=update, confusion=True)
     else:  # a language model's vocabulary: the counts of the classes that occur only (the same report)
+        with progress_bar(len(y), "loss and accuracy", bar) as update:
+            loss, accuracy = model.evaluate(X, y, progress=update)
+        with progress_bar(len(y), "confusion matrix", bar) as update:
+            pred = model.encode_labels(np.asarray(model.predict(X, progress=update)), len(y))
         seen = np.union1d(truth.reshape(-1), pred.reshape(-1))
         cm = confusion_matrix(np.searchsorted(seen, truth), np.searchsorted(seen, pred), len(seen))
         names = [names[i] for i in seen]
     report = None
     if getattr(args, "report", False):
         report = report_from_confusion(cm, names)
-        for top in getattr(args, "top_k", None) or []:  # not `k`: that is the number of classes, used below
+        tops = getattr(args, "top_k", None) or []  # not `k`: that is the number of classes, used below
+        for top in tops:
             if top < 1:
                 raise InputError(f"--top-k must be 1 or more, got {top}")
-            with progress_bar(len(y), f"top-{top} accuracy", bar) as update:
-                report[f"top_{top}_accuracy"] = top_k_accuracy(truth, model.predict_proba(X, progress=update), top)
+        if tops:  # the scores once, for every K
+            with progress_bar(len(y), f"top-{','.join(map(str, tops))} accuracy", bar) as update:
+                scores = model.predict_proba(X, progress=update)
+            for top in tops:
+                report[f"top_{top}_accuracy"] = top_k_accuracy(truth, scores, top)
     elif getattr(args, "top_k", None):
         raise InputError("--top-k is part of the per-class report: give --report too")
     positions = f" ({truth.size} positions)" if truth.ndim > 1 else ""

@@ -376,25 +376,34 @@ class Sequential(Network):
         labels = self.encode_labels(y, pred.shape[0])
         return float((pred == labels).mean())
 
-    def evaluate(self, X, y=None, batch_size: int | None = None, progress=None,
-                 prefetch: int = 0) -> tuple[float, float]:
+    def evaluate(self, X, y=None, batch_size: int | None = None, progress=None, prefetch: int = 0,
+                 confusion: bool = False) -> tuple:
         """(mean loss per sample, accuracy) on raw X and labels y, as `xpnet evaluate` reports them; for a
         regression model (mean loss per sample, R²). X may be a map-style dataset (y None: its own targets, class
-        indices), read batch by batch (prefetch as in `predict`)."""
+        indices), read batch by batch (prefetch as in `predict`). confusion=True (a classifier): (loss, accuracy,
+        confusion counts) from the same pass, the counts a host int64 (outputs, outputs) array, rows true and
+        columns predicted, over the output indices (the order of `classes_`; a sequence model's every position)."""
         from ..training.loop import evaluate
         batch_size = self._batch_arg(batch_size, "evaluate")
         _check_progress(progress, "evaluate")
         _check_prefetch(prefetch, "evaluate")
+        if confusion and self.regression:
+            raise InputError("evaluate(confusion=True) counts classes; this model fits continuous targets "
+                             "(task='regression'): leave confusion out")
         if is_dataset(X):
             if y is not None or self.regression:
                 raise InputError("evaluate(dataset): a map-style dataset brings its own class-index targets; got "
                                  + ("y as well: leave y out" if y is not None else
                                     "a regression model: evaluate it on arrays (X, y)"))
-            return evaluate(self, self.prepare_dataset(X), None, batch_size, progress, prefetch=prefetch)
+            return evaluate(self, self.prepare_dataset(X), None, batch_size, progress, bool(confusion),
+                            prefetch=prefetch)
         _need_labels(y, "evaluate")
         with self.bk:
             Xd = self.as_input(self.prepare(self.as_samples(X)), keep_integers=True)
-            loss, accuracy = evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress)
+            figures = evaluate(self, Xd, self.as_labels(y, Xd.shape[0]), batch_size, progress, bool(confusion))
+        if confusion:
+            return figures
+        loss, accuracy = figures
         if self.regression:
             pred = self.bk.to_numpy(self._outputs(Xd, True, batch_size, "evaluate"))
             return loss, r2_score(self.encode_labels(y, pred.shape[0]), pred)
