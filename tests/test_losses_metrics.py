@@ -537,3 +537,22 @@ def test_evaluate_counts_the_confusion_matrix_in_the_same_pass():
                                                                                           epochs=1)
     with pytest.raises(xpnet.InputError, match=r"confusion=True\) counts classes"):
         reg.evaluate(X[:50], y[:50].astype(float), confusion=True)
+
+
+def test_confusion_counts_stay_exact_past_what_a_float_holds(monkeypatch):
+    """The device counts are floats, exact up to count_limit (2**24 in float32): past it they are added into
+    host int64 counts first. With the limit lowered to 50 rows, 400 rows in batches of 64, 7 or 1 give the
+    same counts as in one go."""
+    from xpnet.data.datasets import load_digits
+    from xpnet.training import loop
+    assert loop.count_limit(np, np.float32) == 2 ** 24 and loop.count_limit(np, np.float64) == 2 ** 53
+    X, y = load_digits()[:2]
+    model = xpnet.Sequential([xpnet.Dense(64, 10)], seed=0, preprocessing="unit").fit(X[:400], y[:400], epochs=1)
+    want = model.evaluate(X[:400], y[:400], batch_size=400, confusion=True)[2]
+    monkeypatch.setattr(loop, "count_limit", lambda xp, dtype: 50)
+    moved, real = [], loop._host_counts
+    monkeypatch.setattr(loop, "_host_counts", lambda model, cm, counts: moved.append(1) or real(model, cm, counts))
+    for batch, flushes in ((64, 7), (7, 9), (1, 8)):  # each flush holds at most max(50, batch) rows, the last too
+        moved.clear()
+        assert model.evaluate(X[:400], y[:400], batch_size=batch, confusion=True)[2].tolist() == want.tolist()
+        assert len(moved) == flushes

@@ -71,6 +71,7 @@ def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = Fal
     dataset = n is not None
     n = n if dataset else len(rows) if rows is not None else X.shape[0]
     total, correct, counts = 0.0, 0.0, None
+    cm, counted, exact = None, 0, count_limit(xp, model.dtype)  # host int64 counts, rows in `counts` since
     indices = True if dataset else xp.isdtype(Y.dtype, "integral")
     if rows is not None and not dataset:
         rows_d = model.bk.asarray(rows)
@@ -92,15 +93,30 @@ def _evaluate(model, X, Y, batch_size: int, progress=None, confusion: bool = Fal
             classes = xp.reshape(xp.arange(k, dtype=labels.dtype, device=device(z)), (1, k))
             t = xp.astype(xp.reshape(labels, (-1, 1)) == classes, model.dtype)
             p = xp.astype(xp.reshape(xp.astype(pred, labels.dtype), (-1, 1)) == classes, model.dtype)
+            if counts is not None and counted + t.shape[0] > exact:  # past what the float counts hold exactly
+                cm, counts, counted = _host_counts(model, cm, counts), None, 0
             batch_counts = xp.matmul(xp.matrix_transpose(t), p)
             counts = batch_counts if counts is None else counts + batch_counts
+            counted += t.shape[0]
         if progress is not None:
             progress(e - s)
     vals = model.bk.to_numpy(xp.stack([_scalar(model, total), _scalar(model, correct)]))
     if not confusion:
         return float(vals[0]) / n, float(vals[1]) / n
-    cm = model.bk.to_numpy(counts).round().astype("int64") if counts is not None else None
-    return float(vals[0]) / n, float(vals[1]) / n, cm
+    return float(vals[0]) / n, float(vals[1]) / n, _host_counts(model, cm, counts)
+
+
+def count_limit(xp, dtype) -> int:
+    """The largest count a float of `dtype` holds exactly, and every whole number below it (float32: 2**24)."""
+    return int(2 / xp.finfo(dtype).eps)
+
+
+def _host_counts(model, cm, counts):
+    """Host int64 counts cm (or None) plus the device float counts `counts` (or None)."""
+    if counts is None:
+        return cm
+    add = model.bk.to_numpy(counts).round().astype("int64")
+    return add if cm is None else cm + add
 
 
 DEFAULT_EPOCHS = 10  # what fit trains without epochs= and steps=
