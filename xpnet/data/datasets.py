@@ -12,6 +12,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from pathlib import Path
 
@@ -460,41 +461,69 @@ def _no_header_hint(header: list[str]) -> str:
     return "; the first line holds numbers: is the header row missing? Add one that names the columns"
 
 
-def _load_csv(path: Path, label_column: str):
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc}); is it really a CSV file?") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    stream = io.StringIO(text)
-    reader = csv.reader(stream)  # reads line by line: what is left in `stream` after the header is the body
+def _csv_header(fh, path: Path, label_column: str) -> tuple[list[str], int]:
+    """Read an open CSV up to its header row, the first line that is not blank (a quoted name may span lines):
+    (the column names, the file's line number of the line after it). `fh` is left at the first data line."""
+    reader = csv.reader(fh)
     row = []
-    for row in reader:  # the header is the first line that is not blank (a quoted name may span lines)
-        if len(row) > 1 or (row and row[0].strip()):
-            break
+    try:
+        for row in reader:
+            if len(row) > 1 or (row and row[0].strip()):
+                break
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
     header = [h.strip() for h in row]
     if not any(header):
         where = f", line {reader.line_num}: the header row names no columns" if len(row) > 1 else ": empty CSV file"
         raise DataError(f"{path}{where}; expected a header row naming the columns, one of them {label_column!r}")
-    first_line, body = reader.line_num + 1, stream.read()
-    if header.count(label_column) != 1:
-        how = "appears more than once" if header.count(label_column) > 1 else "is not in the header"
-        raise DataError(f"{path}: label column {label_column!r} {how}; columns are {header}; "
-                        f"pass label_column=NAME (--label-column NAME) to pick the label column"
-                        f"{_no_header_hint(header)}")
-    if len(header) < 2:
-        raise DataError(f"{path}: only the label column {label_column!r}; expected feature columns too")
-    if not body.strip():
-        raise DataError(f"{path}: has a header but no data rows")
-    j = header.index(label_column)
+    return header, reader.line_num + 1
+
+
+def _not_utf8(path: Path, exc) -> DataError:
+    return DataError(f"{path}: not UTF-8 text ({exc}); is it really a CSV file?")
+
+
+def _csv_body(path: Path, label_column: str) -> str:
+    """The text after a CSV's header row, read again: what the error paths look through."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        _csv_header(fh, path, label_column)
+        try:
+            return fh.read()
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from None
+
+
+def _load_csv(path: Path, label_column: str):
+    """The file is read once, as NumPy parses it (never held whole as text); the error paths read it again."""
     try:
-        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None,
-                          quotechar='"')
-    except ValueError:
-        return _load_csv_named_labels(path, header, body, j, first_line)
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header, first_line = _csv_header(fh, path, label_column)
+            if header.count(label_column) != 1:
+                how = "appears more than once" if header.count(label_column) > 1 else "is not in the header"
+                raise DataError(f"{path}: label column {label_column!r} {how}; columns are {header}; "
+                                f"pass label_column=NAME (--label-column NAME) to pick the label column"
+                                f"{_no_header_hint(header)}")
+            if len(header) < 2:
+                raise DataError(f"{path}: only the label column {label_column!r}; expected feature columns too")
+            j = header.index(label_column)
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*input contained no data")
+                    data = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"')
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, exc) from None
+            except ValueError:
+                data = None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if data is None or not data.size:
+        body = _csv_body(path, label_column)
+        if not body.strip():
+            raise DataError(f"{path}: has a header but no data rows")
+        if data is None:
+            return _load_csv_named_labels(path, header, body, j, first_line)
     if data.shape[1] != len(header) or not np.isfinite(data).all():
-        raise _csv_error(path, header, body, first_line)
+        raise _csv_error(path, header, _csv_body(path, label_column), first_line)
     y = data[:, j]
     X = np.delete(data, j, axis=1)
     if (y == np.round(y)).all() and (np.abs(y) < 2**53).all():
