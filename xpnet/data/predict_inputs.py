@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from .datasets import DataError, load_array_file
 from ..errors import InputError
 from ..saving.files import no_unpickling
 from .images import IMAGE_SUFFIXES, image_files, pil
-from .validation import check_X, host_samples
+from .validation import check_X, first_nonfinite, host_samples
 
 
 
@@ -214,23 +215,25 @@ def _read_csv(path: Path, input_shape: tuple, label_column: str):
     except DataError as exc:
         if "is not in the header" not in str(exc):
             raise
-    text = path.read_text(encoding="utf-8-sig")
-    first, _, rest = text.partition("\n")
-    try:
-        [float(c) for c in first.split(",")]
-        body = text  # no header row
-    except ValueError:
-        body = rest
-    try:
-        X = np.loadtxt(body.splitlines(), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
-    except ValueError as exc:
-        raise InputError(f"{path}: not numeric CSV ({exc}); without a {label_column!r} column every column must "
-                         f"be a feature number") from None
+    with open(path, encoding="utf-8-sig", newline="") as fh:  # parsed as NumPy reads it, never held whole
+        first = fh.readline()
+        try:
+            [float(c) for c in first.split(",")]
+            fh.seek(0)  # no header row: the first line is data
+        except ValueError:
+            pass
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*input contained no data")
+                X = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+        except ValueError as exc:
+            raise InputError(f"{path}: not numeric CSV ({exc}); without a {label_column!r} column every column "
+                             f"must be a feature number") from None
     if not X.size:
         raise InputError(f"{path}: no data rows")
-    if not np.isfinite(X).all():
-        r, c = np.argwhere(~np.isfinite(X))[0]
-        raise InputError(f"{path}: NaN or infinity at data row {r + 1}, column {c + 1}; remove or impute it")
+    bad = first_nonfinite(X)
+    if bad is not None:
+        raise InputError(f"{path}: NaN or infinity at data row {bad[0] + 1}, column {bad[1] + 1}; remove or impute it")
     return _fit_shape(path, X, input_shape, False), None
 
 
