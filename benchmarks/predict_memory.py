@@ -2,7 +2,7 @@
 source tree beside another (an earlier commit's checkout), run after each other in turn. Not run by CI.
 
     python benchmarks/predict_memory.py [--baseline DIR] [--rows 600000] [--print-rows 40000] [--repeats 2]
-                                        [--images 0]
+                                        [--images 0] [--library]
 
 It trains a small MNIST checkpoint (784-32-10, one epoch, NumPy float32) with this tree, writes MNIST's 10,000
 test images as float32 rows repeated to --rows rows (600,000: 1.88 GB) and to --print-rows rows, then for each
@@ -11,6 +11,7 @@ repeat and each tree (the order alternating) runs, as a fresh process with that 
   lines:  xpnet predict --checkpoint CK small.npy          (a line per input, to a file)
   images: xpnet predict --checkpoint CK images/ --invert no --quiet --output preds.csv   (with --images N: the
           first N test images as PNG files; this tree also with --prefetch 2, decoding in two threads)
+  library: model.predict_proba(np.load("big.npy", mmap_mode="r")) in Python (with --library)
 sampling the process's RssAnon (its own memory: heap, arrays) and RssFile (file pages mapped into it: the
 page cache of the .npy, which the kernel may drop) from /proc/PID/status every 20 ms. It prints the medians
 and checks that both trees wrote the same CSV and the same lines, byte for byte.
@@ -33,6 +34,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1 << 30
+#: the library case: a checkpoint's probabilities for a memory-mapped .npy, their SHA-256 printed
+LIBRARY = ("import sys, hashlib, numpy as np, xpnet; m = xpnet.load(sys.argv[1]); "
+           "p = m.predict_proba(np.load(sys.argv[2], mmap_mode='r')); print(p.shape, hashlib.sha256(p).hexdigest())")
 
 
 def run_sampled(cmd, env, stdout, cwd) -> tuple[float, int, int]:
@@ -67,6 +71,7 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--dir", default="/tmp")
     p.add_argument("--images", type=int, default=0, help="also predict on this many PNG files (default 0: not)")
+    p.add_argument("--library", action="store_true", help="also model.predict_proba on the mapped big.npy")
     args = p.parse_args(argv)
     trees = {"this tree": REPO} | ({"baseline": Path(args.baseline).resolve()} if args.baseline else {})
     work = Path(tempfile.mkdtemp(prefix="xpnet-predict-", dir=args.dir))
@@ -90,7 +95,7 @@ def main(argv=None) -> None:
     size = (work / "big.npy").stat().st_size
     print(f"{args.rows} x 784 float32 rows ({size / 1e9:.2f} GB) quiet with --output; {args.print_rows} rows with "
           f"a line each; {args.repeats} repeats, trees in turn", flush=True)
-    got = {k: {"quiet": [], "lines": [], "images": [], "images-prefetch": []} for k in trees}
+    got = {k: {"quiet": [], "lines": [], "images": [], "images-prefetch": [], "library": []} for k in trees}
     for r in range(args.repeats):
         for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
             env = dict(os.environ, PYTHONPATH=str(trees[name]))
@@ -105,6 +110,12 @@ def main(argv=None) -> None:
                                      work / "small.npy"], env, out, work)
             got[name]["quiet"].append(quiet)
             got[name]["lines"].append(lines)
+            if args.library:  # model.predict_proba on the memory-mapped array, in Python
+                with open(work / f"library-{tag}.txt", "wb") as out:
+                    got[name]["library"].append(run_sampled([sys.executable, "-c", LIBRARY, ck, work / "big.npy"],
+                                                            env, out, work))
+                print(f"  repeat {r + 1} {name:9s}: library {got[name]['library'][-1][0]:6.2f} s, peak RssAnon "
+                      f"{got[name]['library'][-1][1] / GIB:.3f} GiB", flush=True)
             for flags, key in (([], "images"), (["--prefetch", "2"], "images-prefetch")):
                 if args.images and (not flags or name == "this tree"):
                     got[name][key].append(run_sampled(
@@ -120,12 +131,15 @@ def main(argv=None) -> None:
         print(f"{name:9s}: quiet median {statistics.median(v[0] for v in q):.2f} s, peak RssAnon "
               f"{max(v[1] for v in q) / GIB:.3f} GiB (RssFile {max(v[2] for v in q) / GIB:.3f} GiB); lines median "
               f"{statistics.median(v[0] for v in lines):.2f} s")
-        for key in ("images", "images-prefetch"):
+        for key in ("images", "images-prefetch", "library"):
             if runs[key]:
                 med, peak = statistics.median(v[0] for v in runs[key]), max(v[1] for v in runs[key])
-                print(f"{name:9s}: {key} ({args.images} PNG files) median {med:.2f} s, peak RssAnon {peak / GIB:.3f} GiB")
+                what = "model.predict_proba(np.load(big.npy, mmap_mode='r'))" if key == "library" else \
+                    f"{args.images} PNG files"
+                print(f"{name:9s}: {key} ({what}) median {med:.2f} s, peak RssAnon {peak / GIB:.3f} GiB")
     pairs = [("preds-this-tree.csv", "preds-baseline.csv"), ("lines-this-tree.txt", "lines-baseline.txt"),
-             ("images-this-tree.csv", "images-baseline.csv"), ("images-this-tree.csv", "images-prefetch-this-tree.csv")]
+             ("images-this-tree.csv", "images-baseline.csv"), ("images-this-tree.csv", "images-prefetch-this-tree.csv"),
+             ("library-this-tree.txt", "library-baseline.txt")]
     for a, b in pairs:
         if (work / a).exists() and (work / b).exists():
             same = filecmp.cmp(work / a, work / b, shallow=False)

@@ -214,3 +214,26 @@ def test_cli_trains_resumes_and_evaluates_on_mapped_files(tmp_path, mnist_rows, 
     _refused(capsys, "9 labels for 600 samples", *run, "--dataset", tmp_path / "x.npy", "--labels", tmp_path / "y9.npy")
     np.save(tmp_path / "x.npy", X[:600][::-1])  # the file changed since the checkpoint
     _refused(capsys, "other data", "train", "--resume", tmp_path / "c.safetensors", "--epochs", 3)
+
+
+def test_predict_reads_a_memory_mapped_array_batch_by_batch(tmp_path, mnist_rows, monkeypatch):
+    """model.predict / predict_proba on host data (np.load(path, mmap_mode="r") here) read, scale and move it
+    batch by batch, never a scaled copy of the whole: the same bits as before (scaling it whole), and no
+    Scaler.transform call sees more than a batch."""
+    from xpnet.data.preprocessing import Scaler
+    X, y = mnist_rows
+    X = X[:600].astype(np.float32)  # float rows: scaled by Scaler.transform (integer pixels have a path of their own)
+    np.save(tmp_path / "x.npy", X)
+    mapped_x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    model = xpnet.Sequential([xpnet.Dense(784, 16), xpnet.ReLU(), xpnet.Dense(16, 10)], seed=1,
+                             preprocessing="standardize").fit(X, y[:600], epochs=1)
+    whole = model._outputs(model.prepare(model.as_samples(X)), True, 64, "test")  # scaled whole
+    sizes, real = [], Scaler.transform
+    monkeypatch.setattr(Scaler, "transform", lambda self, x, *a, **k: sizes.append(len(x)) or real(self, x, *a, **k))
+    np.testing.assert_array_equal(model.predict_proba(mapped_x, batch_size=64), whole)
+    assert max(sizes) == 64 and sum(sizes) == 600
+    assert model.predict(mapped_x).tolist() == model.predict(np.asarray(X)).tolist()
+    with pytest.raises(xpnet.InputError, match=r"X contains NaN or infinity \(first at row 3"):
+        bad = X[:8].astype(np.float64)
+        bad[3, 5] = np.nan
+        model.predict(bad)

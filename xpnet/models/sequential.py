@@ -304,6 +304,18 @@ class Sequential(Network):
         with self.bk:
             return self._outputs_on_device(X, proba, batch_size, progress)
 
+    def _raw_outputs(self, X, proba: bool, batch_size, owner: str, progress=None):
+        """predict's and predict_proba's outputs of raw X. Host data is checked whole (check_X reads it in chunks)
+        and then read, scaled and moved batch by batch (data.arrays.ArrayRows through `_dataset_outputs`: the
+        same values as scaling it whole), so a memory-mapped file larger than memory, or than the device's, is
+        never copied whole; token ids and device arrays go through `prepare` whole."""
+        Xs = self.as_samples(X)
+        if placement(Xs, self.bk) != "host" or self.integer_input:
+            return self._outputs(self.prepare(Xs), proba, batch_size, owner, progress)
+        from ..data.arrays import ArrayRows
+        return self._dataset_outputs(ArrayRows(check_X(Xs, self.input_shape, "X")), proba, batch_size, owner,
+                                     progress)
+
     def _dataset_outputs(self, ds, proba: bool, batch_size, owner: str, progress=None, prefetch: int = 0):
         """Host NumPy outputs (len(ds), ...) of a map-style dataset, its rows read and prepared batch by batch
         (`prepare_dataset`; prefetch=N: the next N batches read ahead by N threads,
@@ -348,8 +360,8 @@ class Sequential(Network):
             out = self._dataset_outputs(X, self.regression, batch_size, "predict", progress, prefetch)
             return out if self.regression or self._classes is None else self._classes[out]
         if self.regression:  # the outputs themselves (samples, outputs)
-            return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict", progress)
-        idx = self._outputs(self.prepare(self.as_samples(X)), False, batch_size, "predict", progress)
+            return self._raw_outputs(X, True, batch_size, "predict", progress)
+        idx = self._raw_outputs(X, False, batch_size, "predict", progress)
         if self._classes is None:
             return idx
         return self._classes[self.bk.to_numpy(idx) if placement(idx, self.bk) == "device" else idx]
@@ -360,7 +372,7 @@ class Sequential(Network):
         _check_prefetch(prefetch, "predict_proba")
         if is_dataset(X):
             return self._dataset_outputs(X, True, batch_size, "predict_proba", progress, prefetch)
-        return self._outputs(self.prepare(self.as_samples(X)), True, batch_size, "predict_proba", progress)
+        return self._raw_outputs(X, True, batch_size, "predict_proba", progress)
 
     def score(self, X, y=None, progress=None) -> float:
         """Accuracy (0-1) of `predict(X)` against labels y; for a sequence model (y: (samples, time) integer
