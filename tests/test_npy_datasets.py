@@ -123,6 +123,10 @@ def test_shards_read_as_one_dataset(tmp_path, mnist_rows):
     assert yb.dtype == np.int64 and len(ds) == N
     np.testing.assert_array_equal(np.concatenate(list(row_chunks(ds, chunk_bytes=8 * 784 * 300)())), X)
     np.testing.assert_array_equal(ds.labels(), y)
+    (tmp_path / "ys2").mkdir()  # label shards split elsewhere than the inputs' (a single file is one more way)
+    for i, (s, e) in enumerate([(0, 3), (3, 1500), (1500, N)]):
+        np.save(tmp_path / "ys2" / f"part{i}.npy", y[s:e])
+    np.testing.assert_array_equal(NpyDataset(tmp_path / "xs", tmp_path / "ys2").__getitems__(idx)[1], y[idx])
     for kind in ("unit", "symmetric", "standardize"):
         for dtype in ("float32", "float64"):
             model = xpnet.Sequential([Dense(784, 10)], backend="numpy", dtype=dtype, preprocessing=kind)

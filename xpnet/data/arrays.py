@@ -131,6 +131,7 @@ class NpyDataset:
             raise InputError(f"{xpath}: no rows (shape {first.shape}); give at least one sample")
         self.name = str(xpath)
         self.y_files, self.ys = self._labels(y)
+        self.y_offsets = np.cumsum([0] + [len(a) for a in self.ys])  # label shards need not split where x's do
 
     def _labels(self, y):
         if isinstance(y, (str, Path)):
@@ -168,7 +169,7 @@ class NpyDataset:
             raise InputError(f"{self.name}: row {int(idx.max() if idx.max() >= self.n else idx.min())} asked of "
                              f"{self.n} rows")
         return (gather(self.xs, self.offsets, idx, self.sample_shape, self.dtype),
-                gather(self.ys, self.offsets, idx, (), self.ys[0].dtype).astype(np.int64, copy=False))
+                gather(self.ys, self.y_offsets, idx, (), self.ys[0].dtype).astype(np.int64, copy=False))
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """x of rows start..stop-1, read as consecutive slices of the shards (a streaming pass's chunk)."""
