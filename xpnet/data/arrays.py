@@ -83,23 +83,6 @@ def _take(a, idx: np.ndarray) -> np.ndarray:
     return a.take_rows(idx) if hasattr(a, "take_rows") else np.take(a, idx, axis=0)
 
 
-class ArrayRows:
-    """A host array X (samples, *sample_shape) as a map-style dataset whose rows carry no targets (zeros): what
-    `Sequential.predict` reads host inputs as, batch by batch, so that a memory-mapped file (np.load(path,
-    mmap_mode="r")) is never copied whole. `name` is what its errors call it."""
-
-    def __init__(self, X, name: str = "X"):
-        self.X, self.name = X, name
-        self.sample_shape, self.dtype = tuple(X.shape[1:]), X.dtype
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def __getitems__(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        return np.take(self.X, idx, axis=0), np.zeros(len(idx), np.int64)
-
-
 class NpyDataset:
     """A map-style dataset (len, __getitems__) of memory-mapped .npy files: x (samples, *sample_shape) of real
     numbers (bool, integer or float) and y (samples,) integer class indices >= 0.

@@ -28,8 +28,9 @@ from .validation import check_X, first_nonfinite, host_samples
 
 
 class InputRows:
-    """What `xpnet predict` read, as a map-style dataset (len, __getitems__; `model.predict_proba` reads it batch
-    by batch): the files' samples (samples, *input_shape) one after another, and where each row came from. A
+    """Inputs to predict on, as a map-style dataset (len, __getitems__; `model.predict_proba` reads it batch by
+    batch): what `xpnet predict` read, the files' samples (samples, *input_shape) one after another, and where
+    each row came from; or one host array, as `Sequential.predict` reads one (blocks [("X", X)]). A
     .npy is memory-mapped and images are decoded when a batch asks for them (`ImageRows`), so inputs larger
     than memory are never held whole.
 

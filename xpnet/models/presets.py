@@ -340,9 +340,10 @@ def augment_layers(text: str) -> list[dict]:
 def canonical_augment(text: str) -> str:
     """--augment's value as the run records it, every argument written out: "crop,flip" -> "crop=4,flip=0.5"."""
     names = {cls: name for name, (cls, _, _) in AUGMENTATIONS.items()}
-    if not augment_layers(text):
+    layers = augment_layers(text)
+    if not layers:
         return "none"
-    return ",".join(f"{names[s['class']]}={next(iter(s['config'].values()))}" for s in augment_layers(text))
+    return ",".join(f"{names[s['class']]}={next(iter(s['config'].values()))}" for s in layers)
 
 
 def with_augmentation(spec: dict, cfg: dict) -> dict:

@@ -306,15 +306,15 @@ class Sequential(Network):
 
     def _raw_outputs(self, X, proba: bool, batch_size, owner: str, progress=None):
         """predict's and predict_proba's outputs of raw X. Host data is checked whole (check_X reads it in chunks)
-        and then read, scaled and moved batch by batch (data.arrays.ArrayRows through `_dataset_outputs`: the
-        same values as scaling it whole), so a memory-mapped file larger than memory, or than the device's, is
+        and then read, scaled and moved batch by batch (as one data.predict_inputs.InputRows through
+        `_dataset_outputs`: the same values as scaling it whole), so a memory-mapped file larger than memory, or than the device's, is
         never copied whole; token ids and device arrays go through `prepare` whole."""
         Xs = self.as_samples(X)
         if placement(Xs, self.bk) != "host" or self.integer_input:
             return self._outputs(self.prepare(Xs), proba, batch_size, owner, progress)
-        from ..data.arrays import ArrayRows
-        return self._dataset_outputs(ArrayRows(check_X(Xs, self.input_shape, "X")), proba, batch_size, owner,
-                                     progress)
+        from ..data.predict_inputs import InputRows
+        return self._dataset_outputs(InputRows([("X", check_X(Xs, self.input_shape, "X"))]), proba, batch_size,
+                                     owner, progress)
 
     def _dataset_outputs(self, ds, proba: bool, batch_size, owner: str, progress=None, prefetch: int = 0):
         """Host NumPy outputs (len(ds), ...) of a map-style dataset, its rows read and prepared batch by batch
